@@ -1,0 +1,1 @@
+"""Benchmarks behind the README's performance table; run them with ``spikeloop bench NAME``."""

@@ -1,0 +1,1 @@
+"""Collision-avoidance control: CRNN / quantised / BIF spiking controllers and the robot simulator."""

@@ -1,0 +1,1 @@
+"""Filters and transforms: Bessel filtering, event binning."""

@@ -1,0 +1,1 @@
+"""Sinks: LSL outlets, recorders, scorers."""

@@ -1,0 +1,1 @@
+"""Sources: replay of recordings, synthetic generators, LSL inlets."""

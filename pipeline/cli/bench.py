@@ -1,0 +1,26 @@
+"""``spikeloop bench NAME``: run a benchmark from ``benchmarks/`` and print medians/percentiles.
+
+Each benchmark module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    # name: (module, one-line help)
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="run a benchmark (timings as medians and percentiles, compared side by side)",
+        description="Benchmarks measure timing goals; results print as a table and optionally JSON.",
+    )
+    names = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    for name, (module_name, help_text) in BENCHMARKS.items():
+        bp = names.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        module.add_arguments(bp)
+        bp.set_defaults(func=module.run)

@@ -1,0 +1,53 @@
+"""``spikeloop evaluate``: score models offline (iBMI decoders on a recording, controllers on data and in closed loop).
+
+Model families register here; the heavy code (torch, snntorch) is imported only when a model is
+evaluated, never on the runtime path.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from pipeline.errors import UserError
+
+# model family (the model file's metadata 'family') -> "module:function" taking the parsed args and returning an exit code
+EVALUATORS: dict[str, str] = {
+    # iBMI decoders (issue 3/5): nodes.decoders
+    # collision-avoidance controllers (issue 4): nodes.control
+}
+
+
+def _add_decoder_options(p: argparse.ArgumentParser) -> None:
+    """Options of the iBMI decoder family (owned by nodes.decoders)."""
+
+
+def _add_control_options(p: argparse.ArgumentParser) -> None:
+    """Options of the collision-avoidance family (owned by nodes.control)."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score models offline: R2, spikes, synaptic ops, timing; or closed-loop driving",
+        description="Evaluate one or several model files and write a JSON report, a table and plots.",
+    )
+    p.add_argument("--model", required=True, nargs="+", help="model file(s) (.npz) to evaluate")
+    p.add_argument("--json", dest="json_path", help="write the report as JSON to this path")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add_decoder_options(p)
+    _add_control_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch on the model file's ``family`` metadata (every model file records its family)."""
+    from pipeline.modelfile import read_family
+
+    families = {read_family(path) for path in args.model}
+    if len(families) != 1:
+        raise UserError(f"evaluate one model family at a time; got {sorted(families)}")
+    family = families.pop()
+    if family not in EVALUATORS:
+        raise UserError(f"no evaluator for model family {family!r}; known: {', '.join(EVALUATORS)}")
+    module_name, _, func_name = EVALUATORS[family].partition(":")
+    return getattr(importlib.import_module(module_name), func_name)(args)

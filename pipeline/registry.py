@@ -1,0 +1,42 @@
+"""The registry of node kinds: the only names a graph config may use.
+
+A config names a node by ``kind``; the kind maps to a class inside this project, imported lazily
+(so a graph that does not use the robot simulator never imports it, and the runtime path never
+imports torch). A config cannot import arbitrary code.
+
+Add a kind by adding one line here: ``"kind": "module.path:ClassName"``.
+"""
+from __future__ import annotations
+
+import importlib
+
+from pipeline.node import Node
+
+NODE_KINDS: dict[str, str] = {
+    # sources
+    "replay": "nodes.sources.replay:Replay",
+    "synthetic_reaching": "nodes.sources.synthetic:SyntheticReaching",
+    # filters and transforms
+    # decoders
+    "linear_decoder": "nodes.decoders.linear:LinearDecoder",
+    # controllers and simulators
+    # sinks
+    "recorder": "nodes.sinks.recorder:Recorder",
+    "velocity_scorer": "nodes.sinks.scorer:VelocityScorer",
+}
+
+
+def node_class(kind: str) -> type[Node]:
+    """Import and return the class registered for ``kind`` (KeyError if unknown)."""
+    module_name, _, class_name = NODE_KINDS[kind].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(cls, type) and issubclass(cls, Node)):
+        raise TypeError(f"registry entry {kind!r} -> {NODE_KINDS[kind]} is not a Node subclass")
+    return cls
+
+
+def make_node(kind: str, name: str = "", **params) -> Node:
+    """Construct a node of ``kind`` with ``params`` and give it ``name`` (default: the kind)."""
+    node = node_class(kind)(**params)
+    node.name = name or kind
+    return node
