@@ -8,10 +8,11 @@ A node is constructed with keyword parameters (the ``params`` of its config entr
 2. ``start()`` may emit initial packets (a simulator's first observation).
 3. ``process(port, packet)`` handles one packet arriving on an input port and returns
    ``{output_port: packet}`` (possibly empty). Sources instead implement ``read()``.
-4. ``tick(now)`` is called about every ``tick_interval`` seconds, for nodes that must act when no
+4. ``flush()`` emits what is held back when the graph drains at the end (default: nothing).
+5. ``tick(now)`` is called about every ``tick_interval`` seconds, for nodes that must act when no
    data comes (a binning node closing a bin on time).
-5. ``state()`` / ``restore(state)`` checkpoint everything the node needs to resume.
-6. ``close()`` releases resources.
+6. ``state()`` / ``restore(state)`` checkpoint everything the node needs to resume.
+7. ``close()`` releases resources.
 
 Runners (``pipeline.runners``) decide where a node runs and how packets travel; a node can be used
 on its own in a notebook by calling these methods directly.
@@ -110,6 +111,10 @@ class Node:
         """Act on the clock (``now`` in seconds on the graph clock) when no data comes."""
         return {}
 
+    def flush(self) -> Outputs:
+        """Emit what is still held back (a delayed filter's tail) when the graph drains at the end."""
+        return {}
+
     def state(self) -> dict[str, Any]:
         """Everything needed to resume after a restart (numpy arrays allowed)."""
         return {}
@@ -151,6 +156,10 @@ class Source(Node):
 
     def read(self) -> Outputs | None:
         raise NotImplementedError(f"{type(self).__name__}.read")
+
+    def progress(self) -> tuple[float, float] | None:
+        """``(done, total)`` in seconds of data for a finite source (a replay), else None."""
+        return None
 
     def process(self, port: str, packet: Packet) -> Outputs:  # sources have no inputs
         raise RuntimeError(f"source {self.name!r} has no input ports")

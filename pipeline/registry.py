@@ -17,10 +17,12 @@ NODE_KINDS: dict[str, str] = {
     "replay": "nodes.sources.replay:Replay",
     "synthetic_reaching": "nodes.sources.synthetic:SyntheticReaching",
     # filters and transforms
+    "select_channels": "nodes.filters.select:SelectChannels",
     # decoders
     "linear_decoder": "nodes.decoders.linear:LinearDecoder",
     # controllers and simulators
     # sinks
+    "capture": "nodes.sinks.capture:Capture",
     "recorder": "nodes.sinks.recorder:Recorder",
     "velocity_scorer": "nodes.sinks.scorer:VelocityScorer",
 }

@@ -14,7 +14,7 @@ import sys
 from pipeline.errors import UserError
 
 SUBCOMMANDS = [
-    "run",
+    "run",  # also registers "check"
     "synth",
     "train",
     "evaluate",

@@ -1,0 +1,434 @@
+"""Graph configs: load a YAML graph, validate everything up front, open its nodes in order.
+
+A config (see ``configs/``)::
+
+    name: replay_decode
+    description: what the graph does
+    nodes:
+      replay:  {kind: replay, params: {path: recordings/reaching_sample.xdfz, speed: max}}
+      decoder: {kind: linear_decoder, params: {fit_recording: recordings/reaching_sample.xdfz}}
+      score:   {kind: velocity_scorer}
+    edges:
+      - replay.spikes -> decoder -> score.pred   # a chain; ports default to a node's only port
+      - replay.velocity -> score.true
+      - controller ~> sim.command                # "~>" marks a feedback edge (closes a loop)
+    runtime:
+      runner: local                              # local | ray | ray-compiled
+      fuse: [[decoder, score]]                   # nodes sharing one Ray actor
+
+Every error names the file, the node and the key, and suggests the nearest valid name for a
+misspelling. Node kinds come only from :mod:`pipeline.registry`: a config cannot import code.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import ConfigError, UserError
+from pipeline.node import Node, StreamMismatch
+from pipeline.packet import StreamInfo
+from pipeline.registry import NODE_KINDS, node_class
+
+TOP_LEVEL_KEYS = ("name", "description", "nodes", "edges", "runtime")
+NODE_KEYS = ("kind", "params", "resources")
+RUNTIME_KEYS = ("runner", "fuse", "address", "dashboard", "num_cpus")
+RUNNERS = ("local", "ray", "ray-compiled")
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def nearest(name: str, choices: list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or a list of the choices."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (valid: {', '.join(sorted(choices))})" if choices else ""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a config: its name, registered kind, constructor params and Ray resources."""
+
+    name: str
+    kind: str
+    params: dict[str, Any]
+    resources: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A connection from ``src.src_port`` to ``dst.dst_port``; ``feedback`` closes a loop."""
+
+    src: str
+    src_port: str
+    dst: str
+    dst_port: str
+    feedback: bool = False
+
+    def __str__(self) -> str:
+        arrow = "~>" if self.feedback else "->"
+        return f"{self.src}.{self.src_port} {arrow} {self.dst}.{self.dst_port}"
+
+
+@dataclass
+class GraphSpec:
+    """A validated graph: node specs, constructed nodes, edges and runtime options.
+
+    Attributes:
+        nodes: node specs by name, in config order.
+        instances: the constructed (not yet opened) nodes by name.
+        edges: every edge, chains expanded.
+        runtime: the ``runtime`` section with defaults filled in.
+        file: the config path, for error messages.
+    """
+
+    name: str
+    description: str
+    file: str
+    nodes: dict[str, NodeSpec]
+    instances: dict[str, Node]
+    edges: list[Edge]
+    runtime: dict[str, Any]
+
+    def routes(self) -> dict[tuple[str, str], list[tuple[str, str]]]:
+        """``(src, src_port) -> [(dst, dst_port), ...]`` for every output port (possibly empty)."""
+        table: dict[tuple[str, str], list[tuple[str, str]]] = {
+            (name, port): [] for name, node in self.instances.items() for port in node.outputs
+        }
+        for e in self.edges:
+            table[(e.src, e.src_port)].append((e.dst, e.dst_port))
+        return table
+
+    def order(self) -> list[str]:
+        """Node names in topological order, feedback edges ignored (config order breaks ties)."""
+        return _topological_order(list(self.nodes), [e for e in self.edges if not e.feedback])
+
+    def sinks(self) -> set[str]:
+        """Nodes where packets leave the graph: no outgoing edge."""
+        has_out = {e.src for e in self.edges}
+        return {name for name in self.nodes if name not in has_out}
+
+
+def load_graph(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> GraphSpec:
+    """Read, override (``node.param=value`` or ``runtime.key=value``) and validate a config file."""
+    file = str(path)
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(file, "config file not found") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(file, f"not valid YAML: {exc}") from None
+    return parse_graph(doc, file, overrides)
+
+
+def apply_override(doc: dict[str, Any], override: str, file: str) -> None:
+    """Apply one ``--set`` override in place: ``node.param=value`` or ``runtime.key=value``.
+
+    The value is parsed as YAML (``speed=max`` is a string, ``speed=2`` a number).
+    """
+    target, sep, raw = override.partition("=")
+    if not sep or "." not in target:
+        raise ConfigError(file, f"bad override {override!r}: use node.param=value or runtime.key=value")
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    head, _, key = target.partition(".")
+    if head == "runtime":
+        doc.setdefault("runtime", {})[key] = value
+        return
+    nodes = doc.get("nodes") or {}
+    if head not in nodes:
+        raise ConfigError(file, f"override {override!r}: no node {head!r}" + nearest(head, list(nodes)))
+    entry = nodes[head]
+    if not isinstance(entry, dict):
+        raise ConfigError(file, "node entry must be a mapping", node=head)
+    params = entry.get("params")
+    if params is None:
+        params = entry["params"] = {}
+    if not isinstance(params, dict):
+        raise ConfigError(file, "'params' must be a mapping", node=head, key="params")
+    params[key] = value
+
+
+def parse_graph(doc: Any, file: str, overrides: list[str] | tuple[str, ...] = ()) -> GraphSpec:
+    """Validate a parsed config document (see the module docstring) and construct its nodes."""
+    if not isinstance(doc, dict):
+        raise ConfigError(file, "a graph config must be a YAML mapping with 'nodes' and 'edges'")
+    for key in doc:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(file, f"unknown top-level key {key!r}" + nearest(str(key), TOP_LEVEL_KEYS))
+    for override in overrides:
+        apply_override(doc, override, file)
+    raw_nodes = doc.get("nodes")
+    if not isinstance(raw_nodes, dict) or not raw_nodes:
+        raise ConfigError(file, "'nodes' must be a non-empty mapping of node name -> {kind, params}")
+
+    specs = {name: _parse_node(file, name, entry) for name, entry in raw_nodes.items()}
+    instances = {name: _construct(file, spec) for name, spec in specs.items()}
+    raw_edges = doc.get("edges") or []
+    if not isinstance(raw_edges, list):
+        raise ConfigError(file, "'edges' must be a list of 'a -> b' strings or {from, to} mappings")
+    edges = [e for i, item in enumerate(raw_edges) for e in _parse_edge_item(file, i, item, instances)]
+    _check_edges(file, edges, instances)
+    runtime = _parse_runtime(file, doc.get("runtime") or {}, specs)
+    return GraphSpec(
+        name=str(doc.get("name") or Path(file).stem),
+        description=str(doc.get("description") or ""),
+        file=file,
+        nodes=specs,
+        instances=instances,
+        edges=edges,
+        runtime=runtime,
+    )
+
+
+def _parse_node(file: str, name: Any, entry: Any) -> NodeSpec:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ConfigError(file, f"node name {name!r} must be an identifier (letters, digits, _)")
+    if not isinstance(entry, dict):
+        raise ConfigError(file, "node entry must be a mapping with 'kind' and optional 'params'", node=name)
+    for key in entry:
+        if key not in NODE_KEYS:
+            raise ConfigError(file, f"unknown key{nearest(str(key), NODE_KEYS)}", node=name, key=str(key))
+    kind = entry.get("kind")
+    if not kind:
+        raise ConfigError(file, "missing 'kind'", node=name, key="kind")
+    if kind not in NODE_KINDS:
+        raise ConfigError(file, f"unknown node kind {kind!r}" + nearest(str(kind), list(NODE_KINDS)), node=name, key="kind")
+    params = entry.get("params") or {}
+    if not isinstance(params, dict):
+        raise ConfigError(file, "'params' must be a mapping", node=name, key="params")
+    resources = entry.get("resources") or {}
+    if not isinstance(resources, dict) or not all(isinstance(v, (int, float)) for v in resources.values()):
+        raise ConfigError(file, "'resources' must map resource names to numbers", node=name, key="resources")
+    cls = node_class(kind)
+    signature = inspect.signature(cls.__init__)
+    accepted = [p.name for p in signature.parameters.values()
+                if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in params:
+        if key not in accepted:
+            raise ConfigError(
+                file, f"unknown param for kind {kind!r}" + nearest(str(key), accepted), node=name, key=f"params.{key}"
+            )
+    for p in signature.parameters.values():
+        if p.name in accepted and p.default is inspect.Parameter.empty and p.name not in params:
+            raise ConfigError(file, f"missing required param for kind {kind!r}", node=name, key=f"params.{p.name}")
+    return NodeSpec(name=name, kind=kind, params=dict(params), resources=dict(resources))
+
+
+def _construct(file: str, spec: NodeSpec) -> Node:
+    try:
+        node = node_class(spec.kind)(**spec.params)
+    except ConfigError:
+        raise
+    except UserError as exc:  # e.g. a bad recording: keep the node's own message
+        raise ConfigError(file, str(exc), node=spec.name, key="params") from None
+    except (ValueError, TypeError, KeyError, OSError) as exc:
+        raise ConfigError(file, f"bad params for kind {spec.kind!r}: {exc}", node=spec.name, key="params") from None
+    node.name = spec.name
+    return node
+
+
+def _parse_endpoint(file: str, text: str, where: str, instances: dict[str, Node]) -> tuple[str, str | None]:
+    text = text.strip()
+    name, _, port = text.partition(".")
+    if name not in instances:
+        raise ConfigError(file, f"{where}: edge names a missing node {name!r}" + nearest(name, list(instances)), key="edges")
+    return name, (port or None)
+
+
+def _pick_port(file: str, node: Node, port: str | None, direction: str, where: str) -> str:
+    ports = node.outputs if direction == "output" else node.inputs
+    if port is None:
+        if len(ports) == 1:
+            return ports[0]
+        if not ports:
+            raise ConfigError(file, f"{where}: node has no {direction} ports", node=node.name, key="edges")
+        raise ConfigError(
+            file,
+            f"{where}: node has several {direction} ports ({', '.join(ports)}); name one, "
+            f"e.g. {node.name}.{ports[0]}",
+            node=node.name,
+            key="edges",
+        )
+    if port not in ports:
+        valid = tuple(ports)
+        raise ConfigError(
+            file, f"{where}: no {direction} port {port!r}" + (nearest(port, valid) if valid else f" (it has no {direction} ports)"),
+            node=node.name, key="edges",
+        )
+    return port
+
+
+def _parse_edge_item(file: str, index: int, item: Any, instances: dict[str, Node]) -> list[Edge]:
+    where = f"edges[{index}]"
+    if isinstance(item, dict):
+        unknown = set(item) - {"from", "to", "feedback"}
+        if unknown or "from" not in item or "to" not in item:
+            raise ConfigError(file, f"{where}: an edge mapping needs 'from' and 'to' (and optional 'feedback')", key="edges")
+        hops = [str(item["from"]), str(item["to"])]
+        arrows = ["~>" if item.get("feedback") else "->"]
+    elif isinstance(item, str):
+        parts = re.split(r"\s*(->|~>)\s*", item.strip())
+        hops, arrows = parts[0::2], parts[1::2]
+        if len(hops) < 2 or any(not h for h in hops):
+            raise ConfigError(file, f"{where}: cannot read edge {item!r}; write 'a.port -> b.port' ('~>' for feedback)", key="edges")
+    else:
+        raise ConfigError(file, f"{where}: an edge is a string 'a -> b' or a mapping {{from, to}}", key="edges")
+    endpoints = [_parse_endpoint(file, h, where, instances) for h in hops]
+    edges = []
+    for i, arrow in enumerate(arrows):
+        (src, src_port), (dst, dst_port) = endpoints[i], endpoints[i + 1]
+        if 0 < i and src_port is not None:  # a middle node "b.x" names its input port
+            src_port = None
+        edges.append(
+            Edge(
+                src=src,
+                src_port=_pick_port(file, instances[src], src_port, "output", where),
+                dst=dst,
+                dst_port=_pick_port(file, instances[dst], dst_port, "input", where),
+                feedback=arrow == "~>",
+            )
+        )
+    return edges
+
+
+def _check_edges(file: str, edges: list[Edge], instances: dict[str, Node]) -> None:
+    seen: dict[tuple[str, str], Edge] = {}
+    for e in edges:
+        if (e.dst, e.dst_port) in seen:
+            raise ConfigError(
+                file, f"input port {e.dst_port!r} is fed twice ({seen[(e.dst, e.dst_port)]} and {e})",
+                node=e.dst, key="edges",
+            )
+        seen[(e.dst, e.dst_port)] = e
+        if e.feedback and e.dst_port not in type(instances[e.dst]).feedback_inputs:
+            accepts = type(instances[e.dst]).feedback_inputs
+            raise ConfigError(
+                file,
+                f"edge {e} is marked feedback but port {e.dst_port!r} does not accept feedback"
+                + (f" (feedback ports: {', '.join(accepts)})" if accepts else " (the node has no feedback ports)"),
+                node=e.dst, key="edges",
+            )
+    cycle = _find_cycle(list(instances), [e for e in edges if not e.feedback])
+    if cycle:
+        raise ConfigError(
+            file,
+            "cycle " + " -> ".join(cycle + [cycle[0]]) + " has no feedback edge; mark the edge that "
+            "closes the loop with '~>' (for example 'controller ~> sim.command')",
+            key="edges",
+        )
+
+
+def _find_cycle(names: list[str], edges: list[Edge]) -> list[str]:
+    """One cycle (list of node names) among ``edges``, or [] if acyclic."""
+    succ: dict[str, list[str]] = {n: [] for n in names}
+    for e in edges:
+        succ[e.src].append(e.dst)
+    color = {n: 0 for n in names}  # 0 new, 1 on stack, 2 done
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str]:
+        color[n] = 1
+        stack.append(n)
+        for m in succ[n]:
+            if color[m] == 1:
+                return stack[stack.index(m):]
+            if color[m] == 0:
+                found = visit(m)
+                if found:
+                    return found
+        stack.pop()
+        color[n] = 2
+        return []
+
+    for n in names:
+        if color[n] == 0:
+            found = visit(n)
+            if found:
+                return list(found)
+    return []
+
+
+def _topological_order(names: list[str], edges: list[Edge]) -> list[str]:
+    indegree = {n: 0 for n in names}
+    for e in edges:
+        indegree[e.dst] += 1
+    order: list[str] = []
+    ready = [n for n in names if indegree[n] == 0]
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for e in edges:
+            if e.src == n:
+                indegree[e.dst] -= 1
+                if indegree[e.dst] == 0:
+                    ready.append(e.dst)
+    return order
+
+
+def _parse_runtime(file: str, runtime: Any, specs: dict[str, NodeSpec]) -> dict[str, Any]:
+    if not isinstance(runtime, dict):
+        raise ConfigError(file, "'runtime' must be a mapping", key="runtime")
+    for key in runtime:
+        if key not in RUNTIME_KEYS:
+            raise ConfigError(file, f"unknown runtime key {key!r}" + nearest(str(key), RUNTIME_KEYS), key="runtime")
+    out = {"runner": "local", "fuse": [], "address": None, "dashboard": False, "num_cpus": None}
+    out.update(runtime)
+    if out["runner"] not in RUNNERS:
+        raise ConfigError(file, f"unknown runner {out['runner']!r}" + nearest(str(out["runner"]), RUNNERS), key="runtime.runner")
+    fuse = out["fuse"] or []
+    if not isinstance(fuse, list) or not all(isinstance(g, list) for g in fuse):
+        raise ConfigError(file, "'fuse' must be a list of lists of node names", key="runtime.fuse")
+    placed: dict[str, int] = {}
+    for gi, group in enumerate(fuse):
+        for name in group:
+            if name not in specs:
+                raise ConfigError(file, f"fuse group {gi} names a missing node {name!r}" + nearest(str(name), list(specs)), key="runtime.fuse")
+            if name in placed:
+                raise ConfigError(file, f"node {name!r} is in fuse groups {placed[name]} and {gi}", key="runtime.fuse")
+            placed[name] = gi
+    out["fuse"] = [list(g) for g in fuse]
+    return out
+
+
+def open_graph(spec: GraphSpec, nodes: dict[str, Node] | None = None) -> dict[tuple[str, str], StreamInfo]:
+    """Open every node in topological order; return the description of every output port.
+
+    A node's ``open`` receives the descriptions of its (non-feedback) input ports and may raise
+    :class:`StreamMismatch`; that becomes a :class:`ConfigError` naming the file, the node, the port
+    and the upstream node. Feedback descriptions are delivered after all nodes are open.
+    """
+    nodes = spec.instances if nodes is None else nodes
+    infos: dict[tuple[str, str], StreamInfo] = {}
+    incoming: dict[str, list[Edge]] = {n: [] for n in spec.nodes}
+    for e in spec.edges:
+        incoming[e.dst].append(e)
+    for name in spec.order():
+        inputs = {e.dst_port: infos[(e.src, e.src_port)] for e in incoming[name] if not e.feedback}
+        outputs = _open_one(spec, name, nodes[name], inputs, incoming[name])
+        for port in nodes[name].outputs:
+            if port not in outputs:
+                raise ConfigError(spec.file, f"node opened without describing its output port {port!r}", node=name)
+            infos[(name, port)] = outputs[port]
+    for e in spec.edges:
+        if e.feedback:
+            try:
+                nodes[e.dst].open_feedback(e.dst_port, infos[(e.src, e.src_port)])
+            except StreamMismatch as exc:
+                raise ConfigError(spec.file, f"{exc} (fed back from {e.src}.{e.src_port})", node=e.dst, key=f"input {e.dst_port}") from None
+    return infos
+
+
+def _open_one(spec: GraphSpec, name: str, node: Node, inputs: dict[str, StreamInfo], edges: list[Edge]) -> dict[str, StreamInfo]:
+    try:
+        return node.open(inputs)
+    except StreamMismatch as exc:
+        upstream = next((f" (from {e.src}.{e.src_port})" for e in edges if e.dst_port == exc.port), "")
+        raise ConfigError(spec.file, f"{exc}{upstream}", node=name, key=f"input {exc.port}") from None
