@@ -16,6 +16,7 @@ NODE_KINDS: dict[str, str] = {
     # sources
     "replay": "nodes.sources.replay:Replay",
     "synthetic_reaching": "nodes.sources.synthetic:SyntheticReaching",
+    "signal_generator": "nodes.sources.signal:SignalGenerator",
     # filters and transforms
     "select_channels": "nodes.filters.select:SelectChannels",
     # decoders

@@ -1,0 +1,157 @@
+"""Config validation: every error names the file, the node and the key, with the nearest name."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ConfigError
+from pipeline.graph import load_graph, open_graph
+
+GOOD = """
+name: demo
+nodes:
+  gen: {kind: signal_generator, params: {channels: 4, rate_hz: 250, duration_s: 1}}
+  pick: {kind: select_channels, params: {channels: [0, 2]}}
+  cap: {kind: capture}
+edges:
+  - gen -> pick -> cap
+"""
+
+
+def error_of(write_config, text: str, overrides=()) -> str:
+    path = write_config(text)
+    with pytest.raises(ConfigError) as info:
+        spec = load_graph(path, overrides)
+        open_graph(spec)
+    message = str(info.value)
+    assert str(path) in message, message  # every error names the file
+    return message
+
+
+def test_good_config_loads_and_opens(write_config):
+    spec = load_graph(write_config(GOOD))
+    infos = open_graph(spec)
+    assert spec.order() == ["gen", "pick", "cap"]
+    assert infos[("pick", "out")].channel_count == 2
+    assert infos[("pick", "out")].channel_labels == ("ch0", "ch2")
+    assert [str(e) for e in spec.edges] == ["gen.out -> pick.in", "pick.out -> cap.in"]
+
+
+def test_unknown_kind_suggests_nearest(write_config):
+    msg = error_of(write_config, GOOD.replace("kind: select_channels", "kind: select_chanels"))
+    assert "node 'pick'" in msg and "key 'kind'" in msg
+    assert "unknown node kind 'select_chanels'" in msg and "did you mean 'select_channels'" in msg
+
+
+def test_unknown_param_suggests_nearest(write_config):
+    msg = error_of(write_config, GOOD.replace("rate_hz: 250", "rate_h: 250"))
+    assert "node 'gen'" in msg and "key 'params.rate_h'" in msg and "did you mean 'rate_hz'" in msg
+
+
+def test_missing_required_param(write_config):
+    msg = error_of(write_config, GOOD.replace("{kind: select_channels, params: {channels: [0, 2]}}", "{kind: select_channels}"))
+    assert "node 'pick'" in msg and "key 'params.channels'" in msg and "missing required param" in msg
+
+
+def test_unknown_node_key_and_top_level_key(write_config):
+    msg = error_of(write_config, GOOD.replace("{kind: capture}", "{kind: capture, parms: {}}"))
+    assert "node 'cap'" in msg and "key 'parms'" in msg and "did you mean 'params'" in msg
+    msg = error_of(write_config, GOOD + "edgs: []\n")
+    assert "unknown top-level key 'edgs'" in msg and "did you mean 'edges'" in msg
+
+
+def test_edge_to_missing_node(write_config):
+    msg = error_of(write_config, GOOD.replace("gen -> pick -> cap", "gen -> pik -> cap"))
+    assert "edges[0]" in msg and "missing node 'pik'" in msg and "did you mean 'pick'" in msg
+
+
+def test_edge_to_missing_port(write_config):
+    msg = error_of(write_config, GOOD.replace("gen -> pick -> cap", "gen.output -> pick -> cap"))
+    assert "node 'gen'" in msg and "no output port 'output'" in msg and "did you mean 'out'" in msg
+    msg = error_of(write_config, GOOD.replace("gen -> pick -> cap", "gen -> pick -> cap.inn"))
+    assert "node 'cap'" in msg and "no input port 'inn'" in msg and "did you mean 'in'" in msg
+
+
+def test_cycle_without_feedback_is_refused(write_config):
+    text = """
+nodes:
+  a: {kind: select_channels, params: {channels: [0]}}
+  b: {kind: select_channels, params: {channels: [0]}}
+edges:
+  - a -> b -> a
+"""
+    msg = error_of(write_config, text)
+    assert "cycle a -> b -> a has no feedback edge" in msg and "'~>'" in msg
+
+
+def test_feedback_mark_on_a_port_that_takes_no_feedback(write_config):
+    text = """
+nodes:
+  a: {kind: select_channels, params: {channels: [0]}}
+  b: {kind: select_channels, params: {channels: [0]}}
+edges:
+  - a -> b
+  - b ~> a
+"""
+    msg = error_of(write_config, text)
+    assert "node 'a'" in msg and "does not accept feedback" in msg
+
+
+def test_channel_count_mismatch_names_node_port_and_both_values(write_config):
+    msg = error_of(write_config, GOOD.replace("channels: [0, 2]", "channels: [0, 7]"))
+    assert "node 'pick'" in msg and "input port 'in'" in msg and "from gen.out" in msg
+    assert "7" in msg and "4" in msg
+
+
+def test_port_fed_twice(write_config):
+    text = GOOD + "  - gen -> cap\n"
+    msg = error_of(write_config, text)
+    assert "node 'cap'" in msg and "fed twice" in msg
+
+
+def test_runtime_section_validation(write_config):
+    msg = error_of(write_config, GOOD + "runtime: {runner: rey}\n")
+    assert "key 'runtime.runner'" in msg and "did you mean 'ray'" in msg
+    msg = error_of(write_config, GOOD + "runtime: {fuse: [[gen, pik]]}\n")
+    assert "missing node 'pik'" in msg and "did you mean 'pick'" in msg
+    msg = error_of(write_config, GOOD + "runtime: {runer: ray}\n")
+    assert "unknown runtime key 'runer'" in msg and "did you mean 'runner'" in msg
+
+
+def test_ambiguous_port_must_be_named(write_config):
+    text = """
+nodes:
+  gen: {kind: signal_generator}
+  cap: {kind: capture, params: {streams: [a, b]}}
+edges:
+  - gen -> cap
+"""
+    msg = error_of(write_config, text)
+    assert "node 'cap'" in msg and "several input ports (a, b)" in msg and "cap.a" in msg
+
+
+def test_bad_yaml_and_missing_file(write_config, tmp_path):
+    msg = error_of(write_config, "nodes: [unclosed\n")
+    assert "not valid YAML" in msg
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_graph(tmp_path / "nope.yaml")
+
+
+def test_overrides(write_config):
+    spec = load_graph(write_config(GOOD), ["gen.channels=6", "runtime.runner=ray"])
+    assert spec.nodes["gen"].params["channels"] == 6 and spec.runtime["runner"] == "ray"
+    msg = error_of(write_config, GOOD, ["gn.channels=6"])
+    assert "no node 'gn'" in msg and "did you mean 'gen'" in msg
+
+
+def test_bad_param_value_is_a_config_error(write_config):
+    msg = error_of(write_config, GOOD.replace("rate_hz: 250", "rate_hz: -5"))
+    assert "node 'gen'" in msg and "rate_hz" in msg
+
+
+def test_every_shipped_config_validates():
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for path in sorted(configs.glob("*.yaml")):
+        spec = load_graph(path)
+        assert spec.nodes, path
