@@ -19,6 +19,7 @@ NODE_KINDS: dict[str, str] = {
     "signal_generator": "nodes.sources.signal:SignalGenerator",
     # filters and transforms
     "select_channels": "nodes.filters.select:SelectChannels",
+    "bessel": "nodes.filters.bessel:BesselFilter",
     # decoders
     "linear_decoder": "nodes.decoders.linear:LinearDecoder",
     # controllers and simulators
