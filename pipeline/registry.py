@@ -17,14 +17,19 @@ NODE_KINDS: dict[str, str] = {
     "replay": "nodes.sources.replay:Replay",
     "synthetic_reaching": "nodes.sources.synthetic:SyntheticReaching",
     "signal_generator": "nodes.sources.signal:SignalGenerator",
+    "lsl_inlet": "nodes.sources.lsl_inlet:LslInlet",
     # filters and transforms
     "select_channels": "nodes.filters.select:SelectChannels",
     "bessel": "nodes.filters.bessel:BesselFilter",
+    "event_binner": "nodes.filters.binning:EventBinner",
     # decoders
+    "decoder": "nodes.decoders.node:Decoder",
+    "snn_decoder": "nodes.decoders.node:Decoder",  # alias of "decoder" (any decoder model file)
     "linear_decoder": "nodes.decoders.linear:LinearDecoder",
     # controllers and simulators
     # sinks
     "capture": "nodes.sinks.capture:Capture",
+    "lsl_outlet": "nodes.sinks.lsl_outlet:LslOutlet",
     "recorder": "nodes.sinks.recorder:Recorder",
     "velocity_scorer": "nodes.sinks.scorer:VelocityScorer",
 }

@@ -1,0 +1,186 @@
+"""Shared Lab Streaming Layer helpers: stream descriptions both ways, resolving with clear errors.
+
+* :func:`to_lsl_info` / :func:`from_lsl_info` convert between our :class:`~pipeline.packet.StreamInfo`
+  and ``pylsl.StreamInfo``. Channel labels and units travel in the LSL description the way every
+  LSL client reads them (``desc/channels/channel/{label,unit,type}``, as LabRecorder, mne-lsl and
+  pylsl's ``get_channel_labels`` expect); our free-form ``metadata`` travels as JSON text in
+  ``desc/spikeloop/metadata``.
+* :func:`resolve_one` finds exactly one stream by name, type and/or source id within a timeout
+  and, when it cannot, raises a :class:`~pipeline.errors.UserError` naming what it looked for and
+  listing the streams it can see.
+
+Network scope: liblsl discovers streams by multicast/broadcast on the local network and outlets
+accept TCP connections on every interface. To keep a session on this machine only, give liblsl a
+config file with ``[multicast] ResolveScope = machine`` (``LSLAPICFG=/path/lsl_api.cfg``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pylsl
+
+from pipeline.errors import UserError
+from pipeline.packet import StreamInfo
+
+# numpy dtype name <-> LSL channel format. LSL has no unsigned or bool formats.
+_DTYPE_TO_LSL: dict[str, int] = {
+    "float32": pylsl.cf_float32,
+    "float64": pylsl.cf_double64,
+    "int8": pylsl.cf_int8,
+    "int16": pylsl.cf_int16,
+    "int32": pylsl.cf_int32,
+    "int64": pylsl.cf_int64,
+}
+_LSL_TO_DTYPE: dict[int, str] = {v: k for k, v in _DTYPE_TO_LSL.items()}
+
+
+def lsl_format(dtype: str, *, stream: str = "") -> int:
+    """The LSL channel format for numpy dtype name ``dtype``; a UserError for unsupported dtypes."""
+    try:
+        return _DTYPE_TO_LSL[str(dtype)]
+    except KeyError:
+        raise UserError(
+            f"stream {stream!r}: dtype {dtype!r} cannot be sent over LSL "
+            f"(supported: {', '.join(_DTYPE_TO_LSL)}); convert it upstream"
+        ) from None
+
+
+def to_lsl_info(info: StreamInfo, *, name: str | None = None, type: str | None = None,
+                source_id: str | None = None) -> pylsl.StreamInfo:
+    """A ``pylsl.StreamInfo`` for ``info`` (optionally renamed), with labels/units/metadata in desc."""
+    lsl = pylsl.StreamInfo(
+        name or info.name,
+        type if type is not None else info.type,
+        info.channel_count,
+        info.nominal_rate,
+        lsl_format(info.dtype, stream=info.name),
+        source_id if source_id is not None else info.source_id,
+    )
+    if info.channel_count and (info.channel_labels or info.units):
+        channels = lsl.desc().append_child("channels")
+        for k in range(info.channel_count):
+            ch = channels.append_child("channel")
+            if info.channel_labels:
+                ch.append_child_value("label", str(info.channel_labels[k]))
+            if info.units:
+                ch.append_child_value("unit", str(info.units[k]))
+            ch.append_child_value("type", info.type)
+    if info.metadata:
+        lsl.desc().append_child("spikeloop").append_child_value(
+            "metadata", json.dumps(info.metadata, default=str)
+        )
+    return lsl
+
+
+def _channel_field(lsl: pylsl.StreamInfo, field: str) -> tuple[str, ...]:
+    """Per-channel ``field`` values from desc, or () unless every channel has one."""
+    channels = lsl.desc().child("channels")
+    if channels.empty():
+        return ()
+    values: list[str] = []
+    ch = channels.child("channel")
+    while not ch.empty():
+        values.append(ch.child_value(field))
+        ch = ch.next_sibling("channel")
+    if len(values) != lsl.channel_count() or not all(values):
+        return ()
+    return tuple(values)
+
+
+def from_lsl_info(lsl: pylsl.StreamInfo) -> StreamInfo:
+    """Our StreamInfo from a *full* ``pylsl.StreamInfo`` (``inlet.info()``, which carries desc).
+
+    ``metadata`` gets the stream's JSON metadata (if sent by spikeloop) plus ``lsl_uid``,
+    ``lsl_hostname`` and ``lsl_created_at`` for the record.
+    """
+    fmt = lsl.channel_format()
+    if fmt not in _LSL_TO_DTYPE:
+        raise UserError(
+            f"LSL stream {lsl.name()!r} has channel format {fmt} (string or unknown); "
+            "only numeric streams can enter a graph"
+        )
+    metadata: dict[str, Any] = {}
+    text = lsl.desc().child("spikeloop").child_value("metadata")
+    if text:
+        try:
+            metadata.update(json.loads(text))
+        except ValueError:
+            metadata["lsl_metadata_text"] = text
+    metadata.update(lsl_uid=lsl.uid(), lsl_hostname=lsl.hostname(), lsl_created_at=lsl.created_at())
+    return StreamInfo(
+        name=lsl.name(),
+        type=lsl.type(),
+        channel_count=lsl.channel_count(),
+        nominal_rate=float(lsl.nominal_srate()),
+        dtype=_LSL_TO_DTYPE[fmt],
+        channel_labels=_channel_field(lsl, "label"),
+        units=_channel_field(lsl, "unit"),
+        source_id=lsl.source_id(),
+        metadata=metadata,
+    )
+
+
+@dataclass(frozen=True)
+class StreamQuery:
+    """What to look for: any combination of name, type and source id (at least one)."""
+
+    name: str | None = None
+    type: str | None = None
+    source_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.name or self.type or self.source_id):
+            raise UserError("an LSL stream query needs at least one of name, type, source_id")
+        for what, value in (("name", self.name), ("type", self.type), ("source_id", self.source_id)):
+            if value is not None and "'" in value:
+                raise UserError(f"LSL stream {what} {value!r} may not contain a single quote")
+
+    def predicate(self) -> str:
+        """The XPath 1.0 predicate liblsl resolves with, e.g. ``name='spikes' and type='EEG'``."""
+        parts = [f"{k}='{v}'" for k, v in (("name", self.name), ("type", self.type), ("source_id", self.source_id)) if v]
+        return " and ".join(parts)
+
+    def matches(self, lsl: pylsl.StreamInfo) -> bool:
+        return ((not self.name or lsl.name() == self.name) and (not self.type or lsl.type() == self.type)
+                and (not self.source_id or lsl.source_id() == self.source_id))
+
+    def __str__(self) -> str:
+        return self.predicate().replace(" and ", ", ")
+
+
+def describe(lsl: pylsl.StreamInfo) -> str:
+    """One line about a stream: ``'spikes' (type SpikeCounts, 96 ch, 250 Hz, source_id x, host h)``."""
+    rate = "irregular" if lsl.nominal_srate() == 0 else f"{lsl.nominal_srate():g} Hz"
+    return (f"{lsl.name()!r} (type {lsl.type()!r}, {lsl.channel_count()} ch, {rate}, "
+            f"source_id {lsl.source_id()!r}, host {lsl.hostname()!r})")
+
+
+def visible_streams(wait_s: float = 1.0) -> list[pylsl.StreamInfo]:
+    """Every LSL stream visible from here after waiting ``wait_s`` seconds."""
+    return list(pylsl.resolve_streams(wait_time=wait_s))
+
+
+def resolve_one(query: StreamQuery, timeout_s: float = 5.0) -> pylsl.StreamInfo:
+    """Resolve exactly one stream matching ``query`` within ``timeout_s`` seconds.
+
+    Raises:
+        UserError: no stream matched (the message lists the visible streams), or several streams
+            with different uids matched (the message lists them and says how to pick one).
+    """
+    found = pylsl.resolve_bypred(query.predicate(), 1, timeout_s)
+    unique = {s.uid(): s for s in found if query.matches(s)}
+    if len(unique) == 1:
+        return next(iter(unique.values()))
+    if not unique:
+        others = visible_streams(wait_s=min(1.0, max(0.2, timeout_s / 4)))
+        seen = "; ".join(describe(s) for s in others) if others else "none"
+        raise UserError(
+            f"no LSL stream with {query} found within {timeout_s:g} s. Visible streams: {seen}. "
+            "Check the name/type/source_id, that the sender is running, and liblsl's network scope"
+        )
+    listing = "; ".join(describe(s) for s in unique.values())
+    raise UserError(
+        f"{len(unique)} LSL streams match {query}: {listing}. Add type or source_id to pick one"
+    )
