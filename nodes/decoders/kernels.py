@@ -1,0 +1,449 @@
+"""Streaming inference kernels in numpy (float32): SNN_Streaming, SNN_3D, ANN (2-D/3-D), LSTM.
+
+No torch here: this is the runtime path. Each kernel turns spike counts (4 ms bins) into velocity,
+one output row per input row, keeps its state explicitly (``state()``/``restore()``), and can
+count its activity (spikes, zero activations, synaptic operations) for evaluation.
+
+Spike-exactness with the snntorch models (``nodes.decoders.torch_models``)
+--------------------------------------------------------------------------
+Spiking layers use snntorch's ``Leaky`` update in float32, in the same operation order::
+
+    cur = W·x + b − θ·s[t−1]          (reset by subtraction, written as an input current)
+    mem = β·mem + cur                 (two roundings: the product, then the sum)
+    s[t] = mem > θ
+
+Weights, biases and thresholds of spiking models are exported on a power-of-two grid
+(:data:`GRID_BITS`), so every synaptic sum over binary inputs (0/1 spikes or binarised bins) is
+exact in float32 whatever the summation order (BLAS blocking, FMA): numpy and torch then produce
+the same ``cur`` bit for bit and the same ``mem`` after the elementwise update, hence identical
+spikes. (Without this, a one-ulp difference in a sum can flip a spike at a threshold tie and the
+two runs diverge.) SNN_3D's first layer takes LayerNorm outputs, which are not on a grid; there
+the two implementations agree to about 1e-7 and a tie is possible in principle (the test checks
+thousands of windows).
+
+Per-layer input-current hook
+----------------------------
+``transforms[l]`` (a callable ``f(cur) -> cur`` on shape ``(units,)`` float32, or None) rescales
+layer ``l``'s synaptic current ``W·x + b`` before the reset term and the membrane update (e.g. an
+attention module). With any transform set, SNN_Streaming runs its plain per-step path; without,
+it runs a faster skewed path (below) that gives the same result bit for bit.
+
+Fast path of SNN_Streaming
+--------------------------
+Per-call overhead of small numpy operations dominates (≈0.7 µs each), so the three layers are
+stepped together with a one-step skew per layer: iteration j updates layer 0 at time j, layer 1 at
+time j−1 and layer 2 at time j−2, as one 82-neuron vector. The recurrent and feed-forward weights
+of layers 1–2 and the reset terms (−θ on the diagonal) form one matrix, and the precomputed layer-0
+input current rides along as extra columns, so an iteration is four numpy calls.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from nodes.decoders.features import FeatureSpec, features, next_history
+
+GRID_BITS = 14
+"""Spiking models' weights, biases and thresholds are multiples of 2**-GRID_BITS."""
+
+F32 = np.float32
+Transform = Callable[[np.ndarray], np.ndarray]
+
+
+def to_grid(a: np.ndarray, bits: int = GRID_BITS) -> np.ndarray:
+    """Round to the nearest multiple of ``2**-bits`` (float32)."""
+    scale = float(2 ** bits)
+    return (np.round(np.asarray(a, dtype=np.float64) * scale) / scale).astype(F32)
+
+
+@dataclass
+class Activity:
+    """Activity counted over the steps a kernel ran (NeuroBench definitions).
+
+    Attributes:
+        steps: output steps (4 ms bins) processed.
+        acs: synaptic accumulates (layers whose inputs are all in {-1, 0, 1}; nonzero inputs × fan-out).
+        macs: multiply-accumulates (other layers; nonzero inputs × fan-out); biases excluded.
+        act_total / act_zero: all / zero activations of hidden and output units (spikes, ReLU, h).
+        spikes: spikes emitted (spiking models).
+        neurons: spiking neurons per step (for spikes per neuron per step).
+    """
+
+    steps: int = 0
+    acs: int = 0
+    macs: int = 0
+    act_total: int = 0
+    act_zero: int = 0
+    spikes: int = 0
+    neurons: int = 0
+    per_layer_spikes: list[int] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        steps = max(self.steps, 1)
+        return {
+            "steps": self.steps,
+            "acs_per_step": self.acs / steps,
+            "macs_per_step": self.macs / steps,
+            "activation_sparsity": self.act_zero / self.act_total if self.act_total else float("nan"),
+            "spikes_per_neuron_per_step": (self.spikes / (self.neurons * steps)) if self.neurons else float("nan"),
+        }
+
+
+def _nnz(a: np.ndarray) -> int:
+    return int(np.count_nonzero(a))
+
+
+class Kernel:
+    """Base: features from counts (with history), target de-normalisation, state.
+
+    Subclasses implement ``_forward(feats (n, ...), activity) -> (n, outputs)`` in model units.
+    """
+
+    kind = ""
+
+    def __init__(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        self.meta = meta
+        self.channels = int(meta["channels"])
+        self.outputs = int(meta.get("outputs", 2))
+        self.spec = FeatureSpec.from_dict(meta["features"])
+        self.target_scale = self._get("target_scale")
+        self.target_mean = self._get("target_mean")
+        self.transforms: list[Transform | None] = []
+        self.record = False
+        self.last_record: dict[str, Any] = {}
+        self._hist = np.zeros((self.spec.history, self.channels), dtype=F32)
+
+    def _get(self, name: str) -> np.ndarray:
+        if name not in self.arrays:
+            raise ValueError(f"{self.kind} model file has no array {name!r}")
+        return np.ascontiguousarray(self.arrays[name], dtype=F32)
+
+    def run(self, counts: np.ndarray, activity: Activity | None = None) -> np.ndarray:
+        """Decode ``counts`` (shape ``(n, C)``, spike counts per 4 ms bin) into shape ``(n, outputs)``
+        velocity in the training target's units (mm/s), float32, carrying state across calls."""
+        counts = np.asarray(counts, dtype=F32)
+        if counts.ndim != 2 or counts.shape[1] != self.channels:
+            raise ValueError(f"{self.kind}: expected counts of shape (n, {self.channels}), got {counts.shape}")
+        if counts.shape[0] == 0:
+            return np.zeros((0, self.outputs), dtype=F32)
+        feats = features(self.spec, counts, self._hist)
+        self._hist = next_history(self.spec, counts, self._hist)
+        y = self._forward(feats, activity)
+        if activity is not None:
+            activity.steps += counts.shape[0]
+        return y * self.target_scale + self.target_mean
+
+    def _forward(self, feats: np.ndarray, activity: Activity | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        self._hist = np.zeros_like(self._hist)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"hist": self._hist.copy()}
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        self._hist = np.array(state["hist"], dtype=F32)
+
+    def footprint_bytes(self) -> int:
+        """Bytes of parameters and buffers (all model arrays, float32) — NeuroBench footprint."""
+        return int(sum(np.asarray(a).nbytes for a in self.arrays.values()))
+
+
+def _lif_params(arrays: dict[str, np.ndarray], n_layers: int) -> tuple[list, list, list, list]:
+    W = [np.ascontiguousarray(arrays[f"W{l}"], dtype=F32) for l in range(n_layers)]
+    b = [np.ascontiguousarray(arrays[f"b{l}"], dtype=F32) for l in range(n_layers)]
+    beta = [np.ascontiguousarray(np.broadcast_to(arrays[f"beta{l}"], b[l].shape), dtype=F32) for l in range(n_layers)]
+    thr = [np.ascontiguousarray(np.broadcast_to(arrays[f"thr{l}"], b[l].shape), dtype=F32) for l in range(n_layers)]
+    return W, b, beta, thr
+
+
+class SNNStreamingKernel(Kernel):
+    """SNN_Streaming: binarised bin → LIF layers (C → 32 → 48 → 2), state carried; output
+    ``out_scale · mem`` of the last layer. State: membranes and last spikes, shape ``(82,)`` each."""
+
+    kind = "snn_streaming"
+
+    def __init__(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        super().__init__(arrays, meta)
+        n_layers = len(meta["architecture"]["layers"])
+        self.W, self.b, self.beta_l, self.thr_l = _lif_params(self.arrays, n_layers)
+        self.sizes = [w.shape[0] for w in self.W]
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
+        n = int(self.offsets[-1])
+        self.n_neurons = n
+        self.out_scale = self._get("out_scale")
+        self.beta = np.concatenate(self.beta_l)
+        self.thr = np.concatenate(self.thr_l)
+        # A_aug = [A | I]: A holds W_l (rows of layer l, columns of layer l-1) and -θ on the diagonal;
+        # the identity block adds the precomputed per-iteration input (layer-0 current, biases).
+        a = np.zeros((n, 2 * n), dtype=F32)
+        o = self.offsets
+        for l in range(1, n_layers):
+            a[o[l]:o[l + 1], o[l - 1]:o[l]] = self.W[l]
+        a[np.arange(n), np.arange(n)] = -self.thr
+        a[np.arange(n), n + np.arange(n)] = 1.0
+        self.A = a
+        self.transforms = [None] * n_layers
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        self.mem = np.zeros(self.n_neurons, dtype=F32)
+        self.spk = np.zeros(self.n_neurons, dtype=F32)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {**super().state(), "mem": self.mem.copy(), "spk": self.spk.copy()}
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        super().restore(state)
+        self.mem = np.array(state["mem"], dtype=F32)
+        self.spk = np.array(state["spk"], dtype=F32)
+
+    def _forward(self, x: np.ndarray, activity: Activity | None) -> np.ndarray:
+        if any(t is not None for t in self.transforms):
+            spikes, mem_out = self._run_plain(x)
+        else:
+            spikes, mem_out = self._run_skewed(x)
+        if self.record:
+            self.last_record = {"spikes": spikes, "mem_out": mem_out}
+        if activity is not None:
+            counts = [int(s.sum()) for s in spikes]
+            n = x.shape[0]
+            fan_out = self.sizes
+            activity.acs += _nnz(x) * fan_out[0] + sum(counts[l - 1] * fan_out[l] for l in range(1, len(fan_out)))
+            activity.act_total += n * self.n_neurons
+            activity.act_zero += n * self.n_neurons - sum(counts)
+            activity.spikes += sum(counts)
+            activity.neurons = self.n_neurons
+            if not activity.per_layer_spikes:
+                activity.per_layer_spikes = [0] * len(counts)
+            activity.per_layer_spikes = [a + c for a, c in zip(activity.per_layer_spikes, counts)]
+        return mem_out * self.out_scale
+
+    def _run_skewed(self, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        n = x.shape[0]
+        L = len(self.sizes)
+        N = self.n_neurons
+        o = self.offsets
+        iters = n + L - 1
+        # row j of SI: [spikes after iteration j-1 | input of iteration j]; row j of M: membranes
+        SI = np.zeros((iters + 1, 2 * N), dtype=F32)
+        M = np.zeros((iters + 1, N), dtype=F32)
+        M[:L] = self.mem
+        SI[:L, :N] = self.spk
+        SI[:n, N + o[0]:N + o[1]] = x @ self.W[0].T + self.b[0]  # exact: binary inputs, grid weights
+        for l in range(1, L):
+            SI[l:l + n, N + o[l]:N + o[l + 1]] = self.b[l]
+        A, beta, thr = self.A, self.beta, self.thr
+        dot, mul, add, gt = np.dot, np.multiply, np.add, np.greater
+        cur = np.empty(N, dtype=F32)
+        for j in range(iters):
+            lo, hi = max(0, j - n + 1), min(L - 1, j)
+            if lo == 0 and hi == L - 1:
+                m_next = M[j + 1]
+                dot(A, SI[j], out=cur)
+                mul(M[j], beta, out=m_next)
+                add(m_next, cur, out=m_next)
+                gt(m_next, thr, out=SI[j + 1, :N])
+            else:
+                a, b = o[lo], o[hi + 1]
+                c = A[a:b] @ SI[j]
+                m_next = M[j + 1, a:b]
+                mul(M[j, a:b], beta[a:b], out=m_next)
+                add(m_next, c, out=m_next)
+                gt(m_next, thr[a:b], out=SI[j + 1, a:b])
+        spikes = [SI[l + 1:l + 1 + n, o[l]:o[l + 1]].astype(bool) for l in range(L)]
+        mem_out = M[L:L + n, o[L - 1]:o[L]].copy()
+        for l in range(L):
+            self.mem[o[l]:o[l + 1]] = M[n + l, o[l]:o[l + 1]]
+            self.spk[o[l]:o[l + 1]] = SI[n + l, o[l]:o[l + 1]]
+        return spikes, mem_out
+
+    def _run_plain(self, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """Reference per-step, per-layer loop (used when an input-current transform is set)."""
+        n, L, o = x.shape[0], len(self.sizes), self.offsets
+        mem = [self.mem[o[l]:o[l + 1]].copy() for l in range(L)]
+        spk = [self.spk[o[l]:o[l + 1]].copy() for l in range(L)]
+        spikes = [np.zeros((n, s), dtype=bool) for s in self.sizes]
+        mem_out = np.zeros((n, self.sizes[-1]), dtype=F32)
+        for t in range(n):
+            inp = x[t]
+            for l in range(L):
+                cur = self.W[l] @ inp + self.b[l]
+                if self.transforms[l] is not None:
+                    cur = np.asarray(self.transforms[l](cur), dtype=F32)
+                cur = cur - self.thr_l[l] * spk[l]
+                mem[l] = self.beta_l[l] * mem[l] + cur
+                spk[l] = (mem[l] > self.thr_l[l]).astype(F32)
+                spikes[l][t] = spk[l] > 0
+                inp = spk[l]
+            mem_out[t] = mem[L - 1]
+        self.mem = np.concatenate(mem)
+        self.spk = np.concatenate(spk)
+        return spikes, mem_out
+
+
+def layer_norm(x: np.ndarray, gain: np.ndarray, bias: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """LayerNorm over the last axis in float32 (population variance), as ``torch.nn.LayerNorm``."""
+    mu = x.mean(axis=-1, keepdims=True, dtype=F32)
+    d = x - mu
+    var = (d * d).mean(axis=-1, keepdims=True, dtype=F32)
+    return (d / np.sqrt(var + F32(eps))) * gain + bias
+
+
+class SNN3DKernel(Kernel):
+    """SNN_3D: the last 196 ms as 7 steps of 28 ms counts → LayerNorm → LIF C → 32 → 48 → 2,
+    membranes reset for every window; output ``out_scale · mem`` of the last layer after the
+    last step. Windows are independent, so a chunk is computed as one batch."""
+
+    kind = "snn_3d"
+
+    def __init__(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        super().__init__(arrays, meta)
+        n_layers = len(meta["architecture"]["layers"])
+        self.W, self.b, self.beta_l, self.thr_l = _lif_params(self.arrays, n_layers)
+        self.sizes = [w.shape[0] for w in self.W]
+        self.ln_g, self.ln_b = self._get("ln_g"), self._get("ln_b")
+        self.out_scale = self._get("out_scale")
+        self.transforms = [None] * n_layers
+
+    def _forward(self, x: np.ndarray, activity: Activity | None) -> np.ndarray:
+        n, steps, _ = x.shape
+        xn = layer_norm(x, self.ln_g, self.ln_b)
+        L = len(self.sizes)
+        mem = [np.zeros((n, s), dtype=F32) for s in self.sizes]
+        spk = [np.zeros((n, s), dtype=F32) for s in self.sizes]
+        spikes = [np.zeros((n, steps, s), dtype=bool) for s in self.sizes] if self.record else None
+        counts = [0] * L
+        for k in range(steps):
+            inp = xn[:, k]
+            for l in range(L):
+                cur = inp @ self.W[l].T + self.b[l]
+                if self.transforms[l] is not None:
+                    cur = np.asarray(self.transforms[l](cur), dtype=F32)
+                cur = cur - self.thr_l[l] * spk[l]
+                mem[l] = self.beta_l[l] * mem[l] + cur
+                spk[l] = (mem[l] > self.thr_l[l]).astype(F32)
+                counts[l] += int(spk[l].sum())
+                if spikes is not None:
+                    spikes[l][:, k] = spk[l] > 0
+                inp = spk[l]
+        if self.record:
+            self.last_record = {"spikes": spikes, "mem_out": mem[L - 1].copy()}
+        if activity is not None:
+            neurons = sum(self.sizes)
+            activity.macs += _nnz(xn) * self.sizes[0]
+            activity.acs += sum(counts[l - 1] * self.sizes[l] for l in range(1, L))
+            activity.act_total += n * steps * neurons
+            activity.act_zero += n * steps * neurons - sum(counts)
+            activity.spikes += sum(counts)
+            activity.neurons = neurons
+        return mem[L - 1] * self.out_scale
+
+
+class ANNKernel(Kernel):
+    """ANN baseline (2-D: 200 ms counts per channel; 3-D: 7 × 28 ms steps, flattened):
+    z-scored input → ReLU MLP (32, 48) → linear 2. Stateless apart from the bin history."""
+
+    kind = "ann"
+
+    def __init__(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        super().__init__(arrays, meta)
+        n_layers = len(meta["architecture"]["layers"])
+        self.W = [self._get(f"W{l}") for l in range(n_layers)]
+        self.b = [self._get(f"b{l}") for l in range(n_layers)]
+        self.in_mean, self.in_std = self._get("in_mean"), self._get("in_std")
+        self.transforms = [None] * n_layers
+
+    def _forward(self, x: np.ndarray, activity: Activity | None) -> np.ndarray:
+        n = x.shape[0]
+        h = (x.reshape(n, -1) - self.in_mean) / self.in_std
+        L = len(self.W)
+        for l in range(L):
+            if activity is not None:
+                activity.macs += _nnz(h) * self.W[l].shape[0]
+            h = h @ self.W[l].T + self.b[l]
+            if self.transforms[l] is not None:
+                h = np.asarray(self.transforms[l](h), dtype=F32)
+            if l < L - 1:
+                h = np.maximum(h, F32(0))
+                if activity is not None:
+                    activity.act_total += h.size
+                    activity.act_zero += h.size - _nnz(h)
+        return h
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return F32(1) / (F32(1) + np.exp(-x))
+
+
+class LSTMKernel(Kernel):
+    """LSTM baseline: 32 ms counts every 4 ms → LayerNorm → 1-layer LSTM (32) → linear 2, state
+    ``(h, c)`` carried. Gate order i, f, g, o as in ``torch.nn.LSTM``."""
+
+    kind = "lstm"
+
+    def __init__(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        super().__init__(arrays, meta)
+        self.ln_g, self.ln_b = self._get("ln_g"), self._get("ln_b")
+        self.w_ih, self.w_hh = self._get("w_ih"), self._get("w_hh")
+        self.b_ih, self.b_hh = self._get("b_ih"), self._get("b_hh")
+        self.w_out, self.b_out = self._get("w_out"), self._get("b_out")
+        self.hidden = self.w_hh.shape[1]
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        self.h = np.zeros(self.hidden, dtype=F32)
+        self.c = np.zeros(self.hidden, dtype=F32)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {**super().state(), "h": self.h.copy(), "c": self.c.copy()}
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        super().restore(state)
+        self.h = np.array(state["h"], dtype=F32)
+        self.c = np.array(state["c"], dtype=F32)
+
+    def _forward(self, x: np.ndarray, activity: Activity | None) -> np.ndarray:
+        n, H = x.shape[0], self.hidden
+        xn = layer_norm(x, self.ln_g, self.ln_b)
+        gx = xn @ self.w_ih.T + (self.b_ih + self.b_hh)  # (n, 4H)
+        hs = np.empty((n, H), dtype=F32)
+        h, c = self.h, self.c
+        nz_h = 0
+        for t in range(n):
+            nz_h += _nnz(h)
+            g = gx[t] + self.w_hh @ h
+            i, f = _sigmoid(g[:H]), _sigmoid(g[H:2 * H])
+            gg, o = np.tanh(g[2 * H:3 * H]), _sigmoid(g[3 * H:])
+            c = f * c + i * gg
+            h = o * np.tanh(c)
+            hs[t] = h
+        self.h, self.c = h, c
+        if activity is not None:
+            activity.macs += (_nnz(xn) + nz_h) * 4 * H + _nnz(hs) * self.w_out.shape[0]
+            activity.act_total += hs.size
+            activity.act_zero += hs.size - _nnz(hs)
+        return hs @ self.w_out.T + self.b_out
+
+
+KERNELS: dict[str, type[Kernel]] = {
+    "snn_streaming": SNNStreamingKernel,
+    "snn_3d": SNN3DKernel,
+    "ann": ANNKernel,
+    "ann_3d": ANNKernel,
+    "lstm": LSTMKernel,
+}
+
+
+def make_kernel(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Kernel:
+    """The numpy kernel for a decoder model file's ``(arrays, metadata)``."""
+    kind = meta.get("kind")
+    if kind not in KERNELS:
+        raise ValueError(f"unknown decoder kind {kind!r}; known: {', '.join(KERNELS)}")
+    return KERNELS[kind](arrays, meta)

@@ -1,0 +1,261 @@
+"""PyTorch / snntorch versions of the decoders, for training and for checking the numpy kernels.
+
+Imported only by training, evaluation and tests (never on the runtime path). Every model exports
+to ``(arrays, metadata)`` for :func:`pipeline.modelfile.save_model` and can be rebuilt from them
+(:func:`from_arrays`), so the same file drives the numpy kernel and the snntorch reference.
+
+Spiking layers use ``snntorch.Leaky`` with learnable β and threshold, ``reset_mechanism="none"``
+and the reset by subtraction written as an input current ``−θ·s[t−1]`` (detached, as snntorch
+detaches its own reset). The dynamics are exactly snntorch's default subtract reset
+(``reset = H(mem[t−1] − θ)``, ``mem = β·mem + I − reset·θ``); the explicit form fixes the
+floating-point order so that the numpy kernel can reproduce it bit for bit (see
+``nodes.decoders.kernels``). ``layer.transform`` (None, or a module mapping the synaptic current
+``W·x + b`` of shape ``(batch, units)`` to a new current) is the hook for input-current
+transforms such as attention.
+
+Shapes: streaming models take ``x`` of shape ``(T, B, C)`` (time first) and return ``(T, B, 2)``;
+window models (SNN_3D, ANN) take ``(B, steps, C)`` or ``(B, C)`` and return ``(B, 2)``. Outputs
+are in normalised target units (velocity / ``target_scale``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import snntorch as snn
+import torch
+from snntorch import surrogate
+from torch import nn
+
+from nodes.decoders.kernels import to_grid
+
+SNN_STREAMING_BETA = (0.9, 0.7, 0.8)
+SNN_STREAMING_THRESHOLD = (0.4, 0.6, 0.5)
+
+
+class LIFLayer(nn.Module):
+    """Linear synapses + snntorch Leaky neurons (reset by subtraction as an input current)."""
+
+    def __init__(self, n_in: int, n_out: int, beta: float, threshold: float, learn: bool) -> None:
+        super().__init__()
+        self.fc = nn.Linear(n_in, n_out)
+        self.lif = snn.Leaky(beta=beta, threshold=threshold, learn_beta=learn, learn_threshold=learn,
+                             reset_mechanism="none", spike_grad=surrogate.atan())
+        self.transform: nn.Module | None = None
+
+    def step(self, cur: torch.Tensor, mem: torch.Tensor, spk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step from the synaptic current ``cur = W·x + b`` (B, units); returns ``(spk, mem)``."""
+        if self.transform is not None:
+            cur = self.transform(cur)
+        cur = cur - self.lif.threshold * spk.detach()
+        spk, mem = self.lif(cur, mem)
+        return spk, mem
+
+
+def _export_lif(layers: list[LIFLayer]) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for l, layer in enumerate(layers):
+        out[f"W{l}"] = to_grid(layer.fc.weight.detach().numpy())
+        out[f"b{l}"] = to_grid(layer.fc.bias.detach().numpy())
+        out[f"beta{l}"] = np.atleast_1d(layer.lif.beta.detach().clamp(0, 1).numpy().astype(np.float32))
+        out[f"thr{l}"] = np.atleast_1d(to_grid(layer.lif.threshold.detach().numpy()))
+    return out
+
+
+def _import_lif(layers: list[LIFLayer], arrays: dict[str, np.ndarray]) -> None:
+    with torch.no_grad():
+        for l, layer in enumerate(layers):
+            layer.fc.weight.copy_(torch.from_numpy(np.asarray(arrays[f"W{l}"], dtype=np.float32)))
+            layer.fc.bias.copy_(torch.from_numpy(np.asarray(arrays[f"b{l}"], dtype=np.float32)))
+            beta = torch.from_numpy(np.asarray(arrays[f"beta{l}"], dtype=np.float32)).reshape(layer.lif.beta.shape)
+            thr = torch.from_numpy(np.asarray(arrays[f"thr{l}"], dtype=np.float32)).reshape(layer.lif.threshold.shape)
+            layer.lif.beta.copy_(beta)
+            layer.lif.threshold.copy_(thr)
+
+
+class SNNStreaming(nn.Module):
+    """SNN_Streaming: binarised 4 ms bin per step → C → 32 → 48 → 2 Leaky, state carried,
+    output ``out_scale · mem`` of the last layer."""
+
+    kind = "snn_streaming"
+
+    def __init__(self, channels: int, hidden: tuple[int, ...] = (32, 48), outputs: int = 2,
+                 beta: tuple[float, ...] = SNN_STREAMING_BETA, threshold: tuple[float, ...] = SNN_STREAMING_THRESHOLD) -> None:
+        super().__init__()
+        sizes = [channels, *hidden, outputs]
+        self.layers = nn.ModuleList(
+            LIFLayer(sizes[i], sizes[i + 1], beta[i], threshold[i], learn=True) for i in range(len(sizes) - 1)
+        )
+        self.out_scale = nn.Parameter(torch.ones(outputs))
+        self.sizes = sizes
+
+    def init_state(self, batch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(torch.zeros(batch, s), torch.zeros(batch, s)) for s in self.sizes[1:]]
+
+    def forward(self, x: torch.Tensor, state: list | None = None, record: bool = False):
+        """``x`` (T, B, C) binary → ``(y (T, B, 2), state, spikes)``; spikes: per layer (T, B, units) if ``record``."""
+        T, B, _ = x.shape
+        state = state if state is not None else self.init_state(B)
+        mems = [m for m, _ in state]
+        spks = [s for _, s in state]
+        cur0 = self.layers[0].fc(x)  # all steps at once: layer 0 is feed-forward from the input
+        ys, rec = [], [[] for _ in self.layers]
+        for t in range(T):
+            inp = None
+            for l, layer in enumerate(self.layers):
+                cur = cur0[t] if l == 0 else layer.fc(inp)
+                spks[l], mems[l] = layer.step(cur, mems[l], spks[l])
+                inp = spks[l]
+                if record:
+                    rec[l].append(spks[l].detach())
+            ys.append(mems[-1] * self.out_scale)
+        spikes = [torch.stack(r) for r in rec] if record else None
+        return torch.stack(ys), list(zip(mems, spks)), spikes
+
+    def export(self) -> dict[str, np.ndarray]:
+        return {**_export_lif(list(self.layers)), "out_scale": self.out_scale.detach().numpy().astype(np.float32)}
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        _import_lif(list(self.layers), arrays)
+        with torch.no_grad():
+            self.out_scale.copy_(torch.from_numpy(np.asarray(arrays["out_scale"], dtype=np.float32)))
+
+
+class SNN3D(nn.Module):
+    """SNN_3D: (B, 7, C) step counts → LayerNorm → C → 32 → 48 → 2 LIF (β 0.5, θ 0.5, fixed),
+    membranes from zero for each window; output ``out_scale · mem`` of the last layer after the last step."""
+
+    kind = "snn_3d"
+
+    def __init__(self, channels: int, hidden: tuple[int, ...] = (32, 48), outputs: int = 2,
+                 beta: float = 0.5, threshold: float = 0.5) -> None:
+        super().__init__()
+        sizes = [channels, *hidden, outputs]
+        self.norm = nn.LayerNorm(channels)
+        self.layers = nn.ModuleList(LIFLayer(sizes[i], sizes[i + 1], beta, threshold, learn=False) for i in range(len(sizes) - 1))
+        self.out_scale = nn.Parameter(torch.ones(outputs))
+        self.sizes = sizes
+
+    def forward(self, x: torch.Tensor, record: bool = False):
+        """``x`` (B, steps, C) → ``(y (B, 2), spikes)``; spikes: per layer (B, steps, units) if ``record``."""
+        B, steps, _ = x.shape
+        xn = self.norm(x)
+        mems = [torch.zeros(B, s) for s in self.sizes[1:]]
+        spks = [torch.zeros(B, s) for s in self.sizes[1:]]
+        rec = [[] for _ in self.layers]
+        for k in range(steps):
+            inp = xn[:, k]
+            for l, layer in enumerate(self.layers):
+                spks[l], mems[l] = layer.step(layer.fc(inp), mems[l], spks[l])
+                inp = spks[l]
+                if record:
+                    rec[l].append(spks[l].detach())
+        spikes = [torch.stack(r, dim=1) for r in rec] if record else None
+        return mems[-1] * self.out_scale, spikes
+
+    def export(self) -> dict[str, np.ndarray]:
+        return {**_export_lif(list(self.layers)), "out_scale": self.out_scale.detach().numpy().astype(np.float32),
+                "ln_g": self.norm.weight.detach().numpy().astype(np.float32),
+                "ln_b": self.norm.bias.detach().numpy().astype(np.float32)}
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        _import_lif(list(self.layers), arrays)
+        with torch.no_grad():
+            self.out_scale.copy_(torch.from_numpy(np.asarray(arrays["out_scale"], dtype=np.float32)))
+            self.norm.weight.copy_(torch.from_numpy(np.asarray(arrays["ln_g"], dtype=np.float32)))
+            self.norm.bias.copy_(torch.from_numpy(np.asarray(arrays["ln_b"], dtype=np.float32)))
+
+
+class ANN(nn.Module):
+    """ANN baseline: z-scored input (B, F) (F = C for 2-D, steps·C for 3-D) → 32 → 48 ReLU → 2."""
+
+    def __init__(self, n_in: int, hidden: tuple[int, ...] = (32, 48), outputs: int = 2, dropout: float = 0.2,
+                 in_mean: np.ndarray | None = None, in_std: np.ndarray | None = None) -> None:
+        super().__init__()
+        sizes = [n_in, *hidden, outputs]
+        self.fcs = nn.ModuleList(nn.Linear(sizes[i], sizes[i + 1]) for i in range(len(sizes) - 1))
+        self.drop = nn.Dropout(dropout)
+        self.register_buffer("in_mean", torch.zeros(n_in) if in_mean is None else torch.as_tensor(in_mean, dtype=torch.float32))
+        self.register_buffer("in_std", torch.ones(n_in) if in_std is None else torch.as_tensor(in_std, dtype=torch.float32))
+        self.sizes = sizes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = (x.reshape(x.shape[0], -1) - self.in_mean) / self.in_std
+        for l, fc in enumerate(self.fcs):
+            h = fc(h)
+            if l < len(self.fcs) - 1:
+                h = self.drop(torch.relu(h))
+        return h
+
+    def export(self) -> dict[str, np.ndarray]:
+        out = {"in_mean": self.in_mean.numpy().astype(np.float32), "in_std": self.in_std.numpy().astype(np.float32)}
+        for l, fc in enumerate(self.fcs):
+            out[f"W{l}"] = fc.weight.detach().numpy().astype(np.float32)
+            out[f"b{l}"] = fc.bias.detach().numpy().astype(np.float32)
+        return out
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        with torch.no_grad():
+            self.in_mean.copy_(torch.from_numpy(np.asarray(arrays["in_mean"], dtype=np.float32)))
+            self.in_std.copy_(torch.from_numpy(np.asarray(arrays["in_std"], dtype=np.float32)))
+            for l, fc in enumerate(self.fcs):
+                fc.weight.copy_(torch.from_numpy(np.asarray(arrays[f"W{l}"], dtype=np.float32)))
+                fc.bias.copy_(torch.from_numpy(np.asarray(arrays[f"b{l}"], dtype=np.float32)))
+
+
+class LSTMDecoder(nn.Module):
+    """LSTM baseline: (T, B, C) 32 ms counts → LayerNorm → 1-layer LSTM (32) → linear 2, state carried."""
+
+    kind = "lstm"
+
+    def __init__(self, channels: int, hidden: int = 32, outputs: int = 2) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.lstm = nn.LSTM(channels, hidden)
+        self.out = nn.Linear(hidden, outputs)
+        self.hidden = hidden
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """``x`` (T, B, C) → ``(y (T, B, 2), (h, c))``."""
+        h, state = self.lstm(self.norm(x), state)
+        return self.out(h), state
+
+    def export(self) -> dict[str, np.ndarray]:
+        f = lambda t: t.detach().numpy().astype(np.float32)  # noqa: E731
+        return {"ln_g": f(self.norm.weight), "ln_b": f(self.norm.bias),
+                "w_ih": f(self.lstm.weight_ih_l0), "w_hh": f(self.lstm.weight_hh_l0),
+                "b_ih": f(self.lstm.bias_ih_l0), "b_hh": f(self.lstm.bias_hh_l0),
+                "w_out": f(self.out.weight), "b_out": f(self.out.bias)}
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        pairs = {"ln_g": self.norm.weight, "ln_b": self.norm.bias, "w_ih": self.lstm.weight_ih_l0,
+                 "w_hh": self.lstm.weight_hh_l0, "b_ih": self.lstm.bias_ih_l0, "b_hh": self.lstm.bias_hh_l0,
+                 "w_out": self.out.weight, "b_out": self.out.bias}
+        with torch.no_grad():
+            for name, p in pairs.items():
+                p.copy_(torch.from_numpy(np.asarray(arrays[name], dtype=np.float32)))
+
+
+def build(kind: str, meta: dict[str, Any]) -> nn.Module:
+    """An untrained torch model of ``kind`` shaped by ``meta`` (channels, architecture, features)."""
+    channels = int(meta["channels"])
+    arch = meta["architecture"]
+    outputs = int(meta.get("outputs", 2))
+    if kind == "snn_streaming":
+        return SNNStreaming(channels, tuple(arch["layers"][:-1]), outputs,
+                            tuple(arch["beta"]), tuple(arch["threshold"]))
+    if kind == "snn_3d":
+        return SNN3D(channels, tuple(arch["layers"][:-1]), outputs, float(arch["beta"][0]), float(arch["threshold"][0]))
+    if kind in ("ann", "ann_3d"):
+        steps = int(meta["features"].get("steps", 1)) if kind == "ann_3d" else 1
+        return ANN(channels * steps, tuple(arch["layers"][:-1]), outputs)
+    if kind == "lstm":
+        return LSTMDecoder(channels, int(arch["hidden"]), outputs)
+    raise ValueError(f"unknown decoder kind {kind!r}")
+
+
+def from_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> nn.Module:
+    """The torch model of a model file (eval mode), for checking the numpy kernel against it."""
+    model = build(meta["kind"], meta)
+    model.load_arrays(arrays)
+    return model.eval()

@@ -1,0 +1,201 @@
+"""Training of the decoders with snntorch / PyTorch (``spikeloop train --model KIND``).
+
+* Streaming models (SNN_Streaming, LSTM): truncated backpropagation through time over random
+  windows of the training part (``window`` steps; the first ``burn_in`` steps of each window only
+  warm the state up and carry no loss), batches of ``batch_size`` windows.
+* Window models (SNN_3D, ANN, ANN_3D): minibatches of independent windows.
+* Loss: MSE on velocity normalised by the training part's mean and standard deviation.
+* After every epoch the model is exported and the NUMPY KERNEL (the code that runs in graphs) is
+  scored on the validation part (R²); the best export is kept; training stops after ``patience``
+  epochs without improvement, after ``epochs`` epochs, or after ``max_minutes``.
+* Fixed seed (torch, numpy), ``torch.set_num_threads(threads)``.
+
+The model file is data only (``pipeline.modelfile.save_model``), family ``decoder``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nodes.decoders.data import DecoderData
+from nodes.decoders.features import FeatureSpec, features
+from nodes.decoders.kernels import make_kernel
+from nodes.decoders.metrics import r2
+from nodes.decoders.specs import MODEL_KINDS, base_metadata
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (defaults suit the bundled sample on 2 cores: a few minutes at most)."""
+
+    epochs: int = 40
+    patience: int = 6
+    batch_size: int = 32
+    lr: float = 3e-3
+    window: int = 160  # steps per BPTT window (streaming models)
+    burn_in: int = 40  # warm-up steps without loss at the start of each window
+    batches_per_epoch: int = 40  # streaming models
+    samples_per_epoch: int = 12000  # window models
+    max_minutes: float = 4.0
+    threads: int = 2
+    seed: int = 0
+    progress: bool = True
+
+
+def validation_r2(arrays: dict[str, np.ndarray], meta: dict[str, Any], data: DecoderData, part: str = "val") -> float:
+    """R² of the numpy kernel of ``(arrays, meta)`` on ``data.split[part]``, from a cold start."""
+    kernel = make_kernel(arrays, meta)
+    sl = data.split[part]
+    y = kernel.run(data.spikes[sl])
+    return r2(data.velocity[sl], y)
+
+
+def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source: str = "") -> tuple[dict, dict]:
+    """Train a decoder of ``kind`` on ``data``; return ``(arrays, metadata)`` for ``save_model``."""
+    import torch
+
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown decoder model {kind!r}; choose one of: {', '.join(MODEL_KINDS)}")
+    from nodes.decoders.torch_models import build
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    meta = base_metadata(kind, data.channels, data.rate_hz)
+    spec = FeatureSpec.from_dict(meta["features"])
+    tr = data.split["train"]
+    vel_tr = data.velocity[tr].astype(np.float64)
+    t_mean = vel_tr.mean(axis=0).astype(np.float32)
+    t_scale = np.maximum(vel_tr.std(axis=0), 1e-6).astype(np.float32)
+    X = features(spec, data.spikes)  # (T, C) or (T, steps, C), cold start at the recording's start
+    Y = ((data.velocity - t_mean) / t_scale).astype(np.float32)
+    extra: dict[str, np.ndarray] = {"target_scale": t_scale, "target_mean": t_mean}
+
+    model = build(kind, meta)
+    if kind in ("ann", "ann_3d"):
+        flat = X[tr].reshape(X[tr].shape[0], -1)
+        mean = flat.mean(axis=0)
+        std = flat.std(axis=0)
+        std = np.where(std > 1e-3, std, 1.0).astype(np.float32)
+        with torch.no_grad():
+            model.in_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+            model.in_std.copy_(torch.from_numpy(std))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    streaming = kind in ("snn_streaming", "lstm")
+    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+    idx_tr = np.arange(tr.start, tr.stop)
+    n_tr = len(idx_tr)
+
+    def batches() -> list:
+        if streaming:
+            span = cfg.window + cfg.burn_in
+            if n_tr <= span:
+                raise ValueError(f"training part has {n_tr} bins, fewer than window+burn_in = {span}")
+            out = []
+            for _ in range(cfg.batches_per_epoch):
+                starts = rng.integers(tr.start, tr.stop - span, cfg.batch_size)
+                out.append(np.stack([np.arange(s, s + span) for s in starts], axis=1))  # (span, B)
+            return out
+        perm = rng.permutation(idx_tr)[: cfg.samples_per_epoch]
+        bs = max(cfg.batch_size, 64) * 4 if kind != "snn_3d" else max(cfg.batch_size, 64) * 2
+        return [perm[i:i + bs] for i in range(0, n_tr, bs)]
+
+    def loss_of(batch: np.ndarray) -> "torch.Tensor":
+        if kind == "snn_streaming":
+            y, _, _ = model(Xt[batch])
+        elif kind == "lstm":
+            y, _ = model(Xt[batch])
+        elif kind == "snn_3d":
+            y, _ = model(Xt[batch])
+        else:
+            y = model(Xt[batch])
+        target = Yt[batch]
+        if streaming:
+            y, target = y[cfg.burn_in:], target[cfg.burn_in:]
+        return torch.mean((y - target) ** 2)
+
+    def export() -> dict[str, np.ndarray]:
+        return {**model.export(), **extra}
+
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    best = (-np.inf, None, -1)
+    history = []
+    stale = 0
+    bar = tqdm(range(cfg.epochs), desc=f"train {kind}", unit="epoch", disable=not cfg.progress)
+    stop_reason = "max epochs"
+    for epoch in bar:
+        model.train()
+        losses = []
+        for batch in batches():
+            opt.zero_grad()
+            loss = loss_of(batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            losses.append(loss.item())
+        model.eval()
+        arrays = export()
+        val = validation_r2(arrays, meta, data)
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_r2": val})
+        if val > best[0]:
+            best, stale = (val, arrays, epoch), 0
+        else:
+            stale += 1
+        bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_r2=f"{val:.3f}", best=f"{best[0]:.3f}")
+        if stale >= cfg.patience:
+            stop_reason = f"early stop ({cfg.patience} epochs without a better validation R2)"
+            break
+        if time.perf_counter() - t0 > cfg.max_minutes * 60:
+            stop_reason = f"time limit ({cfg.max_minutes} min)"
+            break
+    bar.close()
+    val_r2, arrays, best_epoch = best
+    meta["training"] = {
+        "recording": source or data.name, "seed": cfg.seed, "epochs_run": len(history), "best_epoch": best_epoch,
+        "val_r2": float(val_r2), "stop": stop_reason, "seconds": round(time.perf_counter() - t0, 1),
+        "lr": cfg.lr, "batch_size": cfg.batch_size, "threads": cfg.threads,
+        "window": cfg.window if streaming else None, "burn_in": cfg.burn_in if streaming else None,
+        "loss": "MSE on normalised velocity", "optimizer": "Adam", "torch": torch.__version__,
+        "history": history,
+    }
+    meta["normalisation"] = {
+        "target": "velocity = output * target_scale + target_mean (mm/s; train-part mean and std)",
+        "target_mean": [float(v) for v in t_mean], "target_scale": [float(v) for v in t_scale],
+        "input": {"snn_streaming": "binarised counts (count > 0)", "snn_3d": "LayerNorm over channels (learned)",
+                  "ann": "z-score with train mean/std (arrays in_mean, in_std)",
+                  "ann_3d": "z-score with train mean/std (arrays in_mean, in_std)",
+                  "lstm": "LayerNorm over channels (learned)"}[kind],
+    }
+    return arrays, meta
+
+
+def run_cli(args: Any) -> int:
+    """``spikeloop train --model KIND --recording R --out M.npz`` (decoder family)."""
+    from pipeline.errors import UserError
+    from pipeline.modelfile import save_model
+
+    from nodes.decoders.data import load_data
+
+    if not getattr(args, "recording", None):
+        raise UserError("decoder training needs --recording PATH (a reaching recording, e.g. recordings/reaching_sample.xdfz)")
+    cfg = TrainConfig(seed=args.seed)
+    for name in ("epochs", "patience", "batch_size", "lr", "window", "burn_in", "max_minutes", "threads"):
+        value = getattr(args, name, None)
+        if value is not None:
+            if value <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+            setattr(cfg, name, type(getattr(cfg, name))(value))
+    data = load_data(args.recording)
+    arrays, meta = train(args.model, data, cfg, source=str(args.recording))
+    path = save_model(args.out, arrays, meta)
+    t = meta["training"]
+    size = Path(path).stat().st_size
+    print(f"{args.model}: validation R2 {t['val_r2']:.3f} (epoch {t['best_epoch']}, {t['stop']}, "
+          f"{t['seconds']:.0f} s); wrote {path} ({size / 1024:.1f} kB)")
+    return 0
