@@ -13,12 +13,25 @@ from pipeline.errors import UserError
 # model family (the model file's metadata 'family') -> "module:function" taking the parsed args and returning an exit code
 EVALUATORS: dict[str, str] = {
     # iBMI decoders (issue 3/5): nodes.decoders
+    "decoder": "nodes.decoders.evaluation:run_cli",
     # collision-avoidance controllers (issue 4): nodes.control
 }
 
 
 def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     """Options of the iBMI decoder family (owned by nodes.decoders)."""
+    g = p.add_argument_group("iBMI decoders (model family 'decoder')")
+
+    def opt(*names: str, **kw) -> None:  # an option another family already added is shared, not redefined
+        if not any(n in p._option_string_actions for n in names):
+            g.add_argument(*names, **kw)
+
+    opt("--recording", default=None, metavar="PATH", help="reaching recording; its test part (last 25 %% of reaches) is decoded")
+    opt("--filter", default=None, metavar="LIST",
+        help="decoders: comma-separated Bessel variants to score besides 'none': causal, block-last, block-middle (default: all)")
+    opt("--plot", default=None, metavar="PNG", help="write a plot of true vs decoded velocity over a stretch of the test part")
+    opt("--plot-seconds", type=float, default=None, metavar="S", help="decoders: seconds shown in the plot (default 10)")
+    opt("--chunk", type=int, default=None, metavar="N", help="decoders: samples per packet in the offline pass (default 250 = 1 s)")
 
 
 def _add_control_options(p: argparse.ArgumentParser) -> None:
