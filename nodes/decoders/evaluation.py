@@ -1,0 +1,262 @@
+"""Offline evaluation of decoder model files (``spikeloop evaluate --model M ... --recording R``).
+
+The test part of the recording goes THROUGH THE SAME NODE CODE a graph runs: a ``decoder`` node
+(numpy kernel) and ``bessel`` filter nodes, constructed and fed packets directly (1 s packets,
+as a replay would deliver them). Reported per model:
+
+* R² (NeuroBench: per axis ``1 − SSE/(N·var)``, mean of x and y) without a filter and with each
+  filter variant: ``causal`` (4th-order 6.25 Hz Bessel, SOS), ``block-last`` and ``block-middle``
+  (the paper's block-bidirectional filter over 32 outputs; ``middle`` adds 64 ms of delay and its
+  outputs are aligned with their labels by the node's timestamps);
+* activation sparsity (zero activations / all activations) and spikes per neuron per step;
+* effective synaptic operations per 4 ms step: ACs (layers fed by spikes or binary bins) and MACs
+  (layers fed by real values), counting nonzero inputs × fan-out, biases excluded (NeuroBench);
+* footprint: bytes of parameters and buffers;
+* per-step inference time (p50, p99 µs) of the decoder node fed one 4 ms bin per packet (the live
+  case), and offline speed in multiples of real time (1 s packets).
+
+Also writes a plot of true and decoded velocity over a stretch of the test part and prints a
+comparison table (rich).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.packet import Packet, StreamInfo
+
+from nodes.decoders.data import DecoderData
+from nodes.decoders.metrics import r2
+
+FILTERS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "causal": {"order": 4, "cutoff_hz": 6.25, "mode": "causal"},
+    "block-last": {"order": 4, "cutoff_hz": 6.25, "mode": "block", "block": 32, "take": "last"},
+    "block-middle": {"order": 4, "cutoff_hz": 6.25, "mode": "block", "block": 32, "take": "middle"},
+}
+
+PAPER_R2 = {  # Zhou, Sun, Basu 2025, mean over six NeuroBench sessions (real data): (no filter, filter)
+    "ann": (0.582, 0.617), "ann_3d": (0.601, 0.665), "lstm": (0.651, 0.671),
+    "snn_3d": (0.622, 0.673), "snn_streaming": (0.611, 0.645),
+}
+
+
+def parse_filters(text: str | None) -> list[str]:
+    """``"none,causal"`` → ``["none", "causal"]``; every name must be in :data:`FILTERS`."""
+    from pipeline.errors import UserError
+
+    names = [s.strip() for s in (text or ",".join(FILTERS)).split(",") if s.strip()]
+    for name in names:
+        if name not in FILTERS:
+            raise UserError(f"--filter: unknown filter {name!r}; choose from {', '.join(FILTERS)}")
+    if "none" not in names:
+        names.insert(0, "none")
+    return names
+
+
+def _spikes_info(data: DecoderData) -> StreamInfo:
+    return StreamInfo("spikes", "SpikeCounts", data.channels, data.rate_hz, "float32",
+                      units=("counts",) * data.channels)
+
+
+def _feed(node, packets: list[Packet]) -> tuple[np.ndarray, np.ndarray]:
+    ys, ts = [], []
+    for p in packets:
+        out = node.process("in", p)
+        if "out" in out:
+            ys.append(out["out"].data)
+            ts.append(out["out"].timestamps)
+    out = node.flush()
+    if "out" in out:
+        ys.append(out["out"].data)
+        ts.append(out["out"].timestamps)
+    return np.concatenate(ys), np.concatenate(ts)
+
+
+def _packets(x: np.ndarray, stamps: np.ndarray, chunk: int) -> list[Packet]:
+    return [Packet(x[i:i + chunk], stamps[i:i + chunk], 0.0) for i in range(0, x.shape[0], chunk)]
+
+
+def evaluate_model(path: str, data: DecoderData, filters: list[str], chunk: int = 250,
+                   latency_steps: int = 5000) -> dict[str, Any]:
+    """Evaluate one decoder model file on ``data``'s test part (see module docs)."""
+    from nodes.decoders.node import Decoder
+    from nodes.filters.bessel import BesselFilter
+
+    sl = data.split["test"]
+    x, y_true = data.spikes[sl], data.velocity[sl].astype(np.float64)
+    stamps = np.asarray(data.timestamps[sl], dtype=np.float64)
+    info = _spikes_info(data)
+
+    # offline pass: 1 s packets, activity counted
+    node = Decoder(model=path, count_activity=True)
+    out_info = node.open({"in": info})["out"]
+    packets = _packets(x, stamps, chunk)
+    t0 = time.perf_counter()
+    y_dec, t_dec = _feed(node, packets)
+    offline_s = time.perf_counter() - t0
+    assert np.array_equal(t_dec, stamps), "decoder output timestamps must equal input timestamps"
+
+    # live-like pass: one 4 ms bin per packet, each process() call timed
+    live = Decoder(model=path)
+    live.open({"in": info})
+    k = min(latency_steps, x.shape[0])
+    times = np.empty(k)
+    y_live = np.empty((k, y_dec.shape[1]), dtype=np.float32)
+    clock = time.perf_counter_ns
+    for i in range(k):
+        p = Packet(x[i:i + 1], stamps[i:i + 1], 0.0)
+        t = clock()
+        y_live[i] = live.process("in", p)["out"].data[0]
+        times[i] = clock() - t
+    chunking_invariant = bool(np.array_equal(y_live, y_dec[:k]))
+
+    scores: dict[str, float] = {}
+    filtered: dict[str, np.ndarray] = {}
+    for name in filters:
+        if name == "none":
+            y = y_dec.astype(np.float64)
+        else:
+            f = BesselFilter(**FILTERS[name])
+            f.open({"in": out_info})
+            y, t_f = _feed(f, _packets(y_dec, t_dec, chunk))
+            assert np.array_equal(t_f, stamps), f"filter {name}: outputs not aligned with labels"
+        filtered[name] = y
+        scores[name] = r2(y_true, y)
+    report = node.report()
+    duration = x.shape[0] / data.rate_hz
+    result = {
+        "model": str(path),
+        "kind": node.meta["kind"],
+        "channels": node.kernel.channels,
+        "test_steps": int(x.shape[0]),
+        "r2": scores,
+        "activation_sparsity": report.get("activation_sparsity"),
+        "spikes_per_neuron_per_step": report.get("spikes_per_neuron_per_step"),
+        "acs_per_step": report.get("acs_per_step"),
+        "macs_per_step": report.get("macs_per_step"),
+        "footprint_bytes": report["footprint_bytes"],
+        "step_us_p50": float(np.percentile(times, 50) / 1e3),
+        "step_us_p99": float(np.percentile(times, 99) / 1e3),
+        "latency_steps": int(k),
+        "offline_x_realtime": duration / offline_s if offline_s > 0 else float("inf"),
+        "offline_chunk": chunk,
+        "chunking_invariant": chunking_invariant,
+        "paper_r2_real_data": PAPER_R2.get(node.meta["kind"]),
+        "val_r2_at_training": node.meta.get("training", {}).get("val_r2"),
+    }
+    result["_curves"] = {"true": y_true, **filtered}
+    return result
+
+
+def plot(results: list[dict[str, Any]], rate_hz: float, path: str, seconds: float = 10.0, start_s: float = 0.0) -> None:
+    """True vs decoded velocity (vx, vy) over ``seconds`` of the test part; Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    a = int(start_s * rate_hz)
+    b = a + int(seconds * rate_hz)
+    fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
+    first = results[0]["_curves"]
+    t = np.arange(first["true"][a:b].shape[0]) / rate_hz + start_s
+    for ax_i, (ax, label) in enumerate(zip(axes, ("vx", "vy"))):
+        ax.plot(t, first["true"][a:b, ax_i], color="black", lw=2, label="true")
+        for res in results:
+            c = res["_curves"]
+            name = Path(res["model"]).stem
+            ax.plot(t, c["none"][a:b, ax_i], lw=0.7, alpha=0.6, label=f"{name} (no filter, R² {res['r2']['none']:.3f})")
+            for fname in ("causal", "block-middle"):
+                if fname in c:
+                    ax.plot(t, c[fname][a:b, ax_i], lw=1.3, label=f"{name} + {fname} (R² {res['r2'][fname]:.3f})")
+        ax.set_ylabel(f"{label} (mm/s)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2, loc="upper right")
+    axes[-1].set_xlabel("time in test part (s)")
+    fig.suptitle("Decoded vs true velocity (test part)")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt(v: Any, spec: str) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "–"
+    return format(v, spec)
+
+
+def print_table(results: list[dict[str, Any]], filters: list[str]) -> None:
+    """A rich table comparing the models (one row per model)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Decoders on the test part (R², NeuroBench definitions)")
+    table.add_column("model")
+    table.add_column("kind")
+    for f in filters:
+        table.add_column(f"R² {f}", justify="right")
+    for col in ("sparsity", "spk/neuron/step", "ACs/step", "MACs/step", "footprint kB", "step p50 µs", "step p99 µs", "× real time"):
+        table.add_column(col, justify="right")
+    for r in results:
+        table.add_row(
+            Path(r["model"]).name, r["kind"], *[_fmt(r["r2"][f], ".3f") for f in filters],
+            _fmt(r["activation_sparsity"], ".3f"), _fmt(r["spikes_per_neuron_per_step"], ".3f"),
+            _fmt(r["acs_per_step"], ".0f"), _fmt(r["macs_per_step"], ".0f"),
+            _fmt(r["footprint_bytes"] / 1024, ".1f"), _fmt(r["step_us_p50"], ".1f"), _fmt(r["step_us_p99"], ".1f"),
+            _fmt(r["offline_x_realtime"], ".0f"),
+        )
+    Console().print(table)
+
+
+def evaluate(models: list[str], data: DecoderData, filters: list[str], *, plot_path: str | None = None,
+             plot_seconds: float = 10.0, chunk: int = 250) -> dict[str, Any]:
+    """Evaluate several model files; returns the JSON-serialisable report."""
+    from tqdm import tqdm
+
+    results = [evaluate_model(m, data, filters, chunk=chunk) for m in tqdm(models, desc="evaluate", unit="model", leave=False)]
+    if plot_path:
+        plot(results, data.rate_hz, plot_path, seconds=plot_seconds)
+    for r in results:
+        r.pop("_curves")
+    sl = data.split["test"]
+    return {
+        "recording": data.name,
+        "part": "test",
+        "test_bins": int(sl.stop - sl.start),
+        "test_seconds": (sl.stop - sl.start) / data.rate_hz,
+        "filters": {f: FILTERS[f] for f in filters},
+        "r2_definition": "NeuroBench: per axis 1 - SSE/(N*population variance), mean over vx, vy",
+        "models": results,
+        "plot": plot_path,
+    }
+
+
+def run_cli(args: Any) -> int:
+    """``spikeloop evaluate --model M [M2 ...] --recording R [--filter ...] [--json OUT] [--plot PNG]``."""
+    from pipeline.errors import UserError
+
+    from nodes.decoders.data import load_data
+
+    if not getattr(args, "recording", None):
+        raise UserError("decoder evaluation needs --recording PATH (e.g. recordings/reaching_sample.xdfz)")
+    filters = parse_filters(getattr(args, "filter", None))
+    chunk = getattr(args, "chunk", None) or 250
+    if chunk <= 0:
+        raise UserError(f"--chunk must be > 0 samples, got {chunk}")
+    data = load_data(args.recording)
+    report = evaluate(list(args.model), data, filters, plot_path=getattr(args, "plot", None),
+                      plot_seconds=getattr(args, "plot_seconds", None) or 10.0, chunk=chunk)
+    print_table(report["models"], filters)
+    if args.json_path:
+        Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_path).write_text(json.dumps(report, indent=2, default=float))
+        print(f"wrote {args.json_path}")
+    if report["plot"]:
+        print(f"wrote {report['plot']}")
+    return 0
