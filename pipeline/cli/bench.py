@@ -9,6 +9,7 @@ import importlib
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
+    "decoder": ("benchmarks.decoder", "decoder step: numpy kernel vs snntorch (median, p99), offline speed in x real time"),
 }
 
 
