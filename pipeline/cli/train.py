@@ -37,6 +37,21 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     opt("--lr", type=float, default=None, help="decoders: Adam learning rate (default 0.003)")
     opt("--window", type=int, default=None, metavar="STEPS", help="decoders: truncated-BPTT window in 4 ms steps for snn_streaming/lstm (default 160)")
     opt("--max-minutes", type=float, default=None, metavar="M", help="stop training after M minutes (default 4)")
+    opt("--threads", type=int, default=None, metavar="N", help="decoders: torch threads (default 1; tiny tensors gain nothing from more)")
+
+    g = p.add_argument_group("iBMI decoders (--model snn_streaming | snn_3d | ann | ann_3d | lstm)")
+
+    def opt(*names: str, **kw) -> None:  # an option another family already added is shared, not redefined
+        if not any(n in p._option_string_actions for n in names):
+            g.add_argument(*names, **kw)
+
+    opt("--recording", default=None, metavar="PATH", help="reaching recording to train on (.xdfz/.xdf/NeuroBench .mat); train/val split as NeuroBench")
+    opt("--epochs", type=int, default=None, metavar="N", help="maximum epochs (decoders: default 40; early stopping on the validation part)")
+    opt("--patience", type=int, default=None, metavar="N", help="decoders: stop after N epochs without a better validation R2 (default 6)")
+    opt("--batch-size", type=int, default=None, metavar="B", help="decoders: windows per batch (default 32)")
+    opt("--lr", type=float, default=None, help="decoders: Adam learning rate (default 0.003)")
+    opt("--window", type=int, default=None, metavar="STEPS", help="decoders: truncated-BPTT window in 4 ms steps for snn_streaming/lstm (default 160)")
+    opt("--max-minutes", type=float, default=None, metavar="M", help="stop training after M minutes (default 4)")
     opt("--threads", type=int, default=None, metavar="N", help="decoders: torch threads (default 2)")
 
 
