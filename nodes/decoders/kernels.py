@@ -23,7 +23,8 @@ thousands of windows).
 
 Per-layer input-current hook
 ----------------------------
-``transforms[l]`` (a callable ``f(cur) -> cur`` on shape ``(units,)`` float32, or None) rescales
+``transforms[l]`` (a callable ``f(cur) -> cur``, or None; float32 of shape ``(units,)`` per step for
+SNN_Streaming, ``(n, steps, units)`` per window for SNN_3D, ``(n, units)`` for the ANN) rescales
 layer ``l``'s synaptic current ``W·x + b`` before the reset term and the membrane update (e.g. an
 attention module). With any transform set, SNN_Streaming runs its plain per-step path; without,
 it runs a faster skewed path (below) that gives the same result bit for bit.
@@ -43,6 +44,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from nodes.decoders.attention import attention_transforms
 from nodes.decoders.features import FeatureSpec, features, next_history
 
 GRID_BITS = 14
@@ -141,12 +143,23 @@ class Kernel:
 
     def reset(self) -> None:
         self._hist = np.zeros_like(self._hist)
+        for t in self.transforms:  # stateful transforms (causal ASA) start empty too
+            if t is not None and hasattr(t, "reset"):
+                t.reset()
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"hist": self._hist.copy()}
+        out = {"hist": self._hist.copy()}
+        for l, t in enumerate(self.transforms):  # e.g. the causal ASA's window of past currents
+            if t is not None and hasattr(t, "state"):
+                out.update({f"transform{l}.{k}": v for k, v in t.state().items()})
+        return out
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
         self._hist = np.array(state["hist"], dtype=F32)
+        for l, t in enumerate(self.transforms):
+            if t is not None and hasattr(t, "restore"):
+                p = f"transform{l}."
+                t.restore({k[len(p):]: v for k, v in state.items() if k.startswith(p)})
 
     def footprint_bytes(self) -> int:
         """Bytes of parameters and buffers (all model arrays, float32) — NeuroBench footprint."""
@@ -187,7 +200,7 @@ class SNNStreamingKernel(Kernel):
         a[np.arange(n), np.arange(n)] = -self.thr
         a[np.arange(n), n + np.arange(n)] = 1.0
         self.A = a
-        self.transforms = [None] * n_layers
+        self.transforms = attention_transforms(self.arrays, meta, self.sizes)  # attention: asa → causal ASA
         self.reset()
 
     def reset(self) -> None:
@@ -310,39 +323,43 @@ class SNN3DKernel(Kernel):
         self.ln_g, self.ln_b = self._get("ln_g"), self._get("ln_b")
         self.out_scale = self._get("out_scale")
         self.transforms = [None] * n_layers
+        # attention: asa → clip ASA per layer, over a layer's currents of the whole window
+        self.window_transforms = attention_transforms(self.arrays, meta, self.sizes)
 
     def _forward(self, x: np.ndarray, activity: Activity | None) -> np.ndarray:
+        # layer by layer over all 7 steps (a feed-forward SNN: identical to step by step), so a
+        # transform sees a layer's whole window of currents, shape (n, steps, units)
         n, steps, _ = x.shape
-        xn = layer_norm(x, self.ln_g, self.ln_b)
+        inp = layer_norm(x, self.ln_g, self.ln_b)
+        nz_in = _nnz(inp)
         L = len(self.sizes)
-        mem = [np.zeros((n, s), dtype=F32) for s in self.sizes]
-        spk = [np.zeros((n, s), dtype=F32) for s in self.sizes]
-        spikes = [np.zeros((n, steps, s), dtype=bool) for s in self.sizes] if self.record else None
-        counts = [0] * L
-        for k in range(steps):
-            inp = xn[:, k]
-            for l in range(L):
-                cur = inp @ self.W[l].T + self.b[l]
-                if self.transforms[l] is not None:
-                    cur = np.asarray(self.transforms[l](cur), dtype=F32)
-                cur = cur - self.thr_l[l] * spk[l]
-                mem[l] = self.beta_l[l] * mem[l] + cur
-                spk[l] = (mem[l] > self.thr_l[l]).astype(F32)
-                counts[l] += int(spk[l].sum())
-                if spikes is not None:
-                    spikes[l][:, k] = spk[l] > 0
-                inp = spk[l]
+        spikes, counts = [], []
+        for l in range(L):
+            cur_all = inp @ self.W[l].T + self.b[l]  # (n, steps, units)
+            if self.transforms[l] is not None:
+                cur_all = np.asarray(self.transforms[l](cur_all), dtype=F32)
+            mem = np.zeros((n, self.sizes[l]), dtype=F32)
+            spk = np.zeros((n, self.sizes[l]), dtype=F32)
+            out = np.empty((n, steps, self.sizes[l]), dtype=F32)
+            for k in range(steps):
+                cur = cur_all[:, k] - self.thr_l[l] * spk
+                mem = self.beta_l[l] * mem + cur
+                spk = (mem > self.thr_l[l]).astype(F32)
+                out[:, k] = spk
+            spikes.append(out)
+            counts.append(int(out.sum()))
+            inp = out
         if self.record:
-            self.last_record = {"spikes": spikes, "mem_out": mem[L - 1].copy()}
+            self.last_record = {"spikes": [s > 0 for s in spikes], "mem_out": mem.copy()}
         if activity is not None:
             neurons = sum(self.sizes)
-            activity.macs += _nnz(xn) * self.sizes[0]
+            activity.macs += nz_in * self.sizes[0]
             activity.acs += sum(counts[l - 1] * self.sizes[l] for l in range(1, L))
             activity.act_total += n * steps * neurons
             activity.act_zero += n * steps * neurons - sum(counts)
             activity.spikes += sum(counts)
             activity.neurons = neurons
-        return mem[L - 1] * self.out_scale
+        return mem * self.out_scale
 
 
 class ANNKernel(Kernel):

@@ -27,6 +27,7 @@ import torch
 from snntorch import surrogate
 from torch import nn
 
+from nodes.decoders.attention_torch import attach_attention, export_attention, import_attention
 from nodes.decoders.kernels import to_grid
 
 SNN_STREAMING_BETA = (0.9, 0.7, 0.8)
@@ -96,27 +97,35 @@ class SNNStreaming(nn.Module):
         """``x`` (T, B, C) binary → ``(y (T, B, 2), state, spikes)``; spikes: per layer (T, B, units) if ``record``."""
         T, B, _ = x.shape
         state = state if state is not None else self.init_state(B)
-        mems = [m for m, _ in state]
-        spks = [s for _, s in state]
+        mems = [s[0] for s in state]
+        spks = [s[1] for s in state]
+        # causal ASA (attention: asa): its window of past currents is a third state entry
+        asas = [getattr(layer, "asa", None) for layer in self.layers]
+        hists = [s[2] if len(s) > 2 else (a.initial_state(B) if a is not None else None) for s, a in zip(state, asas)]
         cur0 = self.layers[0].fc(x)  # all steps at once: layer 0 is feed-forward from the input
         ys, rec = [], [[] for _ in self.layers]
         for t in range(T):
             inp = None
             for l, layer in enumerate(self.layers):
                 cur = cur0[t] if l == 0 else layer.fc(inp)
+                if asas[l] is not None:
+                    cur, hists[l], _ = asas[l](cur, hists[l])
                 spks[l], mems[l] = layer.step(cur, mems[l], spks[l])
                 inp = spks[l]
                 if record:
                     rec[l].append(spks[l].detach())
             ys.append(mems[-1] * self.out_scale)
         spikes = [torch.stack(r) for r in rec] if record else None
-        return torch.stack(ys), list(zip(mems, spks)), spikes
+        state = [(m, s) if h is None else (m, s, h) for m, s, h in zip(mems, spks, hists)]
+        return torch.stack(ys), state, spikes
 
     def export(self) -> dict[str, np.ndarray]:
-        return {**_export_lif(list(self.layers)), "out_scale": self.out_scale.detach().numpy().astype(np.float32)}
+        return {**_export_lif(list(self.layers)), "out_scale": self.out_scale.detach().numpy().astype(np.float32),
+                **export_attention(list(self.layers))}
 
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         _import_lif(list(self.layers), arrays)
+        import_attention(list(self.layers), arrays)
         with torch.no_grad():
             self.out_scale.copy_(torch.from_numpy(np.asarray(arrays["out_scale"], dtype=np.float32)))
 
@@ -137,29 +146,37 @@ class SNN3D(nn.Module):
         self.sizes = sizes
 
     def forward(self, x: torch.Tensor, record: bool = False):
-        """``x`` (B, steps, C) → ``(y (B, 2), spikes)``; spikes: per layer (B, steps, units) if ``record``."""
+        """``x`` (B, steps, C) → ``(y (B, 2), spikes)``; spikes: per layer (B, steps, units) if ``record``.
+
+        ``layer.transform`` (if set) maps the layer's currents over the whole window, (B, steps, units)."""
         B, steps, _ = x.shape
-        xn = self.norm(x)
-        mems = [torch.zeros(B, s) for s in self.sizes[1:]]
-        spks = [torch.zeros(B, s) for s in self.sizes[1:]]
-        rec = [[] for _ in self.layers]
-        for k in range(steps):
-            inp = xn[:, k]
-            for l, layer in enumerate(self.layers):
-                spks[l], mems[l] = layer.step(layer.fc(inp), mems[l], spks[l])
-                inp = spks[l]
-                if record:
-                    rec[l].append(spks[l].detach())
-        spikes = [torch.stack(r, dim=1) for r in rec] if record else None
-        return mems[-1] * self.out_scale, spikes
+        inp = self.norm(x)
+        rec = []
+        for layer in self.layers:  # layer by layer over the window: a transform sees (B, steps, units)
+            cur_all = layer.fc(inp)
+            if layer.transform is not None:
+                cur_all = layer.transform(cur_all)
+            mem = torch.zeros(B, cur_all.shape[-1])
+            spk = torch.zeros(B, cur_all.shape[-1])
+            outs = []
+            for k in range(steps):
+                cur = cur_all[:, k] - layer.lif.threshold * spk.detach()
+                spk, mem = layer.lif(cur, mem)
+                outs.append(spk)
+            inp = torch.stack(outs, dim=1)
+            if record:
+                rec.append(inp.detach())
+        return mem * self.out_scale, (rec if record else None)
 
     def export(self) -> dict[str, np.ndarray]:
         return {**_export_lif(list(self.layers)), "out_scale": self.out_scale.detach().numpy().astype(np.float32),
                 "ln_g": self.norm.weight.detach().numpy().astype(np.float32),
-                "ln_b": self.norm.bias.detach().numpy().astype(np.float32)}
+                "ln_b": self.norm.bias.detach().numpy().astype(np.float32),
+                **export_attention(list(self.layers))}
 
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         _import_lif(list(self.layers), arrays)
+        import_attention(list(self.layers), arrays)
         with torch.no_grad():
             self.out_scale.copy_(torch.from_numpy(np.asarray(arrays["out_scale"], dtype=np.float32)))
             self.norm.weight.copy_(torch.from_numpy(np.asarray(arrays["ln_g"], dtype=np.float32)))
@@ -237,15 +254,17 @@ class LSTMDecoder(nn.Module):
 
 
 def build(kind: str, meta: dict[str, Any]) -> nn.Module:
-    """An untrained torch model of ``kind`` shaped by ``meta`` (channels, architecture, features)."""
+    """An untrained torch model of ``kind`` shaped by ``meta`` (channels, architecture, features,
+    and ``attention`` for the SNNs: see :func:`nodes.decoders.attention_torch.attach_attention`)."""
     channels = int(meta["channels"])
     arch = meta["architecture"]
     outputs = int(meta.get("outputs", 2))
     if kind == "snn_streaming":
-        return SNNStreaming(channels, tuple(arch["layers"][:-1]), outputs,
-                            tuple(arch["beta"]), tuple(arch["threshold"]))
+        return attach_attention(SNNStreaming(channels, tuple(arch["layers"][:-1]), outputs,
+                                             tuple(arch["beta"]), tuple(arch["threshold"])), meta)
     if kind == "snn_3d":
-        return SNN3D(channels, tuple(arch["layers"][:-1]), outputs, float(arch["beta"][0]), float(arch["threshold"][0]))
+        return attach_attention(SNN3D(channels, tuple(arch["layers"][:-1]), outputs, float(arch["beta"][0]),
+                                      float(arch["threshold"][0])), meta)
     if kind in ("ann", "ann_3d"):
         steps = int(meta["features"].get("steps", 1)) if kind == "ann_3d" else 1
         return ANN(channels * steps, tuple(arch["layers"][:-1]), outputs)
