@@ -236,3 +236,85 @@ class ClipASA:
         gain = np.where(m, g_im, g_re).astype(x.dtype)
         self.last_gain, self.last_mask = gain, m
         return x * gain if n else x.copy()
+
+
+# ------------------------------------------------------------ model files: metadata and kernels
+
+ATTENTION_KINDS = ("none", "asa")
+DEFAULT_WINDOW = 4  # causal ASA: current step + 3 past steps (16 ms at 250 Hz)
+
+
+def attention_metadata(model_kind: str, attention: str | None = "none", ratio: float = 0.5,
+                       reduction: int = 1, window: int = DEFAULT_WINDOW, steps: int = 7,
+                       layers: list[int] | None = None, hidden: int = 2) -> dict[str, Any]:
+    """The ``attention`` entry of a decoder model file's metadata.
+
+    Args:
+        model_kind: ``snn_streaming`` (causal form) or ``snn_3d`` (clip form over its window).
+        attention: ``"none"`` or ``"asa"``.
+        ratio: λ (``asa_ratio``), fraction of a layer's channels in the important part.
+        reduction: ``asa_reduction`` of the scoring ``fc`` over time.
+        window: steps the causal form sees (current + ``window − 1`` past), snn_streaming only.
+        steps: time steps of a window (snn_3d: 7 steps of 28 ms).
+        layers: layers whose input current is attended (default: the ``hidden`` hidden layers;
+            the output layer's membrane is the readout and has no spikes to save).
+    """
+    attention = attention or "none"
+    if attention not in ATTENTION_KINDS:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTION_KINDS)}, got {attention!r}")
+    if attention == "none":
+        return {"kind": "none"}
+    if model_kind not in ("snn_streaming", "snn_3d"):
+        raise ValueError(f"attention: asa is available for snn_streaming and snn_3d, not {model_kind!r}")
+    if not (0.0 < float(ratio) < 1.0):
+        raise ValueError(f"asa_ratio must be in (0, 1), got {ratio!r}")
+    if int(reduction) < 1:
+        raise ValueError(f"asa_reduction must be >= 1, got {reduction!r}")
+    meta: dict[str, Any] = {"kind": "asa", "ratio": float(ratio), "reduction": int(reduction), "kernel_size": 3,
+                            "layers": list(layers if layers is not None else range(hidden)),
+                            "paper": "Yao et al., Inherent Redundancy in SNNs (ICCV 2023), Advance Spatial Attention"}
+    if model_kind == "snn_streaming":
+        if int(window) < 1:
+            raise ValueError(f"asa_window must be >= 1, got {window!r}")
+        meta.update(form="causal", window=int(window),
+                    note="causal and per sample: current + window-1 past currents of the same stream")
+    else:
+        meta.update(form="clip", steps=int(steps), note="per-sample clip ASA over each 7-step window")
+    return meta
+
+
+def attention_transforms(arrays: dict[str, np.ndarray], meta: dict[str, Any], sizes: list[int],
+                         batch: int = 1) -> list[Any]:
+    """Per-layer ASA modules of a model file (None where a layer has none): :class:`CausalASA`
+    for ``form: causal``, :class:`ClipASA` for ``form: clip``. ``sizes`` are the layers' units."""
+    att = meta.get("attention") or {"kind": "none"}
+    out: list[Any] = [None] * len(sizes)
+    if att.get("kind", "none") == "none":
+        return out
+    if att["kind"] != "asa":
+        raise ValueError(f"model file: unknown attention kind {att['kind']!r}; known: {', '.join(ATTENTION_KINDS)}")
+    for l in att["layers"]:
+        if not 0 <= l < len(sizes):
+            raise ValueError(f"model file: attention layer {l} out of range (model has {len(sizes)} layers)")
+        if att["form"] == "causal":
+            out[l] = CausalASA(arrays, sizes[l], att["ratio"], batch=batch, prefix=f"asa{l}.")
+        else:
+            out[l] = ClipASA(arrays, att["steps"], sizes[l], att["ratio"], prefix=f"asa{l}.")
+    return out
+
+
+def attention_ops_per_step(meta: dict[str, Any], sizes: list[int]) -> int:
+    """Multiply-accumulates of the attention itself per output step (score fc, pooling, convs;
+    sorting and the sigmoid not counted) — reported next to the synaptic operations."""
+    att = meta.get("attention") or {"kind": "none"}
+    if att.get("kind", "none") == "none":
+        return 0
+    total = 0
+    k = att.get("kernel_size", 3)
+    for l in att["layers"]:
+        C = sizes[l]
+        T = att["window"] if att["form"] == "causal" else att["steps"]
+        fc = T * (T if att["form"] == "clip" else 1)
+        per = C * fc + 2 * C * T + 2 * 2 * k * C + C  # score, mean+max, two convs, rescale
+        total += per
+    return int(total)

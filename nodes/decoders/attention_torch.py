@@ -290,3 +290,48 @@ def make_attention(form: str, channels: int, ratio: float, reduction: int, windo
     if form == "clip":
         return ClipASA(steps, channels, ratio, reduction, 0, kernel_size)
     raise ValueError(f"unknown ASA form {form!r}; expected 'causal' or 'clip'")
+
+
+def attach_attention(model: nn.Module, meta: dict) -> nn.Module:
+    """Give ``model.layers[l]`` an ``asa`` module for each layer listed in ``meta["attention"]``
+    (see :func:`nodes.decoders.attention.attention_metadata`); no-op for ``kind: none``."""
+    att = meta.get("attention") or {"kind": "none"}
+    if att.get("kind", "none") == "none":
+        return model
+    if att["kind"] != "asa":
+        raise ValueError(f"unknown attention kind {att['kind']!r}; expected 'none' or 'asa'")
+    for l in att["layers"]:
+        units = model.layers[l].fc.out_features
+        if att["form"] == "causal":
+            model.layers[l].asa = CausalASA(units, att["ratio"], att["reduction"], att["window"], att["kernel_size"])
+        else:
+            model.layers[l].asa = ClipASA(att["steps"], units, att["ratio"], att["reduction"], 0, att["kernel_size"])
+    return model
+
+
+def export_attention(layers: list[nn.Module]) -> dict[str, np.ndarray]:
+    """Arrays ``asa{l}.*`` of every layer that has an ``asa`` module."""
+    out: dict[str, np.ndarray] = {}
+    for l, layer in enumerate(layers):
+        if getattr(layer, "asa", None) is not None:
+            out.update(layer.asa.export(f"asa{l}."))
+    return out
+
+
+def import_attention(layers: list[nn.Module], arrays: dict[str, np.ndarray]) -> None:
+    """Load ``asa{l}.*`` arrays into the layers' ``asa`` modules (inverse of :func:`export_attention`)."""
+    with torch.no_grad():
+        for l, layer in enumerate(layers):
+            asa = getattr(layer, "asa", None)
+            if asa is None:
+                continue
+            p = f"asa{l}."
+            params = {"fc1": asa.scorer.fc1.weight, "conv_im": asa.conv_im.weight, "conv_rest": asa.conv_rest.weight}
+            if asa.scorer.fc2 is not None:
+                params["fc2"] = asa.scorer.fc2.weight
+            if isinstance(asa, ClipASA) and asa.spatial:
+                params.update(alpha=asa.alpha, beta=asa.beta)
+            for name, param in params.items():
+                if p + name not in arrays:
+                    raise ValueError(f"model arrays have no {p + name!r} for the attention of layer {l}")
+                param.copy_(torch.from_numpy(np.asarray(arrays[p + name])).to(param.dtype).reshape(param.shape))

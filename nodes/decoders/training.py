@@ -45,6 +45,10 @@ class TrainConfig:
     threads: int = 1  # per-step tensors are tiny: 2 threads only add OpenMP overhead (10x slower on a busy 2-core box)
     seed: int = 0
     progress: bool = True
+    attention: str = "none"  # "asa": Advance Spatial Attention on the hidden layers (snn_streaming, snn_3d)
+    asa_ratio: float = 0.5  # λ, fraction of a layer's channels in the important part
+    asa_reduction: int = 1  # reduction of the ASA scoring fc over time
+    asa_window: int = 4  # causal ASA (snn_streaming): current + 3 past steps
 
 
 def validation_r2(arrays: dict[str, np.ndarray], meta: dict[str, Any], data: DecoderData, part: str = "val") -> float:
@@ -67,6 +71,10 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     meta = base_metadata(kind, data.channels, data.rate_hz)
+    from nodes.decoders.attention import attention_metadata
+
+    meta["attention"] = attention_metadata(kind, cfg.attention, cfg.asa_ratio, cfg.asa_reduction, cfg.asa_window,
+                                           steps=int(meta["features"].get("steps", 1)))
     spec = FeatureSpec.from_dict(meta["features"])
     tr = data.split["train"]
     vel_tr = data.velocity[tr].astype(np.float64)
@@ -192,6 +200,15 @@ def run_cli(args: Any) -> int:
             if value <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be > 0, got {value}")
             setattr(cfg, name, type(getattr(cfg, name))(value))
+    for name in ("attention", "asa_ratio", "asa_reduction", "asa_window"):  # issue 5: ASA options
+        if getattr(args, name, None) is not None:
+            setattr(cfg, name, getattr(args, name))
+    try:
+        from nodes.decoders.attention import attention_metadata
+
+        attention_metadata(args.model, cfg.attention, cfg.asa_ratio, cfg.asa_reduction, cfg.asa_window)
+    except ValueError as exc:
+        raise UserError(f"--attention/--asa-*: {exc}") from None
     data = load_data(args.recording)
     arrays, meta = train(args.model, data, cfg, source=str(args.recording))
     path = save_model(args.out, arrays, meta)

@@ -38,6 +38,10 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     opt("--window", type=int, default=None, metavar="STEPS", help="decoders: truncated-BPTT window in 4 ms steps for snn_streaming/lstm (default 160)")
     opt("--max-minutes", type=float, default=None, metavar="M", help="stop training after M minutes (default 4)")
     opt("--threads", type=int, default=None, metavar="N", help="decoders: torch threads (default 1; tiny tensors gain nothing from more)")
+    opt("--attention", choices=("none", "asa"), default=None, help="decoders: 'asa' adds Advance Spatial Attention to the hidden layers of snn_streaming (causal) or snn_3d (per window); default none")
+    opt("--asa-ratio", type=float, default=None, metavar="LAMBDA", help="decoders: ASA ratio λ, fraction of channels in the important part (default 0.5)")
+    opt("--asa-reduction", type=int, default=None, metavar="R", help="decoders: ASA reduction of the scoring fc over time (default 1)")
+    opt("--asa-window", type=int, default=None, metavar="STEPS", help="decoders: causal ASA window in 4 ms steps, current + past (snn_streaming; default 4)")
 
     g = p.add_argument_group("iBMI decoders (--model snn_streaming | snn_3d | ann | ann_3d | lstm)")
 

@@ -1,0 +1,144 @@
+"""Decoders with ``attention: asa``: the numpy kernels (runtime) reproduce the snntorch models spike
+for spike, the causal ASA state lives in the kernel's/node's ``state()``, and model files record it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nodes.decoders.attention import attention_metadata
+from nodes.decoders.features import FeatureSpec, features
+from nodes.decoders.kernels import make_kernel
+from nodes.decoders.specs import base_metadata
+from nodes.decoders.torch_models import build, from_arrays
+from pipeline.modelfile import load_model, save_model
+
+C = 24
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _counts(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rate = 0.25 + 0.2 * np.sin(np.arange(n)[:, None] / 40.0 + rng.uniform(0, 6, C))
+    return rng.poisson(np.clip(rate, 0.01, None)).astype(np.float32)
+
+
+def _asa_model_file(kind: str, seed: int = 0, reduction: int = 1) -> tuple[dict, dict]:
+    torch.manual_seed(seed)
+    meta = base_metadata(kind, C)
+    meta["attention"] = attention_metadata(kind, "asa", ratio=0.5, reduction=reduction,
+                                           steps=int(meta["features"].get("steps", 1)))
+    model = build(kind, meta)
+    g = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.fc.weight.mul_(3.0)  # lively: every layer spikes often even after the gains
+            if getattr(layer, "asa", None) is not None:
+                for p in layer.asa.parameters():
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.8)  # "trained" attention
+    arrays = model.export()
+    arrays["target_scale"] = np.array([120.0, 80.0], dtype=np.float32)
+    arrays["target_mean"] = np.array([1.0, -2.0], dtype=np.float32)
+    return arrays, meta
+
+
+def _chunks(n: int, seed: int) -> list[tuple[int, int]]:
+    rng = np.random.default_rng(seed)
+    out, i = [], 0
+    while i < n:
+        k = int(rng.choice([1, 2, 3, 17, 64, 250]))
+        out.append((i, min(n, i + k)))
+        i += k
+    return out
+
+
+def _run_kernel(kernel, counts, chunks):
+    kernel.record = True
+    ys, spikes = [], []
+    for a, b in chunks:
+        ys.append(kernel.run(counts[a:b]))
+        spikes.append(kernel.last_record["spikes"])
+    return np.concatenate(ys), [np.concatenate([s[l] for s in spikes]) for l in range(len(spikes[0]))]
+
+
+@pytest.mark.parametrize("reduction", [1, 2])
+def test_snn_streaming_asa_spike_exact(reduction: int, tmp_path) -> None:
+    arrays, meta = _asa_model_file("snn_streaming", seed=reduction, reduction=reduction)
+    path = save_model(tmp_path / "m.npz", arrays, meta)  # through a real model file (data only)
+    arrays, meta = load_model(path)
+    assert meta["attention"]["kind"] == "asa" and meta["attention"]["form"] == "causal"
+    counts = _counts(3000, seed=reduction)
+    model = from_arrays(arrays, meta)
+    assert all(model.layers[l].asa is not None for l in (0, 1)) and getattr(model.layers[2], "asa", None) is None
+    x = torch.from_numpy(features(FeatureSpec("binary"), counts))[:, None, :]
+    with torch.no_grad():
+        y_t, _, spk_t = model(x, record=True)
+    y_ref = y_t[:, 0].numpy() * arrays["target_scale"] + arrays["target_mean"]
+    y, spikes = _run_kernel(make_kernel(arrays, meta), counts, _chunks(len(counts), reduction))
+    for l, s in enumerate(spikes):
+        ref = spk_t[l][:, 0].numpy() > 0
+        assert 0.01 < ref.mean() < 0.9, f"layer {l} firing rate {ref.mean()} makes the test weak"
+        mismatch = np.argwhere(s != ref)
+        assert mismatch.size == 0, f"layer {l}: first spike mismatch at step {mismatch[0][0]}"
+    np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-5 * np.abs(y_ref).max())
+
+
+def test_snn_streaming_asa_batch_and_state() -> None:
+    """Batch of 3 streams in torch = each stream alone in numpy; kernel state() carries the ASA window."""
+    arrays, meta = _asa_model_file("snn_streaming", seed=4)
+    model = from_arrays(arrays, meta)
+    streams = [features(FeatureSpec("binary"), _counts(800, seed=s)) for s in (10, 11, 12)]
+    with torch.no_grad():
+        _, _, spk_b = model(torch.from_numpy(np.stack(streams, axis=1)), record=True)
+    for i, xs in enumerate(streams):
+        kernel = make_kernel(arrays, meta)
+        _, spikes = _run_kernel(kernel, xs, [(0, 400)])
+        saved = kernel.state()
+        assert "transform0.hist" in saved and saved["transform0.hist"].shape == (1, 3, 32)
+        resumed = make_kernel(arrays, meta)
+        resumed.restore(saved)
+        _, rest = _run_kernel(resumed, xs, [(400, 800)])
+        for l in range(3):
+            got = np.concatenate([spikes[l], rest[l]])
+            assert np.array_equal(got, spk_b[l][:, i].numpy() > 0), f"stream {i} layer {l}"
+    # a fresh kernel (no restored window) diverges somewhere: the state matters
+    fresh = make_kernel(arrays, meta)
+    _, cold = _run_kernel(fresh, streams[0], [(400, 800)])
+    assert any(not np.array_equal(cold[l], spk_b[l][400:, 0].numpy() > 0) for l in range(3))
+
+
+def test_snn_3d_asa_spike_exact_and_per_sample() -> None:
+    arrays, meta = _asa_model_file("snn_3d", seed=7)
+    assert meta["attention"]["form"] == "clip"
+    counts = _counts(2500, seed=3)
+    spec = FeatureSpec.from_dict(meta["features"])
+    model = from_arrays(arrays, meta)
+    X = torch.from_numpy(features(spec, counts))
+    with torch.no_grad():
+        y_t, spk_t = model(X, record=True)
+        y_one, _ = model(X[1234:1235])  # batch 1
+    assert torch.equal(y_one, y_t[1234:1235])
+    y_ref = y_t.numpy() * arrays["target_scale"] + arrays["target_mean"]
+    y, spikes = _run_kernel(make_kernel(arrays, meta), counts, _chunks(len(counts), 2))
+    for l, s in enumerate(spikes):
+        ref = spk_t[l].numpy() > 0
+        assert 0.01 < ref.mean() < 0.9, f"layer {l} firing rate {ref.mean()}"
+        assert np.array_equal(s, ref), f"layer {l}: {np.sum(s != ref)} spike mismatches"
+    np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-5 * np.abs(y_ref).max())
+
+
+def test_attention_metadata_checks_options() -> None:
+    assert attention_metadata("snn_streaming", "none") == {"kind": "none"}
+    with pytest.raises(ValueError, match="asa_ratio"):
+        attention_metadata("snn_streaming", "asa", ratio=0.0)
+    with pytest.raises(ValueError, match="not 'lstm'"):
+        attention_metadata("lstm", "asa")
+    with pytest.raises(ValueError, match="attention must be"):
+        attention_metadata("snn_3d", "transformer")
