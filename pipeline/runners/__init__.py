@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 RUNNERS: dict[str, str] = {
     "local": "pipeline.runners.local:run",
+    "ray": "pipeline.runners.ray_runner:run",
+    "ray-compiled": "pipeline.runners.ray_compiled:run",
 }
 
 
