@@ -217,3 +217,40 @@ def read_xdf(path: str | Path, *, allow_incomplete: bool = False) -> Recording:
                                    np.asarray(s["clock_values"], dtype=np.float64)]).reshape(-1, 2)
         out[name] = RecordedStream(info, data, stamps, offsets)
     return Recording(out, metadata)
+
+
+def _element_dict(el) -> dict[str, Any]:
+    """An XML element as pyxdf's nested dict-of-lists form."""
+    children = list(el)
+    if not children:
+        return {el.tag: el.text}
+    dd: dict[str, list] = {}
+    for child in children:
+        for k, v in _element_dict(child).items():
+            dd.setdefault(k, []).append(v)
+    return {el.tag: dd}
+
+
+def read_xdf_infos(path: str | Path) -> dict[str, StreamInfo]:
+    """The stream descriptions of an XDF file, by name, without decoding its samples (fast).
+
+    Raises RecordingError for a missing, truncated or corrupt file (the chunk structure is checked).
+    """
+    import xml.etree.ElementTree as ET
+
+    path = Path(path)
+    buf = read_bytes(path)
+    infos: dict[str, StreamInfo] = {}
+    for tag, off, length in scan_chunks(buf, str(path)):
+        if tag != TAG_STREAM_HEADER:
+            continue
+        try:
+            root = ET.fromstring(buf[off + 4:off + length])
+        except ET.ParseError as exc:
+            raise RecordingError(f"{path}: corrupt StreamHeader XML at byte {off} ({exc})") from None
+        info = _stream_info(_element_dict(root), str(path))
+        name, k = info.name, 2
+        while name in infos:
+            name, k = f"{info.name}_{k}", k + 1
+        infos[name] = info if name == info.name else info.with_(name=name)
+    return infos

@@ -1,0 +1,79 @@
+"""Recorder sink: writes every input stream to an XDF file (``.xdf`` or gzip ``.xdfz``)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.clock import local_clock
+from pipeline.errors import UserError
+from pipeline.node import Sink
+from pipeline.packet import Packet, StreamInfo
+
+
+class Recorder(Sink):
+    """Record streams to XDF with the project's writer; the file loads in ``pyxdf.load_xdf``.
+
+    Params:
+        path: output file (``.xdfz`` compressed, or ``.xdf``); its folder is created if needed.
+        streams: input port names, one per stream (default ``["in"]``); each becomes a stream of
+            that name in the file, with the connected stream's type, channels, labels, units,
+            rate and dtype.
+        overwrite: replace an existing file (default False: refuse, so a run never destroys data).
+
+    A ClockOffset of 0 s (the graph runs on the local LSL clock) is written per stream when the
+    recording opens and closes, as LabRecorder does with its periodic measurements.
+    """
+
+    kind = "recorder"
+
+    def __init__(self, path: str = "", streams: list[str] | None = None, overwrite: bool = False) -> None:
+        if not path:
+            raise UserError("recorder: param 'path' (the output .xdfz/.xdf file) is required")
+        p = Path(path)
+        if not p.name.endswith((".xdf", ".xdfz", ".xdf.gz")):
+            raise UserError(f"recorder: path {path!r} must end in .xdfz or .xdf")
+        if p.exists() and not overwrite:
+            raise UserError(f"recorder: {path} exists; set overwrite: true to replace it")
+        if streams is not None and (isinstance(streams, str) or not streams):
+            raise UserError(f"recorder: streams must be a non-empty list of names, got {streams!r}")
+        self.path = p
+        self.inputs = tuple(streams or ["in"])
+        self._writer = None
+        self._ids: dict[str, int] = {}
+        self._samples = {port: 0 for port in self.inputs}
+
+    def open(self, inputs: dict[str, StreamInfo]) -> dict[str, StreamInfo]:
+        from pipeline.recordings.xdf_writer import XdfWriter
+
+        super().open(inputs)
+        missing = [p for p in self.inputs if p not in inputs]
+        if missing:
+            raise UserError(f"recorder: nothing connected to input port(s) {', '.join(missing)}")
+        self._writer = XdfWriter(self.path, {"recorder": "spikeloop", "node": self.name or self.kind})
+        now = local_clock()
+        for port in self.inputs:
+            info = inputs[port]
+            meta = dict(info.metadata)
+            if info.name != port:
+                meta["original_name"] = info.name
+            self._ids[port] = self._writer.add_stream(info.with_(name=port, metadata=meta))
+            self._writer.write_clock_offset(self._ids[port], now, 0.0)
+        return {}
+
+    def process(self, port: str, packet: Packet) -> dict[str, Packet]:
+        assert self._writer is not None, "open() first"
+        self._writer.write_samples(self._ids[port], np.asarray(packet.data), packet.timestamps)
+        self._samples[port] += packet.n_samples
+        return {}
+
+    def report(self) -> dict[str, Any]:
+        return {"path": str(self.path), **{f"samples.{p}": n for p, n in self._samples.items()}}
+
+    def close(self) -> None:
+        if self._writer is not None and not self._writer.closed:
+            now = local_clock()
+            for sid in self._ids.values():
+                self._writer.write_clock_offset(sid, now, 0.0)
+            self._writer.close()
