@@ -142,3 +142,21 @@ def test_attention_metadata_checks_options() -> None:
         attention_metadata("lstm", "asa")
     with pytest.raises(ValueError, match="attention must be"):
         attention_metadata("snn_3d", "transformer")
+
+
+def test_attention_plots_and_layer_activity(tmp_path) -> None:
+    from nodes.decoders.attention_report import attention_trace, layer_activity, plot_attention, plot_front
+
+    arrays, meta = _asa_model_file("snn_streaming", seed=5)
+    counts = _counts(300, seed=9)
+    trace = attention_trace(arrays, meta, counts)
+    assert set(trace) == {0, 1} and trace[0].shape == (300, 32) and trace[1].shape == (300, 48)
+    assert 0.0 < trace[0].min() and trace[0].max() < 1.0 and trace[0].std() > 0.01
+    act = layer_activity(arrays, meta, counts)
+    assert len(act["rate_per_layer"]) == 3
+    assert act["spikes_per_step"] == pytest.approx(sum(act["spikes_per_step_per_layer"]))
+    assert act["rate_overall"] == pytest.approx(act["spikes_per_step"] / 82)
+    png = plot_attention(trace, 250.0, tmp_path / "att.png")
+    front = plot_front([{"label": "a", "spikes_per_step": act["spikes_per_step"], "r2": 0.5, "group": "snn_streaming",
+                         "attention": "asa"}, {"label": "b", "spikes_per_step": 9.0, "r2": 0.4}], tmp_path / "f.png")
+    assert png.stat().st_size > 10_000 and front.stat().st_size > 10_000

@@ -137,6 +137,10 @@ def evaluate_model(path: str, data: DecoderData, filters: list[str], chunk: int 
         "r2": scores,
         "activation_sparsity": report.get("activation_sparsity"),
         "spikes_per_neuron_per_step": report.get("spikes_per_neuron_per_step"),
+        # issue 5: spikes per output step, all layers and per layer (None for non-spiking models)
+        "spikes_per_step": (node.activity.spikes / max(node.activity.steps, 1)) if node.activity.neurons else None,
+        "spikes_per_step_per_layer": [c / max(node.activity.steps, 1) for c in node.activity.per_layer_spikes] or None,
+        "attention": node.meta.get("attention", {"kind": "none"}),
         "acs_per_step": report.get("acs_per_step"),
         "macs_per_step": report.get("macs_per_step"),
         "footprint_bytes": report["footprint_bytes"],
@@ -201,12 +205,14 @@ def print_table(results: list[dict[str, Any]], filters: list[str]) -> None:
     table.add_column("kind")
     for f in filters:
         table.add_column(f"R² {f}", justify="right")
-    for col in ("sparsity", "spk/neuron/step", "ACs/step", "MACs/step", "footprint kB", "step p50 µs", "step p99 µs", "× real time"):
+    for col in ("sparsity", "spk/neuron/step", "spikes/step (per layer)", "ACs/step", "MACs/step", "footprint kB", "step p50 µs", "step p99 µs", "× real time"):
         table.add_column(col, justify="right")
     for r in results:
         table.add_row(
             Path(r["model"]).name, r["kind"], *[_fmt(r["r2"][f], ".3f") for f in filters],
             _fmt(r["activation_sparsity"], ".3f"), _fmt(r["spikes_per_neuron_per_step"], ".3f"),
+            "–" if r.get("spikes_per_step") is None else f"{r['spikes_per_step']:.2f} ("
+            + " / ".join(f"{c:.2f}" for c in r["spikes_per_step_per_layer"] or []) + ")",
             _fmt(r["acs_per_step"], ".0f"), _fmt(r["macs_per_step"], ".0f"),
             _fmt(r["footprint_bytes"] / 1024, ".1f"), _fmt(r["step_us_p50"], ".1f"), _fmt(r["step_us_p99"], ".1f"),
             _fmt(r["offline_x_realtime"], ".0f"),
@@ -222,6 +228,14 @@ def evaluate(models: list[str], data: DecoderData, filters: list[str], *, plot_p
     results = [evaluate_model(m, data, filters, chunk=chunk) for m in tqdm(models, desc="evaluate", unit="model", leave=False)]
     if plot_path:
         plot(results, data.rate_hz, plot_path, seconds=plot_seconds)
+    front_path = None
+    spiking = [r for r in results if r.get("spikes_per_step") is not None]
+    if plot_path and len(spiking) > 1:  # issue 5: R² vs spikes per step, one point per model
+        from nodes.decoders.attention_report import plot_front
+
+        front_path = str(Path(plot_path).with_name(Path(plot_path).stem + "_front.png"))
+        plot_front([{"label": Path(r["model"]).stem, "spikes_per_step": r["spikes_per_step"], "r2": r["r2"]["none"],
+                     "group": r["kind"], "attention": r["attention"].get("kind", "none")} for r in spiking], front_path)
     for r in results:
         r.pop("_curves")
     sl = data.split["test"]
@@ -234,6 +248,7 @@ def evaluate(models: list[str], data: DecoderData, filters: list[str], *, plot_p
         "r2_definition": "NeuroBench: per axis 1 - SSE/(N*population variance), mean over vx, vy",
         "models": results,
         "plot": plot_path,
+        "front_plot": front_path,
     }
 
 
@@ -259,4 +274,6 @@ def run_cli(args: Any) -> int:
         print(f"wrote {args.json_path}")
     if report["plot"]:
         print(f"wrote {report['plot']}")
+    if report.get("front_plot"):
+        print(f"wrote {report['front_plot']} (R2 vs spikes per step)")
     return 0

@@ -1,0 +1,177 @@
+"""``spikeloop bench attention``: decoders with and without Advance Spatial Attention (issue 5).
+
+For each model kind (SNN_Streaming with the causal ASA, SNN_3D with the per-window clip ASA) and
+each seed, trains the decoder twice on the bundled recording — ``attention: none`` and
+``attention: asa`` — with the SAME training settings (seed, epochs, time limit, learning rate,
+loss: MSE only, no sparsity regulariser in either arm), then scores both on the test part through
+the decoder node (``nodes.decoders.evaluation.evaluate_model``):
+
+* R² (no filter and causal Bessel), NeuroBench definition;
+* spikes per 4 ms output step (all layers), firing rate per layer and overall (spikes per neuron
+  per step), effective synaptic operations (ACs, MACs per step; plus the attention's own MACs,
+  shown separately since NeuroBench counts layers only);
+* step time of the decoder node fed one bin per packet (p50, p99 µs);
+
+and prints one table, the per-seed comparison against the targets (≥ 30 % fewer spikes per step,
+R² no lower than −0.005, step time ≤ 1.5×), an R²-vs-spikes plot (accuracy–energy front) and a plot
+of the attention gains per channel over a stretch of test data. Model files are kept
+(``--models-dir``) and reused with ``--reuse``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_RECORDING = "recordings/reaching_sample.xdfz"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recording", default=DEFAULT_RECORDING, help=f"reaching recording (default {DEFAULT_RECORDING})")
+    p.add_argument("--kinds", default="snn_streaming,snn_3d", help="comma-separated model kinds (default snn_streaming,snn_3d)")
+    p.add_argument("--seeds", default="0,1", help="comma-separated training seeds (default 0,1)")
+    p.add_argument("--epochs", type=int, default=15, help="maximum training epochs per model (default 15)")
+    p.add_argument("--max-minutes", type=float, default=2.0, help="training time limit per model in minutes (default 2)")
+    p.add_argument("--asa-ratio", type=float, default=0.5, help="ASA ratio λ (default 0.5)")
+    p.add_argument("--asa-reduction", type=int, default=1, help="ASA reduction (default 1)")
+    p.add_argument("--latency-steps", type=int, default=3000, help="bins timed one per packet per model (default 3000)")
+    p.add_argument("--models-dir", default="models/attention", help="where trained model files go (default models/attention)")
+    p.add_argument("--out-dir", default="results/attention", help="plots and JSON (default results/attention)")
+    p.add_argument("--reuse", action="store_true", help="reuse model files already in --models-dir instead of training")
+    p.add_argument("--json", dest="json_path", help="write the results as JSON here (default OUT_DIR/attention.json)")
+
+
+def _train(kind: str, seed: int, attention: str, args: argparse.Namespace, data, path: Path) -> None:
+    from nodes.decoders.training import TrainConfig, train
+    from pipeline.modelfile import save_model
+
+    cfg = TrainConfig(seed=seed, epochs=args.epochs, max_minutes=args.max_minutes, attention=attention,
+                      asa_ratio=args.asa_ratio, asa_reduction=args.asa_reduction)
+    arrays, meta = train(kind, data, cfg, source=args.recording)
+    save_model(path, arrays, meta)
+
+
+def _row(path: Path, data, args: argparse.Namespace) -> dict[str, Any]:
+    from nodes.decoders.attention import attention_ops_per_step
+    from nodes.decoders.attention_report import layer_activity
+    from nodes.decoders.evaluation import evaluate_model
+    from pipeline.modelfile import load_model
+
+    arrays, meta = load_model(path)
+    ev = evaluate_model(str(path), data, ["none", "causal"], latency_steps=args.latency_steps)
+    ev.pop("_curves", None)
+    sl = data.split["test"]
+    act = layer_activity(arrays, meta, data.spikes[sl])
+    sizes = [int(np.asarray(arrays[f"W{l}"]).shape[0]) for l in range(len(meta["architecture"]["layers"]))]
+    return {
+        "model": str(path), "kind": meta["kind"], "attention": meta.get("attention", {}).get("kind", "none"),
+        "seed": meta["training"]["seed"], "epochs_run": meta["training"]["epochs_run"],
+        "train_seconds": meta["training"]["seconds"], "val_r2": meta["training"]["val_r2"],
+        "r2": ev["r2"]["none"], "r2_causal": ev["r2"]["causal"],
+        **act,
+        "attention_macs_per_step": attention_ops_per_step(meta, sizes),
+        "step_us_p50": ev["step_us_p50"], "step_us_p99": ev["step_us_p99"],
+        "footprint_bytes": ev["footprint_bytes"], "offline_x_realtime": ev["offline_x_realtime"],
+    }
+
+
+def _table(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="Decoders with and without ASA (test part of the bundled recording)")
+    for col in ("kind", "seed", "attention", "R²", "R² causal", "spikes/step", "per layer", "rate overall",
+                "ACs/step", "MACs/step", "ASA MACs", "step p50 µs", "step p99 µs", "epochs"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        t.add_row(r["kind"], str(r["seed"]), r["attention"], f"{r['r2']:.3f}", f"{r['r2_causal']:.3f}",
+                  f"{r['spikes_per_step']:.2f}", " / ".join(f"{s:.2f}" for s in r["spikes_per_step_per_layer"]),
+                  f"{r['rate_overall']:.4f}", f"{r['acs_per_step']:.0f}", f"{r['macs_per_step']:.0f}",
+                  f"{r['attention_macs_per_step']}", f"{r['step_us_p50']:.1f}", f"{r['step_us_p99']:.1f}",
+                  str(r["epochs_run"]))
+    Console().print(t)
+
+
+def compare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (kind, seed): spike reduction, R² change, step-time ratio, and whether targets are met."""
+    out = []
+    keyed = {(r["kind"], r["seed"], r["attention"]): r for r in rows}
+    for (kind, seed, att), base in sorted(keyed.items()):
+        if att != "none" or (kind, seed, "asa") not in keyed:
+            continue
+        asa = keyed[(kind, seed, "asa")]
+        red = 1.0 - asa["spikes_per_step"] / base["spikes_per_step"] if base["spikes_per_step"] else float("nan")
+        d_r2 = asa["r2"] - base["r2"]
+        ratio = asa["step_us_p50"] / base["step_us_p50"]
+        out.append({"kind": kind, "seed": seed, "spike_reduction": red, "delta_r2": d_r2,
+                    "delta_r2_causal": asa["r2_causal"] - base["r2_causal"], "step_time_ratio_p50": ratio,
+                    "step_time_ratio_p99": asa["step_us_p99"] / base["step_us_p99"],
+                    "met_spikes": bool(red >= 0.30), "met_r2": bool(d_r2 >= -0.005), "met_time": bool(ratio <= 1.5)})
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from nodes.decoders.attention_report import attention_trace, plot_attention, plot_front
+    from nodes.decoders.data import load_data
+    from pipeline.modelfile import load_model
+
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    data = load_data(args.recording)
+    models_dir, out_dir = Path(args.models_dir), Path(args.out_dir)
+    rows = []
+    t0 = time.perf_counter()
+    for kind in kinds:
+        for seed in seeds:
+            for attention in ("none", "asa"):
+                path = models_dir / f"{kind}_{attention}_seed{seed}.npz"
+                if not (args.reuse and path.is_file()):
+                    _train(kind, seed, attention, args, data, path)
+                rows.append(_row(path, data, args))
+                print(f"[{time.perf_counter() - t0:.0f} s] {path.name}: R2 {rows[-1]['r2']:.3f}, "
+                      f"{rows[-1]['spikes_per_step']:.2f} spikes/step, p50 {rows[-1]['step_us_p50']:.1f} us", flush=True)
+    _table(rows)
+    comp = compare(rows)
+    con = Console()
+    for c in comp:
+        con.print(f"{c['kind']} seed {c['seed']}: spikes/step {-100 * c['spike_reduction']:+.1f} % "
+                  f"(target ≤ −30 %: {'met' if c['met_spikes'] else 'NOT met'}), ΔR² {c['delta_r2']:+.3f} "
+                  f"(target ≥ −0.005: {'met' if c['met_r2'] else 'NOT met'}), step time ×{c['step_time_ratio_p50']:.2f} "
+                  f"p50 (target ≤ 1.5: {'met' if c['met_time'] else 'NOT met'})")
+    points = [{"label": f"{r['kind']} {r['attention']} s{r['seed']}", "spikes_per_step": r["spikes_per_step"],
+               "r2": r["r2"], "group": r["kind"], "attention": r["attention"]} for r in rows]
+    front = plot_front(points, out_dir / "front.png")
+    plots = {"front": str(front)}
+    sl = data.split["test"]
+    stretch = data.spikes[sl][: int(4 * data.rate_hz)]
+    for kind in kinds:
+        path = models_dir / f"{kind}_asa_seed{seeds[0]}.npz"
+        arrays, meta = load_model(path)
+        trace = attention_trace(arrays, meta, stretch)
+        plots[f"attention_{kind}"] = str(plot_attention(trace, data.rate_hz, out_dir / f"attention_{kind}.png",
+                                                        title=f"ASA gains per channel, {kind} (seed {seeds[0]}), first 4 s of the test part"))
+    report = {"recording": args.recording, "seeds": seeds, "kinds": kinds,
+              "training": {"epochs": args.epochs, "max_minutes": args.max_minutes, "loss": "MSE only in both arms",
+                           "asa_ratio": args.asa_ratio, "asa_reduction": args.asa_reduction},
+              "rows": rows, "comparison": comp, "plots": plots}
+    json_path = Path(args.json_path) if args.json_path else out_dir / "attention.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2, default=float))
+    print(f"wrote {json_path}, {', '.join(plots.values())}")
+    return 0
+
+
+def main() -> int:  # pragma: no cover - convenience entry point
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
