@@ -1,8 +1,11 @@
 """Training of the decoders with snntorch / PyTorch (``spikeloop train --model KIND``).
 
-* Streaming models (SNN_Streaming, LSTM): truncated backpropagation through time over random
-  windows of the training part (``window`` steps; the first ``burn_in`` steps of each window only
-  warm the state up and carry no loss), batches of ``batch_size`` windows.
+* Streaming models (SNN_Streaming, LSTM): truncated backpropagation through time. Each epoch cuts
+  the training part into ``batch_size`` contiguous streams (random offset) and steps through them
+  in consecutive ``window``-step windows, carrying the (detached) state from one window to the
+  next, so training sees the long-running state that streaming inference has (training on
+  independent short windows from rest let the membranes drift in long runs). The first
+  ``burn_in`` steps of an epoch only warm the state up.
 * Window models (SNN_3D, ANN, ANN_3D): minibatches of independent windows.
 * Loss: MSE on velocity normalised by the training part's mean and standard deviation.
 * After every epoch the model is exported and the NUMPY KERNEL (the code that runs in graphs) is
@@ -38,8 +41,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 3e-3
     window: int = 160  # steps per BPTT window (streaming models)
-    burn_in: int = 40  # warm-up steps without loss at the start of each window
-    batches_per_epoch: int = 40  # streaming models
+    burn_in: int = 40  # warm-up steps without loss at the start of an epoch's first window
     samples_per_epoch: int = 12000  # window models
     max_minutes: float = 4.0
     threads: int = 1  # per-step tensors are tiny: 2 threads only add OpenMP overhead (10x slower on a busy 2-core box)
@@ -101,29 +103,38 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
 
     def batches() -> list:
         if streaming:
-            span = cfg.window + cfg.burn_in
-            if n_tr <= span:
-                raise ValueError(f"training part has {n_tr} bins, fewer than window+burn_in = {span}")
-            out = []
-            for _ in range(cfg.batches_per_epoch):
-                starts = rng.integers(tr.start, tr.stop - span, cfg.batch_size)
-                out.append(np.stack([np.arange(s, s + span) for s in starts], axis=1))  # (span, B)
-            return out
+            # truncated BPTT over the training part cut into batch_size contiguous streams (random
+            # offset per epoch), consecutive windows of `window` steps, state carried (detached)
+            # from one window to the next, so training sees the same long-running state as inference
+            offset = int(rng.integers(0, cfg.window))
+            per_stream = (n_tr - offset) // cfg.batch_size
+            n_win = per_stream // cfg.window
+            if n_win < 1:
+                raise ValueError(f"training part has {n_tr} bins, too few for {cfg.batch_size} streams of "
+                                 f"one {cfg.window}-step window")
+            starts = tr.start + offset + per_stream * np.arange(cfg.batch_size)
+            return [starts[None, :] + (w * cfg.window + np.arange(cfg.window))[:, None] for w in range(n_win)]
         perm = rng.permutation(idx_tr)[: cfg.samples_per_epoch]
         bs = max(cfg.batch_size, 64) * 4 if kind != "snn_3d" else max(cfg.batch_size, 64) * 2
-        return [perm[i:i + bs] for i in range(0, n_tr, bs)]
+        return [perm[i:i + bs] for i in range(0, len(perm), bs)]
 
-    def loss_of(batch: np.ndarray) -> "torch.Tensor":
+    carried: list = [None]  # streaming models: state carried across consecutive windows
+
+    def loss_of(batch: np.ndarray, first: bool = True) -> "torch.Tensor":
+        if first:
+            carried[0] = None
         if kind == "snn_streaming":
-            y, _, _ = model(Xt[batch])
+            y, state, _ = model(Xt[batch], carried[0])
+            carried[0] = [(m.detach(), s.detach()) for m, s in state]
         elif kind == "lstm":
-            y, _ = model(Xt[batch])
+            y, state = model(Xt[batch], carried[0])
+            carried[0] = tuple(t.detach() for t in state)
         elif kind == "snn_3d":
             y, _ = model(Xt[batch])
         else:
             y = model(Xt[batch])
         target = Yt[batch]
-        if streaming:
+        if streaming and first:  # the first window starts from rest: its first steps only warm up
             y, target = y[cfg.burn_in:], target[cfg.burn_in:]
         return torch.mean((y - target) ** 2)
 
@@ -141,9 +152,9 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
     for epoch in bar:
         model.train()
         losses = []
-        for batch in batches():
+        for i, batch in enumerate(batches()):
             opt.zero_grad()
-            loss = loss_of(batch)
+            loss = loss_of(batch, first=(i == 0))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
