@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.clock import local_clock, wait_until
+from pipeline.clock import SPIN_S, local_clock, wait_until
 from pipeline.errors import RecordingError, UserError
 from pipeline.node import Outputs, Source
 from pipeline.packet import Packet, StreamInfo
@@ -192,7 +192,7 @@ class Replay(Source):
             deadline = self._live0 + newest_u / float(self.speed)
             now = local_clock()
             if deadline - now > self.max_block_s:  # not due yet: block briefly, let others run
-                time.sleep(self.max_block_s)
+                time.sleep(min(self.max_block_s, deadline - now - 2 * SPIN_S))  # wake early, spin later
                 self._k = k
                 return {}
             now = wait_until(deadline)

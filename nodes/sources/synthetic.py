@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.clock import local_clock, wait_until
+from pipeline.clock import SPIN_S, local_clock, wait_until
 from pipeline.errors import UserError
 from pipeline.node import Outputs, Source
 from pipeline.packet import Packet, StreamInfo
@@ -83,7 +83,7 @@ class SyntheticReaching(Source):
                 self._live0 = now - self._n / self.rate / float(self.speed)
             deadline = self._live0 + (self._n + n - 1) / self.rate / float(self.speed)
             if deadline - now > self.max_block_s:
-                time.sleep(self.max_block_s)
+                time.sleep(min(self.max_block_s, deadline - now - 2 * SPIN_S))  # wake early, spin later
                 return {}
             wait_until(deadline)
         blocks = self._take(n)
