@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import os
 import time
 from pathlib import Path
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
                       f"{r['torch_us_p50']:.1f}", f"{r['torch_us_p99']:.1f}", f"{r['speedup_p50']:.1f}×",
                       "yes" if r["identical_spikes"] else "NO", f"{r['decoder_x_realtime']:.0f}",
                       f"{r['decoder_bessel_x_realtime']:.0f}")
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 220).print(table)  # wide tables stay readable in logs
     if args.json_path:
         Path(args.json_path).write_text(json.dumps({"source": source, "results": results}, indent=2))
         print(f"wrote {args.json_path}")

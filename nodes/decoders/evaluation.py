@@ -21,6 +21,7 @@ comparison table (rich).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -217,7 +218,7 @@ def print_table(results: list[dict[str, Any]], filters: list[str]) -> None:
             _fmt(r["footprint_bytes"] / 1024, ".1f"), _fmt(r["step_us_p50"], ".1f"), _fmt(r["step_us_p99"], ".1f"),
             _fmt(r["offline_x_realtime"], ".0f"),
         )
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 220).print(table)  # wide tables stay readable in logs
 
 
 def evaluate(models: list[str], data: DecoderData, filters: list[str], *, plot_path: str | None = None,
