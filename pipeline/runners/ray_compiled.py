@@ -40,10 +40,27 @@ from pipeline.runners.ray_runner import (
 )
 
 
+def keep_torch_out() -> None:
+    """Tell Ray's channel code that torch is unavailable, so it never imports it.
+
+    Compiled Graphs otherwise import torch in every actor on the first execution (to support
+    tensor channels), which costs seconds and hundreds of MB, and would put torch on our runtime
+    path. Packets are numpy arrays, so no tensor channel is ever needed. Best effort: if a Ray
+    version moves this switch, the run still works (with torch imported by Ray).
+    """
+    try:
+        from ray.experimental.channel.common import ChannelContext
+
+        ChannelContext.get_current()._torch_available = False
+    except (ImportError, AttributeError):  # pragma: no cover - other Ray versions
+        pass
+
+
 class CompiledGroupWorker(GroupWorker):
     """A group of nodes stepped one round at a time by a compiled DAG."""
 
     def setup(self, peers: dict[str, Any], ticking_groups: set[str]) -> bool:
+        keep_torch_out()
         super().setup(peers, ticking_groups)
         self._started = False
         self._active: list[str] = []
@@ -135,6 +152,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         open_remote(spec, {n: actors[g] for n, g in group_of.items()})
         ticking = {group_of[n] for n, node in spec.instances.items() if node.tick_interval}
         ray.get([a.setup.remote({}, ticking) for a in actors.values()])
+        keep_torch_out()
         index = {p.name: i for i, p in enumerate(plans)}
         with InputNode() as round_in:
             outs: dict[str, Any] = {}
@@ -143,7 +161,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
                 outs[plan.name] = actors[plan.name].step.bind(round_in, *[outs[u] for u in ups])
             dag = MultiOutputNode([outs[p.name] for p in plans])
         compiled = dag.experimental_compile()
-        # Ray sets up the channels on the first execution (seconds here): do it before the clock runs
+        # Ray finishes setting up channels on the first execution: do it before the clock runs
         _get(ray, compiled.execute({"warmup": True}))
         upstream = {p.name: p.upstream for p in plans}
         t0 = time.perf_counter()

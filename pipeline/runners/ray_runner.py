@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -417,6 +418,7 @@ class GroupWorker:
             "source_samples": sum(ex.stats[n].samples_out for n in ex.sources),
             "wall_s": wall_s,
             "pid": os.getpid(),
+            "torch_imported": "torch" in sys.modules,  # the runtime path must stay torch-free
         }
 
     def ping(self) -> int:
@@ -497,7 +499,7 @@ def merge_summary(spec: GraphSpec, runner: str, results: list[dict], wall_s: flo
         counters={n: counters.get(n, {}) for n in ordered}, reports={n: reports.get(n, {}) for n in ordered},
         latency=latency, source_samples=sum(r["source_samples"] for r in results), stopped_by=stopped_by,
     )
-    summary["groups"] = {r["group"]: {"pid": r["pid"]} for r in results}
+    summary["groups"] = {r["group"]: {"pid": r["pid"], "torch_imported": r["torch_imported"]} for r in results}
     return summary
 
 
