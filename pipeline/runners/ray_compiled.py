@@ -23,6 +23,8 @@ Groups whose fusing would create a cycle between actors are refused when the gra
 """
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from typing import Any
 
@@ -54,6 +56,30 @@ def keep_torch_out() -> None:
         ChannelContext.get_current()._torch_available = False
     except (ImportError, AttributeError):  # pragma: no cover - other Ray versions
         pass
+
+
+class _CtrlC:
+    """The first Ctrl-C sets ``flag`` (the run then ends its rounds cleanly); a second one raises.
+
+    A KeyboardInterrupt in the middle of ``execute()`` would abandon a round inside the compiled
+    graph, so the driver loop polls this flag between rounds instead. Main thread only.
+    """
+
+    def __init__(self) -> None:
+        self.flag = False
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def restore(self) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
 
 
 class CompiledGroupWorker(GroupWorker):
@@ -169,6 +195,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         feedback: dict[str, list] = {}
         stop = False
         last_progress = 0.0
+        interrupted = _CtrlC()
         try:
             while True:
                 results = _get(ray, compiled.execute({"stop": stop, "feedback": feedback}))
@@ -180,19 +207,16 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
                 if all(r["done"] for r in results):
                     break
                 now = time.perf_counter()
+                if not stop and interrupted.flag:
+                    stop, stopped_by = True, "interrupted (Ctrl-C)"
                 if not stop and deadline is not None and now >= deadline:
                     stop, stopped_by = True, f"duration {duration_s:g} s"
                 if progress and now - last_progress > 0.2:
                     last_progress = now
                     values = [r["progress"] for r in results if r["progress"]]
                     bar.update((max(v[0] for v in values), max(v[1] for v in values)) if values else None)
-        except KeyboardInterrupt:
-            stopped_by = "interrupted (Ctrl-C)"
-            if compiled is not None:  # finish the rounds in flight with the sources stopped
-                for _ in range(len(plans) + 1):
-                    results = _get(ray, compiled.execute({"stop": True, "feedback": {}}))
-                    if all(r["done"] for r in results):
-                        break
+        finally:
+            interrupted.restore()
         wall_s = time.perf_counter() - t0
         compiled.teardown()
         compiled = None

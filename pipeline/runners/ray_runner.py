@@ -63,6 +63,8 @@ MAX_INBOX = 64
 """Batches an actor queues before its senders wait."""
 MAX_INFLIGHT = 8
 """Unacknowledged batches a sender keeps per receiver before it waits."""
+SWITCH_INTERVAL_S = 0.0002
+"""``sys.setswitchinterval`` inside group actors (see :class:`GroupWorker`)."""
 
 
 # --- planning (driver side, no Ray needed) ---------------------------------------------------------
@@ -208,6 +210,10 @@ class GroupWorker:
 
     def __init__(self, plan: GroupPlan, node_specs: dict[str, tuple[str, dict[str, Any]]],
                  routes: dict, sinks: set[str], group_of: dict[str, str]) -> None:
+        # Ray runs helper threads in an actor process; when one wants the interpreter while the
+        # group's loop is busy (a spinning LSL inlet), Python's default 5 ms switch interval would
+        # stall the data path for that long. 0.2 ms bounds such stalls. This process is ours.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.plan = plan
         self.nodes = {}
         for name, (kind, params) in node_specs.items():
