@@ -132,6 +132,14 @@ def test_snn_3d_asa_spike_exact_and_per_sample() -> None:
         assert 0.01 < ref.mean() < 0.9, f"layer {l} firing rate {ref.mean()}"
         assert np.array_equal(s, ref), f"layer {l}: {np.sum(s != ref)} spike mismatches"
     np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-5 * np.abs(y_ref).max())
+    # the attention is really applied (same weights without it fire differently), on both sides
+    plain_meta = {**meta, "attention": {"kind": "none"}}
+    plain_arrays = {k: v for k, v in arrays.items() if not k.startswith("asa")}
+    _, plain = _run_kernel(make_kernel(plain_arrays, plain_meta), counts, [(0, len(counts))])
+    assert not np.array_equal(plain[0], spikes[0])
+    with torch.no_grad():
+        _, spk_plain_t = from_arrays(plain_arrays, plain_meta)(X, record=True)
+    assert np.array_equal(spk_plain_t[0].numpy() > 0, plain[0])
 
 
 def test_attention_metadata_checks_options() -> None:

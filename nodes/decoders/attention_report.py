@@ -87,7 +87,7 @@ def attention_trace(arrays: dict[str, np.ndarray], meta: dict[str, Any], counts:
     """Gains of each attended layer for every step of ``counts``: ``{layer: (n, units)}``
     (SNN_3D: mean over a window's 7 inner steps)."""
     kernel = make_kernel(arrays, meta)
-    mods = kernel.transforms if meta["kind"] == "snn_streaming" else kernel.window_transforms
+    mods = kernel.transforms
     layers = [l for l, t in enumerate(mods) if t is not None]
     if not layers:
         raise ValueError(f"model {meta['kind']} has no attention (metadata attention: {meta.get('attention')})")

@@ -305,8 +305,21 @@ def attach_attention(model: nn.Module, meta: dict) -> nn.Module:
         if att["form"] == "causal":
             model.layers[l].asa = CausalASA(units, att["ratio"], att["reduction"], att["window"], att["kernel_size"])
         else:
-            model.layers[l].asa = ClipASA(att["steps"], units, att["ratio"], att["reduction"], 0, att["kernel_size"])
+            asa = ClipASA(att["steps"], units, att["ratio"], att["reduction"], 0, att["kernel_size"])
+            model.layers[l].asa = asa  # exported/imported as asa{l}.*
+            model.layers[l].transform = ClipTransform(asa)  # SNN3D applies layer.transform to (B, steps, units)
     return model
+
+
+class ClipTransform(nn.Module):
+    """``layer.transform`` hook of a window model: the clip ASA's rescaled currents only."""
+
+    def __init__(self, asa: ClipASA) -> None:
+        super().__init__()
+        self.asa = asa
+
+    def forward(self, cur: torch.Tensor) -> torch.Tensor:
+        return self.asa(cur)[0]
 
 
 def export_attention(layers: list[nn.Module]) -> dict[str, np.ndarray]:

@@ -322,9 +322,8 @@ class SNN3DKernel(Kernel):
         self.sizes = [w.shape[0] for w in self.W]
         self.ln_g, self.ln_b = self._get("ln_g"), self._get("ln_b")
         self.out_scale = self._get("out_scale")
-        self.transforms = [None] * n_layers
-        # attention: asa → clip ASA per layer, over a layer's currents of the whole window
-        self.window_transforms = attention_transforms(self.arrays, meta, self.sizes)
+        # attention: asa → a clip ASA per layer, applied to the layer's currents over the whole window
+        self.transforms = attention_transforms(self.arrays, meta, self.sizes)
 
     def _forward(self, x: np.ndarray, activity: Activity | None) -> np.ndarray:
         # layer by layer over all 7 steps (a feed-forward SNN: identical to step by step), so a
