@@ -27,6 +27,10 @@ NODE_KINDS: dict[str, str] = {
     "snn_decoder": "nodes.decoders.node:Decoder",  # alias of "decoder" (any decoder model file)
     "linear_decoder": "nodes.decoders.linear:LinearDecoder",
     # controllers and simulators
+    "robot_sim": "nodes.control.nodes:RobotSim",
+    "crnn_controller": "nodes.control.nodes:CrnnController",
+    "bif_controller": "nodes.control.nodes:BifController",
+    "gap_controller": "nodes.control.nodes:GapController",
     # sinks
     "capture": "nodes.sinks.capture:Capture",
     "lsl_outlet": "nodes.sinks.lsl_outlet:LslOutlet",

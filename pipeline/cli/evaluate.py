@@ -15,6 +15,7 @@ EVALUATORS: dict[str, str] = {
     # iBMI decoders (issue 3/5): nodes.decoders
     "decoder": "nodes.decoders.evaluation:run_cli",
     # collision-avoidance controllers (issue 4): nodes.control
+    "controller": "nodes.control.evaluation:evaluate_controllers",
 }
 
 
@@ -36,6 +37,21 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
 
 def _add_control_options(p: argparse.ArgumentParser) -> None:
     """Options of the collision-avoidance family (owned by nodes.control)."""
+    g = p.add_argument_group("collision-avoidance controllers (model family 'controller')")
+
+    def opt(*names: str, **kw) -> None:  # an option another family already added is shared, not redefined
+        if not any(n in p._option_string_actions for n in names):
+            g.add_argument(*names, **kw)
+
+    opt("--dataset", default=None, metavar="PATH", help="ICRA 2020 LiDAR traces: score float/quantised/spiking test MSE")
+    opt("--timesteps", type=int, nargs="+", default=None, metavar="T",
+        help="spiking time steps per scan to sweep (default 1 2 4 6 8 10 12 16 24 32; closed loop uses the largest, default 16)")
+    opt("--plot", default=None, metavar="PNG", help="plot of test MSE versus T (default evaluate_controller_mse_vs_T.png)")
+    opt("--closed-loop", action="store_true", default=None, help="drive the simulated robot in N seeded random worlds")
+    opt("--worlds", type=int, default=None, metavar="N", help="number of worlds for --closed-loop (default 50)")
+    opt("--world", default=None, metavar="YAML", help="world description (default configs/worlds/default.yaml)")
+    opt("--episode-s", type=float, default=None, metavar="S", help="episode length in seconds (default: the world's, 60)")
+    opt("--pictures", default=None, metavar="DIR", help="write PNGs of the first 3 worlds per controller here")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -19,6 +19,7 @@ TRAINERS: dict[str, str] = {
     "ann_3d": "nodes.decoders.training:run_cli",
     "lstm": "nodes.decoders.training:run_cli",
     # collision-avoidance controllers (issue 4): nodes.control
+    "crnn": "nodes.control.training:train_crnn",
 }
 
 
@@ -43,25 +44,21 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     opt("--asa-reduction", type=int, default=None, metavar="R", help="decoders: ASA reduction of the scoring fc over time (default 1)")
     opt("--asa-window", type=int, default=None, metavar="STEPS", help="decoders: causal ASA window in 4 ms steps, current + past (snn_streaming; default 4)")
 
-    g = p.add_argument_group("iBMI decoders (--model snn_streaming | snn_3d | ann | ann_3d | lstm)")
+
+def _add_control_options(p: argparse.ArgumentParser) -> None:
+    """Options of the collision-avoidance family (owned by nodes.control)."""
+    g = p.add_argument_group("collision-avoidance controllers (--model crnn)")
 
     def opt(*names: str, **kw) -> None:  # an option another family already added is shared, not redefined
         if not any(n in p._option_string_actions for n in names):
             g.add_argument(*names, **kw)
 
-    opt("--recording", default=None, metavar="PATH", help="reaching recording to train on (.xdfz/.xdf/NeuroBench .mat); train/val split as NeuroBench")
-    opt("--epochs", type=int, default=None, metavar="N", help="maximum epochs (decoders: default 40; early stopping on the validation part)")
-    opt("--patience", type=int, default=None, metavar="N", help="decoders: stop after N epochs without a better validation R2 (default 6)")
-    opt("--batch-size", type=int, default=None, metavar="B", help="decoders: windows per batch (default 32)")
-    opt("--lr", type=float, default=None, help="decoders: Adam learning rate (default 0.003)")
-    opt("--window", type=int, default=None, metavar="STEPS", help="decoders: truncated-BPTT window in 4 ms steps for snn_streaming/lstm (default 160)")
+    opt("--dataset", default=None, metavar="PATH", help="directory of the ICRA 2020 LiDAR traces (trace_0001.csv.gz ...)")
+    opt("--levels", type=int, default=None, metavar="L", help="quantise with L levels and fine-tune (QCRNN); omit for the float CRNN")
+    opt("--init", default=None, metavar="MODEL", help="start from this model file (e.g. the float CRNN before quantising)")
+    opt("--sim-episodes", type=int, default=None, metavar="N", help="add N episodes of the simulator's expert planner to the training data")
+    opt("--epochs", type=int, default=None, metavar="N", help="maximum epochs (default 60; early stopping on the validation traces)")
     opt("--max-minutes", type=float, default=None, metavar="M", help="stop training after M minutes (default 4)")
-    opt("--threads", type=int, default=None, metavar="N", help="decoders: torch threads (default 2)")
-
-
-
-def _add_control_options(p: argparse.ArgumentParser) -> None:
-    """Options of the collision-avoidance family (owned by nodes.control)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,309 @@
+"""Numpy inference of the collision-avoidance controllers (the runtime path: no torch here).
+
+Network (Lechner et al. ICRA 2020; Su et al. arXiv 2408.09403), channel-last layout throughout:
+
+    scan (541,) metres --preprocess--> x (541, 1)
+    conv1 Conv1D(12, k5, s3) -> (179, 12)  ReLU  | quantised: Q unsigned, n in [0, L-1]
+    conv2 Conv1D(16, k5, s3) -> (59, 16)   ReLU  | Q unsigned
+    conv3 Conv1D(24, k5, s2) -> (28, 24)   ReLU  | Q unsigned
+    conv4 Conv1D(1, k1)      -> (28, 1)    none  | Q signed, n in [-(L-1), L-1]
+    RNN of 32: h = tanh(Wx [f(28), state(2)] + Wh h + b) | Q signed instead of tanh
+    readout: steering = Wo h + bo   (1,)  linear, not quantised
+
+541 beams give 179 -> 59 -> 28 positions with "valid" convolutions, exactly the 28 features of the
+reference network, so no cropping is needed.
+
+Input preprocessing (the same in training and at run time): ranges are clipped to
+``RANGE_CLIP_M`` and divided by it, so x is in [0, 1]; far-away detail above 5 m is irrelevant for
+avoiding obstacles at 20 Hz and clipping removes most of the difference between the real room's
+far field and the simulator's walls.
+
+Three kernels share one parameter set:
+
+* :class:`CrnnKernel` ``mode="float"``: the float CRNN.
+* :class:`CrnnKernel` ``mode="quant"``: the quantised CRNN, Q(x) = s * clamp(floor(x/s + 1/2), n_min, n_max).
+* :class:`BifKernel`: the bipolar integrate-and-fire SNN converted from the quantised one, T steps
+  per scan (DESIGN.md section 2): V(0) = theta/2, S(0) = 0; each step V += I, spike +1 if
+  V >= theta and S < S_max, -1 if V < 0 and S > S_min; V -= s*theta, S += s; the layer's output
+  at each step is s*theta (theta = the quantiser's step). The analog scan enters conv1 at the
+  first step only and each bias is added once (s-analog encoding). The recurrent layer resets its
+  BIF state for each scan, receives Wx x + b + Wh h(t-1) (x's conv part as spikes over the T
+  steps, the 2 state values as analog input at the first step) and ends with h(t) = theta*S. The
+  readout integrates Wo * (spikes * theta) + bo without spiking. At rest theta*S equals the
+  quantiser's output, so with enough steps the spiking output equals the quantised one.
+
+All kernels run a batch of B independent streams (``step`` takes (B, 541) and (B, 2)); a graph
+node uses B = 1. Shapes: scans (B, 541) float metres; state (B, 2); output (B,) steering.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+N_BEAMS = 541
+N_STATE = 2
+RANGE_CLIP_M = 5.0
+CONV_LAYERS = (  # (name, out_channels, kernel, stride, signed quantiser)
+    ("conv1", 12, 5, 3, False),
+    ("conv2", 16, 5, 3, False),
+    ("conv3", 24, 5, 2, False),
+    ("conv4", 1, 1, 1, True),
+)
+HIDDEN = 32
+QUANT_LAYERS = ("conv1", "conv2", "conv3", "conv4", "rnn")
+
+
+def conv_lengths(n_in: int = N_BEAMS) -> list[int]:
+    """Output lengths of the conv stack for ``n_in`` beams ("valid" padding): 541 -> 179, 59, 28, 28."""
+    out = []
+    for _, _, k, s, _ in CONV_LAYERS:
+        n_in = (n_in - k) // s + 1
+        out.append(n_in)
+    return out
+
+
+N_FEATURES = conv_lengths()[-1]  # 28
+
+
+def preprocess(scans: np.ndarray) -> np.ndarray:
+    """Ranges (B, 541) in metres -> network input (B, 541, 1) in [0, 1]."""
+    x = np.minimum(np.asarray(scans, dtype=np.float64), RANGE_CLIP_M) / RANGE_CLIP_M
+    return x[..., None]
+
+
+def level_bounds(levels: int, signed: bool) -> tuple[int, int]:
+    """(n_min, n_max) of a quantiser with ``levels`` levels: [0, L-1], or [-(L-1), L-1] if signed."""
+    return (-(levels - 1) if signed else 0, levels - 1)
+
+
+def quantise(x: np.ndarray, step: float, n_min: int, n_max: int) -> np.ndarray:
+    """Q(x) = step * clamp(floor(x/step + 1/2), n_min, n_max)."""
+    return step * np.clip(np.floor(x / step + 0.5), n_min, n_max)
+
+
+class _Conv:
+    """A 1-D convolution, channel-last, as one gather + one matmul. W (C_out, C_in, k) as in torch."""
+
+    def __init__(self, w: np.ndarray, b: np.ndarray, stride: int, n_in: int) -> None:
+        c_out, c_in, k = w.shape
+        self.n_out = (n_in - k) // stride + 1
+        self.idx = (np.arange(self.n_out) * stride)[:, None] + np.arange(k)[None, :]  # (L_out, k)
+        self.wm = np.ascontiguousarray(w.transpose(2, 1, 0).reshape(k * c_in, c_out), dtype=np.float64)
+        self.b = np.asarray(b, dtype=np.float64)
+        self.k, self.c_in, self.c_out = k, c_in, c_out
+
+    def __call__(self, x: np.ndarray, bias: bool = True) -> np.ndarray:
+        """x (B, L_in, C_in) -> (B, L_out, C_out)."""
+        if self.k == 1:
+            y = x @ self.wm
+        else:
+            patches = x[:, self.idx, :].reshape(x.shape[0], self.n_out, self.k * self.c_in)
+            y = patches @ self.wm
+        return y + self.b if bias else y
+
+
+@dataclass
+class CrnnParams:
+    """Parameters of one controller, loaded from a model file (``family: controller``)."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+    @property
+    def levels(self) -> int | None:
+        return self.meta.get("levels")
+
+    def step_of(self, layer: str) -> float:
+        return float(self.arrays[f"{layer}_step"])
+
+    def bounds(self, layer: str) -> tuple[int, int]:
+        signed = layer in ("conv4", "rnn")
+        return level_bounds(int(self.meta["levels"]), signed)
+
+
+class CrnnKernel:
+    """Float or quantised CRNN, streaming: one scan per ``step``, hidden state kept here.
+
+    Args:
+        params: the model's parameters.
+        batch: number of independent streams B.
+        mode: "float" or "quant" (needs a quantised model file: ``levels`` and ``*_step`` arrays).
+    """
+
+    def __init__(self, params: CrnnParams, batch: int = 1, mode: str = "float") -> None:
+        if mode not in ("float", "quant"):
+            raise ValueError(f"mode must be 'float' or 'quant', got {mode!r}")
+        if mode == "quant" and params.levels is None:
+            raise ValueError("mode 'quant' needs a quantised model file (metadata 'levels')")
+        a = params.arrays
+        self.params, self.mode, self.batch = params, mode, batch
+        n = N_BEAMS
+        self.convs = []
+        for name, _, _, stride, _ in CONV_LAYERS:
+            conv = _Conv(a[f"{name}_w"], a[f"{name}_b"], stride, n)
+            n = conv.n_out
+            self.convs.append(conv)
+        self.wx = a["rnn_wx"].astype(np.float64).T.copy()  # (30, 32)
+        self.wh = a["rnn_wh"].astype(np.float64).T.copy()  # (32, 32)
+        self.b = a["rnn_b"].astype(np.float64)
+        self.wo = a["out_w"].astype(np.float64).T.copy()  # (32, 1)
+        self.bo = a["out_b"].astype(np.float64)
+        self.q = {name: (params.step_of(name), *params.bounds(name)) for name in QUANT_LAYERS} if mode == "quant" else {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the hidden state (start of an episode or sequence)."""
+        self.h = np.zeros((self.batch, HIDDEN))
+
+    def features(self, scans: np.ndarray) -> np.ndarray:
+        """Conv stack: scans (B, 541) metres -> features (B, 28)."""
+        x = preprocess(scans)
+        for (name, _, _, _, signed), conv in zip(CONV_LAYERS, self.convs):
+            x = conv(x)
+            if self.mode == "quant":
+                x = quantise(x, *self.q[name])
+            elif not signed:
+                x = np.maximum(x, 0.0)
+        return x[..., 0]
+
+    def step(self, scans: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """One decision per stream: scans (B, 541) metres, state (B, 2) -> steering (B,)."""
+        f = self.features(scans)
+        z = np.concatenate([f, np.clip(state, -1, 1)], axis=1) @ self.wx + self.h @ self.wh + self.b
+        self.h = quantise(z, *self.q["rnn"]) if self.mode == "quant" else np.tanh(z)
+        return (self.h @ self.wo + self.bo)[:, 0]
+
+    def run(self, scans: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """Sequences from a zero state: scans (B, N, 541), state (B, N, 2) -> steering (B, N)."""
+        b, n = scans.shape[:2]
+        saved = self.batch
+        self.batch = b
+        self.reset()
+        feats = self.features(scans.reshape(b * n, -1)).reshape(b, n, -1)
+        out = np.empty((b, n))
+        for t in range(n):
+            z = np.concatenate([feats[:, t], np.clip(state[:, t], -1, 1)], axis=1) @ self.wx + self.h @ self.wh + self.b
+            self.h = quantise(z, *self.q["rnn"]) if self.mode == "quant" else np.tanh(z)
+            out[:, t] = (self.h @ self.wo + self.bo)[:, 0]
+        self.batch = saved
+        self.reset()
+        return out
+
+
+class _Bif:
+    """A population of bipolar integrate-and-fire neurons with spike counters (shape ``shape``)."""
+
+    def __init__(self, shape: tuple[int, ...], theta: float, n_min: int, n_max: int) -> None:
+        self.shape, self.theta, self.n_min, self.n_max = shape, theta, n_min, n_max
+        self.reset()
+
+    def reset(self) -> None:
+        self.v = np.full(self.shape, self.theta / 2.0)
+        self.s = np.zeros(self.shape)
+
+    def __call__(self, current: np.ndarray | None) -> np.ndarray:
+        """Integrate ``current`` (or nothing), fire; return the spikes in {-1, 0, +1}."""
+        if current is not None:
+            self.v += current
+        spikes = ((self.v >= self.theta) & (self.s < self.n_max)).astype(np.float64)
+        spikes -= (self.v < 0.0) & (self.s > self.n_min)
+        self.v -= spikes * self.theta
+        self.s += spikes
+        return spikes
+
+
+class BifKernel:
+    """The spiking controller: the quantised CRNN converted to BIF neurons, ``timesteps`` per scan.
+
+    Args:
+        params: a quantised model (metadata ``levels``; arrays ``*_step``).
+        timesteps: T, simulation steps per scan (about L-1 plus a few for the layers' corrections
+            make it lossless; fewer trade accuracy for time).
+        batch: number of independent streams B.
+
+    Attributes:
+        last_spikes: spikes (+1 and -1 both count) emitted in the last ``step``, per stream (B,).
+    """
+
+    def __init__(self, params: CrnnParams, timesteps: int = 16, batch: int = 1) -> None:
+        if params.levels is None:
+            raise ValueError("the spiking controller needs a quantised model file (metadata 'levels')")
+        if timesteps < 1:
+            raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+        self.twin = CrnnKernel(params, batch, mode="quant")  # shares the conversion's weights
+        self.params, self.timesteps, self.batch = params, timesteps, batch
+        self._build()
+        self.reset()
+
+    def _build(self) -> None:
+        b, tw = self.batch, self.twin
+        lengths = conv_lengths()
+        self.layers = [
+            _Bif((b, n, c), *tw.q[name]) for (name, c, _, _, _), n in zip(CONV_LAYERS, lengths)
+        ]
+        self.rnn = _Bif((b, HIDDEN), *tw.q["rnn"])
+        self.wx_feat, self.wx_state = tw.wx[:N_FEATURES], tw.wx[N_FEATURES:]
+
+    def reset(self) -> None:
+        """Zero the recurrent state h (start of an episode)."""
+        self.h = np.zeros((self.batch, HIDDEN))
+        self.last_spikes = np.zeros(self.batch)
+
+    def step(self, scans: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """One decision per stream: scans (B, 541) metres, state (B, 2) -> steering (B,)."""
+        tw = self.twin
+        x = preprocess(scans)
+        for layer in self.layers:
+            layer.reset()
+        self.rnn.reset()
+        count = np.zeros(self.batch)
+        acc = np.repeat(tw.bo[None, :], self.batch, axis=0)  # readout bias once
+        rnn_in0 = np.clip(state, -1, 1) @ self.wx_state + self.h @ tw.wh + tw.b
+        thetas = [layer.theta for layer in self.layers]
+        for t in range(self.timesteps):
+            current = tw.convs[0](x) if t == 0 else None  # analog input + bias at the first step
+            out = self.layers[0](current)
+            count += np.abs(out).sum(axis=(1, 2))
+            for conv, layer, theta_in in zip(tw.convs[1:], self.layers[1:], thetas[:-1]):
+                active = out.any()
+                current = conv(out * theta_in, bias=(t == 0)) if (active or t == 0) else None
+                out = layer(current)
+                count += np.abs(out).sum(axis=(1, 2))
+            current = (out[..., 0] * thetas[-1]) @ self.wx_feat
+            if t == 0:
+                current = current + rnn_in0
+            hs = self.rnn(current)
+            count += np.abs(hs).sum(axis=1)
+            acc += (hs * self.rnn.theta) @ tw.wo
+        self.h = self.rnn.theta * self.rnn.s
+        self.last_spikes = count
+        return acc[:, 0]
+
+    def run(self, scans: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sequences from a zero state: (B, N, 541), (B, N, 2) -> steering (B, N), spikes (B, N).
+
+        The kernel's batch must equal B.
+        """
+        b, n = scans.shape[:2]
+        if b != self.batch:
+            raise ValueError(f"kernel built for batch {self.batch}, got {b} sequences")
+        self.reset()
+        out, spikes = np.empty((b, n)), np.empty((b, n))
+        for t in range(n):
+            out[:, t] = self.step(scans[:, t], state[:, t])
+            spikes[:, t] = self.last_spikes
+        self.reset()
+        return out, spikes
+
+
+def load_params(path: str) -> CrnnParams:
+    """Read a controller model file (family ``controller``, kind ``crnn``)."""
+    from pipeline.errors import UserError
+    from pipeline.modelfile import load_model
+
+    arrays, meta = load_model(path)
+    if meta.get("family") != "controller" or meta.get("kind") != "crnn":
+        raise UserError(f"{path}: not a CRNN controller model (family {meta.get('family')!r}, kind {meta.get('kind')!r})")
+    return CrnnParams(arrays, meta)

@@ -1,0 +1,129 @@
+"""PyTorch twins of the controller (training, quantisation-aware fine-tuning, benchmarks only).
+
+Imported lazily: the runtime path (graph nodes, numpy kernels) never imports this module.
+The layer layout and the export match :mod:`nodes.control.kernels` exactly.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from nodes.control.kernels import CONV_LAYERS, HIDDEN, N_FEATURES, N_STATE, QUANT_LAYERS, RANGE_CLIP_M, level_bounds
+
+
+class LearnedStepQuantiser(nn.Module):
+    """Q(x) = s * clamp(floor(x/s + 1/2), n_min, n_max) with a learned step s.
+
+    Gradients: straight-through for the rounding (d floor / dz := 1), zero outside the clamp;
+    the step's gradient is scaled by 1/sqrt(numel * n_max) (learned step size quantisation).
+    """
+
+    def __init__(self, levels: int, signed: bool, step: float = 0.1) -> None:
+        super().__init__()
+        self.n_min, self.n_max = level_bounds(levels, signed)
+        self.step = nn.Parameter(torch.tensor(float(step)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = 1.0 / float(np.sqrt(x[0].numel() * self.n_max))
+        s = self.step * g + (self.step - self.step * g).detach()
+        z = x / s
+        z = z + (torch.floor(z + 0.5) - z).detach()
+        return torch.clamp(z, self.n_min, self.n_max) * s
+
+
+class CRNN(nn.Module):
+    """Conv1D stack -> RNN of 32 -> steering; ``levels`` set = quantised (QCRNN).
+
+    forward(scans (B, N, 541) metres, state (B, N, 2), h0 (B, 32) or None) -> (steering (B, N), h (B, 32)).
+    """
+
+    def __init__(self, levels: int | None = None) -> None:
+        super().__init__()
+        convs, c_in = [], 1
+        for _, c_out, k, s, _ in CONV_LAYERS:
+            convs.append(nn.Conv1d(c_in, c_out, k, stride=s))
+            c_in = c_out
+        self.convs = nn.ModuleList(convs)
+        self.wx = nn.Linear(N_FEATURES + N_STATE, HIDDEN)
+        self.wh = nn.Linear(HIDDEN, HIDDEN, bias=False)
+        self.out = nn.Linear(HIDDEN, 1)
+        self.levels = levels
+        self.quant = nn.ModuleDict()
+        if levels is not None:
+            for name in QUANT_LAYERS:
+                self.quant[name] = LearnedStepQuantiser(levels, signed=name in ("conv4", "rnn"))
+
+    def features(self, scans: torch.Tensor) -> torch.Tensor:
+        """scans (M, 541) metres -> (M, 28)."""
+        x = torch.clamp(scans, max=RANGE_CLIP_M).unsqueeze(1) / RANGE_CLIP_M
+        for (name, _, _, _, signed), conv in zip(CONV_LAYERS, self.convs):
+            x = conv(x)
+            if self.levels is not None:
+                x = self.quant[name](x)
+            elif not signed:
+                x = torch.relu(x)
+        return x[:, 0, :]
+
+    def forward(self, scans: torch.Tensor, state: torch.Tensor, h: torch.Tensor | None = None):
+        b, n = scans.shape[:2]
+        f = self.features(scans.reshape(b * n, -1)).reshape(b, n, -1)
+        xin = self.wx(torch.cat([f, torch.clamp(state, -1, 1)], dim=-1))
+        h = torch.zeros(b, HIDDEN, dtype=scans.dtype) if h is None else h
+        outs = []
+        for t in range(n):
+            z = xin[:, t] + self.wh(h)
+            h = self.quant["rnn"](z) if self.levels is not None else torch.tanh(z)
+            outs.append(self.out(h))
+        return torch.cat(outs, dim=1), h
+
+    @torch.no_grad()
+    def init_steps(self, scans: torch.Tensor, state: torch.Tensor) -> None:
+        """Set each quantiser's step from the float activations on a batch (99.9th percentile / (L-1))."""
+        assert self.levels is not None
+        levels = self.levels
+        self.levels = None
+        b, n = scans.shape[:2]
+        x = torch.clamp(scans.reshape(b * n, -1), max=RANGE_CLIP_M).unsqueeze(1) / RANGE_CLIP_M
+        for (name, _, _, _, signed), conv in zip(CONV_LAYERS, self.convs):
+            x = conv(x)
+            top = torch.quantile(x.abs().flatten()[:200000], 0.999).item()
+            self.quant[name].step.fill_(max(top, 1e-3) / (levels - 1))
+            if not signed:
+                x = torch.relu(x)
+        self.quant["rnn"].step.fill_(1.0 / (levels - 1))
+        self.levels = levels
+
+    def export(self) -> dict[str, np.ndarray]:
+        """Arrays for :class:`nodes.control.kernels.CrnnParams` (float32 weights, float64 steps)."""
+        arrays: dict[str, np.ndarray] = {}
+        for (name, *_), conv in zip(CONV_LAYERS, self.convs):
+            arrays[f"{name}_w"] = conv.weight.detach().numpy().astype(np.float32)
+            arrays[f"{name}_b"] = conv.bias.detach().numpy().astype(np.float32)
+        arrays["rnn_wx"] = self.wx.weight.detach().numpy().astype(np.float32)
+        arrays["rnn_b"] = self.wx.bias.detach().numpy().astype(np.float32)
+        arrays["rnn_wh"] = self.wh.weight.detach().numpy().astype(np.float32)
+        arrays["out_w"] = self.out.weight.detach().numpy().astype(np.float32)
+        arrays["out_b"] = self.out.bias.detach().numpy().astype(np.float32)
+        if self.levels is not None:
+            for name in QUANT_LAYERS:
+                arrays[f"{name}_step"] = np.float64(self.quant[name].step.detach().item())
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], levels: int | None = None) -> "CRNN":
+        """Build from exported arrays; quantiser steps are loaded when present and ``levels`` is set."""
+        model = cls(levels)
+        with torch.no_grad():
+            for (name, *_), conv in zip(CONV_LAYERS, model.convs):
+                conv.weight.copy_(torch.from_numpy(np.asarray(arrays[f"{name}_w"], dtype=np.float32)))
+                conv.bias.copy_(torch.from_numpy(np.asarray(arrays[f"{name}_b"], dtype=np.float32)))
+            model.wx.weight.copy_(torch.from_numpy(np.asarray(arrays["rnn_wx"], dtype=np.float32)))
+            model.wx.bias.copy_(torch.from_numpy(np.asarray(arrays["rnn_b"], dtype=np.float32)))
+            model.wh.weight.copy_(torch.from_numpy(np.asarray(arrays["rnn_wh"], dtype=np.float32)))
+            model.out.weight.copy_(torch.from_numpy(np.asarray(arrays["out_w"], dtype=np.float32)))
+            model.out.bias.copy_(torch.from_numpy(np.asarray(arrays["out_b"], dtype=np.float32)))
+            if levels is not None and "rnn_step" in arrays:
+                for name in QUANT_LAYERS:
+                    model.quant[name].step.fill_(float(arrays[f"{name}_step"]))
+        return model
