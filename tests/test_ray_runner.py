@@ -120,7 +120,8 @@ runtime:
     assert client_info.get_channel_labels() == list("abcd") and client_info.get_channel_units() == ["uV"] * 4
     assert client_info.type() == "Filtered"
     client.open_stream(5.0)
-    time.sleep(0.5)  # the graph's inlet connects to our outlet
+    assert outlet.wait_for_consumers(20.0), "the graph's inlet did not connect"
+    time.sleep(0.2)
     t0 = pylsl.local_clock()
     stamps = t0 + np.arange(100) / 250.0
     for k in range(0, 100, 10):
@@ -138,3 +139,46 @@ runtime:
     assert summary["nodes"]["outlet"]["samples_in"] == 100
     assert len(summary["groups"]) == 1
     assert summary["nodes"]["inlet"]["counters"]["lost_samples_est"] == 0
+
+
+@pytest.mark.parametrize("runner", ["local", "ray"])
+def test_event_bins_close_on_time_across_actors_without_events(ray_local, write_config, runner):
+    """LSL spike events -> event_binner (its own actor on ray) -> capture: frames keep coming in silence."""
+    tag = uuid.uuid4().hex[:8]
+    name = f"events_{tag}"
+    info = StreamInfo(name, "SpikeEvents", 2, 0.0, "int32", ("channel", "unit"), ("index", "index"), f"sid-{tag}")
+    outlet = pylsl.StreamOutlet(to_lsl_info(info))
+    config = f"""
+name: binning
+nodes:
+  inlet: {{kind: lsl_inlet, params: {{name: {name}, clock_sync: false}}}}
+  bin:   {{kind: event_binner, params: {{bin_s: 0.01, channels: 4, lateness_s: 0.005}}}}
+  cap:   {{kind: capture}}
+edges:
+  - inlet -> bin -> cap
+"""
+    spec = load_graph(write_config(config))
+    import threading
+
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(get_runner(runner)(spec, progress=False, duration_s=3.0)))
+    thread.start()
+    assert outlet.wait_for_consumers(20.0), "the graph's inlet did not connect"
+    time.sleep(0.2)
+    t0 = pylsl.local_clock()
+    events = np.array([[0, 0], [3, 1], [3, 0], [1, 0]], dtype=np.int32)
+    outlet.push_chunk(events, [t0, t0 + 0.001, t0 + 0.002, t0 + 0.0125])
+    thread.join(30.0)
+    assert not thread.is_alive()
+    nodes = result["nodes"]
+    assert nodes["inlet"]["samples_out"] == 4
+    frames = nodes["cap"]["samples_in"]
+    # every bin from the first tick to the end closed, events or not: about 100 per second
+    assert frames >= 50, frames
+    counters = nodes["bin"]["counters"]
+    assert counters["late_events"] + counters["out_of_range"] == 0
+    assert result["reports"]["cap"]["samples"] == frames
+    if runner == "local":  # the frames themselves are in this process: every event counted once
+        data, stamps = spec.instances["cap"].arrays()
+        np.testing.assert_array_equal(data.sum(axis=0), [1, 1, 0, 2])
+        np.testing.assert_allclose(np.diff(stamps), 0.01, atol=1e-9)  # fixed rate, no bin skipped
