@@ -66,7 +66,7 @@ class ArcPlanner:
     """Constant-steering arc roll-outs against the world's exact geometry (the simulator's expert).
 
     A privileged expert: it reads the obstacles from the simulator (``env.world``) instead of the
-    scan, which makes it fast (41 arcs x 12 samples against ~40 obstacles per decision) and
+    scan, which makes it fast (21 arcs x 12 samples against ~40 obstacles per decision) and
     removes sensor artefacts from the labels. Everything it avoids within its horizon is in the
     LiDAR's view, so a scan-driven network can imitate it.
 
@@ -79,7 +79,7 @@ class ArcPlanner:
     """
 
     def __init__(self, speed_m_s: float = 0.4, max_turn_rad_s: float = 1.5, robot_radius_m: float = 0.2,
-                 margin_m: float = 0.25, horizon_s: float = 4.0, points: int = 16, candidates: int = 41,
+                 margin_m: float = 0.25, horizon_s: float = 4.0, points: int = 12, candidates: int = 21,
                  straight_weight: float = 0.1, smooth_weight: float = 0.1) -> None:
         self.u = np.linspace(-1, 1, candidates)
         tau = np.linspace(horizon_s / points, horizon_s, points)

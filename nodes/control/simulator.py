@@ -22,7 +22,8 @@ is integrated exactly along the arc over each control period (1 / ``rate_hz``).
 
 Collisions: a step that would bring the robot's disc into an obstacle is refused (the robot keeps
 its position but turns), and a *collision* is counted when such contact begins (a run of
-consecutive blocked steps is one collision). Clearance is the exact distance from the robot's disc
+consecutive blocked steps, and the slide that follows until the clearance exceeds 5 cm, is one
+collision). Clearance is the exact distance from the robot's disc
 to the nearest obstacle (metres), computed from the geometry, not from the LiDAR.
 
 Speed: ray casting is vectorised over beams x obstacles (541 x ~40 per step); a 60 s episode at
@@ -167,6 +168,10 @@ def make_world(spec: WorldSpec, seed: int) -> World:
     return World(np.array(circles, dtype=float).reshape(-1, 3), np.array(segs, dtype=float).reshape(-1, 4), start, w, h)
 
 
+CONTACT_RELEASE_M = 0.05
+"""A contact (one collision) ends once the clearance exceeds this (metres): a glancing slide along
+an obstacle is one collision, not one per refused step."""
+
 _BEAM_DIRS = np.stack([np.cos(BEAM_ANGLES), np.sin(BEAM_ANGLES)], axis=1)  # (541, 2) robot frame
 
 
@@ -294,7 +299,8 @@ class RobotEnv:
             self.pose = np.array([x, y, nth])
             clear = self.clearance()
         else:
-            self._in_contact = False
+            if clear > CONTACT_RELEASE_M:
+                self._in_contact = False
             self.path_m += float(np.hypot(nx - x, ny - y))
             self.pose = np.array([nx, ny, nth])
         self.clearances.append(clear)
