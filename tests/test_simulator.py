@@ -31,7 +31,7 @@ def test_lidar_geometry_matches_analytic_ranges():
 
 
 def test_collision_is_detected_counted_once_and_refused():
-    spec = WorldSpec(circles_per_m2=0, boxes_per_m2=0, circles=[[5.0, 3.0, 0.3]], start=[5.0, 1.0, np.pi / 2], episode_s=10)
+    spec = WorldSpec(circles_per_m2=0, boxes_per_m2=0, circles=[[5.0, 3.0, 0.3]], start=[5.0, 1.0, np.pi / 2], episode_s=8)
     env = RobotEnv(spec)
     env.reset(0)
     # drive straight at the post: 2 m - 0.3 - 0.2 = 1.5 m of free travel at 0.4 m/s = 3.75 s
