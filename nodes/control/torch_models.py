@@ -127,3 +127,63 @@ class CRNN(nn.Module):
                 for name in QUANT_LAYERS:
                     model.quant[name].step.fill_(float(arrays[f"{name}_step"]))
         return model
+
+
+class TorchBif:
+    """The spiking (BIF) controller stepped in PyTorch, for the decision-time benchmark only.
+
+    Same algorithm and weights as :class:`nodes.control.kernels.BifKernel` (batch 1, float64,
+    torch.nn.functional.conv1d); ``step(scan (1, 541), state (1, 2)) -> steering (1,)``.
+    """
+
+    def __init__(self, params, timesteps: int) -> None:
+        import torch.nn.functional as F
+
+        a = params.arrays
+        self.F, self.T = F, timesteps
+        t = lambda k: torch.from_numpy(np.asarray(a[k], dtype=np.float64))  # noqa: E731
+        self.convs = [(t(f"{n}_w"), t(f"{n}_b"), s) for n, _, _, s, _ in CONV_LAYERS]
+        self.q = [(params.step_of(n), *params.bounds(n)) for n in QUANT_LAYERS]
+        self.wx, self.wh, self.b = t("rnn_wx"), t("rnn_wh"), t("rnn_b")
+        self.wo, self.bo = t("out_w"), t("out_b")
+        self.h = torch.zeros(1, HIDDEN, dtype=torch.float64)
+
+    @staticmethod
+    def _fire(v, s, theta, n_min, n_max):
+        spikes = ((v >= theta) & (s < n_max)).double() - ((v < 0) & (s > n_min)).double()
+        v -= spikes * theta
+        s += spikes
+        return spikes
+
+    @torch.no_grad()
+    def step(self, scan: np.ndarray, state: np.ndarray) -> np.ndarray:
+        F = self.F
+        x = torch.clamp(torch.from_numpy(np.asarray(scan, dtype=np.float64)), max=RANGE_CLIP_M).unsqueeze(1) / RANGE_CLIP_M
+        n_in, vs, ss = x.shape[-1], [], []
+        for (w, _, stride), (theta, *_rest) in zip(self.convs, self.q):
+            n_in = (n_in - w.shape[-1]) // stride + 1
+            vs.append(torch.full((1, w.shape[0], n_in), theta / 2, dtype=torch.float64))
+            ss.append(torch.zeros((1, w.shape[0], n_in), dtype=torch.float64))
+        theta_h, hmin, hmax = self.q[-1]
+        vh = torch.full((1, HIDDEN), theta_h / 2, dtype=torch.float64)
+        sh = torch.zeros((1, HIDDEN), dtype=torch.float64)
+        st = torch.clamp(torch.from_numpy(np.asarray(state, dtype=np.float64)), -1, 1)
+        acc = self.bo.clone().unsqueeze(0)
+        for t in range(self.T):
+            inp = x
+            for i, ((w, b, stride), q) in enumerate(zip(self.convs, self.q)):
+                if i == 0:
+                    cur = F.conv1d(x, w, b, stride=stride) if t == 0 else None
+                else:
+                    cur = F.conv1d(inp * self.q[i - 1][0], w, b if t == 0 else None, stride=stride)
+                if cur is not None:
+                    vs[i] += cur
+                inp = self._fire(vs[i], ss[i], *q)
+            cur = (inp[:, 0, :] * self.q[3][0]) @ self.wx[:, :-2].T
+            if t == 0:
+                cur = cur + st @ self.wx[:, -2:].T + self.h @ self.wh.T + self.b
+            vh += cur
+            hs = self._fire(vh, sh, theta_h, hmin, hmax)
+            acc += (hs * theta_h) @ self.wo.T
+        self.h = theta_h * sh
+        return acc[:, 0].numpy()

@@ -1,0 +1,89 @@
+"""``spikeloop bench controller``: decision time of the spiking controller, numpy versus PyTorch.
+
+One decision = one LiDAR scan through the BIF network for T time steps (batch 1, as in a graph
+node). Both implementations run the same weights and the same algorithm in float64, on the same
+scans, in the same run: the numpy kernel the graph uses (``nodes.control.kernels.BifKernel``) and
+the network stepped with torch ops (``nodes.control.torch_models.TorchBif``). Reported: median and
+p99 decision time in microseconds for each, their ratio, the largest output difference between the
+two, and the simulator's time for one 60 s episode. With ``--dataset PATH`` it also prints the
+test MSE versus T table (float, quantised, spiking; the same numbers as ``spikeloop evaluate``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="models/crnn_sim_q8.npz", help="quantised CRNN model file (default models/crnn_sim_q8.npz)")
+    p.add_argument("--timesteps", type=int, nargs="+", default=[8, 16], metavar="T", help="time steps per scan (default 8 16)")
+    p.add_argument("--decisions", type=int, default=300, help="decisions timed per implementation (default 300)")
+    p.add_argument("--dataset", default=None, metavar="PATH", help="ICRA 2020 traces: also print the test MSE-versus-T table")
+    p.add_argument("--world", default="configs/worlds/default.yaml", help="world for the simulator timing")
+    p.add_argument("--json", dest="json_path", default=None, help="write the results as JSON")
+
+
+def _times(step, scans, states) -> tuple[np.ndarray, np.ndarray]:
+    out, t = np.empty(len(scans)), np.empty(len(scans))
+    for i in range(len(scans)):
+        t0 = time.perf_counter_ns()
+        out[i] = step(scans[i:i + 1], states[i:i + 1])[0]
+        t[i] = (time.perf_counter_ns() - t0) / 1e3
+    return t, out
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from nodes.control.kernels import BifKernel, load_params
+    from nodes.control.planners import FollowTheGap
+    from nodes.control.simulator import RobotEnv
+    from nodes.control.torch_models import TorchBif
+
+    torch.set_num_threads(1)
+    params = load_params(args.model)
+    # scans from a simulated episode (the controller's real input in the loop)
+    env = RobotEnv.from_file(args.world)
+    obs, gap, scans, states = env.reset(0), FollowTheGap(), [], []
+    while len(scans) < args.decisions:
+        scans.append(obs.scan)
+        states.append(obs.state)
+        obs = env.step(gap(obs.scan, obs.state))
+    scans, states = np.array(scans), np.array(states)
+    results: dict = {"model": args.model, "decisions": args.decisions, "timesteps": {}}
+    print(f"spiking controller {args.model} (L={params.levels}), {args.decisions} decisions, batch 1")
+    print(f"  {'T':>4} {'numpy p50 us':>13} {'numpy p99 us':>13} {'torch p50 us':>13} {'torch p99 us':>13} {'speed-up':>9} {'max |diff|':>11}")
+    for T in args.timesteps:
+        tn, yn = _times(BifKernel(params, T).step, scans, states)
+        tt, yt = _times(TorchBif(params, T).step, scans, states)
+        r = {"numpy_p50_us": float(np.median(tn)), "numpy_p99_us": float(np.percentile(tn, 99)),
+             "torch_p50_us": float(np.median(tt)), "torch_p99_us": float(np.percentile(tt, 99)),
+             "max_abs_diff": float(np.max(np.abs(yn - yt)))}
+        results["timesteps"][T] = r
+        print(f"  {T:>4} {r['numpy_p50_us']:>13.0f} {r['numpy_p99_us']:>13.0f} {r['torch_p50_us']:>13.0f} "
+              f"{r['torch_p99_us']:>13.0f} {r['torch_p50_us'] / r['numpy_p50_us']:>8.1f}x {r['max_abs_diff']:>11.1e}")
+    walls = []
+    for seed in range(3):
+        env.reset(seed)
+        t0 = time.perf_counter()
+        while not env.done:
+            env.step(0.3)
+        walls.append(time.perf_counter() - t0)
+    results["sim_episode_s"] = {"median": float(np.median(walls)), "episode_s": env.spec.episode_s}
+    print(f"simulator: one {env.spec.episode_s:g} s episode ({env.n_steps} steps incl. ray casting) "
+          f"in {np.median(walls):.2f} s wall (median of 3)")
+    if args.dataset:
+        from nodes.control.dataset import standard_split
+        from nodes.control.evaluation import DEFAULT_TIMESTEPS, offline_report, print_offline
+
+        rep = offline_report(args.model, params, standard_split(args.dataset).sequences("test"), list(DEFAULT_TIMESTEPS))
+        print_offline(rep)
+        results["mse_vs_T"] = rep
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(results, indent=2))
+        print(f"results written to {args.json_path}")
+    return 0
