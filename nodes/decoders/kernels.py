@@ -358,6 +358,7 @@ class SNN3DKernel(Kernel):
             activity.act_zero += n * steps * neurons - sum(counts)
             activity.spikes += sum(counts)
             activity.neurons = neurons
+            activity.per_layer_spikes = [a + c for a, c in zip(activity.per_layer_spikes or [0] * L, counts)]
         return mem * self.out_scale
 
 
