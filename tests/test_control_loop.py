@@ -13,7 +13,7 @@ from pipeline.packet import Packet, StreamInfo
 from pipeline.runners.local import run
 from tests.conftest import REPO
 
-SHIPPED = REPO / "models" / "crnn_q8.npz"
+SHIPPED = REPO / "models" / "crnn_sim_q8.npz"
 
 LOOP = """
 name: loop

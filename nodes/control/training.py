@@ -37,7 +37,7 @@ class FitConfig:
     """Optimiser settings (defaults: a few minutes on 2 cores)."""
 
     epochs: int = 40
-    patience: int = 10
+    patience: int = 15
     batch_size: int = 8
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -171,6 +171,8 @@ def train_crnn(args: argparse.Namespace) -> int:
         cfg.epochs = args.epochs
     if args.max_minutes:
         cfg.max_minutes = args.max_minutes
+    if getattr(args, "patience", None):  # shared option (also used by the decoders)
+        cfg.patience = args.patience
     if args.init:
         cfg.lr = 1e-3
     t0 = time.monotonic()
