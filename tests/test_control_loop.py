@@ -73,4 +73,4 @@ def test_spiking_controller_closes_the_loop(write_config, tmp_path):
     summary = run(spec, progress=False)
     assert summary["reports"]["sim"]["steps"] == 100
     assert summary["reports"]["ctl"]["spikes_per_decision"] > 0
-    assert summary["counters"]["ctl"]["decisions"] == 100 and summary["counters"]["ctl"]["bad_scans"] == 0
+    assert summary["nodes"]["ctl"]["counters"] == {"decisions": 100, "bad_scans": 0}
