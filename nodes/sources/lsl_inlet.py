@@ -187,6 +187,12 @@ class LslInlet(Source):
         else:
             self._counts["stalls"] += 1
 
+    def time_correction(self, timeout_s: float = 0.2) -> float:
+        """Seconds to add to the sender's timestamps to get this machine's clock (liblsl's estimate)."""
+        if self._inlet is None:
+            raise RuntimeError(f"lsl_inlet {self.name!r}: time_correction() before open()")
+        return float(self._inlet.time_correction(timeout=timeout_s))
+
     def counters(self) -> dict[str, int]:
         return dict(self._counts)
 

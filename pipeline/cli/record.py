@@ -89,7 +89,7 @@ def record(specs: list[str], out: str | Path, *, duration_s: float | None = None
                 last_offset = now
                 for (node, _), sid in zip(inlets, ids):
                     try:
-                        offset = node._inlet.time_correction(timeout=0.2)  # type: ignore[union-attr]
+                        offset = node.time_correction(0.2)
                     except Exception:  # noqa: BLE001 - a stream that is away: skip this offset
                         continue
                     writer.write_clock_offset(sid, local_clock(), offset)
