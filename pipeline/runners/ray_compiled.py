@@ -18,18 +18,26 @@ How a run goes
 Rounds make this runner deterministic like ``local``: the same graph fed the same recording at
 ``speed: max`` gives identical outputs on the three runners.
 
+Packets a round hands from actor to actor travel through shared-memory channels; the receiving
+actor copies them before its nodes see them (a channel's buffer is reused by the next round).
+Each actor process keeps torch out of Ray's channel code (:func:`keep_torch_out`).
+
 Groups whose fusing would create a cycle between actors are refused when the graph loads (see
 :func:`pipeline.runners.ray_runner.plan_groups`).
 """
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 import time
 from typing import Any
 
+import numpy as np
+
 from pipeline.clock import local_clock
 from pipeline.graph import GraphSpec
+from pipeline.packet import Packet
 from pipeline.runners.ray_runner import (
     GroupWorker,
     _get,
@@ -56,6 +64,15 @@ def keep_torch_out() -> None:
         ChannelContext.get_current()._torch_available = False
     except (ImportError, AttributeError):  # pragma: no cover - other Ray versions
         pass
+
+
+def _owned(packet: Packet) -> Packet:
+    """A packet whose arrays this process owns.
+
+    Arrays read from a compiled graph's channel may be zero-copy views of a shared-memory buffer
+    that the next round overwrites; nodes may keep what they receive, so copy first.
+    """
+    return Packet(np.array(packet.data, copy=True), np.array(packet.timestamps, copy=True), packet.t_enter, packet.seq)
 
 
 class _CtrlC:
@@ -116,11 +133,11 @@ class CompiledGroupWorker(GroupWorker):
             self._active = list(ex.sources)
             external += ex.start(self.plan.nodes)
         for dst, port, packet in round_in["feedback"].get(self.plan.name, []):
-            external += ex.deliver(dst, port, packet)
+            external += ex.deliver(dst, port, _owned(packet))
         for up in upstream:
             self._clocks[up["group"]] = up["clock"]
             for dst, port, packet in up["to"].get(self.plan.name, []):
-                external += ex.deliver(dst, port, packet)
+                external += ex.deliver(dst, port, _owned(packet))
             if up["done"]:
                 self._eos.add(up["group"])
         if round_in["stop"]:
@@ -172,7 +189,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     plans, group_of = plan_groups(spec)
     actors = make_actors(spec, plans, group_of, worker=CompiledGroupWorker)
     bar = _Progress(progress)
-    compiled = None
+    compiled = dag = outs = round_in = None
     stopped_by = "end of data"
     try:
         open_remote(spec, {n: actors[g] for n, g in group_of.items()})
@@ -189,34 +206,8 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         compiled = dag.experimental_compile()
         # Ray finishes setting up channels on the first execution: do it before the clock runs
         _get(ray, compiled.execute({"warmup": True}))
-        upstream = {p.name: p.upstream for p in plans}
         t0 = time.perf_counter()
-        deadline = None if duration_s is None else t0 + duration_s
-        feedback: dict[str, list] = {}
-        stop = False
-        last_progress = 0.0
-        interrupted = _CtrlC()
-        try:
-            while True:
-                results = _get(ray, compiled.execute({"stop": stop, "feedback": feedback}))
-                feedback = {}
-                for r in results:
-                    for group, deliveries in r["to"].items():
-                        if r["group"] not in upstream[group]:
-                            feedback.setdefault(group, []).extend(deliveries)
-                if all(r["done"] for r in results):
-                    break
-                now = time.perf_counter()
-                if not stop and interrupted.flag:
-                    stop, stopped_by = True, "interrupted (Ctrl-C)"
-                if not stop and deadline is not None and now >= deadline:
-                    stop, stopped_by = True, f"duration {duration_s:g} s"
-                if progress and now - last_progress > 0.2:
-                    last_progress = now
-                    values = [r["progress"] for r in results if r["progress"]]
-                    bar.update((max(v[0] for v in values), max(v[1] for v in values)) if values else None)
-        finally:
-            interrupted.restore()
+        stopped_by = _rounds(ray, compiled, plans, duration_s, progress, bar) or stopped_by
         wall_s = time.perf_counter() - t0
         compiled.teardown()
         compiled = None
@@ -230,6 +221,46 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
                 pass
         for a in actors.values():
             ray.kill(a)
+        # Drop every Ray object (DAG nodes, compiled graph, actor handles) while Ray is still up:
+        # finalising them after ray.shutdown() crashes the process with some graph shapes.
+        compiled = dag = outs = round_in = None  # noqa: F841
+        actors.clear()
+        gc.collect()
         if started:
             ray.shutdown()
     return merge_summary(spec, "ray-compiled", results, wall_s, stopped_by)
+
+
+def _rounds(ray: Any, compiled: Any, plans: list, duration_s: float | None, progress: bool, bar: _Progress) -> str | None:
+    """Execute rounds until every group is done; return why it stopped early (None: end of data).
+
+    Round outputs may be views into the compiled graph's shared-memory channels: they live only
+    in this function, so none outlives the graph's teardown.
+    """
+    upstream = {p.name: p.upstream for p in plans}
+    deadline = None if duration_s is None else time.perf_counter() + duration_s
+    feedback: dict[str, list] = {}
+    stop, stopped_by = False, None
+    last_progress = 0.0
+    interrupted = _CtrlC()
+    try:
+        while True:
+            results = _get(ray, compiled.execute({"stop": stop, "feedback": feedback}))
+            feedback = {}
+            for r in results:
+                for group, deliveries in r["to"].items():
+                    if r["group"] not in upstream[group]:  # a feedback edge: next round
+                        feedback.setdefault(group, []).extend(deliveries)
+            if all(r["done"] for r in results):
+                return stopped_by
+            now = time.perf_counter()
+            if not stop and interrupted.flag:
+                stop, stopped_by = True, "interrupted (Ctrl-C)"
+            if not stop and deadline is not None and now >= deadline:
+                stop, stopped_by = True, f"duration {duration_s:g} s"
+            if progress and now - last_progress > 0.2:
+                last_progress = now
+                values = [r["progress"] for r in results if r["progress"]]
+                bar.update((max(v[0] for v in values), max(v[1] for v in values)) if values else None)
+    finally:
+        interrupted.restore()
