@@ -537,8 +537,9 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     import ray
 
     plans, group_of = plan_groups(spec)
-    # threads: the loop, incoming batches (at most MAX_INFLIGHT waiting per sender), control calls
-    actors = make_actors(spec, plans, group_of, max_concurrency=4 + MAX_INFLIGHT * max(1, len(plans)))
+    # threads: the loop, incoming batches, control calls. Pushes wait only when an inbox is full
+    # (and then the loop is draining it), so a small pool suffices; large pools slow Ray's calls.
+    actors = make_actors(spec, plans, group_of, max_concurrency=4 + MAX_INFLIGHT)
     bar = _Progress(progress)
     stopped_by = "end of data"
     try:
