@@ -43,9 +43,13 @@ RUNNERS = ("local", "ray", "ray-compiled")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def nearest(name: str, choices: list[str] | tuple[str, ...]) -> str:
-    """`` (did you mean 'x'?)`` for the closest choice, or a list of the choices."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+def nearest(name: Any, choices: list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or a list of the choices.
+
+    ``name`` may be any YAML scalar (``on``/``true`` parse as booleans): it is compared as text.
+    """
+    choices = [str(c) for c in choices]
+    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
     if close:
         return f" (did you mean {close[0]!r}?)"
     return f" (valid: {', '.join(sorted(choices))})" if choices else ""

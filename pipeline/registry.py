@@ -48,8 +48,11 @@ def node_class(kind: str) -> type[Node]:
     return cls
 
 
-def make_node(kind: str, name: str = "", **params) -> Node:
-    """Construct a node of ``kind`` with ``params`` and give it ``name`` (default: the kind)."""
+def make_node(kind: str, node_name: str = "", /, **params) -> Node:
+    """Construct a node of ``kind`` with ``params`` and call it ``node_name`` (default: the kind).
+
+    Both leading arguments are positional-only, so a node may have params called ``kind`` or ``name``.
+    """
     node = node_class(kind)(**params)
-    node.name = name or kind
+    node.name = node_name or kind
     return node

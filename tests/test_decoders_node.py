@@ -66,7 +66,10 @@ def test_node_outputs_one_row_per_input_and_restores_state(tmp_path, kind):
     fresh.open({"in": _spikes_info()})
     fresh.restore(saved)
     tail = fresh.process("in", Packet(x[500:1000], ts[500:1000], 1.0))["out"].data
-    np.testing.assert_array_equal(np.concatenate([head, tail]), y_full)
+    if kind.startswith("snn"):  # spikes and 2^-14-grid weights: exact for any chunking
+        np.testing.assert_array_equal(np.concatenate([head, tail]), y_full)
+    else:  # float matmuls over different chunk sizes round differently (BLAS blocking)
+        np.testing.assert_allclose(np.concatenate([head, tail]), y_full, rtol=1e-5, atol=1e-4)
 
 
 def test_open_refuses_wrong_channels_or_rate(tmp_path):

@@ -25,6 +25,11 @@ def graph_clock(sources: list[Source]) -> float:
     return local_clock()
 
 
+def all_virtual(sources: list[Source]) -> bool:
+    """True when every source keeps its own data clock (replays at ``speed: max``)."""
+    return bool(sources) and all(s.virtual_time is not None for s in sources)
+
+
 class _Progress:
     """A tqdm bar over the sources' (done, total) seconds of data; silent when none is finite."""
 
@@ -79,7 +84,9 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
             for name in list(active):
                 if executor.read_source(name) is None:
                     active.remove(name)
-            if executor.ticking:
+            if executor.ticking and (active or not all_virtual(sources)):
+                # Once every virtual (speed: max) source has ended there is no newer data time to
+                # tick to: the wall clock would be a jump backwards or forwards, so flush instead.
                 executor.tick(graph_clock([nodes[n] for n in active]) if active else local_clock())
             bar.update()
             if deadline is not None and time.perf_counter() >= deadline:
