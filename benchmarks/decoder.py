@@ -4,7 +4,7 @@ offline evaluation speed.
 1. Per-step time, side by side in one run: for each 4 ms bin, one step of the numpy kernel
    (``Kernel.run`` on one row, including its input features) and one step of the torch model
    (``torch.no_grad``, batch 1, state carried, features precomputed — which favours torch),
-   alternating, both on one thread. Medians and p99 in µs, the speed-up of the medians, and a
+   in alternating blocks of 100 steps, both on one thread. Medians and p99 in µs, the speed-up of the medians, and a
    check that both produced the same spikes (SNNs) / outputs (to 1e-5).
 2. Offline evaluation speed: the test part decoded by the ``decoder`` node fed 1 s packets, alone
    and followed by a causal ``bessel`` node, in multiples of real time (median of repeats, one
@@ -80,18 +80,23 @@ def per_step(path: str, counts: np.ndarray, steps: int) -> dict[str, Any]:
     same_spikes = True
     max_err = 0.0
     clock = time.perf_counter_ns
-    for i in range(steps):
-        row = counts[i:i + 1]
-        t0 = clock()
-        y_np = kernel.run(row)
-        t1 = clock()
-        y_th, spk_th = torch_step(i)
-        t2 = clock()
-        t_np[i], t_th[i] = (t1 - t0) / 1e3, (t2 - t1) / 1e3
-        max_err = max(max_err, float(np.abs(y_np[0] - y_th).max() / max(1.0, float(np.abs(y_th).max()))))
-        if spk_th is not None:
-            spk_np = kernel.last_record["spikes"]
-            same_spikes &= all(np.array_equal(a[0], b) for a, b in zip(spk_np, spk_th))
+    block = 100  # alternate blocks, not single steps: a step right after the other library's
+    # step runs on caches that library just filled (measured: numpy 34 µs alone, 118 µs interleaved)
+    for start in range(0, steps, block):
+        idx = range(start, min(start + block, steps))
+        y_np, spk_np = {}, {}
+        for i in idx:
+            t0 = clock()
+            y_np[i] = kernel.run(counts[i:i + 1])
+            t_np[i] = (clock() - t0) / 1e3
+            spk_np[i] = kernel.last_record.get("spikes")
+        for i in idx:
+            t0 = clock()
+            y_th, spk_th = torch_step(i)
+            t_th[i] = (clock() - t0) / 1e3
+            max_err = max(max_err, float(np.abs(y_np[i][0] - y_th).max() / max(1.0, float(np.abs(y_th).max()))))
+            if spk_th is not None:
+                same_spikes &= all(np.array_equal(a[0], b) for a, b in zip(spk_np[i], spk_th))
     med_np, med_th = float(np.median(t_np)), float(np.median(t_th))
     return {
         "model": path, "kind": meta["kind"], "steps": steps,

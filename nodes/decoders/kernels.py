@@ -26,16 +26,9 @@ Per-layer input-current hook
 ``transforms[l]`` (a callable ``f(cur) -> cur``, or None; float32 of shape ``(units,)`` per step for
 SNN_Streaming, ``(n, steps, units)`` per window for SNN_3D, ``(n, units)`` for the ANN) rescales
 layer ``l``'s synaptic current ``W·x + b`` before the reset term and the membrane update (e.g. an
-attention module). With any transform set, SNN_Streaming runs its plain per-step path; without,
-it runs a faster skewed path (below) that gives the same result bit for bit.
-
-Fast path of SNN_Streaming
---------------------------
-Per-call overhead of small numpy operations dominates (≈0.7 µs each), so the three layers are
-stepped together with a one-step skew per layer: iteration j updates layer 0 at time j, layer 1 at
-time j−1 and layer 2 at time j−2, as one 82-neuron vector. The recurrent and feed-forward weights
-of layers 1–2 and the reset terms (−θ on the diagonal) form one matrix, and the precomputed layer-0
-input current rides along as extra columns, so an iteration is four numpy calls.
+attention module). With any transform set, SNN_Streaming runs its plain per-step numpy path; without, it runs the
+compiled loop of :mod:`nodes.decoders.lif_loop` (numba), which gives the same result bit for bit
+and skips silent inputs.
 """
 from __future__ import annotations
 
@@ -46,6 +39,7 @@ import numpy as np
 
 from nodes.decoders.attention import attention_transforms
 from nodes.decoders.features import FeatureSpec, features, next_history
+from nodes.decoders.lif_loop import lif_stack_run
 
 GRID_BITS = 14
 """Spiking models' weights, biases and thresholds are multiples of 2**-GRID_BITS."""
@@ -185,23 +179,24 @@ class SNNStreamingKernel(Kernel):
         n_layers = len(meta["architecture"]["layers"])
         self.W, self.b, self.beta_l, self.thr_l = _lif_params(self.arrays, n_layers)
         self.sizes = [w.shape[0] for w in self.W]
-        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
         n = int(self.offsets[-1])
         self.n_neurons = n
         self.out_scale = self._get("out_scale")
         self.beta = np.concatenate(self.beta_l)
         self.thr = np.concatenate(self.thr_l)
-        # A_aug = [A | I]: A holds W_l (rows of layer l, columns of layer l-1) and -θ on the diagonal;
-        # the identity block adds the precomputed per-iteration input (layer-0 current, biases).
-        a = np.zeros((n, 2 * n), dtype=F32)
+        # Inputs of every neuron, transposed for the compiled loop: (C + N, N).
+        c = self.channels
+        w_in_t = np.zeros((c + n, n), dtype=F32)
         o = self.offsets
+        w_in_t[:c, o[0]:o[1]] = self.W[0].T
         for l in range(1, n_layers):
-            a[o[l]:o[l + 1], o[l - 1]:o[l]] = self.W[l]
-        a[np.arange(n), np.arange(n)] = -self.thr
-        a[np.arange(n), n + np.arange(n)] = 1.0
-        self.A = a
+            w_in_t[c + o[l - 1]:c + o[l], o[l]:o[l + 1]] = self.W[l].T
+        self.w_in_t = w_in_t
+        self.bias = np.concatenate(self.b)
         self.transforms = attention_transforms(self.arrays, meta, self.sizes)  # attention: asa → causal ASA
         self.reset()
+        self._run_compiled(np.zeros((0, c), dtype=F32))  # compile (or load the cache) now, not on the first live step
 
     def reset(self) -> None:
         super().reset()
@@ -220,7 +215,7 @@ class SNNStreamingKernel(Kernel):
         if any(t is not None for t in self.transforms):
             spikes, mem_out = self._run_plain(x)
         else:
-            spikes, mem_out = self._run_skewed(x)
+            spikes, mem_out = self._run_compiled(x)
         if self.record:
             self.last_record = {"spikes": spikes, "mem_out": mem_out}
         if activity is not None:
@@ -237,44 +232,14 @@ class SNNStreamingKernel(Kernel):
             activity.per_layer_spikes = [a + c for a, c in zip(activity.per_layer_spikes, counts)]
         return mem_out * self.out_scale
 
-    def _run_skewed(self, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-        n = x.shape[0]
-        L = len(self.sizes)
-        N = self.n_neurons
-        o = self.offsets
-        iters = n + L - 1
-        # row j of SI: [spikes after iteration j-1 | input of iteration j]; row j of M: membranes
-        SI = np.zeros((iters + 1, 2 * N), dtype=F32)
-        M = np.zeros((iters + 1, N), dtype=F32)
-        M[:L] = self.mem
-        SI[:L, :N] = self.spk
-        SI[:n, N + o[0]:N + o[1]] = x @ self.W[0].T + self.b[0]  # exact: binary inputs, grid weights
-        for l in range(1, L):
-            SI[l:l + n, N + o[l]:N + o[l + 1]] = self.b[l]
-        A, beta, thr = self.A, self.beta, self.thr
-        dot, mul, add, gt = np.dot, np.multiply, np.add, np.greater
-        cur = np.empty(N, dtype=F32)
-        for j in range(iters):
-            lo, hi = max(0, j - n + 1), min(L - 1, j)
-            if lo == 0 and hi == L - 1:
-                m_next = M[j + 1]
-                dot(A, SI[j], out=cur)
-                mul(M[j], beta, out=m_next)
-                add(m_next, cur, out=m_next)
-                gt(m_next, thr, out=SI[j + 1, :N])
-            else:
-                a, b = o[lo], o[hi + 1]
-                c = A[a:b] @ SI[j]
-                m_next = M[j + 1, a:b]
-                mul(M[j, a:b], beta[a:b], out=m_next)
-                add(m_next, c, out=m_next)
-                gt(m_next, thr[a:b], out=SI[j + 1, a:b])
-        spikes = [SI[l + 1:l + 1 + n, o[l]:o[l + 1]].astype(bool) for l in range(L)]
-        mem_out = M[L:L + n, o[L - 1]:o[L]].copy()
-        for l in range(L):
-            self.mem[o[l]:o[l + 1]] = M[n + l, o[l]:o[l + 1]]
-            self.spk[o[l]:o[l + 1]] = SI[n + l, o[l]:o[l + 1]]
-        return spikes, mem_out
+    def _run_compiled(self, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """All steps of ``x`` (shape ``(n, C)``) in the compiled loop (:mod:`nodes.decoders.lif_loop`)."""
+        n, o = x.shape[0], self.offsets
+        spikes_all = np.empty((n, self.n_neurons), dtype=np.bool_)
+        mem_out = np.empty((n, self.sizes[-1]), dtype=F32)
+        lif_stack_run(np.ascontiguousarray(x, dtype=F32), self.w_in_t, self.bias, self.beta, self.thr,
+                      self.offsets, self.mem, self.spk, spikes_all, mem_out)
+        return [spikes_all[:, o[l]:o[l + 1]] for l in range(len(self.sizes))], mem_out
 
     def _run_plain(self, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         """Reference per-step, per-layer loop (used when an input-current transform is set)."""
