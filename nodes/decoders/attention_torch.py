@@ -64,20 +64,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nodes.decoders.attention import top_k_count  # one definition for both twins
+
 ATTENTION_KINDS = ("none", "asa")
-
-
-def top_k_count(channels: int, ratio: float, what: str = "channels") -> int:
-    """``int(ratio · channels)``, checked to split ``channels`` into two non-empty parts."""
-    if not (0.0 < ratio < 1.0):
-        raise ValueError(f"asa_ratio must be in (0, 1), got {ratio!r}")
-    k = int(channels * ratio)
-    if not (1 <= k <= channels - 1):
-        raise ValueError(
-            f"asa_ratio {ratio} splits {channels} {what} into {k} important and {channels - k} others; "
-            "both parts must be non-empty"
-        )
-    return k
 
 
 def _top_mask(score: torch.Tensor, k: int, dim: int) -> torch.Tensor:

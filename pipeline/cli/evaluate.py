@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from pipeline.cli.options import family_options
 from pipeline.errors import UserError
 
 # model family (the model file's metadata 'family') -> "module:function" taking the parsed args and returning an exit code
@@ -21,11 +22,7 @@ EVALUATORS: dict[str, str] = {
 
 def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     """Options of the iBMI decoder family (owned by nodes.decoders)."""
-    g = p.add_argument_group("iBMI decoders (model family 'decoder')")
-
-    def opt(*names: str, **kw) -> None:  # an option another family already added is shared, not redefined
-        if not any(n in p._option_string_actions for n in names):
-            g.add_argument(*names, **kw)
+    opt = family_options(p, "iBMI decoders (model family 'decoder')")
 
     opt("--recording", default=None, metavar="PATH", help="reaching recording; its test part (last 25 %% of reaches) is decoded")
     opt("--filter", default=None, metavar="LIST",
@@ -37,11 +34,7 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
 
 def _add_control_options(p: argparse.ArgumentParser) -> None:
     """Options of the collision-avoidance family (owned by nodes.control)."""
-    g = p.add_argument_group("collision-avoidance controllers (model family 'controller')")
-
-    def opt(*names: str, **kw) -> None:  # an option another family already added is shared, not redefined
-        if not any(n in p._option_string_actions for n in names):
-            g.add_argument(*names, **kw)
+    opt = family_options(p, "collision-avoidance controllers (model family 'controller')")
 
     opt("--dataset", default=None, metavar="PATH", help="ICRA 2020 LiDAR traces: score float/quantised/spiking test MSE")
     opt("--timesteps", type=int, nargs="+", default=None, metavar="T",

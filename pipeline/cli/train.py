@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from pipeline.cli.options import family_options
 from pipeline.errors import UserError
 
 # model name -> "module:function" taking the parsed args and returning an exit code
@@ -25,11 +26,7 @@ TRAINERS: dict[str, str] = {
 
 def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     """Options of the iBMI decoder family (owned by nodes.decoders)."""
-    g = p.add_argument_group("iBMI decoders (--model snn_streaming | snn_3d | ann | ann_3d | lstm)")
-
-    def opt(*names: str, **kw) -> None:  # an option another family already added is shared, not redefined
-        if not any(n in p._option_string_actions for n in names):
-            g.add_argument(*names, **kw)
+    opt = family_options(p, "iBMI decoders (--model snn_streaming | snn_3d | ann | ann_3d | lstm)")
 
     opt("--recording", default=None, metavar="PATH", help="reaching recording to train on (.xdfz/.xdf/NeuroBench .mat); train/val split as NeuroBench")
     opt("--epochs", type=int, default=None, metavar="N", help="maximum epochs (decoders: default 40; early stopping on the validation part)")
@@ -47,11 +44,7 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
 
 def _add_control_options(p: argparse.ArgumentParser) -> None:
     """Options of the collision-avoidance family (owned by nodes.control)."""
-    g = p.add_argument_group("collision-avoidance controllers (--model crnn)")
-
-    def opt(*names: str, **kw) -> None:  # an option another family already added is shared, not redefined
-        if not any(n in p._option_string_actions for n in names):
-            g.add_argument(*names, **kw)
+    opt = family_options(p, "collision-avoidance controllers (--model crnn)")
 
     opt("--dataset", default=None, metavar="PATH", help="directory of the ICRA 2020 LiDAR traces (trace_0001.csv.gz ...)")
     opt("--levels", type=int, default=None, metavar="L", help="quantise with L levels and fine-tune (QCRNN); omit for the float CRNN")

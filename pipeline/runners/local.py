@@ -15,6 +15,7 @@ from pipeline.graph import GraphSpec, open_graph
 from pipeline.metrics import build_summary
 from pipeline.node import Source
 from pipeline.runners.executor import GroupExecutor
+from pipeline.runners.progress import ReplayProgress, sources_progress
 
 
 def graph_clock(sources: list[Source]) -> float:
@@ -28,36 +29,6 @@ def graph_clock(sources: list[Source]) -> float:
 def all_virtual(sources: list[Source]) -> bool:
     """True when every source keeps its own data clock (replays at ``speed: max``)."""
     return bool(sources) and all(s.virtual_time is not None for s in sources)
-
-
-class _Progress:
-    """A tqdm bar over the sources' (done, total) seconds of data; silent when none is finite."""
-
-    def __init__(self, sources: list[Source], enabled: bool) -> None:
-        self.sources = sources
-        self.bar = None
-        totals = [p[1] for s in sources if (p := s.progress()) is not None]
-        if enabled and totals:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=round(max(totals), 1), unit="s", desc="replay", leave=False,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s data [{elapsed}<{remaining}]")
-        self._last = 0.0
-
-    def update(self) -> None:
-        if self.bar is None:
-            return
-        now = time.monotonic()
-        if now - self._last < 0.1:
-            return
-        self._last = now
-        done = max((p[0] for s in self.sources if (p := s.progress()) is not None), default=0.0)
-        self.bar.n = round(min(done, self.bar.total), 1)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = None,
@@ -74,7 +45,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     executor = GroupExecutor(nodes, spec.routes(), spec.sinks())
     sources = [nodes[name] for name in executor.sources]
     active = list(executor.sources)
-    bar = _Progress(sources, progress)
+    bar = ReplayProgress(progress)
     stopped_by = "end of data"
     t_start = time.perf_counter()
     try:
@@ -88,7 +59,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
                 # Once every virtual (speed: max) source has ended there is no newer data time to
                 # tick to: the wall clock would be a jump backwards or forwards, so flush instead.
                 executor.tick(graph_clock([nodes[n] for n in active]) if active else local_clock())
-            bar.update()
+            bar.update(sources_progress(sources))
             if deadline is not None and time.perf_counter() >= deadline:
                 stopped_by = f"duration {duration_s:g} s"
                 break

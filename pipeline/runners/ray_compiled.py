@@ -38,10 +38,10 @@ import numpy as np
 from pipeline.clock import local_clock
 from pipeline.graph import GraphSpec
 from pipeline.packet import Packet
+from pipeline.runners.progress import ReplayProgress
 from pipeline.runners.ray_runner import (
     GroupWorker,
     _get,
-    _Progress,
     ensure_ray,
     make_actors,
     merge_summary,
@@ -188,7 +188,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
 
     plans, group_of = plan_groups(spec)
     actors = make_actors(spec, plans, group_of, worker=CompiledGroupWorker)
-    bar = _Progress(progress)
+    bar = ReplayProgress(progress)
     compiled = dag = outs = round_in = None
     stopped_by = "end of data"
     try:
@@ -231,7 +231,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     return merge_summary(spec, "ray-compiled", results, wall_s, stopped_by)
 
 
-def _rounds(ray: Any, compiled: Any, plans: list, duration_s: float | None, progress: bool, bar: _Progress) -> str | None:
+def _rounds(ray: Any, compiled: Any, plans: list, duration_s: float | None, progress: bool, bar: ReplayProgress) -> str | None:
     """Execute rounds until every group is done; return why it stopped early (None: end of data).
 
     Round outputs may be views into the compiled graph's shared-memory channels: they live only

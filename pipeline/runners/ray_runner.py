@@ -56,6 +56,7 @@ from pipeline.node import Source, StreamMismatch
 from pipeline.packet import StreamInfo
 from pipeline.registry import node_class
 from pipeline.runners.executor import GroupExecutor
+from pipeline.runners.progress import ReplayProgress, sources_progress
 
 HEARTBEAT_S = 0.01
 """Seconds after which an idle live sender tells its receivers the time anyway."""
@@ -282,10 +283,7 @@ class GroupWorker:
         return True
 
     def progress(self) -> tuple[float, float] | None:
-        values = [p for n in self.nodes.values() if isinstance(n, Source) and (p := n.progress()) is not None]
-        if not values:
-            return None
-        return max(v[0] for v in values), max(v[1] for v in values)
+        return sources_progress([n for n in self.nodes.values() if isinstance(n, Source)])
 
     def _send(self, external: list, clock: float, virtual: bool, eos: bool = False, force: bool = False) -> None:
         """Send one numbered batch to each downstream group that has packets (or all, if forced)."""
@@ -509,26 +507,6 @@ def merge_summary(spec: GraphSpec, runner: str, results: list[dict], wall_s: flo
     return summary
 
 
-class _Progress:
-    def __init__(self, enabled: bool) -> None:
-        self.enabled, self.bar = enabled, None
-
-    def update(self, done_total: tuple[float, float] | None) -> None:
-        if not self.enabled or done_total is None:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=round(done_total[1], 1), unit="s", desc="replay", leave=False,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s data [{elapsed}<{remaining}]")
-        self.bar.n = round(min(done_total[0], self.bar.total), 1)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 # --- the runner --------------------------------------------------------------------------------------
 def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = None,
         address: str | None = None) -> dict[str, Any]:
@@ -540,7 +518,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     # threads: the loop, incoming batches, control calls. Pushes wait only when an inbox is full
     # (and then the loop is draining it), so a small pool suffices; large pools slow Ray's calls.
     actors = make_actors(spec, plans, group_of, max_concurrency=4 + MAX_INFLIGHT)
-    bar = _Progress(progress)
+    bar = ReplayProgress(progress)
     stopped_by = "end of data"
     try:
         open_remote(spec, {n: actors[g] for n, g in group_of.items()})
