@@ -1,12 +1,17 @@
 """Shared test helpers. Tests use real parts: real liblsl on loopback, a real local Ray, real scipy."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-LIDAR_DATASET = REPO.parent / "shared" / "datasets" / "icra2020-lidar"
+# The ICRA 2020 LiDAR traces are not in the repository: SPIKELOOP_LIDAR_DATASET points at them
+# (default: ../shared/datasets/icra2020-lidar beside the checkout). Tests that need them skip, with
+# the path in the reason, when they are missing.
+LIDAR_DATASET = Path(os.environ.get("SPIKELOOP_LIDAR_DATASET",
+                                    REPO.parent / "shared" / "datasets" / "icra2020-lidar"))
 
 
 @pytest.fixture

@@ -39,6 +39,13 @@ def ray_local():
     yield ray
 
 
+def test_local_ray_listens_on_loopback_only(ray_local):
+    nodes = [n for n in ray_local.nodes() if n["Alive"]]
+    assert nodes and all(n["NodeManagerAddress"] == "127.0.0.1" for n in nodes), nodes
+    gcs_host = ray_local.get_runtime_context().gcs_address.rsplit(":", 1)[0]
+    assert gcs_host == "127.0.0.1"
+
+
 def test_plan_groups_fuses_and_sums_resources(write_config):
     spec = load_graph(write_config(CHAIN))
     plans, group_of = plan_groups(spec)

@@ -185,6 +185,14 @@ def ensure_ray(runtime: dict[str, Any], address: str | None) -> bool:
         if address:
             ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
         else:
+            # A local Ray for this run only: its services listen on loopback, not on the machine's
+            # network address. Ray swaps an explicit 127.0.0.1 for the "reachable" address unless
+            # multi-node clustering is off: the variable turns it off for the processes Ray starts,
+            # the constant for this one (read at import, which may have happened already).
+            from ray._private import ray_constants
+
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+            ray_constants.ENABLE_RAY_CLUSTER = False
             dashboard = bool(runtime.get("dashboard"))
             ray.init(
                 num_cpus=runtime.get("num_cpus") or os.cpu_count() or 1,
