@@ -89,3 +89,15 @@ def test_evaluate_refuses_unknown_filter(models, recording, capsys):
     rc = main(["evaluate", "--model", models["ann"], "--recording", recording, "--filter", "gaussian"])
     assert rc == 2
     assert "gaussian" in capsys.readouterr().err
+
+
+def test_train_snn_streaming_with_causal_asa(recording, tmp_path):
+    """The ASA window is part of the carried state in truncated BPTT (a third entry per layer)."""
+    out = tmp_path / "asa.npz"
+    rc = main(["train", "--model", "snn_streaming", "--attention", "asa", "--recording", recording, "--out", str(out),
+               "--epochs", "1", "--window", "40", "--batch-size", "8"])
+    assert rc == 0
+    arrays, meta = load_model(out)
+    assert meta["attention"]["kind"] == "asa" and meta["attention"]["form"] == "causal"
+    assert any(k.startswith("asa") for k in arrays)
+    assert np.isfinite(meta["training"]["val_r2"])

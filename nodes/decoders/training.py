@@ -129,7 +129,8 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
             carried[0] = None
         if kind == "snn_streaming":
             y, state, _ = model(Xt[batch], carried[0])
-            carried[0] = [(m.detach(), s.detach()) for m, s in state]
+            # (membrane, spikes) per layer, plus the causal ASA's window of past currents with attention
+            carried[0] = [tuple(t.detach() for t in layer) for layer in state]
         elif kind == "lstm":
             y, state = model(Xt[batch], carried[0])
             carried[0] = tuple(t.detach() for t in state)
