@@ -146,9 +146,11 @@ def print_summary(summary: dict[str, Any], file: Any = None) -> None:
     from rich.table import Table
 
     console = Console(file=file)
+    if not console.is_terminal:  # a pipe or a log file: no terminal width to fit, so don't squeeze to 80
+        console.width = 160
     nodes = Table(title=f"graph {summary['graph']!r} on runner {summary['runner']!r}", title_justify="left")
     for col in ("node", "pkts in", "samples in", "pkts out", "samples out", "gaps", "events", "proc p50 µs", "proc p99 µs"):
-        nodes.add_column(col, justify="left" if col in ("node", "events") else "right")
+        nodes.add_column(col, justify="left" if col in ("node", "events") else "right", no_wrap=col != "events")
     for name, s in summary["nodes"].items():
         events = ", ".join(f"{k}={v}" for k, v in s["counters"].items() if v) or "-"
         nodes.add_row(

@@ -82,3 +82,23 @@ def test_world_file_errors(tmp_path):
     with pytest.raises(UserError, match="world file not found"):
         WorldSpec.from_file(tmp_path / "none.yaml")
     assert WorldSpec.from_file("configs/worlds/default.yaml").circles_per_m2 > 0
+
+
+def test_dagger_episode_is_driven_by_the_learner_and_labelled_by_the_expert():
+    from nodes.control.expert import ArcPlanner, learner_episode
+
+    spec = WorldSpec(episode_s=4.0)
+    env = RobotEnv(spec)
+    # a "learner" that always steers hard left; the expert never takes over (expert_share 0)
+    trace = learner_episode(env, 3, lambda scan, state: 1.0, np.random.default_rng(0), expert_share=0.0)
+    assert trace.scans.shape == (env.n_steps, 541) and trace.steering.shape == (env.n_steps,)
+    # the labels are what the expert would have commanded in each visited state, not the learner's +1
+    replay = RobotEnv(spec)
+    replay.reset(3)
+    expert = ArcPlanner.for_env(replay)
+    labels = []
+    for _ in range(env.n_steps):
+        labels.append(expert(replay))
+        replay.step(1.0)
+    np.testing.assert_allclose(trace.steering, np.array(labels, dtype=np.float32))
+    assert not np.all(trace.steering == 1.0)

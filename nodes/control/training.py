@@ -4,7 +4,8 @@
 standard split (:mod:`nodes.control.dataset`); ``--levels L --init models/crnn.npz`` fine-tunes a
 quantised CRNN (QCRNN) from it; ``--sim-episodes N`` adds N episodes of the simulator's expert
 (:mod:`nodes.control.expert`) to the training data (to close the real-to-sim gap; the real traces
-stay in the mix so the real test MSE is still reported).
+stay in the mix so the real test MSE is still reported); ``--dagger-episodes N --init M`` adds N
+episodes driven by the controller ``M`` and labelled by the expert (DAgger).
 
 * Loss: MSE of the steering over every step of 32-step sequences, h0 = 0 per sequence.
 * Optional augmentation (``FitConfig.augment``, off by default: it did not lower the validation
@@ -153,8 +154,20 @@ def train_crnn(args: argparse.Namespace) -> int:
               f"(+{len(sim_val)} for validation)")
         train, val = _concat(train, sim), _concat(val, sim_val)
         sim_note = {"episodes": args.sim_episodes, "seed": args.seed + 1000}
+    dagger_note = None
+    if getattr(args, "dagger_episodes", None):
+        from nodes.control.expert import dagger_sequences
+
+        if not args.init:
+            raise UserError("--dagger-episodes needs --init MODEL: the controller that drives the DAgger episodes")
+        dag = dagger_sequences(args.init, args.dagger_episodes, seed=args.seed + 2000, progress=True)
+        print(f"DAgger data: {args.dagger_episodes} episodes driven by {args.init}, labelled by the expert "
+              f"-> {len(dag)} sequences")
+        train = _concat(train, dag)
+        dagger_note = {"episodes": args.dagger_episodes, "seed": args.seed + 2000, "driver": str(args.init)}
     meta = base_metadata(levels, str(args.dataset))
     meta["sim_expert"] = sim_note
+    meta["dagger"] = dagger_note
     init_meta: dict[str, Any] = {}
     if args.init:
         arrays0, init_meta = load_model(args.init)

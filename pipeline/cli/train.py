@@ -50,6 +50,8 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     opt("--levels", type=int, default=None, metavar="L", help="quantise with L levels and fine-tune (QCRNN); omit for the float CRNN")
     opt("--init", default=None, metavar="MODEL", help="start from this model file (e.g. the float CRNN before quantising)")
     opt("--sim-episodes", type=int, default=None, metavar="N", help="add N episodes of the simulator's expert planner to the training data")
+    opt("--dagger-episodes", type=int, default=None, metavar="N",
+        help="add N simulator episodes driven by the --init controller and labelled by the expert (DAgger)")
     opt("--epochs", type=int, default=None, metavar="N", help="maximum epochs (default 60; early stopping on the validation traces)")
     opt("--max-minutes", type=float, default=None, metavar="M", help="stop training after M minutes (default 4)")
 
