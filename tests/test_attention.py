@@ -13,17 +13,12 @@ import torch
 
 from nodes.decoders.attention import CausalASA as NpCausal, ClipASA as NpClip
 from nodes.decoders.attention_torch import CausalASA, ClipASA
+from tests.decoder_helpers import one_torch_thread  # noqa: F401 (fixture)
 
 GRID = 2.0 ** -14
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Step-by-step torch on tiny tensors: one intra-op thread (others only contend, 10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _grid(a: np.ndarray) -> np.ndarray:

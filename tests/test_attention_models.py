@@ -12,22 +12,12 @@ from nodes.decoders.kernels import make_kernel
 from nodes.decoders.specs import base_metadata
 from nodes.decoders.torch_models import build, from_arrays
 from pipeline.modelfile import load_model, save_model
+from tests.decoder_helpers import one_torch_thread, poisson_counts, random_chunks, run_in_chunks  # noqa: F401 (fixture)
 
 C = 24
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _counts(n: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    rate = 0.25 + 0.2 * np.sin(np.arange(n)[:, None] / 40.0 + rng.uniform(0, 6, C))
-    return rng.poisson(np.clip(rate, 0.01, None)).astype(np.float32)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _asa_model_file(kind: str, seed: int = 0, reduction: int = 1) -> tuple[dict, dict]:
@@ -49,39 +39,20 @@ def _asa_model_file(kind: str, seed: int = 0, reduction: int = 1) -> tuple[dict,
     return arrays, meta
 
 
-def _chunks(n: int, seed: int) -> list[tuple[int, int]]:
-    rng = np.random.default_rng(seed)
-    out, i = [], 0
-    while i < n:
-        k = int(rng.choice([1, 2, 3, 17, 64, 250]))
-        out.append((i, min(n, i + k)))
-        i += k
-    return out
-
-
-def _run_kernel(kernel, counts, chunks):
-    kernel.record = True
-    ys, spikes = [], []
-    for a, b in chunks:
-        ys.append(kernel.run(counts[a:b]))
-        spikes.append(kernel.last_record["spikes"])
-    return np.concatenate(ys), [np.concatenate([s[l] for s in spikes]) for l in range(len(spikes[0]))]
-
-
 @pytest.mark.parametrize("reduction", [1, 2])
 def test_snn_streaming_asa_spike_exact(reduction: int, tmp_path) -> None:
     arrays, meta = _asa_model_file("snn_streaming", seed=reduction, reduction=reduction)
     path = save_model(tmp_path / "m.npz", arrays, meta)  # through a real model file (data only)
     arrays, meta = load_model(path)
     assert meta["attention"]["kind"] == "asa" and meta["attention"]["form"] == "causal"
-    counts = _counts(3000, seed=reduction)
+    counts = poisson_counts(3000, C, seed=reduction)
     model = from_arrays(arrays, meta)
     assert all(model.layers[l].asa is not None for l in (0, 1)) and getattr(model.layers[2], "asa", None) is None
     x = torch.from_numpy(features(FeatureSpec("binary"), counts))[:, None, :]
     with torch.no_grad():
         y_t, _, spk_t = model(x, record=True)
     y_ref = y_t[:, 0].numpy() * arrays["target_scale"] + arrays["target_mean"]
-    y, spikes = _run_kernel(make_kernel(arrays, meta), counts, _chunks(len(counts), reduction))
+    y, spikes = run_in_chunks(make_kernel(arrays, meta), counts, random_chunks(len(counts), reduction))
     for l, s in enumerate(spikes):
         ref = spk_t[l][:, 0].numpy() > 0
         assert 0.01 < ref.mean() < 0.9, f"layer {l} firing rate {ref.mean()} makes the test weak"
@@ -94,30 +65,30 @@ def test_snn_streaming_asa_batch_and_state() -> None:
     """Batch of 3 streams in torch = each stream alone in numpy; kernel state() carries the ASA window."""
     arrays, meta = _asa_model_file("snn_streaming", seed=4)
     model = from_arrays(arrays, meta)
-    streams = [features(FeatureSpec("binary"), _counts(800, seed=s)) for s in (10, 11, 12)]
+    streams = [features(FeatureSpec("binary"), poisson_counts(800, C, seed=s)) for s in (10, 11, 12)]
     with torch.no_grad():
         _, _, spk_b = model(torch.from_numpy(np.stack(streams, axis=1)), record=True)
     for i, xs in enumerate(streams):
         kernel = make_kernel(arrays, meta)
-        _, spikes = _run_kernel(kernel, xs, [(0, 400)])
+        _, spikes = run_in_chunks(kernel, xs, [(0, 400)])
         saved = kernel.state()
         assert "transform0.hist" in saved and saved["transform0.hist"].shape == (1, 3, 32)
         resumed = make_kernel(arrays, meta)
         resumed.restore(saved)
-        _, rest = _run_kernel(resumed, xs, [(400, 800)])
+        _, rest = run_in_chunks(resumed, xs, [(400, 800)])
         for l in range(3):
             got = np.concatenate([spikes[l], rest[l]])
             assert np.array_equal(got, spk_b[l][:, i].numpy() > 0), f"stream {i} layer {l}"
     # a fresh kernel (no restored window) diverges somewhere: the state matters
     fresh = make_kernel(arrays, meta)
-    _, cold = _run_kernel(fresh, streams[0], [(400, 800)])
+    _, cold = run_in_chunks(fresh, streams[0], [(400, 800)])
     assert any(not np.array_equal(cold[l], spk_b[l][400:, 0].numpy() > 0) for l in range(3))
 
 
 def test_snn_3d_asa_spike_exact_and_per_sample() -> None:
     arrays, meta = _asa_model_file("snn_3d", seed=7)
     assert meta["attention"]["form"] == "clip"
-    counts = _counts(2500, seed=3)
+    counts = poisson_counts(2500, C, seed=3)
     spec = FeatureSpec.from_dict(meta["features"])
     model = from_arrays(arrays, meta)
     X = torch.from_numpy(features(spec, counts))
@@ -126,7 +97,7 @@ def test_snn_3d_asa_spike_exact_and_per_sample() -> None:
         y_one, _ = model(X[1234:1235])  # batch 1
     assert torch.equal(y_one, y_t[1234:1235])
     y_ref = y_t.numpy() * arrays["target_scale"] + arrays["target_mean"]
-    y, spikes = _run_kernel(make_kernel(arrays, meta), counts, _chunks(len(counts), 2))
+    y, spikes = run_in_chunks(make_kernel(arrays, meta), counts, random_chunks(len(counts), 2))
     for l, s in enumerate(spikes):
         ref = spk_t[l].numpy() > 0
         assert 0.01 < ref.mean() < 0.9, f"layer {l} firing rate {ref.mean()}"
@@ -135,7 +106,7 @@ def test_snn_3d_asa_spike_exact_and_per_sample() -> None:
     # the attention is really applied (same weights without it fire differently), on both sides
     plain_meta = {**meta, "attention": {"kind": "none"}}
     plain_arrays = {k: v for k, v in arrays.items() if not k.startswith("asa")}
-    _, plain = _run_kernel(make_kernel(plain_arrays, plain_meta), counts, [(0, len(counts))])
+    _, plain = run_in_chunks(make_kernel(plain_arrays, plain_meta), counts, [(0, len(counts))])
     assert not np.array_equal(plain[0], spikes[0])
     with torch.no_grad():
         _, spk_plain_t = from_arrays(plain_arrays, plain_meta)(X, record=True)
@@ -156,7 +127,7 @@ def test_attention_plots_and_layer_activity(tmp_path) -> None:
     from nodes.decoders.attention_report import attention_trace, layer_activity, plot_attention, plot_front
 
     arrays, meta = _asa_model_file("snn_streaming", seed=5)
-    counts = _counts(300, seed=9)
+    counts = poisson_counts(300, C, seed=9)
     trace = attention_trace(arrays, meta, counts)
     assert set(trace) == {0, 1} and trace[0].shape == (300, 32) and trace[1].shape == (300, 48)
     assert 0.0 < trace[0].min() and trace[0].max() < 1.0 and trace[0].std() > 0.01

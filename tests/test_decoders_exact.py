@@ -9,15 +9,9 @@ from nodes.decoders.features import FeatureSpec, features
 from nodes.decoders.kernels import make_kernel
 from nodes.decoders.specs import base_metadata
 from nodes.decoders.torch_models import build, from_arrays
+from tests.decoder_helpers import poisson_counts, random_chunks, run_in_chunks
 
 C = 24
-
-
-def _counts(n: int, seed: int = 0) -> np.ndarray:
-    """Poisson counts with slowly varying rates (a few spikes per 4 ms bin at most)."""
-    rng = np.random.default_rng(seed)
-    rate = 0.25 + 0.2 * np.sin(np.arange(n)[:, None] / 40.0 + rng.uniform(0, 6, C))
-    return rng.poisson(np.clip(rate, 0.01, None)).astype(np.float32)
 
 
 def _model_file(kind: str, seed: int = 0) -> tuple[dict, dict]:
@@ -37,40 +31,16 @@ def _model_file(kind: str, seed: int = 0) -> tuple[dict, dict]:
     return arrays, meta
 
 
-def _chunks(n: int, seed: int) -> list[tuple[int, int]]:
-    rng = np.random.default_rng(seed)
-    out, i = [], 0
-    while i < n:
-        k = int(rng.choice([1, 2, 3, 17, 64, 250]))
-        out.append((i, min(n, i + k)))
-        i += k
-    return out
-
-
-def _run_kernel(arrays, meta, counts, chunks):
-    kernel = make_kernel(arrays, meta)
-    kernel.record = True
-    ys, spikes = [], []
-    for a, b in chunks:
-        ys.append(kernel.run(counts[a:b]))
-        if "spikes" in kernel.last_record:
-            spikes.append(kernel.last_record["spikes"])
-    y = np.concatenate(ys)
-    if spikes:
-        spikes = [np.concatenate([s[l] for s in spikes]) for l in range(len(spikes[0]))]
-    return y, spikes
-
-
 def test_snn_streaming_spike_exact_over_4000_steps():
     arrays, meta = _model_file("snn_streaming")
-    counts = _counts(4000)
+    counts = poisson_counts(4000, C)
     model = from_arrays(arrays, meta)
     x = torch.from_numpy(features(FeatureSpec("binary"), counts))[:, None, :]
     with torch.no_grad():
         y_t, _, spk_t = model(x, record=True)
     y_ref = y_t[:, 0].numpy() * arrays["target_scale"] + arrays["target_mean"]
     for seed in (0, 1):  # two different random chunkings, including 1-sample packets
-        y, spikes = _run_kernel(arrays, meta, counts, _chunks(len(counts), seed))
+        y, spikes = run_in_chunks(make_kernel(arrays, meta), counts, random_chunks(len(counts), seed))
         for l, s in enumerate(spikes):
             ref = spk_t[l][:, 0].numpy() > 0
             assert 0.01 < ref.mean() < 0.9, f"layer {l} firing rate {ref.mean()} makes the test weak"
@@ -81,8 +51,8 @@ def test_snn_streaming_spike_exact_over_4000_steps():
 
 def test_snn_streaming_plain_path_with_identity_transform_matches_fast_path():
     arrays, meta = _model_file("snn_streaming", seed=3)
-    counts = _counts(600, seed=3)
-    y_fast, s_fast = _run_kernel(arrays, meta, counts, [(0, 600)])
+    counts = poisson_counts(600, C, seed=3)
+    y_fast, s_fast = run_in_chunks(make_kernel(arrays, meta), counts, [(0, 600)])
     kernel = make_kernel(arrays, meta)
     kernel.record = True
     kernel.transforms = [lambda c: c, None, None]
@@ -94,13 +64,13 @@ def test_snn_streaming_plain_path_with_identity_transform_matches_fast_path():
 
 def test_snn_3d_spike_exact_over_3000_windows():
     arrays, meta = _model_file("snn_3d")
-    counts = _counts(3000, seed=1)
+    counts = poisson_counts(3000, C, seed=1)
     spec = FeatureSpec.from_dict(meta["features"])
     model = from_arrays(arrays, meta)
     with torch.no_grad():
         y_t, spk_t = model(torch.from_numpy(features(spec, counts)), record=True)
     y_ref = y_t.numpy() * arrays["target_scale"] + arrays["target_mean"]
-    y, spikes = _run_kernel(arrays, meta, counts, _chunks(len(counts), 5))
+    y, spikes = run_in_chunks(make_kernel(arrays, meta), counts, random_chunks(len(counts), 5))
     for l, s in enumerate(spikes):
         ref = spk_t[l].numpy() > 0
         assert 0.01 < ref.mean() < 0.9, f"layer {l} firing rate {ref.mean()}"
@@ -111,23 +81,23 @@ def test_snn_3d_spike_exact_over_3000_windows():
 @pytest.mark.parametrize("kind", ["ann", "ann_3d"])
 def test_ann_matches_torch(kind):
     arrays, meta = _model_file(kind)
-    counts = _counts(1500, seed=2)
+    counts = poisson_counts(1500, C, seed=2)
     spec = FeatureSpec.from_dict(meta["features"])
     model = from_arrays(arrays, meta)
     with torch.no_grad():
         y_t = model(torch.from_numpy(features(spec, counts))).numpy()
     y_ref = y_t * arrays["target_scale"] + arrays["target_mean"]
-    y, _ = _run_kernel(arrays, meta, counts, _chunks(len(counts), 7))
+    y, _ = run_in_chunks(make_kernel(arrays, meta), counts, random_chunks(len(counts), 7))
     np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-5 * np.abs(y_ref).max())
 
 
 def test_lstm_matches_torch_with_state_carried():
     arrays, meta = _model_file("lstm")
-    counts = _counts(3000, seed=4)
+    counts = poisson_counts(3000, C, seed=4)
     spec = FeatureSpec.from_dict(meta["features"])
     model = from_arrays(arrays, meta)
     with torch.no_grad():
         y_t, _ = model(torch.from_numpy(features(spec, counts))[:, None, :])
     y_ref = y_t[:, 0].numpy() * arrays["target_scale"] + arrays["target_mean"]
-    y, _ = _run_kernel(arrays, meta, counts, _chunks(len(counts), 9))
+    y, _ = run_in_chunks(make_kernel(arrays, meta), counts, random_chunks(len(counts), 9))
     np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-5 * np.abs(y_ref).max())

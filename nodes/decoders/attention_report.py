@@ -18,6 +18,18 @@ import numpy as np
 from nodes.decoders.kernels import Activity, make_kernel
 
 
+
+def _save(fig, path: str | Path) -> Path:
+    """Lay out, write (PNG, 110 dpi, parent folders made) and close ``fig``; return the path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
 def layer_activity(arrays: dict[str, np.ndarray], meta: dict[str, Any], counts: np.ndarray) -> dict[str, Any]:
     """Run the numpy kernel over ``counts`` (shape ``(n, C)``, 4 ms bins) from a cold start.
 
@@ -75,12 +87,7 @@ def plot_front(points: list[dict[str, Any]], path: str | Path, title: str = "") 
     ax.set_title(title or "Accuracy–energy front: R² vs spikes per step")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def attention_trace(arrays: dict[str, np.ndarray], meta: dict[str, Any], counts: np.ndarray) -> dict[int, np.ndarray]:
@@ -121,9 +128,4 @@ def plot_attention(trace: dict[int, np.ndarray], rate_hz: float, path: str | Pat
     ax.set_xlabel("time (s)")
     ax.legend(fontsize=8)
     fig.suptitle(title or "ASA gains per channel (input-current scale before the membrane)")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
