@@ -80,7 +80,7 @@ def _row(path: Path, data, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _table(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
+    from pipeline.console import console
     from rich.table import Table
 
     t = Table(title="Decoders with and without ASA (test part of the bundled recording)")
@@ -93,7 +93,7 @@ def _table(rows: list[dict[str, Any]]) -> None:
                   f"{r['rate_overall']:.4f}", f"{r['acs_per_step']:.0f}", f"{r['macs_per_step']:.0f}",
                   f"{r['attention_macs_per_step']}", f"{r['step_us_p50']:.1f}", f"{r['step_us_p99']:.1f}",
                   str(r["epochs_run"]))
-    Console().print(t)
+    console().print(t)
 
 
 def compare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -115,7 +115,7 @@ def compare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from pipeline.console import console
 
     from nodes.decoders.attention_report import attention_trace, plot_attention, plot_front
     from nodes.decoders.data import load_data
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                       f"{rows[-1]['spikes_per_step']:.2f} spikes/step, p50 {rows[-1]['step_us_p50']:.1f} us", flush=True)
     _table(rows)
     comp = compare(rows)
-    con = Console()
+    con = console()
     for c in comp:
         con.print(f"{c['kind']} seed {c['seed']}: spikes/step {-100 * c['spike_reduction']:+.1f} % "
                   f"(target ≤ −30 %: {'met' if c['met_spikes'] else 'NOT met'}), ΔR² {c['delta_r2']:+.3f} "

@@ -147,7 +147,7 @@ def _load_counts(recording: str) -> tuple[np.ndarray, float, str]:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from rich.console import Console
+    from pipeline.console import console
     from rich.table import Table
 
     counts, rate, source = _load_counts(args.recording)
@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
                       f"{r['torch_us_p50']:.1f}", f"{r['torch_us_p99']:.1f}", f"{r['speedup_p50']:.1f}×",
                       "yes" if r["identical_spikes"] else "NO", f"{r['decoder_x_realtime']:.0f}",
                       f"{r['decoder_bessel_x_realtime']:.0f}")
-    Console(width=None if sys.stdout.isatty() else 220).print(table)  # wide tables stay readable in logs
+    console().print(table)
     if args.json_path:
         Path(args.json_path).write_text(json.dumps({"source": source, "results": results}, indent=2))
         print(f"wrote {args.json_path}")

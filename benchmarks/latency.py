@@ -292,7 +292,7 @@ def run_graph(runner: str, fused: bool, rate: float, duration: float, model: str
 
 # --- report ----------------------------------------------------------------------------------------
 def _print_table(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
+    from pipeline.console import console
     from rich.table import Table
 
     table = Table(title="end-to-end latency: push -> arrival of the output carrying the sample's timestamp",
@@ -309,7 +309,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
             continue
         table.add_row(f"{r['rate_hz']:g}", r["path"], f(r.get("p50_ms")), f(r.get("p99_ms")), f(r.get("max_ms")),
                       str(r["samples"]), str(r["lost"]), f(r.get("p50_over_floor_ms")), f(r.get("p99_over_floor_ms")))
-    Console(width=max(120, Console().width)).print(table)
+    console().print(table)
 
 
 def run(args: argparse.Namespace) -> int:

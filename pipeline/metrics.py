@@ -142,12 +142,11 @@ def _fmt(value: Any, digits: int = 1) -> str:
 
 def print_summary(summary: dict[str, Any], file: Any = None) -> None:
     """Print the summary as tables (rich): per node, then the whole graph, then node reports."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=file)
-    if not console.is_terminal:  # a pipe or a log file: no terminal width to fit, so don't squeeze to 80
-        console.width = 160
+    from pipeline.console import console
+
+    out = console(file)
     nodes = Table(title=f"graph {summary['graph']!r} on runner {summary['runner']!r}", title_justify="left")
     for col in ("node", "pkts in", "samples in", "pkts out", "samples out", "gaps", "events", "proc p50 µs", "proc p99 µs"):
         nodes.add_column(col, justify="left" if col in ("node", "events") else "right", no_wrap=col != "events")
@@ -157,7 +156,7 @@ def print_summary(summary: dict[str, Any], file: Any = None) -> None:
             name, _fmt(s["packets_in"]), _fmt(s["samples_in"]), _fmt(s["packets_out"]), _fmt(s["samples_out"]),
             _fmt(s["gaps"]), events, _fmt(s["proc_us_p50"]), _fmt(s["proc_us_p99"]),
         )
-    console.print(nodes)
+    out.print(nodes)
     lat = summary["latency"]
     whole = Table(title="whole graph", title_justify="left", show_header=False)
     whole.add_column("what")
@@ -169,14 +168,14 @@ def print_summary(summary: dict[str, Any], file: Any = None) -> None:
     whole.add_row("source samples", _fmt(summary["source_samples"]))
     whole.add_row("samples per second", _fmt(summary["samples_per_s"], 0))
     whole.add_row("stopped by", summary["stopped_by"])
-    console.print(whole)
+    out.print(whole)
     for name, report in summary["reports"].items():
         table = Table(title=f"report of {name!r}", title_justify="left", show_header=False)
         table.add_column("key")
         table.add_column("value", justify="right")
         for key, value in report.items():
             table.add_row(str(key), _fmt(value, 4) if isinstance(value, float) else str(value))
-        console.print(table)
+        out.print(table)
 
 
 def write_json(summary: dict[str, Any], path: str | Path) -> None:

@@ -202,7 +202,7 @@ def _fmt(v: Any, spec: str) -> str:
 
 def print_table(results: list[dict[str, Any]], filters: list[str]) -> None:
     """A rich table comparing the models (one row per model)."""
-    from rich.console import Console
+    from pipeline.console import console
     from rich.table import Table
 
     table = Table(title="Decoders on the test part (R², NeuroBench definitions)")
@@ -222,7 +222,7 @@ def print_table(results: list[dict[str, Any]], filters: list[str]) -> None:
             _fmt(r["footprint_bytes"] / 1024, ".1f"), _fmt(r["step_us_p50"], ".1f"), _fmt(r["step_us_p99"], ".1f"),
             _fmt(r["offline_x_realtime"], ".0f"),
         )
-    Console(width=None if sys.stdout.isatty() else 220).print(table)  # wide tables stay readable in logs
+    console().print(table)
 
 
 def evaluate(models: list[str], data: DecoderData, filters: list[str], *, plot_path: str | None = None,
