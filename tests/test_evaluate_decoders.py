@@ -101,3 +101,8 @@ def test_train_snn_streaming_with_causal_asa(recording, tmp_path):
     assert meta["attention"]["kind"] == "asa" and meta["attention"]["form"] == "causal"
     assert any(k.startswith("asa") for k in arrays)
     assert np.isfinite(meta["training"]["val_r2"])
+    # evaluate draws what the attention learned: gains per channel over a stretch of the test part
+    plot = tmp_path / "eval.png"
+    assert main(["evaluate", "--model", str(out), "--recording", recording, "--filter", "causal", "--plot", str(plot)]) == 0
+    gains = tmp_path / "eval_attention_asa.png"
+    assert gains.is_file() and gains.stat().st_size > 10_000

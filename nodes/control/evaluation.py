@@ -194,7 +194,7 @@ def closed_loop_report(models: list[str], world: str, n_worlds: int, seed: int, 
         stats["wall_s"] = time.perf_counter() - t0
         rep["controllers"][name] = stats
         if pictures:
-            slug = "".join(c if c.isalnum() else "_" for c in name.split(" (")[0])
+            slug = "_".join("".join(c if c.isalnum() else " " for c in name).split())  # model stem included
             for r in results[:3]:
                 r["_env"].plot(Path(pictures) / f"{slug}_seed{r['seed']}.png", title=f"{name}, seed {r['seed']}: "
                                f"{r['collisions']} collisions, {r['path_m']:.1f} m")

@@ -241,6 +241,21 @@ def evaluate(models: list[str], data: DecoderData, filters: list[str], *, plot_p
         front_path = str(Path(plot_path).with_name(Path(plot_path).stem + "_front.png"))
         plot_front([{"label": Path(r["model"]).stem, "spikes_per_step": r["spikes_per_step"], "r2": r["r2"]["none"],
                      "group": r["kind"], "attention": r["attention"].get("kind", "none")} for r in spiking], front_path)
+    attention_plots = {}
+    if plot_path:  # issue 5: what each ASA model learned, gains per channel over the first 4 s of the test part
+        from nodes.decoders.attention_report import attention_trace, plot_attention
+        from pipeline.modelfile import load_model
+
+        stretch = data.spikes[data.split["test"]][: int(4 * data.rate_hz)]
+        for r in results:
+            if r["attention"].get("kind", "none") == "none":
+                continue
+            stem = Path(r["model"]).stem
+            arrays, meta = load_model(r["model"])
+            target = Path(plot_path).with_name(f"{Path(plot_path).stem}_attention_{stem}.png")
+            attention_plots[r["model"]] = str(plot_attention(
+                attention_trace(arrays, meta, stretch), data.rate_hz, target,
+                title=f"ASA gains per channel, {stem}, first 4 s of the test part"))
     for r in results:
         r.pop("_curves")
     sl = data.split["test"]
@@ -254,6 +269,7 @@ def evaluate(models: list[str], data: DecoderData, filters: list[str], *, plot_p
         "models": results,
         "plot": plot_path,
         "front_plot": front_path,
+        "attention_plots": attention_plots,
     }
 
 
@@ -281,4 +297,6 @@ def run_cli(args: Any) -> int:
         print(f"wrote {report['plot']}")
     if report.get("front_plot"):
         print(f"wrote {report['front_plot']} (R2 vs spikes per step)")
+    for path in report.get("attention_plots", {}).values():
+        print(f"wrote {path} (attention gains per channel)")
     return 0
