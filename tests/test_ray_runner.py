@@ -189,3 +189,26 @@ edges:
         data, stamps = spec.instances["cap"].arrays()
         np.testing.assert_array_equal(data.sum(axis=0), [1, 1, 0, 2])
         np.testing.assert_allclose(np.diff(stamps), 0.01, atol=1e-9)  # fixed rate, no bin skipped
+
+
+LIVE = """
+name: live
+nodes:
+  inlet:  {kind: lsl_inlet, params: {name: spikes}}
+  smooth: {kind: bessel}
+  outlet: {kind: lsl_outlet, params: {name: out}}
+edges:
+  - inlet -> smooth -> outlet
+runtime:
+  fuse: [[inlet, smooth, outlet]]
+"""
+
+
+def test_unfused_live_source_is_warned_about(write_config):
+    from pipeline.runners.ray_runner import unfused_live_warning
+
+    fused = load_graph(write_config(LIVE))
+    assert unfused_live_warning(fused, *plan_groups(fused)) is None
+    split = load_graph(write_config(LIVE.replace("fuse: [[inlet, smooth, outlet]]", "fuse: [[smooth, outlet]]"), "split.yaml"))
+    warning = unfused_live_warning(split, *plan_groups(split))
+    assert warning is not None and "inlet" in warning and "runtime.fuse" in warning

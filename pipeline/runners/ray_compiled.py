@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import gc
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -47,6 +48,7 @@ from pipeline.runners.ray_runner import (
     merge_summary,
     open_remote,
     plan_groups,
+    unfused_live_warning,
 )
 
 
@@ -187,6 +189,8 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     from ray.dag import InputNode, MultiOutputNode
 
     plans, group_of = plan_groups(spec)
+    if (warning := unfused_live_warning(spec, plans, group_of)):
+        print(f"warning: {warning}", file=sys.stderr)
     actors = make_actors(spec, plans, group_of, worker=CompiledGroupWorker)
     bar = ReplayProgress(progress)
     compiled = dag = outs = round_in = None

@@ -119,6 +119,20 @@ def plan_groups(spec: GraphSpec) -> tuple[list[GroupPlan], dict[str, str]]:
     return plans, group_of
 
 
+LIVE_SOURCE_KINDS = ("lsl_inlet",)
+
+
+def unfused_live_warning(spec: GraphSpec, plans: list[GroupPlan], group_of: dict[str, str]) -> str | None:
+    """A warning when a live source's packets leave its actor: each one then pays a Ray actor call
+    (about a millisecond of CPU), which on a small machine queues a live stream (see the README)."""
+    live = [n for n, node in spec.nodes.items() if node.kind in LIVE_SOURCE_KINDS]
+    leaving = [n for n in live if any(e.src == n and group_of[e.dst] != group_of[n] for e in spec.edges)]
+    if not leaving:
+        return None
+    return (f"{spec.file}: live source(s) {', '.join(leaving)} send every packet to another actor; for low "
+            "latency put the live path in one group (runtime.fuse: [[inlet, ..., outlet]])")
+
+
 def _refuse_group_cycles(spec: GraphSpec, plans: list[GroupPlan]) -> None:
     """Fusing a -> b -> c with a and c in one group, but not b, makes two actors wait on each other."""
     from pipeline.graph import Edge, _find_cycle
@@ -523,6 +537,8 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     import ray
 
     plans, group_of = plan_groups(spec)
+    if (warning := unfused_live_warning(spec, plans, group_of)):
+        print(f"warning: {warning}", file=sys.stderr)
     # threads: the loop, incoming batches, control calls. Pushes wait only when an inbox is full
     # (and then the loop is draining it), so a small pool suffices; large pools slow Ray's calls.
     actors = make_actors(spec, plans, group_of, max_concurrency=4 + MAX_INFLIGHT)
