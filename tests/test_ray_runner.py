@@ -208,7 +208,7 @@ def test_unfused_live_source_is_warned_about(write_config):
     from pipeline.runners.ray_runner import unfused_live_warning
 
     fused = load_graph(write_config(LIVE))
-    assert unfused_live_warning(fused, *plan_groups(fused)) is None
+    assert unfused_live_warning(fused, plan_groups(fused)[1]) is None
     split = load_graph(write_config(LIVE.replace("fuse: [[inlet, smooth, outlet]]", "fuse: [[smooth, outlet]]"), "split.yaml"))
-    warning = unfused_live_warning(split, *plan_groups(split))
+    warning = unfused_live_warning(split, plan_groups(split)[1])
     assert warning is not None and "inlet" in warning and "runtime.fuse" in warning

@@ -14,90 +14,102 @@ traces; the 2 state values are the simulator's (v, -omega/omega_max).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from nodes.control.dataset import SEQ_LEN, SEQ_STRIDE, Sequences, Trace, cut_sequences
 from nodes.control.planners import ArcPlanner
-from nodes.control.simulator import RobotEnv, WorldSpec
+from nodes.control.simulator import Observation, RobotEnv, WorldSpec
 
 
-def expert_episode(env: RobotEnv, seed: int, rng: np.random.Generator) -> Trace:
-    """Run one noisy expert episode in ``env``'s world ``seed``; return it as a trace."""
+Command = Callable[[float, Observation, int], float]
+"""``command(u_expert, observation, step) -> steering`` the robot executes (the label stays ``u_expert``)."""
+
+
+def labelled_episode(env: RobotEnv, seed: int, command: Command) -> Trace:
+    """One episode in ``env``'s world ``seed``: at every step the expert's command is the label and
+    ``command(...)`` (clipped to [-1, 1]) is what the robot executes; returned as a trace."""
     expert = ArcPlanner.for_env(env)
     obs = env.reset(seed)
     scans, states, labels = [], [], []
-    seg = int(2.0 * env.spec.rate_hz)
-    noise = 0.0
     while not env.done:
         u = expert(env)
         scans.append(obs.scan)
         states.append(obs.state)
         labels.append(u)
-        if env.t % seg == 0:
-            noisy = rng.random() < 0.4
-            target = rng.normal(0, 0.35) if noisy else 0.0
-        noise = 0.8 * noise + 0.2 * target
-        obs = env.step(float(np.clip(u + noise, -1, 1)))
+        obs = env.step(float(np.clip(command(u, obs, env.t), -1, 1)))
     return Trace(seed, np.array(scans, dtype=np.float32), np.array(states, dtype=np.float32),
                  np.array(labels, dtype=np.float32), env.spec.name)  # type: ignore[arg-type]
 
 
-def expert_sequences(episodes: int, seed: int = 1000, spec: WorldSpec | None = None,
-                     progress: bool = False, mirror: bool = True) -> Sequences:
-    """``episodes`` expert episodes in worlds ``seed``, ``seed+1``, ... as 32-step sequences
-    (with mirrored copies when ``mirror``: scan reversed, steering and state[1] negated)."""
-    from tqdm import tqdm
+def expert_episode(env: RobotEnv, seed: int, rng: np.random.Generator) -> Trace:
+    """Run one noisy expert episode in ``env``'s world ``seed``; return it as a trace."""
+    seg = int(2.0 * env.spec.rate_hz)
+    noise = {"now": 0.0, "target": 0.0}
 
-    env = RobotEnv(spec or WorldSpec())
-    rng = np.random.default_rng(seed)
-    traces = []
-    for i in tqdm(range(episodes), desc="expert episodes", disable=not progress, leave=False):
-        t = expert_episode(env, seed + i, rng)
-        traces.append(t)
-        if mirror:
-            traces.append(t.mirrored())
-    return cut_sequences(traces, SEQ_LEN, SEQ_STRIDE)
+    def noisy(u: float, obs: Observation, t: int) -> float:
+        if t % seg == 0:
+            noisy_segment = rng.random() < 0.4
+            noise["target"] = rng.normal(0, 0.35) if noisy_segment else 0.0
+        noise["now"] = 0.8 * noise["now"] + 0.2 * noise["target"]
+        return u + noise["now"]
+
+    return labelled_episode(env, seed, noisy)
 
 
 def learner_episode(env: RobotEnv, seed: int, step, rng: np.random.Generator, expert_share: float = 0.25) -> Trace:
     """One episode in world ``seed`` driven by ``step(scan (541,), state (2,)) -> steering``,
     labelled by the expert; the expert drives instead on a random ``expert_share`` of the 2-second
     segments (so episodes do not all end in the learner's first bad habit)."""
-    expert = ArcPlanner.for_env(env)
-    obs = env.reset(seed)
-    scans, states, labels = [], [], []
     seg = int(2.0 * env.spec.rate_hz)
-    expert_drives = False
-    while not env.done:
-        u_expert = expert(env)
+    expert_drives = [False]
+
+    def learner_or_expert(u: float, obs: Observation, t: int) -> float:
         u_learner = float(step(obs.scan, obs.state))
-        scans.append(obs.scan)
-        states.append(obs.state)
-        labels.append(u_expert)
-        if env.t % seg == 0:
-            expert_drives = rng.random() < expert_share
-        obs = env.step(float(np.clip(u_expert if expert_drives else u_learner, -1, 1)))
-    return Trace(seed, np.array(scans, dtype=np.float32), np.array(states, dtype=np.float32),
-                 np.array(labels, dtype=np.float32), env.spec.name)  # type: ignore[arg-type]
+        if t % seg == 0:
+            expert_drives[0] = rng.random() < expert_share
+        return u if expert_drives[0] else u_learner
+
+    return labelled_episode(env, seed, learner_or_expert)
+
+
+def _sequences(run_episode: Callable[[RobotEnv, int], Trace], episodes: int, seed: int, spec: WorldSpec | None,
+               progress: bool, mirror: bool, desc: str) -> Sequences:
+    """``episodes`` episodes in worlds ``seed``, ``seed+1``, ... cut into 32-step sequences (with
+    mirrored copies when ``mirror``: scan reversed, steering and state[1] negated)."""
+    from tqdm import tqdm
+
+    env = RobotEnv(spec or WorldSpec())
+    traces = []
+    for i in tqdm(range(episodes), desc=desc, disable=not progress, leave=False):
+        t = run_episode(env, seed + i)
+        traces.append(t)
+        if mirror:
+            traces.append(t.mirrored())
+    return cut_sequences(traces, SEQ_LEN, SEQ_STRIDE)
+
+
+def expert_sequences(episodes: int, seed: int = 1000, spec: WorldSpec | None = None,
+                     progress: bool = False, mirror: bool = True) -> Sequences:
+    """``episodes`` noisy expert episodes in worlds ``seed``, ``seed+1``, ... as 32-step sequences."""
+    rng = np.random.default_rng(seed)
+    return _sequences(lambda env, world: expert_episode(env, world, rng), episodes, seed, spec, progress, mirror,
+                      "expert episodes")
 
 
 def dagger_sequences(model: str, episodes: int, seed: int = 2000, spec: WorldSpec | None = None,
                      progress: bool = False, mirror: bool = True) -> Sequences:
     """``episodes`` episodes driven by the controller in ``model`` (float, or quantised if the file
     is), in worlds ``seed``, ``seed+1``, ..., labelled by the expert; as 32-step sequences."""
-    from tqdm import tqdm
-
     from nodes.control.kernels import CrnnKernel, load_params
 
     params = load_params(model)
     kernel = CrnnKernel(params, 1, "quant" if params.levels else "float")
-    env = RobotEnv(spec or WorldSpec())
     rng = np.random.default_rng(seed)
-    traces = []
-    for i in tqdm(range(episodes), desc="DAgger episodes", disable=not progress, leave=False):
+
+    def run_episode(env: RobotEnv, world: int) -> Trace:
         kernel.reset()
-        t = learner_episode(env, seed + i, lambda scan, state: kernel.step(scan[None], state[None])[0], rng)
-        traces.append(t)
-        if mirror:
-            traces.append(t.mirrored())
-    return cut_sequences(traces, SEQ_LEN, SEQ_STRIDE)
+        return learner_episode(env, world, lambda scan, state: kernel.step(scan[None], state[None])[0], rng)
+
+    return _sequences(run_episode, episodes, seed, spec, progress, mirror, "DAgger episodes")

@@ -21,7 +21,6 @@ comparison table (rich).
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any

@@ -46,6 +46,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     sources = [nodes[name] for name in executor.sources]
     active = list(executor.sources)
     bar = ReplayProgress(progress)
+    read_progress = lambda: sources_progress(sources)  # noqa: E731 (called by the bar at 10 Hz)
     stopped_by = "end of data"
     t_start = time.perf_counter()
     try:
@@ -59,7 +60,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
                 # Once every virtual (speed: max) source has ended there is no newer data time to
                 # tick to: the wall clock would be a jump backwards or forwards, so flush instead.
                 executor.tick(graph_clock([nodes[n] for n in active]) if active else local_clock())
-            bar.update(sources_progress(sources))
+            bar.update(read_progress)
             if deadline is not None and time.perf_counter() >= deadline:
                 stopped_by = f"duration {duration_s:g} s"
                 break

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import gc
 import signal
-import sys
 import threading
 import time
 from typing import Any
@@ -39,7 +38,7 @@ import numpy as np
 from pipeline.clock import local_clock
 from pipeline.graph import GraphSpec
 from pipeline.packet import Packet
-from pipeline.runners.progress import ReplayProgress
+from pipeline.runners.progress import ReplayProgress, merge_progress
 from pipeline.runners.ray_runner import (
     GroupWorker,
     _get,
@@ -48,7 +47,6 @@ from pipeline.runners.ray_runner import (
     merge_summary,
     open_remote,
     plan_groups,
-    unfused_live_warning,
 )
 
 
@@ -189,8 +187,6 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     from ray.dag import InputNode, MultiOutputNode
 
     plans, group_of = plan_groups(spec)
-    if (warning := unfused_live_warning(spec, plans, group_of)):
-        print(f"warning: {warning}", file=sys.stderr)
     actors = make_actors(spec, plans, group_of, worker=CompiledGroupWorker)
     bar = ReplayProgress(progress)
     compiled = dag = outs = round_in = None
@@ -211,7 +207,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         # Ray finishes setting up channels on the first execution: do it before the clock runs
         _get(ray, compiled.execute({"warmup": True}))
         t0 = time.perf_counter()
-        stopped_by = _rounds(ray, compiled, plans, duration_s, progress, bar) or stopped_by
+        stopped_by = _rounds(ray, compiled, plans, duration_s, bar) or stopped_by
         wall_s = time.perf_counter() - t0
         compiled.teardown()
         compiled = None
@@ -235,7 +231,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     return merge_summary(spec, "ray-compiled", results, wall_s, stopped_by)
 
 
-def _rounds(ray: Any, compiled: Any, plans: list, duration_s: float | None, progress: bool, bar: ReplayProgress) -> str | None:
+def _rounds(ray: Any, compiled: Any, plans: list, duration_s: float | None, bar: ReplayProgress) -> str | None:
     """Execute rounds until every group is done; return why it stopped early (None: end of data).
 
     Round outputs may be views into the compiled graph's shared-memory channels: they live only
@@ -245,7 +241,6 @@ def _rounds(ray: Any, compiled: Any, plans: list, duration_s: float | None, prog
     deadline = None if duration_s is None else time.perf_counter() + duration_s
     feedback: dict[str, list] = {}
     stop, stopped_by = False, None
-    last_progress = 0.0
     interrupted = _CtrlC()
     try:
         while True:
@@ -262,9 +257,6 @@ def _rounds(ray: Any, compiled: Any, plans: list, duration_s: float | None, prog
                 stop, stopped_by = True, "interrupted (Ctrl-C)"
             if not stop and deadline is not None and now >= deadline:
                 stop, stopped_by = True, f"duration {duration_s:g} s"
-            if progress and now - last_progress > 0.2:
-                last_progress = now
-                values = [r["progress"] for r in results if r["progress"]]
-                bar.update((max(v[0] for v in values), max(v[1] for v in values)) if values else None)
+            bar.update(lambda: merge_progress(r["progress"] for r in results))
     finally:
         interrupted.restore()

@@ -56,7 +56,7 @@ from pipeline.node import Source, StreamMismatch
 from pipeline.packet import StreamInfo
 from pipeline.registry import node_class
 from pipeline.runners.executor import GroupExecutor
-from pipeline.runners.progress import ReplayProgress, sources_progress
+from pipeline.runners.progress import ReplayProgress, merge_progress, sources_progress
 
 HEARTBEAT_S = 0.01
 """Seconds after which an idle live sender tells its receivers the time anyway."""
@@ -122,7 +122,7 @@ def plan_groups(spec: GraphSpec) -> tuple[list[GroupPlan], dict[str, str]]:
 LIVE_SOURCE_KINDS = ("lsl_inlet",)
 
 
-def unfused_live_warning(spec: GraphSpec, plans: list[GroupPlan], group_of: dict[str, str]) -> str | None:
+def unfused_live_warning(spec: GraphSpec, group_of: dict[str, str]) -> str | None:
     """A warning when a live source's packets leave its actor: each one then pays a Ray actor call
     (about a millisecond of CPU), which on a small machine queues a live stream (see the README)."""
     live = [n for n, node in spec.nodes.items() if node.kind in LIVE_SOURCE_KINDS]
@@ -500,6 +500,8 @@ def make_actors(spec: GraphSpec, plans: list[GroupPlan], group_of: dict[str, str
 
     options: dict[str, Any] = {"max_concurrency": max_concurrency}
     check_resources(spec, plans, ray.cluster_resources())
+    if (warning := unfused_live_warning(spec, group_of)):
+        print(f"warning: {warning}", file=sys.stderr)
     cls = ray.remote(worker or GroupWorker)
     routes, sinks = spec.routes(), spec.sinks()
     actors = {}
@@ -537,8 +539,6 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     import ray
 
     plans, group_of = plan_groups(spec)
-    if (warning := unfused_live_warning(spec, plans, group_of)):
-        print(f"warning: {warning}", file=sys.stderr)
     # threads: the loop, incoming batches, control calls. Pushes wait only when an inbox is full
     # (and then the loop is draining it), so a small pool suffices; large pools slow Ray's calls.
     actors = make_actors(spec, plans, group_of, max_concurrency=4 + MAX_INFLIGHT)
@@ -550,6 +550,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         ray.get([a.setup.remote(actors, ticking) for a in actors.values()])
         t0 = time.perf_counter()
         refs = [a.run_loop.remote() for a in actors.values()]
+        source_groups = [g for g in plans if any(isinstance(spec.instances[n], Source) for n in g.nodes)]
         deadline = None if duration_s is None else time.perf_counter() + duration_s
         stopped = False
         try:
@@ -557,10 +558,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
                 ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0.2)
                 if len(ready) == len(refs):
                     break
-                if progress:
-                    sources = [g for g in plans if any(isinstance(spec.instances[n], Source) for n in g.nodes)]
-                    values = [v for v in ray.get([actors[g.name].progress.remote() for g in sources]) if v]
-                    bar.update((max(v[0] for v in values), max(v[1] for v in values)) if values else None)
+                bar.update(lambda: merge_progress(ray.get([actors[g.name].progress.remote() for g in source_groups])))
                 if not stopped and deadline is not None and time.perf_counter() >= deadline:
                     stopped_by, stopped = f"duration {duration_s:g} s", True
                     ray.get([a.stop.remote() for a in actors.values()])
