@@ -57,6 +57,8 @@ class VelocityScorer(Sink):
 
     kind = "velocity_scorer"
     inputs = ("pred", "true")
+    STAGE = 4096
+    """Packets plus samples staged before they are paired (bounds the staging memory)."""
 
     def __init__(self, from_s: float | None = None, to_s: float | None = None, split: str | None = None,
                  recording: str | None = None, max_pending: int = 65536) -> None:
@@ -106,6 +108,8 @@ class VelocityScorer(Sink):
         self._t_paired = -np.inf          # newest prediction timestamp resolved (s)
         self._pending: deque[tuple[np.ndarray, np.ndarray]] = deque()  # predictions waiting
         self._n_pending = 0
+        self._stage: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"pred": [], "true": []}
+        self._staged = 0
 
     @property
     def _log(self) -> logging.Logger:
@@ -113,16 +117,35 @@ class VelocityScorer(Sink):
 
     # --- streaming -------------------------------------------------------------------------------
     def process(self, port: str, packet: Packet) -> dict[str, Packet]:
-        values = np.asarray(packet.data, dtype=np.float64).reshape(-1, self._width)
-        stamps = np.asarray(packet.timestamps, dtype=np.float64)
-        if values.shape[0] == 0:
-            return {}
-        self._count_nonfinite(port, values, stamps)
-        if port == "pred":
-            self._take_pred(stamps, values)
-        else:
-            self._take_true(stamps, values)
+        # Staged, then paired in batches: one numpy pass per ~STAGE samples, not per packet
+        # (a replay sends one-sample packets). Copies: a packet's buffers may be reused upstream.
+        values = np.array(packet.data, dtype=np.float64).reshape(-1, self._width)
+        if values.shape[0]:
+            self._stage[port].append((values, np.array(packet.timestamps, dtype=np.float64)))
+            self._staged += 1 + values.shape[0]
+            if self._staged >= self.STAGE:
+                self._flush_stage()
         return {}
+
+    def _flush_stage(self) -> None:
+        """Pair what is staged: every staged true sample first, then the predictions.
+
+        Within each stream the order is kept. Taking the true samples of a batch before its
+        predictions only ever finds more pairs, as pairing everything at once would.
+        """
+        self._staged = 0
+        for port in ("true", "pred"):
+            staged = self._stage[port]
+            if not staged:
+                continue
+            values = np.concatenate([v for v, _ in staged]) if len(staged) > 1 else staged[0][0]
+            stamps = np.concatenate([t for _, t in staged]) if len(staged) > 1 else staged[0][1]
+            staged.clear()
+            self._count_nonfinite(port, values, stamps)
+            if port == "pred":
+                self._take_pred(stamps, values)
+            else:
+                self._take_true(stamps, values)
 
     def _count_nonfinite(self, port: str, values: np.ndarray, stamps: np.ndarray) -> None:
         bad = ~np.isfinite(values).all(axis=1)
@@ -278,18 +301,20 @@ class VelocityScorer(Sink):
     def counters(self) -> dict[str, int]:
         if not hasattr(self, "input_infos"):
             return {}
+        self._flush_stage()
         out = dict(self._counts)
         out["unmatched"] += self._n_pending  # waiting predictions have no true sample (yet)
         return out
 
     def r2_per_axis(self) -> np.ndarray:
         """Unrounded R² per axis of the pairs scored so far, ``(axes,)`` (NaN where undefined)."""
+        self._flush_stage()
         return self._acc.r2_per_axis()
 
     def report(self) -> dict[str, Any]:
         if not hasattr(self, "input_infos"):
             return {}
-        counts = self.counters()
+        counts = self.counters()  # pairs what is staged
         extra = {"unmatched": counts["unmatched"], "nan_true": counts["nan_true"], "nan_pred": counts["nan_pred"],
                  "dropped": counts["dropped"]}
         n = self._acc.n
@@ -306,6 +331,7 @@ class VelocityScorer(Sink):
 
     # --- checkpoints -------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        self._flush_stage()
         sl = slice(self._r0, self._r1)
         pend_t = np.concatenate([t for t, _ in self._pending]) if self._pending else np.zeros(0)
         pend_p = np.concatenate([p for _, p in self._pending]) if self._pending else np.zeros((0, self._width))
