@@ -14,7 +14,7 @@ What is measured
     its descendants (Ray's workers too, with a Ray runner) every ``--interval`` seconds.
 
     Reported per run: RSS at the end of the warm-up (the first ``--warmup`` seconds, default
-    the smaller of 30 s and a quarter of the run: imports, model loading and the first buffers
+    the smaller of 60 s and a quarter of the run: imports, model loading and the first buffers
     fill then), at the end, the growth between them, the slope of a least-squares line through
     the samples after warm-up (MB per hour), the peak, and the samples the graph processed
     (from its own summary) with the growth per processed sample. With ``--plot`` a PNG shows
@@ -79,7 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="runner of the graphs under test (default local)")
     p.add_argument("--interval", type=float, default=5.0, metavar="S", help="seconds between RSS samples (default 5)")
     p.add_argument("--warmup", type=float, metavar="S",
-                   help="seconds excluded from growth and slope (default: min(30, a quarter of the run))")
+                   help="seconds excluded from growth and slope (default: min(60, a quarter of the run))")
     p.add_argument("--rate", type=float, default=250.0, metavar="HZ", help="live part: push rate (default 250 Hz)")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="live part: decoder model (default: the bundled sample)")
     p.add_argument("--startup-timeout", type=float, default=120.0, metavar="S",
@@ -326,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
     if "live" in parts and not Path(args.model).exists():
         raise UserError(f"bench soak: model file not found: {args.model}")
     seconds = args.minutes * 60.0
-    warmup = args.warmup if args.warmup is not None else min(30.0, seconds / 4)
+    warmup = args.warmup if args.warmup is not None else min(60.0, seconds / 4)
     rows = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="spikeloop_soak_") as tmp:
