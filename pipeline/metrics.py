@@ -33,7 +33,7 @@ class StreamingHistogram:
     order statistic. Negative values use a mirrored grid (allocated on the first negative value);
     values with ``|v| < lo`` count in one zero bin, values beyond ``hi`` in the outermost bin
     (their percentiles are clamped to the exact min/max). ``count``, ``min``, ``max`` and ``sum``
-    are exact (``sum`` in float64).
+    are exact (``sum`` in float64). NaN values are counted in ``nan`` and otherwise left out.
 
     Memory does not grow with the number of values: one int64 counts array of
     ``ceil(log(hi/lo) / log(r))`` bins per sign (2,546 bins, 20 kB, for the default 11 decades)
@@ -47,7 +47,7 @@ class StreamingHistogram:
     """
 
     __slots__ = ("lo", "hi", "rel_width", "batch", "_log_lo", "_inv_log_r", "_pos", "_neg", "zero",
-                 "count", "sum", "min", "max", "_buf")
+                 "count", "sum", "min", "max", "nan", "_buf")
 
     def __init__(self, lo: float = 1e-7, hi: float = 1e4, rel_width: float = 0.01, batch: int = 4096) -> None:
         if not (0 < lo < hi) or not (0 < rel_width < 1) or batch < 1:
@@ -60,6 +60,7 @@ class StreamingHistogram:
         self._pos = np.zeros(nbins, dtype=np.int64)
         self._neg: np.ndarray | None = None
         self.zero = 0
+        self.nan = 0  # NaN values offered: counted here, not binned, not in ``count``
         self.count = 0
         self.sum = 0.0
         self.min = math.inf
@@ -96,6 +97,7 @@ class StreamingHistogram:
                 self._neg = np.zeros_like(self._pos)
             self._neg += other._neg
         self.zero += other.zero
+        self.nan += other.nan
         self.count += other.count
         self.sum += other.sum
         self.min = min(self.min, other.min)
@@ -110,7 +112,10 @@ class StreamingHistogram:
     def _bin(self, v: np.ndarray) -> None:
         if v.size == 0:
             return
-        v = v[~np.isnan(v)]  # NaN has no place on the grid; callers never time a NaN
+        isnan = np.isnan(v)
+        if isnan.any():  # NaN has no place on the grid: counted apart
+            self.nan += int(isnan.sum())
+            v = v[~isnan]
         if v.size == 0:
             return
         self.count += int(v.size)

@@ -55,6 +55,8 @@ def test_signed_values_and_integer_nanoseconds():
     h.extend(clock_skew)
     qs = [0, 1, 10, 15, 25, 50, 90, 99, 100]
     assert rel_err(h.percentile(qs), np.percentile(clock_skew, qs)) <= 0.01
+    h.extend([np.nan, np.nan])
+    assert h.nan == 2 and h.count == clock_skew.size and h.max == clock_skew.max()
     ns = rng.integers(200, 5_000_000, 100_000)
     stats = NodeStats()
     for v in ns:

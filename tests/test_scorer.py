@@ -241,3 +241,39 @@ def test_state_restore_resumes_identically():
     feed(second, arrivals[len(arrivals) // 2:])
     assert second.counters() == whole.counters() and second.report()["n"] == whole.report()["n"] > 100
     np.testing.assert_allclose(second.r2_per_axis(), whole.r2_per_axis(), rtol=0, atol=1e-12)
+
+
+def test_nan_in_recorded_true_velocity_end_to_end_gives_strict_json(tmp_path, caplog):
+    """The issue's case: NaN in the true velocity of a replayed recording, scored, --json written."""
+    from pipeline.graph import load_graph
+    from pipeline.metrics import write_json
+    from pipeline.recordings import load_recording
+    from pipeline.recordings.base import RecordedStream, Recording
+    from pipeline.recordings.xdf_writer import write_xdf
+    from pipeline.runners import get_runner
+
+    rec = load_recording(SAMPLE)
+    n = 2500  # 10 s
+    streams = {}
+    for name in ("spikes", "velocity"):
+        s = rec.streams[name]
+        data = np.array(s.data[:n], copy=True)
+        if name == "velocity":
+            data[[100, 200, 300], 0] = np.nan
+            data[400, 1] = np.inf
+        streams[name] = RecordedStream(s.info, data, np.array(s.timestamps[:n]))
+    path = write_xdf(tmp_path / "nan.xdfz", Recording(streams, dict(rec.metadata)))
+    spec = load_graph("configs/replay_decode.yaml", [f"replay.path={path}"])
+    with caplog.at_level(logging.WARNING, logger="spikeloop.node.score"):
+        summary = get_runner("local")(spec, progress=False)
+    write_json(summary, tmp_path / "s.json")
+    back = json.loads((tmp_path / "s.json").read_text(), parse_constant=_reject)
+    score = back["reports"]["score"]
+    assert score["nan_true"] == 4 and score["n"] == n - 4
+    assert math.isfinite(score["r2"])
+    assert back["nodes"]["score"]["counters"]["nan_true"] == 4
+    assert any("nan_true" in r.getMessage() for r in caplog.records)
+
+
+def _reject(const: str):
+    raise ValueError(f"invalid JSON constant {const}")
