@@ -117,12 +117,13 @@ class VelocityScorer(Sink):
 
     # --- streaming -------------------------------------------------------------------------------
     def process(self, port: str, packet: Packet) -> dict[str, Packet]:
-        # Staged, then paired in batches: one numpy pass per ~STAGE samples, not per packet
-        # (a replay sends one-sample packets). Copies: a packet's buffers may be reused upstream.
-        values = np.array(packet.data, dtype=np.float64).reshape(-1, self._width)
-        if values.shape[0]:
-            self._stage[port].append((values, np.array(packet.timestamps, dtype=np.float64)))
-            self._staged += 1 + values.shape[0]
+        # Staged, then paired in batches: one numpy pass per ~STAGE samples, not per packet (a
+        # replay sends one-sample packets). Packets are not modified once emitted (sources copy
+        # reused buffers), so references are staged and the batch is copied when it is paired.
+        n = packet.timestamps.shape[0]
+        if n:
+            self._stage[port].append((packet.data, packet.timestamps))
+            self._staged += 1 + n
             if self._staged >= self.STAGE:
                 self._flush_stage()
         return {}
@@ -138,8 +139,9 @@ class VelocityScorer(Sink):
             staged = self._stage[port]
             if not staged:
                 continue
-            values = np.concatenate([v for v, _ in staged]) if len(staged) > 1 else staged[0][0]
-            stamps = np.concatenate([t for _, t in staged]) if len(staged) > 1 else staged[0][1]
+            values = np.concatenate([v for v, _ in staged]).astype(np.float64, copy=False)
+            stamps = np.concatenate([t for _, t in staged]).astype(np.float64, copy=False)
+            values = values.reshape(-1, self._width)
             staged.clear()
             self._count_nonfinite(port, values, stamps)
             if port == "pred":
