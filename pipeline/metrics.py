@@ -4,6 +4,11 @@ Each runner keeps one :class:`NodeStats` per node (in whatever process runs the 
 :class:`SeqTracker` per receiving node (a gap in sequence numbers is a loss), and one
 :class:`LatencyStats` for packets leaving the graph; :func:`build_summary` turns them into the
 summary that ``spikeloop run`` prints and writes as JSON.
+
+Everything here is fixed-size, however long a session runs: timings and latencies go into
+:class:`StreamingHistogram` (log-spaced 1 % bins; percentiles within 1 % of exact, count, min,
+max and mean exact), never into a list of samples. The JSON summary is strict: NaN and ±Inf are
+written as ``null`` (:func:`json_safe`).
 """
 from __future__ import annotations
 
@@ -380,7 +385,7 @@ def print_summary(summary: dict[str, Any], file: Any = None) -> None:
         table.add_column("key")
         table.add_column("value", justify="right")
         for key, value in report.items():
-            table.add_row(str(key), _fmt(value, 4) if isinstance(value, float) else str(value))
+            table.add_row(str(key), _fmt(value, 4) if value is None or isinstance(value, float) else str(value))
         out.print(table)
 
 
