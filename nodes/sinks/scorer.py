@@ -35,7 +35,10 @@ class VelocityScorer(Sink):
     paired because their true sample was let go, or that overflowed the waiting buffer). True
     samples must come in non-decreasing timestamp order (a replay's and LSL's); one that goes
     backwards is counted (``true_backwards``) and not scored. With these counters at zero the
-    result equals pairing all samples at once (R² to rounding, about 1e-12).
+    result equals pairing all samples at once (R² to rounding, about 1e-12). Packets are staged
+    and paired in batches of about ``STAGE`` samples (one numpy pass per batch, not per packet);
+    ``report()``, ``counters()`` and ``state()`` pair what is staged first. Fixed memory: about
+    ``max_pending × (8 + 8 × axes + 8)`` bytes of buffers (2.1 MB for the default and 2 axes).
 
     NaN or infinite values: a true or predicted sample with a NaN/Inf in any axis is counted on
     arrival (``nan_true``, ``nan_pred``), excluded from R² (its partner too), and the first of each
