@@ -9,9 +9,12 @@ What is measured
     * ``live``: a pusher in this process publishes 96-channel spike counts at 250 Hz on LSL, one
       sample per push; the graph ``LSL inlet -> Bessel -> SNN decoder -> LSL outlet`` reads it.
 
-    Each graph runs as ``spikeloop run ... --duration S --json`` in a child process (the runner
-    under test); this process samples the resident set size (RSS, psutil) of that process and all
-    its descendants (Ray's workers too, with a Ray runner) every ``--interval`` seconds.
+    Each graph runs as ``spikeloop run ... --json`` in a child process (the runner under test);
+    this process samples the resident set size (RSS, psutil) of that process and all its
+    descendants (Ray's workers too, with a Ray runner) every ``--interval`` seconds, takes a last
+    sample after ``--minutes`` (counted from the child's start, so start-up is included) and then
+    stops the child with SIGINT, as Ctrl-C would: shutdown is not in the samples. The RSS of each
+    process at the end of warm-up and at the end is kept too (``rss_by_process_mb`` in JSON).
 
     Reported per run: RSS at the end of the warm-up (the first ``--warmup`` seconds, default
     the smaller of 60 s and a quarter of the run: imports, model loading and the first buffers
@@ -83,7 +86,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=250.0, metavar="HZ", help="live part: push rate (default 250 Hz)")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="live part: decoder model (default: the bundled sample)")
     p.add_argument("--startup-timeout", type=float, default=120.0, metavar="S",
-                   help="extra seconds a run may take beyond --minutes to start and stop (default 120)")
+                   help="seconds a run may take to write its summary and exit after SIGINT (default 120)")
     p.add_argument("--plot", metavar="PNG", help="write a plot of RSS over time (matplotlib PNG)")
     p.add_argument("--json", dest="json_path", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -108,39 +111,65 @@ def tree_rss(pid: int) -> int | None:
     return total
 
 
-def sample_until_exit(proc: subprocess.Popen, seconds: float, interval: float, grace_s: float,
-                      bar: Callable[[float], None] | None = None) -> tuple[list[tuple[float, int]], str]:
-    """Sample ``proc``'s tree RSS every ``interval`` s until it exits (bounded by ``seconds + grace_s``).
+def tree_rss_by_process(pid: int) -> dict[str, float]:
+    """RSS (MB) of ``pid`` and each descendant, keyed ``"pid name"`` (to see which process grows)."""
+    import psutil
 
-    Returns ``([(t_s since start, rss_bytes), ...], how it ended)``; past the bound the process
-    gets SIGINT (it then writes its summary), then SIGKILL 30 s later.
+    out: dict[str, float] = {}
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return out
+    for p in procs:
+        try:
+            out[f"{p.pid} {p.name()}"] = p.memory_info().rss / 1e6
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return out
+
+
+def sample_until_exit(proc: subprocess.Popen, seconds: float, interval: float, grace_s: float,
+                      bar: Callable[[float], None] | None = None,
+                      breakdown_at: float | None = None) -> tuple[list[tuple[float, int]], str, dict[str, Any]]:
+    """Sample ``proc``'s tree RSS every ``interval`` s for ``seconds``, then stop it with SIGINT.
+
+    The last sample is taken just before the SIGINT, so shutdown (Ray tearing down, the summary
+    being written) is not in the samples. The process then has ``grace_s`` to write its summary
+    and exit before SIGKILL. Returns ``([(t_s since start, rss_bytes), ...], how it ended,
+    {"start": per-process MB at breakdown_at s, "end": per-process MB at the last sample})``.
     """
     samples: list[tuple[float, int]] = []
+    breakdown: dict[str, Any] = {}
     t0 = time.monotonic()
-    deadline = t0 + seconds + grace_s
-    ended = "exited"
+    ended = "exited before the end"
     next_t = t0
     while proc.poll() is None:
         now = time.monotonic()
-        if now >= next_t:
+        last = now - t0 >= seconds
+        if now >= next_t or last:
             rss = tree_rss(proc.pid)
             if rss is not None and proc.poll() is None:
                 samples.append((now - t0, rss))
+                if breakdown_at is not None and "start" not in breakdown and now - t0 >= breakdown_at:
+                    breakdown["start"] = tree_rss_by_process(proc.pid)
+                if last:
+                    breakdown["end"] = tree_rss_by_process(proc.pid)
             next_t += interval
             if bar is not None:
                 bar(min(now - t0, seconds))
-        if now > deadline:
-            ended = "interrupted after the time bound"
+        if last:
             proc.send_signal(signal.SIGINT)
+            ended = "stopped (SIGINT) at the end"
             try:
-                proc.wait(30)
+                proc.wait(grace_s)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-                ended = "killed after the time bound"
+                ended = "killed: no exit within the grace time after SIGINT"
             break
         time.sleep(min(0.1, max(0.0, next_t - time.monotonic())))
-    return samples, ended
+    return samples, ended, breakdown
 
 
 def growth(samples: list[tuple[float, int]], warmup_s: float) -> dict[str, Any]:
@@ -169,16 +198,17 @@ def growth(samples: list[tuple[float, int]], warmup_s: float) -> dict[str, Any]:
 
 # --- the two runs ----------------------------------------------------------------------------------
 def run_graph(cmd: list[str], seconds: float, interval: float, grace_s: float, workdir: Path, label: str,
-              progress: bool) -> dict[str, Any]:
-    """Start ``spikeloop run`` (``cmd``) as a child, sample its RSS, read its JSON summary."""
+              progress: bool, warmup_s: float) -> dict[str, Any]:
+    """Start ``spikeloop run`` (``cmd``) as a child, sample its RSS, stop it, read its JSON summary."""
     summary_path = workdir / f"summary_{label}.json"
     log = workdir / f"log_{label}.txt"
-    cmd = cmd + ["--duration", f"{seconds:g}", "--no-progress", "--json", str(summary_path)]
+    cmd = cmd + ["--no-progress", "--json", str(summary_path)]
     bar = _bar(label, seconds, progress)
     with open(log, "w") as log_file:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT)
         try:
-            samples, ended = sample_until_exit(proc, seconds, interval, grace_s, bar.update if bar else None)
+            samples, ended, breakdown = sample_until_exit(proc, seconds, interval, grace_s,
+                                                          bar.update if bar else None, breakdown_at=warmup_s)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -186,7 +216,7 @@ def run_graph(cmd: list[str], seconds: float, interval: float, grace_s: float, w
             if bar:
                 bar.close()
     result: dict[str, Any] = {"part": label, "command": " ".join(cmd[2:]), "returncode": proc.returncode,
-                              "ended": ended, "samples": samples}
+                              "ended": ended, "samples": samples, "rss_by_process_mb": breakdown}
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
         result["wall_s"] = summary.get("wall_s")
@@ -203,7 +233,7 @@ def run_replay(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "pipeline", "run", str(REPLAY_CONFIG), "--runner", args.runner,
            "--set", "replay.loop=true"]
     return run_graph(cmd, args.minutes * 60.0, args.interval, args.startup_timeout, workdir, "replay",
-                     not args.no_progress)
+                     not args.no_progress, args.warmup_s)
 
 
 def run_live(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -227,7 +257,7 @@ def run_live(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     try:
         cmd = [sys.executable, "-m", "pipeline", "run", str(config), "--runner", args.runner]
         result = run_graph(cmd, args.minutes * 60.0, args.interval, args.startup_timeout, workdir, "live",
-                           not args.no_progress)
+                           not args.no_progress, args.warmup_s)
     finally:
         stop.set()
         thread.join(5.0)
@@ -261,7 +291,7 @@ def summarise(result: dict[str, Any], warmup_s: float) -> dict[str, Any]:
     n, wall = result.get("source_samples"), result.get("wall_s")
     if n and wall and out.get("growth_mb") is not None:
         span = out["measured_to_s"] - out["measured_from_s"]
-        processed = n * min(1.0, span / wall)  # samples processed over the measured span (steady rate)
+        processed = n * min(1.0, span / wall)  # over the measured span, at the run's average rate
         out["samples_in_span"] = int(processed)
         out["growth_bytes_per_sample"] = out["growth_mb"] * 1e6 / processed if processed else None
     return out
@@ -327,6 +357,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"bench soak: model file not found: {args.model}")
     seconds = args.minutes * 60.0
     warmup = args.warmup if args.warmup is not None else min(60.0, seconds / 4)
+    args.warmup_s = warmup
     rows = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="spikeloop_soak_") as tmp:

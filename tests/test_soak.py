@@ -18,10 +18,12 @@ from pipeline.runners import get_runner
 
 
 def test_rss_of_a_child_process_is_sampled_until_it_exits():
-    code = "import time; x = bytearray(40_000_000); time.sleep(1.0)"
+    code = ("import time, signal, sys; x = bytearray(40_000_000); "
+            "signal.signal(signal.SIGINT, lambda *a: sys.exit(3)); time.sleep(30)")
     proc = subprocess.Popen([sys.executable, "-c", code])
-    samples, ended = sample_until_exit(proc, seconds=1.0, interval=0.1, grace_s=20.0)
-    assert ended == "exited" and proc.returncode == 0
+    samples, ended, breakdown = sample_until_exit(proc, seconds=1.5, interval=0.1, grace_s=20.0, breakdown_at=0.5)
+    assert ended == "stopped (SIGINT) at the end" and proc.returncode == 3  # the child saw SIGINT
+    assert samples[-1][0] >= 1.5 and max(breakdown["end"].values()) > 40
     assert len(samples) >= 3
     assert max(rss for _, rss in samples) > 40_000_000  # the child's 40 MB buffer is seen
     assert tree_rss(proc.pid) is None  # gone
