@@ -43,7 +43,7 @@ def _streams(rng: np.random.Generator) -> dict[str, tuple[StreamInfo, np.ndarray
 
 def _write(path, streams, offsets) -> None:
     with XdfWriter(path, metadata={"subject": "test", "n": 3}) as w:
-        ids = {name: w.add_stream(info) for name, (info, _, _) in streams.items()}
+        ids = {name: w.add_stream(info, measured_offsets=True) for name, (info, _, _) in streams.items()}
         for name, (info, data, stamps) in streams.items():
             for a in range(0, len(stamps), 250):  # several Samples chunks per stream
                 w.write_samples(ids[name], data[a:a + 250], stamps[a:a + 250])
@@ -123,7 +123,11 @@ def test_write_recording_and_gzip_bytes_are_reproducible(tmp_path):
     for name, s in rec.streams.items():
         np.testing.assert_array_equal(back.stream(name).data, s.data)
         np.testing.assert_array_equal(back.stream(name).timestamps, s.timestamps)
-        np.testing.assert_array_equal(back.stream(name).clock_offsets, s.clock_offsets)
+    np.testing.assert_array_equal(back.stream("v").clock_offsets, rec.stream("v").clock_offsets)
+    # a stream without measured offsets gets 0 s offsets: first sample, every 5 s of stream time, last
+    e_offsets = back.stream("e").clock_offsets
+    assert np.all(e_offsets[:, 1] == 0.0) and len(e_offsets) >= 2  # one Samples chunk here
+    assert e_offsets[0, 0] == rec.stream("e").timestamps[0] and e_offsets[-1, 0] == rec.stream("e").timestamps[-1]
 
 
 def _small_file(path) -> bytes:
@@ -158,7 +162,8 @@ def test_missing_footer_needs_allow_incomplete(tmp_path):
     info = StreamInfo("x", "Test", 3, 100.0, "float32")
     w = XdfWriter(tmp_path / "crashed.xdf")
     w.write_samples(w.add_stream(info), np.ones((10, 3)), np.arange(10) / 100.0)
-    w._f.close()  # the process died: no StreamFooter was written
+    w.flush()
+    w._raw.close()  # the process died after a flush: no StreamFooter was written
     with pytest.raises(RecordingError, match="no StreamFooter"):
         read_xdf(tmp_path / "crashed.xdf")
     rec = read_xdf(tmp_path / "crashed.xdf", allow_incomplete=True)
