@@ -4,14 +4,18 @@
   and ``pylsl.StreamInfo``. Channel labels and units travel in the LSL description the way every
   LSL client reads them (``desc/channels/channel/{label,unit,type}``, as LabRecorder, mne-lsl and
   pylsl's ``get_channel_labels`` expect); our free-form ``metadata`` travels as JSON text in
-  ``desc/spikeloop/metadata``.
+  ``desc/spikeloop/metadata``. :func:`from_lsl_info` also keeps the sender's whole header XML
+  (``metadata["lsl_header_xml"]``: per-channel types, ``desc`` extras, ``created_at``, ``uid``,
+  ``session_id``, ``hostname``) so recorders copy it whole.
+* String streams (LSL ``cf_string``, e.g. a ``Markers`` stream) map to numpy dtype ``object``: a
+  packet's data is an object array of ``str``, shape ``(samples, channels)``.
 * :func:`resolve_one` finds exactly one stream by name, type and/or source id within a timeout
   and, when it cannot, raises a :class:`~pipeline.errors.UserError` naming what it looked for and
   listing the streams it can see.
 
 Network scope: liblsl discovers streams by multicast/broadcast on the local network and outlets
-accept TCP connections on every interface. To keep a session on this machine only, give liblsl a
-config file with ``[multicast] ResolveScope = machine`` (``LSLAPICFG=/path/lsl_api.cfg``).
+accept TCP connections on every interface. ``SPIKELOOP_LSL_LOCAL=1`` keeps LSL on this machine:
+see :mod:`pipeline.lsl_scope` (applied when this module is imported).
 """
 from __future__ import annotations
 
@@ -19,10 +23,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pylsl
 
 from pipeline.errors import UserError
 from pipeline.packet import StreamInfo
+from pipeline.recordings.xdf_writer import LSL_HEADER_KEY  # metadata key of the full header XML
+
+STRING_DTYPE = "object"
+"""numpy dtype name of string (marker) streams."""
 
 # numpy dtype name <-> LSL channel format. LSL has no unsigned or bool formats.
 _DTYPE_TO_LSL: dict[str, int] = {
@@ -36,14 +45,24 @@ _DTYPE_TO_LSL: dict[str, int] = {
 _LSL_TO_DTYPE: dict[int, str] = {v: k for k, v in _DTYPE_TO_LSL.items()}
 
 
+def is_string_dtype(dtype: str) -> bool:
+    """True for the dtypes of string streams (``object``, ``str``, ``<U..``, ``S..``)."""
+    try:
+        return np.dtype(dtype).kind in "OUS"
+    except TypeError:
+        return False
+
+
 def lsl_format(dtype: str, *, stream: str = "") -> int:
     """The LSL channel format for numpy dtype name ``dtype``; a UserError for unsupported dtypes."""
+    if is_string_dtype(dtype):
+        return pylsl.cf_string
     try:
         return _DTYPE_TO_LSL[str(dtype)]
     except KeyError:
         raise UserError(
             f"stream {stream!r}: dtype {dtype!r} cannot be sent over LSL "
-            f"(supported: {', '.join(_DTYPE_TO_LSL)}); convert it upstream"
+            f"(supported: {', '.join(_DTYPE_TO_LSL)}, str); convert it upstream"
         ) from None
 
 
@@ -67,10 +86,9 @@ def to_lsl_info(info: StreamInfo, *, name: str | None = None, type: str | None =
             if info.units:
                 ch.append_child_value("unit", str(info.units[k]))
             ch.append_child_value("type", info.type)
-    if info.metadata:
-        lsl.desc().append_child("spikeloop").append_child_value(
-            "metadata", json.dumps(info.metadata, default=str)
-        )
+    meta = {k: v for k, v in info.metadata.items() if k != LSL_HEADER_KEY}
+    if meta:
+        lsl.desc().append_child("spikeloop").append_child_value("metadata", json.dumps(meta, default=str))
     return lsl
 
 
@@ -93,14 +111,16 @@ def from_lsl_info(lsl: pylsl.StreamInfo) -> StreamInfo:
     """Our StreamInfo from a *full* ``pylsl.StreamInfo`` (``inlet.info()``, which carries desc).
 
     ``metadata`` gets the stream's JSON metadata (if sent by spikeloop) plus ``lsl_uid``,
-    ``lsl_hostname`` and ``lsl_created_at`` for the record.
+    ``lsl_hostname``, ``lsl_created_at``, ``lsl_session_id`` and the whole header XML
+    (``lsl_header_xml``). String streams get dtype ``object``.
     """
     fmt = lsl.channel_format()
-    if fmt not in _LSL_TO_DTYPE:
-        raise UserError(
-            f"LSL stream {lsl.name()!r} has channel format {fmt} (string or unknown); "
-            "only numeric streams can enter a graph"
-        )
+    if fmt == pylsl.cf_string:
+        dtype = STRING_DTYPE
+    elif fmt in _LSL_TO_DTYPE:
+        dtype = _LSL_TO_DTYPE[fmt]
+    else:
+        raise UserError(f"LSL stream {lsl.name()!r} has channel format {fmt} (unknown to spikeloop)")
     metadata: dict[str, Any] = {}
     text = lsl.desc().child("spikeloop").child_value("metadata")
     if text:
@@ -108,13 +128,15 @@ def from_lsl_info(lsl: pylsl.StreamInfo) -> StreamInfo:
             metadata.update(json.loads(text))
         except ValueError:
             metadata["lsl_metadata_text"] = text
-    metadata.update(lsl_uid=lsl.uid(), lsl_hostname=lsl.hostname(), lsl_created_at=lsl.created_at())
+    metadata.update(lsl_uid=lsl.uid(), lsl_hostname=lsl.hostname(), lsl_created_at=lsl.created_at(),
+                    lsl_session_id=lsl.session_id())
+    metadata[LSL_HEADER_KEY] = lsl.as_xml()
     return StreamInfo(
         name=lsl.name(),
         type=lsl.type(),
         channel_count=lsl.channel_count(),
         nominal_rate=float(lsl.nominal_srate()),
-        dtype=_LSL_TO_DTYPE[fmt],
+        dtype=dtype,
         channel_labels=_channel_field(lsl, "label"),
         units=_channel_field(lsl, "unit"),
         source_id=lsl.source_id(),
