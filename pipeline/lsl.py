@@ -20,6 +20,7 @@ see :mod:`pipeline.lsl_scope` (applied when this module is imported).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,6 +173,10 @@ class StreamQuery:
         return self.predicate().replace(" and ", ", ")
 
 
+PICKS = ("only", "newest")
+"""How to choose among several matching streams: refuse (``only``) or take the newest ``created_at``."""
+
+
 def describe(lsl: pylsl.StreamInfo) -> str:
     """One line about a stream: ``'spikes' (type SpikeCounts, 96 ch, 250 Hz, source_id x, host h)``."""
     rate = "irregular" if lsl.nominal_srate() == 0 else f"{lsl.nominal_srate():g} Hz"
@@ -184,15 +189,30 @@ def visible_streams(wait_s: float = 1.0) -> list[pylsl.StreamInfo]:
     return list(pylsl.resolve_streams(wait_time=wait_s))
 
 
-def resolve_one(query: StreamQuery, timeout_s: float = 5.0) -> pylsl.StreamInfo:
+def resolve_one(query: StreamQuery, timeout_s: float = 5.0, *, pick: str = "only",
+                ambiguity_wait_s: float = 1.0) -> pylsl.StreamInfo:
     """Resolve exactly one stream matching ``query`` within ``timeout_s`` seconds.
+
+    Args:
+        query: name, type and/or source_id.
+        timeout_s: seconds to wait for a first match.
+        pick: ``only``: several matches (different uids) are an error; ``newest``: take the one
+            created last (``created_at``). With ``source_id`` in the query and several matches
+            anyway, the newest is taken and a warning logged.
+        ambiguity_wait_s: after the first match, seconds to keep looking for a second one
+            (liblsl returns as soon as one answers).
 
     Raises:
         UserError: no stream matched (the message lists the visible streams), or several streams
-            with different uids matched (the message lists them and says how to pick one).
+            matched and ``pick`` is ``only`` (the message lists name, source_id and host of each).
     """
+    if pick not in PICKS:
+        raise UserError(f"LSL stream pick must be one of {', '.join(PICKS)}, got {pick!r}")
     found = pylsl.resolve_bypred(query.predicate(), 1, timeout_s)
     unique = {s.uid(): s for s in found if query.matches(s)}
+    if len(unique) == 1 and ambiguity_wait_s > 0:
+        more = pylsl.resolve_bypred(query.predicate(), 2, ambiguity_wait_s)
+        unique.update({s.uid(): s for s in more if query.matches(s)})
     if len(unique) == 1:
         return next(iter(unique.values()))
     if not unique:
@@ -202,7 +222,15 @@ def resolve_one(query: StreamQuery, timeout_s: float = 5.0) -> pylsl.StreamInfo:
             f"no LSL stream with {query} found within {timeout_s:g} s. Visible streams: {seen}. "
             "Check the name/type/source_id, that the sender is running, and liblsl's network scope"
         )
-    listing = "; ".join(describe(s) for s in unique.values())
+    newest = max(unique.values(), key=lambda s: s.created_at())
+    listing = "; ".join(f"{describe(s)} created at {s.created_at():.1f}" for s in
+                        sorted(unique.values(), key=lambda s: s.created_at()))
+    if pick == "newest" or query.source_id:
+        if query.source_id and pick != "newest":
+            logging.getLogger("spikeloop.lsl").warning(
+                "%d LSL streams match %s (%s); taking the newest", len(unique), query, listing)
+        return newest
     raise UserError(
-        f"{len(unique)} LSL streams match {query}: {listing}. Add type or source_id to pick one"
+        f"{len(unique)} LSL streams match {query}: {listing}. Give the one you mean by source_id, "
+        "or pick: newest to take the newest"
     )

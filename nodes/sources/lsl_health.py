@@ -13,7 +13,9 @@ lag in each ``window_s`` second of stream time (jitter only ever adds delay, so 
 schedule), and counts ``round(Δ × rate)`` lost samples when the floor of two consecutive windows
 has risen by more than ``min_periods`` periods over the previous floor. A burst that catches up
 within the next window lowers the floor again and is not counted; a slow clock drift moves the
-floor by a fraction of a period per window and is followed, not counted. A loss is known one to
+floor by the same amount every window: the median of the last 9 changes is taken as drift and
+only a rise beyond it counts (during the first three decisions, before the drift is known, a
+rise must also exceed 1 % of a window: a lost 10 ms there goes uncounted). A loss is known one to
 three windows after it happened; one in the last window or two of a run stays uncounted.
 
 **Backwards timestamps** (any stream): each step back in time counts once in ``ts_backwards``
@@ -33,6 +35,10 @@ import numpy as np
 
 FLOOR_PERCENTILE = 10.0
 """Percentile of a window's lags taken as its floor."""
+DRIFT_WINDOWS = 9
+"""Floor changes of this many recent windows give the drift (their median)."""
+WARMUP_DRIFT = 0.01
+"""Until 3 floor changes are known, a rise of up to 1 % of the window (a clock 1 % off) is not a loss."""
 
 
 @dataclass
@@ -74,6 +80,7 @@ class TimestampHealth:
     _win_lags: list[np.ndarray] = field(default_factory=list)
     _floors: list[float] = field(default_factory=list)
     _base: float | None = None
+    _deltas: list[float] = field(default_factory=list)
     _rate_t0: float | None = None
     _rate_wall0: float = 0.0
     _rate_n: int = 0
@@ -147,8 +154,13 @@ class TimestampHealth:
             self._base = floor
             return
         p = self.period
-        rise = floor - self._base
-        if rise > self.min_periods * p:
+        delta = floor - self._base
+        if len(self._deltas) >= 3:
+            drift, allowance = float(np.median(self._deltas)), 0.0
+        else:  # warm-up: the drift is not known yet; allow a rate up to WARMUP_DRIFT off
+            drift, allowance = 0.0, WARMUP_DRIFT * self.window_s
+        rise = delta - drift  # a clock a little off the nominal rate moves the floor steadily
+        if rise > self.min_periods * p + allowance:
             m = int(round(rise / p))
             if m >= 1:
                 self.lost += m
@@ -157,6 +169,9 @@ class TimestampHealth:
                 self._floors = [f - m * p for f in self._floors]
                 self._win_lags = [x - m * p for x in self._win_lags]
                 floor -= m * p
+                delta -= m * p
+        self._deltas.append(delta)
+        del self._deltas[:-DRIFT_WINDOWS]
         self._base = floor  # follow slow drift and lower floors
 
     # --- rate ---------------------------------------------------------------------------------
