@@ -123,11 +123,14 @@ def test_record_what_play_serves_and_read_it_back(small_recording, tmp_path):
     assert n == spk.data.shape[0] and n > 100  # about 1.5 s at 250 Hz, minus connection time
     # what was recorded is a contiguous run of the looping recording
     orig = load_recording(path).stream(f"spk_{tag}").data
-    tiled = np.concatenate([orig] * 4)
+    tiled = np.concatenate([orig] * 12)  # up to 6 s of data: opening waits for a second match
     starts = [i for i in range(orig.shape[0]) if np.array_equal(tiled[i:i + n], spk.data)]
     assert starts, "recorded samples are not a contiguous run of the played recording"
     assert np.all(np.diff(spk.timestamps) > 0)
     assert result["counters"][f"spk_{tag}"]["lost_samples_est"] == 0
+    # clock offsets measured as soon as the streams opened (same machine: about 0)
+    assert result["offsets"][f"spk_{tag}"] >= 1 and len(spk.clock_offsets) == result["offsets"][f"spk_{tag}"]
+    assert np.all(np.abs(spk.clock_offsets[:, 1]) < 0.01)
 
 
 def test_stream_specs_and_cli_errors(capsys):
