@@ -37,6 +37,8 @@ FLOOR_PERCENTILE = 10.0
 """Percentile of a window's lags taken as its floor."""
 DRIFT_WINDOWS = 9
 """Floor changes of this many recent windows give the drift (their median)."""
+SMALL_PACKET = 16
+"""Packets of at most this many samples take the plain-Python path."""
 WARMUP_DRIFT = 0.01
 """Until 3 floor changes are known, a rise of up to 1 % of the window (a clock 1 % off) is not a loss."""
 
@@ -77,7 +79,7 @@ class TimestampHealth:
     _anchor: float | None = None
     _k0: int = 0
     _win: int = 0
-    _win_lags: list[np.ndarray] = field(default_factory=list)
+    _win_lags: list[float] = field(default_factory=list)
     _floors: list[float] = field(default_factory=list)
     _base: float | None = None
     _deltas: list[float] = field(default_factory=list)
@@ -100,18 +102,31 @@ class TimestampHealth:
         """Account for one packet's timestamps (seconds, in arrival order) received at ``wall`` s.
 
         Returns a :class:`RateReport` when a rate window closed more than the tolerance off.
+        Small packets take a plain-Python path (a few µs; numpy's per-call cost would dominate).
         """
         stamps = np.asarray(stamps, dtype=np.float64).reshape(-1)
         n = stamps.size
         if n == 0:
             return None
-        prev = self._last_t if self._last_t is not None else stamps[0]
-        steps = np.diff(stamps, prepend=prev)
-        self.backwards += int(np.count_nonzero(steps < 0))
-        self._last_t = float(stamps[-1])
-        report = self._rate(stamps, wall)
+        if n <= SMALL_PACKET:
+            ts = stamps.tolist()
+            last = self._last_t
+            for t in ts:
+                if last is not None and t < last:
+                    self.backwards += 1
+                last = t
+            first_t, last_t = ts[0], ts[-1]
+        else:
+            prev = self._last_t if self._last_t is not None else stamps[0]
+            self.backwards += int(np.count_nonzero(np.diff(stamps, prepend=prev) < 0))
+            first_t, last_t = float(stamps[0]), float(stamps[-1])
+        self._last_t = last_t
+        report = self._rate(first_t, last_t, n, wall)
         if self.nominal_rate > 0:
-            self._lags(stamps)
+            if n <= SMALL_PACKET:
+                self._lags_small(ts)
+            else:
+                self._lags(stamps)
         self.received += n
         return report
 
@@ -121,6 +136,18 @@ class TimestampHealth:
             self._close_window()
 
     # --- losses -------------------------------------------------------------------------------
+    def _lags_small(self, ts: list[float]) -> None:
+        p = self.period
+        if self._anchor is None:
+            self._anchor, self._k0 = ts[0], self.received
+        anchor, k = self._anchor, self.received - self._k0
+        for i, t in enumerate(ts):
+            win = max(int((t - anchor) // self.window_s), self._win)
+            if win != self._win and self._win_lags:
+                self._close_window()
+            self._win = win
+            self._win_lags.append(t - anchor - (k + i + self.lost) * p)
+
     def _lags(self, stamps: np.ndarray) -> None:
         p = self.period
         if self._anchor is None:
@@ -130,16 +157,16 @@ class TimestampHealth:
         wins = np.floor((t - self._anchor) / self.window_s).astype(np.int64)
         # windows follow arrival order: a sample out of order stays in the window it arrived in
         wins = np.maximum.accumulate(np.maximum(wins, self._win))
-        cuts = np.flatnonzero(np.diff(wins)) + 1
-        for a, b in zip(np.r_[0, cuts], np.r_[cuts, wins.size]):
+        cuts = (np.flatnonzero(np.diff(wins)) + 1).tolist()
+        for a, b in zip([0, *cuts], [*cuts, wins.size]):
             win = int(wins[a])
             if win != self._win and self._win_lags:
                 self._close_window()
             self._win = win
-            self._win_lags.append(t[a:b] - self._anchor - (k[a:b] + self.lost) * p)
+            self._win_lags.extend((t[a:b] - self._anchor - (k[a:b] + self.lost) * p).tolist())
 
     def _close_window(self) -> None:
-        lags = np.concatenate(self._win_lags)
+        lags = np.asarray(self._win_lags)
         self._win_lags = []
         # a low percentile, not the minimum: a few samples far out of order do not move it
         self._floors.append(float(np.percentile(lags, FLOOR_PERCENTILE)))
@@ -175,16 +202,15 @@ class TimestampHealth:
         self._base = floor  # follow slow drift and lower floors
 
     # --- rate ---------------------------------------------------------------------------------
-    def _rate(self, stamps: np.ndarray, wall: float) -> RateReport | None:
+    def _rate(self, first_t: float, last_t: float, n: int, wall: float) -> RateReport | None:
         if self.nominal_rate <= 0:
             return None
         if self._rate_t0 is None:
-            self._rate_t0, self._rate_wall0, self._rate_n = float(stamps[0]), wall, 0
-            self._rate_n = stamps.size - 1
-            self._rate_last_t = float(stamps[-1])
+            self._rate_t0, self._rate_wall0, self._rate_n = first_t, wall, n - 1
+            self._rate_last_t = last_t
             return None
-        self._rate_n += stamps.size
-        self._rate_last_t = float(stamps[-1])
+        self._rate_n += n
+        self._rate_last_t = last_t
         span_wall = wall - self._rate_wall0
         if span_wall < self.rate_window_s:
             return None

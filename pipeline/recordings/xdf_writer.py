@@ -48,7 +48,8 @@ reproducible.
 
 Clock offsets: a stream added with ``measured_offsets=False`` (the default; synthetic data and
 graph streams, which are stamped on this machine's clock) gets ClockOffset chunks of 0 s at its
-first sample, every ``ZERO_OFFSET_EVERY_S`` seconds of its timestamps and at its last sample, so
+first sample, about every ``ZERO_OFFSET_EVERY_S`` seconds of its timestamps (at the first Samples
+chunk that reaches that far) and at its last sample, so
 pyxdf synchronises it without warnings. ``spikeloop record`` measures real offsets instead.
 
 Stream headers: when a stream's ``metadata`` holds the full LSL header XML of the stream it came
