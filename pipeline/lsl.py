@@ -216,7 +216,7 @@ def resolve_one(query: StreamQuery, timeout_s: float = 5.0, *, pick: str = "only
     if len(unique) == 1:
         return next(iter(unique.values()))
     if not unique:
-        others = visible_streams(wait_s=min(1.0, max(0.2, timeout_s / 4)))
+        others = visible_streams(wait_s=min(1.0, max(0.6, timeout_s / 4)))  # answers come in ~0.5 s waves
         seen = "; ".join(describe(s) for s in others) if others else "none"
         raise UserError(
             f"no LSL stream with {query} found within {timeout_s:g} s. Visible streams: {seen}. "
