@@ -130,6 +130,7 @@ def record(specs: list[str], out: str | Path, *, duration_s: float | None = None
     probes_stop = threading.Event()
     probes = [_OffsetProbe(k, node, offsets_q, probes_stop) for k, (node, _) in enumerate(inlets)]
     bar = None
+    ids: list[int] = []
     try:
         ids = [writer.add_stream(info, measured_offsets=True) for _, info in inlets]
         for probe in probes:
