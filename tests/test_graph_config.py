@@ -46,12 +46,12 @@ def test_unknown_kind_suggests_nearest(write_config):
 
 def test_unknown_param_suggests_nearest(write_config):
     msg = error_of(write_config, GOOD.replace("rate_hz: 250", "rate_h: 250"))
-    assert "node 'gen'" in msg and "key 'params.rate_h'" in msg and "did you mean 'rate_hz'" in msg
+    assert "node 'gen'" in msg and "param 'rate_h'" in msg and "did you mean 'rate_hz'" in msg
 
 
 def test_missing_required_param(write_config):
     msg = error_of(write_config, GOOD.replace("{kind: select_channels, params: {channels: [0, 2]}}", "{kind: select_channels}"))
-    assert "node 'pick'" in msg and "key 'params.channels'" in msg and "missing required param" in msg
+    assert "node 'pick'" in msg and "param 'channels'" in msg and "missing; kind 'select_channels' requires it" in msg
 
 
 def test_unknown_node_key_and_top_level_key(write_config):

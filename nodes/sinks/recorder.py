@@ -28,7 +28,7 @@ class Recorder(Sink):
 
     kind = "recorder"
 
-    def __init__(self, path: str = "", streams: list[str] | None = None, overwrite: bool = False) -> None:
+    def __init__(self, path: str, streams: list[str] | None = None, overwrite: bool = False) -> None:
         if not path:
             raise UserError("recorder: param 'path' (the output .xdfz/.xdf file) is required")
         p = Path(path)

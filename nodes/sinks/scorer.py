@@ -1,7 +1,7 @@
 """Velocity scorer: R² (NeuroBench definition) of a decoded velocity against the true one."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -33,7 +33,7 @@ class VelocityScorer(Sink):
     kind = "velocity_scorer"
     inputs = ("pred", "true")
 
-    def __init__(self, from_s: float | None = None, to_s: float | None = None, split: str | None = None,
+    def __init__(self, from_s: float | None = None, to_s: float | None = None, split: Literal["train", "val", "test"] | None = None,
                  recording: str | None = None) -> None:
         if split is not None:
             if split not in ("train", "val", "test"):
