@@ -14,7 +14,8 @@ import sys
 from pipeline.errors import UserError
 
 SUBCOMMANDS = [
-    "run",  # also registers "check"
+    "run",
+    "check",
     "synth",
     "train",
     "evaluate",
