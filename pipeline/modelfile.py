@@ -113,3 +113,21 @@ def check_metadata(path: str | Path, metadata: dict[str, Any]) -> None:
 def read_family(path: str | Path) -> str:
     """The ``family`` recorded in a model file's metadata (e.g. ``"decoder"``, ``"controller"``)."""
     return load_model(path)[1]["family"]
+
+
+def check_model_fits(path: str | Path, channels: int, rate_hz: float, source: str) -> None:
+    """Refuse (one-line :class:`UserError`) a decoder model whose input differs from the data's.
+
+    Args:
+        path: the model file.
+        channels: channels of the neural input it would be fed.
+        rate_hz: that input's rate (bins per second).
+        source: what the input is, for the message (a recording's path).
+    """
+    metadata = load_model(path)[1]
+    want_ch, want_rate = metadata.get("channels"), metadata.get("rate_hz")
+    if want_ch is not None and int(want_ch) != int(channels):
+        raise UserError(f"{path}: the model takes {want_ch} input channels but {source} has {channels}; "
+                        "use a model trained on this recording's channels")
+    if want_rate is not None and abs(float(want_rate) - float(rate_hz)) > 1e-9 * max(1.0, float(rate_hz)):
+        raise UserError(f"{path}: the model takes input at {float(want_rate):g} Hz but {source} is at {float(rate_hz):g} Hz")
