@@ -47,7 +47,7 @@ class RecordingError(UserError):
     """A recording that is missing, truncated, corrupt or of an unexpected layout."""
 
 
-def one_line(text: str, limit: int = 300) -> str:
+def one_line(text: str, limit: int = 1000) -> str:
     """``text`` on one line (newlines and runs of spaces collapsed), at most ``limit`` characters."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -18,6 +18,13 @@ A config (see ``configs/``)::
 
 Every error names the file, the node and the key, and suggests the nearest valid name for a
 misspelling. Node kinds come only from :mod:`pipeline.registry`: a config cannot import code.
+
+Params are typed: each value (from the file or a ``--set``) is checked against the annotation of
+the node's ``__init__`` parameter by :mod:`pipeline.params` before any node is constructed
+(``FILE: node 'X': param 'Y': expected T, got V``); a param without a default is required. The
+``runtime`` keys are typed the same way (:data:`RUNTIME_FIELDS`). The YAML itself is read strictly:
+a key given twice in one mapping (a node defined twice) is an error naming both lines, and a file
+over 1 MB or aliases expanding past 100,000 nodes are refused before anything is built.
 """
 from __future__ import annotations
 
