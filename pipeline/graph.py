@@ -52,9 +52,12 @@ RUNTIME_FIELDS: dict[str, tuple[Any, Any]] = {
     "address": (str | None, None),
     "dashboard": (bool, False),
     "num_cpus": (int | None, None),
+    "checkpoint_s": (float, 5.0),  # Ray runners: seconds between group checkpoints (0 = off)
+    "max_restarts": (int, 3),  # Ray runners: actor restarts before the run stops
 }
 """``runtime`` keys: ``(annotation, default)``, type-checked like node params (:mod:`pipeline.params`)."""
 RUNTIME_KEYS = tuple(RUNTIME_FIELDS)
+NONNEGATIVE_RUNTIME = ("num_cpus", "checkpoint_s", "max_restarts")
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -549,6 +552,8 @@ def _parse_runtime(file: str, runtime: Any, specs: dict[str, NodeSpec]) -> dict[
             out[key] = coerce(value, annotation)
         except ParamTypeError as exc:
             raise ConfigError(file, str(exc), key=f"runtime.{key}") from None
+        if key in NONNEGATIVE_RUNTIME and out[key] is not None and out[key] < 0:
+            raise ConfigError(file, f"must be >= 0, got {value!r}", key=f"runtime.{key}")
     fuse = out["fuse"] or []
     placed: dict[str, int] = {}
     for gi, group in enumerate(fuse):

@@ -178,6 +178,7 @@ SET_CASES = {
     "runtime.runner=rayy": ["key 'runtime.runner'", "did you mean 'ray'"],
     "runtime.fuse=3": ["key 'runtime.fuse'", "got 3"],
     "runtime.dashboard=maybe": ["key 'runtime.dashboard': expected bool (true/false), got 'maybe'"],
+    "runtime.checkpoint_s=-1": ["key 'runtime.checkpoint_s': must be >= 0, got -1"],
 }
 
 
