@@ -234,3 +234,34 @@ def test_check_runs_the_ray_planning_without_ray(write_config):
         assert "ray" not in sys.modules, "check imported Ray"
     with pytest.raises(ConfigError, match="fuse groups make a cycle between actors"):
         check_graph(load_graph(write_config(GOOD + "runtime: {fuse: [[gen, cap]]}\n")), runner="ray")
+
+
+def test_check_live_resolves_the_inlet_and_never_publishes(write_config, capsys):
+    """--live resolves the input stream (real liblsl on loopback) and describes what follows it; the
+    graph's LSL outlet is never created by check."""
+    import uuid
+
+    import pylsl
+
+    from pipeline.cli import main
+    from pipeline.lsl import to_lsl_info
+    from pipeline.packet import StreamInfo
+
+    tag = uuid.uuid4().hex[:8]
+    src, out = f"check_in_{tag}", f"check_out_{tag}"
+    outlet = pylsl.StreamOutlet(to_lsl_info(StreamInfo(src, "Test", 4, 250.0, "float32", tuple("abcd"), ("uV",) * 4, f"sid-{tag}")))
+    path = write_config(f"""
+nodes:
+  inlet: {{kind: lsl_inlet, params: {{name: {src}, resolve_timeout_s: 5, clock_sync: false}}}}
+  smooth: {{kind: bessel, params: {{cutoff_hz: 20, mode: block}}}}  # block mode: scipy, no numba compile
+  outlet: {{kind: lsl_outlet, params: {{name: {out}}}}}
+edges:
+  - inlet -> smooth -> outlet
+""")
+    assert main(["check", str(path), "--live"]) == 0
+    text = capsys.readouterr().out
+    assert f"inlet.out: '{src}' type 'Test', 4 ch, 250 Hz, float32" in text
+    assert "smooth.out:" in text and "4 ch, 250 Hz, float64" in text
+    assert "node outlet: not opened: it publishes an LSL stream" in text
+    assert pylsl.resolve_byprop("name", out, 1, 0.5) == []
+    del outlet
