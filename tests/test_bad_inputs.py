@@ -451,3 +451,33 @@ def test_recording_passed_as_the_model_in_evaluate(capsys):
     code, _, err = run_cli(capsys, "evaluate", "--model", SAMPLE, "--recording", SAMPLE)
     line = assert_one_line_error(code, err, "evaluate", str(SAMPLE), "looks like a recording")
     assert "allow_pickle" not in line and "pickle.load" not in line
+
+
+# --- counted policies -------------------------------------------------------------------------------------------
+def test_nonfinite_samples_are_counted_not_fatal(files, capsys):
+    """NaN/inf samples in a recording: the run completes and the Bessel filter counts them (its
+    documented policy: hold the last finite value), shown in the summary and the JSON."""
+    from pipeline.packet import StreamInfo
+    from pipeline.recordings.base import RecordedStream, Recording
+    from pipeline.recordings.xdf_writer import write_xdf
+
+    data = np.ones((250, 2), dtype=np.float32)
+    data[10, 0], data[20, 1], data[30, :] = np.nan, np.inf, -np.inf
+    rec = Recording({"x": RecordedStream(StreamInfo("x", "Test", 2, 250.0, "float32"), data, 5.0 + np.arange(250) / 250.0)})
+    recording = files.root / "nan.xdf"
+    write_xdf(recording, rec)
+    config = files.text("nan.yaml", f"""
+nodes:
+  replay: {{kind: replay, params: {{path: {recording}, speed: max}}}}
+  smooth: {{kind: bessel, params: {{cutoff_hz: 20}}}}
+  cap: {{kind: capture}}
+edges:
+  - replay.x -> smooth -> cap
+""")
+    summary = files.root / "summary.json"
+    code, out, err = run_cli(capsys, "run", config, "--json", summary, "--no-progress")
+    assert code == 0, err
+    assert "Traceback" not in err
+    nodes = json.loads(summary.read_text())["nodes"]
+    assert nodes["smooth"]["counters"]["nonfinite"] == 4  # 1 + 1 + 2 values
+    assert nodes["cap"]["samples_in"] == 250
