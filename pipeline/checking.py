@@ -92,7 +92,7 @@ def check_graph(spec: GraphSpec, *, live: bool = False, runner: str | None = Non
                 target = _without_writing_params(spec, name, node)
                 inputs = {p: info for p, info in upstream.items() if isinstance(info, StreamInfo)}
                 opened.append(target)
-                outputs = dict(_open_one(spec, name, target, inputs, incoming[name]))
+                outputs = dict(_open(spec, name, target, inputs, incoming[name]))
                 for port in node.outputs:
                     if port not in outputs:
                         raise ConfigError(spec.file, f"node opened without describing its output port {port!r}", node=name)
@@ -114,6 +114,15 @@ def check_graph(spec: GraphSpec, *, live: bool = False, runner: str | None = Non
         if warning:
             report.warnings.append(warning)
     return report
+
+
+def _open(spec: GraphSpec, name: str, node: Node, inputs: dict[str, StreamInfo], incoming: list[Any]) -> dict[str, StreamInfo]:
+    """Open one node with the runners' shared error mapping (``pipeline.runners.opening``) when present."""
+    try:
+        from pipeline.runners.opening import open_node  # type: ignore[import-not-found]
+    except ImportError:
+        return _open_one(spec, name, node, inputs, incoming)
+    return open_node(spec.file, name, node, inputs, incoming)
 
 
 def _planner():
