@@ -23,6 +23,7 @@ workers start in the driver's working directory.
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,16 @@ def _timed_call(target: str, *args: Any) -> tuple[Any, float]:
     t0 = time.perf_counter()
     out = call(target, *args)
     return out, time.perf_counter() - t0
+
+
+def _worker_call(target: str, *args: Any) -> tuple[Any, float]:
+    """:func:`_timed_call` in a Ray worker: no progress bars there (the driver shows one for all tasks).
+    tqdm reads ``TQDM_*`` when it is first imported, which in a fresh worker is after this line."""
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        return _timed_call(target, *args)
+    except UserError as exc:  # subclasses may not pickle (extra constructor arguments): send the message
+        raise UserError(str(exc)) from None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -147,7 +158,7 @@ class Executor:
         import ray
         from tqdm import tqdm
 
-        remote = ray.remote(num_cpus=1, max_retries=0)(_timed_call)
+        remote = ray.remote(num_cpus=1, max_retries=0)(_worker_call)
         limit = self.jobs or len(tasks)  # tasks in flight at once (all of them: Ray queues by CPUs)
         results: dict[int, tuple[Any, float]] = {}
         pending: dict[Any, int] = {}
