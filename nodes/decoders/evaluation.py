@@ -225,11 +225,16 @@ def print_table(results: list[dict[str, Any]], filters: list[str]) -> None:
 
 
 def evaluate(models: list[str], data: DecoderData, filters: list[str], *, plot_path: str | None = None,
-             plot_seconds: float = 10.0, chunk: int = 250) -> dict[str, Any]:
-    """Evaluate several model files; returns the JSON-serialisable report."""
+             plot_seconds: float = 10.0, chunk: int = 250, results: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Evaluate several model files; returns the JSON-serialisable report.
+
+    ``results``: the :func:`evaluate_model` results of ``models`` in that order, already computed
+    elsewhere (``spikeloop evaluate --jobs N`` runs each model as a Ray task); computed here when None.
+    """
     from tqdm import tqdm
 
-    results = [evaluate_model(m, data, filters, chunk=chunk) for m in tqdm(models, desc="evaluate", unit="model", leave=False)]
+    if results is None:
+        results = [evaluate_model(m, data, filters, chunk=chunk) for m in tqdm(models, desc="evaluate", unit="model", leave=False)]
     if plot_path:
         plot(results, data.rate_hz, plot_path, seconds=plot_seconds)
     front_path = None

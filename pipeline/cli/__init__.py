@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     "bench",
     "play",
     "record",
+    "sweep",
 ]
 
 
