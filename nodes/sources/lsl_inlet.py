@@ -9,11 +9,11 @@ Reading: each ``read()`` waits at most ``max_block_s`` for the first sample, the
 else is already buffered (up to ``max_chunk`` samples) without waiting, so a runner stays
 responsive and a chain fused behind the inlet sees every sample as soon as it arrives.
 
-Waiting: by default the wait blocks in liblsl (no CPU used). ``spin_s > 0`` busy-polls for up to
-that long first (liblsl pulls with a zero timeout): with ``spin_s >= max_block_s`` the process
-never sleeps, which removes the wake-up delay and keeps the decoder's caches warm (about 0.4 ms
-less end-to-end latency on a 2-core laptop, see ``spikeloop bench latency``) at the cost of one CPU
-core. Use it for the latency-critical inlet of a live session, not for every stream. Samples are
+Waiting (``wait``, see :mod:`nodes.sources.lsl_wait`): ``auto`` (default) predicts when the next
+sample of a regular stream will arrive, blocks in liblsl until just before it and polls briefly
+around it: the busy-poll's latency at a small fraction of a core. ``block`` always waits in liblsl
+(no CPU while idle, about 0.2 ms more latency); ``spin`` busy-polls for up to ``spin_s`` (default
+all of ``max_block_s``) before blocking: one core busy per inlet. Irregular streams always block. Samples are
 pulled into a preallocated buffer and **copied** out (pylsl may reuse buffers; a packet must own
 its data).
 
@@ -51,6 +51,7 @@ from pipeline.errors import UserError
 from pipeline.lsl import StreamQuery, from_lsl_info, resolve_one
 from pipeline.node import Outputs, Source
 from pipeline.packet import Packet, StreamInfo
+from nodes.sources.lsl_wait import WAIT_MODES, InletWait, WaitMode
 
 
 class LslInlet(Source):
@@ -66,7 +67,9 @@ class LslInlet(Source):
         buffer_s: seconds of data liblsl buffers while the graph is busy (default 30).
         stall_s: silence (s) after which resumed data triggers a reconnection check (default 0.5).
         gap_periods: timestamp jump, in sample periods, counted as a discontinuity (default 2.5).
-        spin_s: seconds to busy-poll before blocking in each read (default 0: block; see above).
+        wait: ``auto`` (default), ``block`` or ``spin`` (see above).
+        spin_s: ``spin`` mode: seconds to busy-poll before blocking in each read (default: all of
+            ``max_block_s``). Setting ``spin_s > 0`` alone selects ``spin`` (older configs).
 
     Output port ``out``: the stream, dtype as sent, timestamps (samples,) in seconds on the LSL clock.
     """
@@ -77,14 +80,19 @@ class LslInlet(Source):
     def __init__(self, name: str | None = None, type: str | None = None, source_id: str | None = None,
                  resolve_timeout_s: float = 5.0, clock_sync: bool = True, dejitter: bool = False,
                  max_block_s: float = 0.005, max_chunk: int = 1024, buffer_s: float = 30.0,
-                 stall_s: float = 0.5, gap_periods: float = 2.5, spin_s: float = 0.0) -> None:
+                 stall_s: float = 0.5, gap_periods: float = 2.5, spin_s: float = 0.0,
+                 wait: WaitMode = "auto") -> None:
         self.query = StreamQuery(name=name, type=type, source_id=source_id)
         if resolve_timeout_s <= 0 or max_block_s < 0 or max_chunk < 1 or buffer_s <= 0 or stall_s <= 0:
             raise ValueError("lsl_inlet: resolve_timeout_s, buffer_s, stall_s must be > 0, "
                              "max_block_s >= 0 and max_chunk >= 1")
         if spin_s < 0:
             raise ValueError(f"lsl_inlet: spin_s must be >= 0 s, got {spin_s}")
+        if wait not in WAIT_MODES:
+            raise ValueError(f"lsl_inlet: wait must be one of {', '.join(WAIT_MODES)}, got {wait!r}")
         self.spin_s = float(spin_s)
+        self.wait = "spin" if (spin_s > 0 and wait == "auto") else wait
+        self._waiter: InletWait | None = None
         if gap_periods <= 1:
             raise ValueError(f"lsl_inlet: gap_periods must be > 1 sample period, got {gap_periods}")
         self.resolve_timeout_s = float(resolve_timeout_s)
@@ -117,25 +125,15 @@ class LslInlet(Source):
         self._info = from_lsl_info(full)
         self._uid = full.uid()
         self._buf = np.empty((self.max_chunk, self._info.channel_count), dtype=self._info.dtype)
+        self._waiter = InletWait(self.wait, self.max_block_s, self._info.nominal_rate,
+                                 spin_s=self.spin_s if self.spin_s > 0 else None)
         return {"out": self._info}
 
     def read(self) -> Outputs | None:
         inlet, buf = self._inlet, self._buf
-        if inlet is None or buf is None:
+        if inlet is None or buf is None or self._waiter is None:
             raise RuntimeError(f"lsl_inlet {self.name!r}: read() before open()")
-        data, stamps = inlet.pull_chunk(timeout=0.0, max_samples=self.max_chunk, dest_obj=buf, as_numpy=True)
-        n = len(stamps)
-        if n == 0 and (self.spin_s > 0 or self.max_block_s > 0):
-            start = time.perf_counter()
-            spin_until = start + min(self.spin_s, self.max_block_s)
-            while n == 0 and time.perf_counter() < spin_until:
-                data, stamps = inlet.pull_chunk(timeout=0.0, max_samples=self.max_chunk, dest_obj=buf, as_numpy=True)
-                n = len(stamps)
-            remaining = self.max_block_s - (time.perf_counter() - start)
-            if n == 0 and remaining > 0:
-                data, stamps = inlet.pull_chunk(timeout=remaining, max_samples=self.max_chunk,
-                                                dest_obj=buf, min_samples=1, as_numpy=True)
-                n = len(stamps)
+        data, stamps, n = self._waiter.pull(inlet, buf, self.max_chunk, local_clock)
         if n == 0:
             return {}
         t_enter = local_clock()
