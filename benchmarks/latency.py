@@ -152,12 +152,14 @@ def measure(workdir: Path, in_name: str, out_name: str, rate: float, duration: f
     pusher = _client("push", workdir, "--name", in_name, "--rate", str(rate), "--duration", str(duration),
                      "--startup", str(startup_s), "--settle", str(settle), "--seed", str(seed),
                      *(["--events"] if events else []))
-    graph = start_graph()
-    receiver = _client("receive", workdir, "--name", out_name, "--startup", str(startup_s),
-                       "--settle", str(settle), "--duration", str(duration))
-    meter = CpuMeter(graph.pid) if graph is not None else None
+    graph: subprocess.Popen | None = None
+    receiver: subprocess.Popen | None = None
     result: dict[str, Any] = {"load_1min": os.getloadavg()[0]}
     try:
+        graph = start_graph()
+        receiver = _client("receive", workdir, "--name", out_name, "--startup", str(startup_s),
+                           "--settle", str(settle), "--duration", str(duration))
+        meter = CpuMeter(graph.pid) if graph is not None else None
         end = time.monotonic() + startup_s
         while not (workdir / "go").exists() and time.monotonic() < end and pusher.poll() is None:
             if graph is not None and graph.poll() is not None:
@@ -175,7 +177,8 @@ def measure(workdir: Path, in_name: str, out_name: str, rate: float, duration: f
     finally:
         (workdir / "stop").touch()
         try:
-            receiver.wait(15.0)  # it saves its results when it sees "stop"
+            if receiver is not None:
+                receiver.wait(15.0)  # it saves its results when it sees "stop"
         except subprocess.TimeoutExpired:
             _stop(receiver)
         _stop(pusher)
