@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -67,12 +67,14 @@ class InletWait:
         self._since_update = 0
         self.polls = 0  # zero-timeout pulls that found nothing (a measure of the CPU spent polling)
 
-    def pull(self, inlet: Any, buf: np.ndarray, max_samples: int, clock: Any) -> tuple[Any, Any, int]:
-        """Return ``(data, stamps, n)`` from ``inlet`` (``n == 0``: nothing within ``max_block_s``).
+    def pull(self, pull_chunk: Callable[[float], tuple[Any, Any]], clock: Callable[[], float]) -> tuple[Any, Any, int]:
+        """Return ``(data, stamps, n)`` (``n == 0``: nothing came within ``max_block_s``).
 
-        ``clock`` is the LSL clock (``pylsl.local_clock``); ``buf`` the preallocated destination.
+        ``pull_chunk(timeout)`` pulls what is buffered: with ``timeout == 0`` without waiting, with
+        ``timeout > 0`` waiting at most that long (s) for the first sample. ``clock`` is the LSL clock
+        (``pylsl.local_clock``).
         """
-        data, stamps = inlet.pull_chunk(timeout=0.0, max_samples=max_samples, dest_obj=buf, as_numpy=True)
+        data, stamps = pull_chunk(0.0)
         n = len(stamps)
         if n:
             self._note(stamps, n, None)  # already buffered: catching up, not a waited-for arrival
@@ -82,33 +84,32 @@ class InletWait:
         start = time.perf_counter()
         deadline = start + self.max_block_s
         if self.mode == "spin":
-            data, stamps, n = self._poll(inlet, buf, max_samples, start + self.spin_s)
+            data, stamps, n = self._poll(pull_chunk, start + self.spin_s)
         elif self.mode == "auto" and self._last_ts is not None:
             due_in = self._last_ts + self._samples_per_arrival() * self.period + self._transit_est - clock()
             spin_from = start + due_in - self.guard_s
             if spin_from > start:
-                data, stamps, n = self._block(inlet, buf, max_samples, min(spin_from, deadline) - time.perf_counter())
+                data, stamps, n = self._block(pull_chunk, min(spin_from, deadline) - time.perf_counter())
             if n == 0:
-                data, stamps, n = self._poll(inlet, buf, max_samples,
-                                             min(start + due_in + self.spin_window_s, deadline))
+                data, stamps, n = self._poll(pull_chunk, min(start + due_in + self.spin_window_s, deadline))
         if n == 0:
-            data, stamps, n = self._block(inlet, buf, max_samples, deadline - time.perf_counter())
+            data, stamps, n = self._block(pull_chunk, deadline - time.perf_counter())
         if n:
             self._note(stamps, n, clock())
         return data, stamps, n
 
     # --- internals -----------------------------------------------------------------------------------
-    def _block(self, inlet: Any, buf: np.ndarray, max_samples: int, timeout: float) -> tuple[Any, Any, int]:
+    @staticmethod
+    def _block(pull_chunk: Callable[[float], tuple[Any, Any]], timeout: float) -> tuple[Any, Any, int]:
         if timeout <= 0:
             return None, (), 0
-        data, stamps = inlet.pull_chunk(timeout=timeout, max_samples=max_samples, dest_obj=buf,
-                                        min_samples=1, as_numpy=True)
+        data, stamps = pull_chunk(timeout)
         return data, stamps, len(stamps)
 
-    def _poll(self, inlet: Any, buf: np.ndarray, max_samples: int, until: float) -> tuple[Any, Any, int]:
+    def _poll(self, pull_chunk: Callable[[float], tuple[Any, Any]], until: float) -> tuple[Any, Any, int]:
         data, stamps, n = None, (), 0
         while time.perf_counter() < until:
-            data, stamps = inlet.pull_chunk(timeout=0.0, max_samples=max_samples, dest_obj=buf, as_numpy=True)
+            data, stamps = pull_chunk(0.0)
             n = len(stamps)
             if n:
                 break
