@@ -9,11 +9,11 @@ Reading: each ``read()`` waits at most ``max_block_s`` for the first sample, the
 else is already buffered (up to ``max_chunk`` samples) without waiting, so a runner stays
 responsive and a chain fused behind the inlet sees every sample as soon as it arrives.
 
-Waiting: by default the wait blocks in liblsl (no CPU used). ``spin_s > 0`` busy-polls for up to
-that long first (liblsl pulls with a zero timeout): with ``spin_s >= max_block_s`` the process
-never sleeps, which removes the wake-up delay and keeps the decoder's caches warm (about 0.4 ms
-less end-to-end latency on a 2-core laptop, see ``spikeloop bench latency``) at the cost of one CPU
-core. Use it for the latency-critical inlet of a live session, not for every stream. Samples are
+Waiting (``wait``, see :mod:`nodes.sources.lsl_wait`): ``auto`` (default) predicts when the next
+sample of a regular stream will arrive, blocks in liblsl until just before it and polls briefly
+around it: the busy-poll's latency at a small fraction of a core. ``block`` always waits in liblsl
+(no CPU while idle, about 0.2 ms more latency); ``spin`` busy-polls for up to ``spin_s`` (default
+all of ``max_block_s``) before blocking: one core busy per inlet. Irregular streams always block. Samples are
 pulled into a preallocated buffer and **copied** out (pylsl may reuse buffers; a packet must own
 its data).
 
@@ -61,6 +61,7 @@ from pipeline.errors import UserError
 from pipeline.lsl import PICKS, StreamQuery, describe, from_lsl_info, resolve_one
 from pipeline.node import Outputs, Source
 from pipeline.packet import Packet, StreamInfo
+from nodes.sources.lsl_wait import WAIT_MODES, InletWait, WaitMode
 
 MIN_STALL_S = 0.2
 """A regular stream's stall threshold is never shorter than this (s): senders push in chunks."""
@@ -86,7 +87,9 @@ class LslInlet(Source):
             50, at least 0.2 s).
         irregular_stall_s: silence (s) that is a stall on an irregular stream (default None: none).
         stall_timeout_s: silence (s) after which the run stops with an error (default None: never).
-        spin_s: seconds to busy-poll before blocking in each read (default 0: block; see above).
+        wait: ``auto`` (default), ``block`` or ``spin`` (see above).
+        spin_s: ``spin`` mode: seconds to busy-poll before blocking in each read (default: all of
+            ``max_block_s``). Setting ``spin_s > 0`` alone selects ``spin`` (older configs).
 
     Output port ``out``: the stream, dtype as sent (``object`` for strings), timestamps (samples,)
     in seconds on the LSL clock.
@@ -100,7 +103,7 @@ class LslInlet(Source):
                  clock_sync: bool = True, dejitter: bool = False, max_block_s: float = 0.005,
                  max_chunk: int = 1024, buffer_s: float = 30.0, stall_periods: float = 50.0,
                  irregular_stall_s: float | None = None, stall_timeout_s: float | None = None,
-                 spin_s: float = 0.0) -> None:
+                 spin_s: float = 0.0, wait: WaitMode = "auto") -> None:
         self.query = StreamQuery(name=name, type=type, source_id=source_id)
         if pick not in PICKS:
             raise UserError(f"lsl_inlet: pick must be one of {', '.join(PICKS)}, got {pick!r}")
@@ -115,7 +118,11 @@ class LslInlet(Source):
             if v is not None and not v > 0:
                 raise UserError(f"lsl_inlet: {what} must be > 0 s or null, got {v}")
         self.pick, self.ambiguity_wait_s = pick, float(ambiguity_wait_s)
+        if wait not in WAIT_MODES:
+            raise UserError(f"lsl_inlet: wait must be one of {', '.join(WAIT_MODES)}, got {wait!r}")
         self.spin_s = float(spin_s)
+        self.wait = "spin" if (spin_s > 0 and wait == "auto") else wait
+        self._waiter: InletWait | None = None
         self.resolve_timeout_s = float(resolve_timeout_s)
         self.clock_sync, self.dejitter = bool(clock_sync), bool(dejitter)
         self.max_block_s, self.max_chunk = float(max_block_s), int(max_chunk)
@@ -166,24 +173,15 @@ class LslInlet(Source):
         else:
             self._stall_after = max(MIN_STALL_S, self.stall_periods / self._info.nominal_rate)
         self._last_data_wall = time.monotonic()
+        self._waiter = InletWait(self.wait, self.max_block_s, self._info.nominal_rate,
+                                 spin_s=self.spin_s if self.spin_s > 0 else None)
         return {"out": self._info}
 
     def read(self) -> Outputs | None:
-        inlet = self._inlet
-        if inlet is None:
+        inlet, waiter = self._inlet, self._waiter
+        if inlet is None or waiter is None:
             raise RuntimeError(f"lsl_inlet {self.name!r}: read() before open()")
-        data, stamps = self._pull(0.0)
-        n = len(stamps)
-        if n == 0 and (self.spin_s > 0 or self.max_block_s > 0):
-            start = time.perf_counter()
-            spin_until = start + min(self.spin_s, self.max_block_s)
-            while n == 0 and time.perf_counter() < spin_until:
-                data, stamps = self._pull(0.0)
-                n = len(stamps)
-            remaining = self.max_block_s - (time.perf_counter() - start)
-            if n == 0 and remaining > 0:
-                data, stamps = self._pull(remaining)
-                n = len(stamps)
+        data, stamps, n = waiter.pull(self._pull, local_clock)
         if n == 0:
             self._check_silence()
             return {}
