@@ -46,8 +46,7 @@ def test_stall_is_logged_and_counted_while_it_lasts(caplog):
     node = LslInlet(source_id=sid, clock_sync=False, stall_periods=20)  # 0.2 s at 100 Hz
     node.name = "inlet"
     node.open({})
-    time.sleep(0.2)
-    out.push_chunk(np.zeros((5, 1), dtype=np.float32))
+    out.push_chunk(np.zeros((5, 1), dtype=np.float32))  # at once: silence since open() is a stall too
     with caplog.at_level(logging.INFO, logger="spikeloop.node.inlet"):
         assert read_for(node, 0.1) == 5
         read_for(node, 0.4)  # silence, no data comes back
