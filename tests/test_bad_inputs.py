@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import time
 from pathlib import Path
 
@@ -54,6 +55,10 @@ BOMB = "description:\n  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" +
 ) + SMALL
 
 
+LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO) ")
+"""A timestamped progress/log line of the runner (``18:52:18.131 INFO  spikeloop.runner: ...``), not an error."""
+
+
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
@@ -64,7 +69,7 @@ def assert_one_line_error(code: int, err: str, command: str, *parts: str) -> str
     """Exit 2, one line on stderr starting ``spikeloop COMMAND: error:``, no traceback; returns the line."""
     assert code == 2, err
     assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = [line for line in err.splitlines() if line.strip() and not LOG_LINE.match(line)]
     assert len(lines) == 1, err
     line = lines[0]
     assert line.startswith(f"spikeloop {command}: error: "), line
