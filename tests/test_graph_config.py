@@ -265,3 +265,18 @@ edges:
     assert "node outlet: not opened: it publishes an LSL stream" in text
     assert pylsl.resolve_byprop("name", out, 1, 0.5) == []
     del outlet
+
+
+def test_override_changes_one_node_even_when_params_are_a_shared_alias(write_config):
+    text = """
+nodes:
+  gen: {kind: signal_generator, params: &sig {channels: 4, rate_hz: 250, duration_s: 1}}
+  gen2: {kind: signal_generator, params: *sig}
+  cap: {kind: capture}
+  cap2: {kind: capture}
+edges:
+  - gen -> cap
+  - gen2 -> cap2
+"""
+    spec = load_graph(write_config(text), ["gen.channels=6"])
+    assert spec.nodes["gen"].params["channels"] == 6 and spec.nodes["gen2"].params["channels"] == 4
