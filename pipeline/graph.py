@@ -29,7 +29,6 @@ over 1 MB or aliases expanding past 100,000 nodes are refused before anything is
 from __future__ import annotations
 
 import difflib
-import inspect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
