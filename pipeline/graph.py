@@ -29,7 +29,6 @@ over 1 MB or aliases expanding past 100,000 nodes are refused before anything is
 from __future__ import annotations
 
 import difflib
-import inspect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -304,11 +303,12 @@ def apply_override(doc: dict[str, Any], override: str, file: str) -> None:
     if not isinstance(entry, dict):
         raise ConfigError(file, "node entry must be a mapping", node=head)
     params = entry.get("params")
-    if params is None:
-        params = entry["params"] = {}
-    if not isinstance(params, dict):
+    if params is not None and not isinstance(params, dict):
         raise ConfigError(file, "'params' must be a mapping", node=head, key="params")
-    params[key] = value
+    # copies: a YAML alias may share one entry or params mapping between nodes (params: *common);
+    # the override must change this node only
+    entry = nodes[head] = dict(entry)
+    entry["params"] = dict(params or {}, **{key: value})
 
 
 def parse_graph(doc: Any, file: str, overrides: list[str] | tuple[str, ...] = ()) -> GraphSpec:

@@ -177,16 +177,15 @@ def test_duplicate_keys_anywhere_name_both_lines(write_config):
     assert "key 'channels' is defined twice (lines 5 and 5)" in msg and "line 5" in msg
 
 
-def test_alias_bomb_is_refused_fast(write_config):
-    import time
-
+def test_alias_bomb_is_refused_by_the_bound(write_config):
+    """10^12 nodes once expanded: refused by the expansion bound (constructing or printing it would
+    never finish, so reaching this message at all shows nothing was expanded; timings are in
+    docs/RESULTS.md, not asserted here)."""
     from pipeline.graph import MAX_YAML_NODES
 
     lines = ["description:", "  l0: &l0 [" + ", ".join(["x"] * 10) + "]"]
     lines += [f"  l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 12)]  # 10^12 nodes
-    t0 = time.perf_counter()
     msg = error_of(write_config, "\n".join(lines) + "\n" + GOOD)
-    assert time.perf_counter() - t0 < 2.0
     assert f"expands to more than {MAX_YAML_NODES:,} YAML nodes" in msg
 
 
@@ -265,3 +264,18 @@ edges:
     assert "node outlet: not opened: it publishes an LSL stream" in text
     assert pylsl.resolve_byprop("name", out, 1, 0.5) == []
     del outlet
+
+
+def test_override_changes_one_node_even_when_params_are_a_shared_alias(write_config):
+    text = """
+nodes:
+  gen: {kind: signal_generator, params: &sig {channels: 4, rate_hz: 250, duration_s: 1}}
+  gen2: {kind: signal_generator, params: *sig}
+  cap: {kind: capture}
+  cap2: {kind: capture}
+edges:
+  - gen -> cap
+  - gen2 -> cap2
+"""
+    spec = load_graph(write_config(text), ["gen.channels=6"])
+    assert spec.nodes["gen"].params["channels"] == 6 and spec.nodes["gen2"].params["channels"] == 4
