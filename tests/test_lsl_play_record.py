@@ -188,3 +188,16 @@ def pyxdf_load(path):
 
     streams, header = pyxdf.load_xdf(str(path), synchronize_clocks=False, dejitter_timestamps=False)
     return {s["info"]["name"][0]: s for s in streams}, header
+
+
+def test_play_gives_each_stream_its_own_source_id(tmp_path):
+    """Streams of a recording that share a source_id (the synthetic sample's do) get one each."""
+    tag = uuid.uuid4().hex[:8]
+    shared = f"dev-{tag}"
+    streams = {f"{k}_{tag}": RecordedStream(StreamInfo(f"{k}_{tag}", "Test", 1, 100.0, "float32", source_id=shared),
+                                            np.zeros((5, 1), np.float32), 10.0 + np.arange(5) / 100.0)
+               for k in ("a", "b")}
+    write_xdf(tmp_path / "shared.xdf", Recording(streams))
+    ids: dict[str, str] = {}
+    serve(tmp_path / "shared.xdf", speed=10.0, on_ready=ids.update)
+    assert ids == {f"a_{tag}": f"{shared}:a_{tag}", f"b_{tag}": f"{shared}:b_{tag}"}
