@@ -51,8 +51,13 @@ def test_play_serves_every_stream_with_timing_and_metadata(small_recording):
     go = threading.Event()
     result = {}
 
+    done = threading.Event()
+
     def play():
-        result["stats"] = serve(path, speed=2.0, on_ready=lambda ids: (ready.set(), go.wait(10)))
+        # looping, and stopped only once the clients have what they need: a client pulling while
+        # its outlet goes away can hang inside liblsl (its reconnect), so the outlets stay up
+        result["stats"] = serve(path, speed=2.0, loop=True, on_ready=lambda ids: (ready.set(), go.wait(10)),
+                                stop=done.is_set)
 
     thread = threading.Thread(target=play)
     thread.start()
@@ -79,7 +84,8 @@ def test_play_serves_every_stream_with_timing_and_metadata(small_recording):
                 assert np.all(ts <= arrived)  # never stamped ahead of the clock
                 data.append(d)
                 stamps.append(ts)
-        got[kind] = (np.concatenate(data), np.concatenate(stamps))
+        got[kind] = (np.concatenate(data)[:n], np.concatenate(stamps)[:n])
+    done.set()
     thread.join(10)
     rec = load_recording(path)
     spk, vel = rec.streams[f"spk_{tag}"], rec.streams[f"vel_{tag}"]
@@ -90,8 +96,8 @@ def test_play_serves_every_stream_with_timing_and_metadata(small_recording):
     np.testing.assert_allclose(np.diff(got["vel"][1]), np.diff(vel.timestamps) / 2, atol=1e-9)
     np.testing.assert_allclose(got["vel"][1][0] - got["spk"][1][0], 0.005, atol=1e-9)
     stats = result["stats"]
-    assert stats.samples == {f"spk_{tag}": 125, f"vel_{tag}": 50, f"ev_{tag}": 20}
-    assert stats.stopped_by == "end of recording"
+    assert stats.samples[f"spk_{tag}"] >= 125 and stats.samples[f"vel_{tag}"] >= 50
+    assert stats.samples[f"ev_{tag}"] >= 20 and stats.stopped_by == "stopped"
 
 
 def test_play_unknown_stream_is_a_clear_error(small_recording):
@@ -182,3 +188,16 @@ def pyxdf_load(path):
 
     streams, header = pyxdf.load_xdf(str(path), synchronize_clocks=False, dejitter_timestamps=False)
     return {s["info"]["name"][0]: s for s in streams}, header
+
+
+def test_play_gives_each_stream_its_own_source_id(tmp_path):
+    """Streams of a recording that share a source_id (the synthetic sample's do) get one each."""
+    tag = uuid.uuid4().hex[:8]
+    shared = f"dev-{tag}"
+    streams = {f"{k}_{tag}": RecordedStream(StreamInfo(f"{k}_{tag}", "Test", 1, 100.0, "float32", source_id=shared),
+                                            np.zeros((5, 1), np.float32), 10.0 + np.arange(5) / 100.0)
+               for k in ("a", "b")}
+    write_xdf(tmp_path / "shared.xdf", Recording(streams))
+    ids: dict[str, str] = {}
+    serve(tmp_path / "shared.xdf", speed=10.0, on_ready=ids.update)
+    assert ids == {f"a_{tag}": f"{shared}:a_{tag}", f"b_{tag}": f"{shared}:b_{tag}"}

@@ -55,7 +55,8 @@ def serve(path: str | Path, *, speed: float = 1.0, loop: bool = False, streams: 
         loop: start over at the end (never ends by itself).
         streams: names of the streams to serve (default: all).
         duration_s: stop after this many seconds of wall time.
-        source_prefix: LSL source ids are ``<prefix>:<file stem>:<stream>`` unless the recording has one.
+        source_prefix: LSL source ids are ``<prefix>:<file stem>:<stream>`` unless the recording has
+            one (``<source_id>:<stream>`` when several streams of the recording share it).
         progress: show a tqdm bar over the recording's seconds.
         on_ready: called with ``{stream name: source_id}`` once every outlet exists.
         stop: polled between pushes; return True to stop.
@@ -76,8 +77,13 @@ def serve(path: str | Path, *, speed: float = 1.0, loop: bool = False, streams: 
         raise UserError(f"play: {path}: the selected streams hold no samples")
     stem = Path(path).name.split(".")[0]
     outlets, ids = {}, {}
+    shared = [s.info.source_id for s in selected.values()]
     for name, s in selected.items():
         sid = s.info.source_id or f"{source_prefix}:{stem}:{name}"
+        if s.info.source_id and shared.count(s.info.source_id) > 1:
+            # one source_id per LSL stream: liblsl finds a restarted outlet by it, and a client
+            # picking by source_id must not match several streams
+            sid = f"{s.info.source_id}:{name}"
         outlets[name] = pylsl.StreamOutlet(to_lsl_info(s.info, source_id=sid))
         ids[name] = sid
     t0 = min(float(s.timestamps[0]) for s in selected.values())
