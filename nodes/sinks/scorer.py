@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -63,8 +63,9 @@ class VelocityScorer(Sink):
     STAGE = 4096
     """Packets plus samples staged before they are paired (bounds the staging memory)."""
 
-    def __init__(self, from_s: float | None = None, to_s: float | None = None, split: str | None = None,
-                 recording: str | None = None, max_pending: int = 65536) -> None:
+    def __init__(self, from_s: float | None = None, to_s: float | None = None,
+                 split: Literal["train", "val", "test"] | None = None, recording: str | None = None,
+                 max_pending: int = 65536) -> None:
         if split is not None:
             if split not in ("train", "val", "test"):
                 raise UserError(f"velocity_scorer: split must be 'train', 'val' or 'test', got {split!r}")
