@@ -150,6 +150,7 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
 
     t0 = time.perf_counter()
     best = (-np.inf, None, -1)
+    best_neurons: dict = {}
     history = []
     stale = 0
     bar = tqdm(range(cfg.epochs), desc=f"train {kind}", unit="epoch", disable=not cfg.progress)
@@ -163,6 +164,8 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            if hasattr(model, "constrain"):  # trained β in [0, 1), θ > 0
+                model.constrain()
             losses.append(loss.item())
         model.eval()
         arrays = export()
@@ -172,6 +175,8 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
         plateau.step(val)
         if val > best[0]:
             best, stale = (val, arrays, epoch), 0
+            if hasattr(model, "neuron_parameters"):
+                best_neurons = model.neuron_parameters()
         else:
             stale += 1
         bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_r2=f"{val:.3f}", best=f"{best[0]:.3f}")
@@ -183,6 +188,11 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
             break
     bar.close()
     val_r2, arrays, best_epoch = best
+    if kind == "snn_streaming" and best_epoch >= 0:  # record the TRAINED neuron parameters
+        arch = meta["architecture"]
+        arch["beta_init"], arch["threshold_init"] = arch["beta"], arch["threshold"]
+        arch["beta"], arch["threshold"] = best_neurons["beta"], best_neurons["threshold"]
+        arch["memory_ms_median"] = [float(np.median(-4.0 / np.log(np.clip(b, 1e-6, 0.999999)))) for b in arch["beta"]]
     meta["training"] = {
         "recording": source or data.name, "seed": cfg.seed, "epochs_run": len(history), "best_epoch": best_epoch,
         "val_r2": float(val_r2), "stop": stop_reason, "seconds": round(time.perf_counter() - t0, 1),
