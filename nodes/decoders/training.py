@@ -150,7 +150,6 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
 
     t0 = time.perf_counter()
     best = (-np.inf, None, -1)
-    best_neurons: dict = {}
     history = []
     stale = 0
     bar = tqdm(range(cfg.epochs), desc=f"train {kind}", unit="epoch", disable=not cfg.progress)
@@ -175,8 +174,6 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
         plateau.step(val)
         if val > best[0]:
             best, stale = (val, arrays, epoch), 0
-            if hasattr(model, "neuron_parameters"):
-                best_neurons = model.neuron_parameters()
         else:
             stale += 1
         bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_r2=f"{val:.3f}", best=f"{best[0]:.3f}")
@@ -191,7 +188,9 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
     if kind == "snn_streaming" and best_epoch >= 0:  # record the TRAINED neuron parameters
         arch = meta["architecture"]
         arch["beta_init"], arch["threshold_init"] = arch["beta"], arch["threshold"]
-        arch["beta"], arch["threshold"] = best_neurons["beta"], best_neurons["threshold"]
+        n_layers = len(arch["layers"])  # exactly the values the kernel runs (thresholds on the 2**-14 grid)
+        arch["beta"] = [np.asarray(arrays[f"beta{l}"], dtype=np.float64).reshape(-1).tolist() for l in range(n_layers)]
+        arch["threshold"] = [np.asarray(arrays[f"thr{l}"], dtype=np.float64).reshape(-1).tolist() for l in range(n_layers)]
         arch["memory_ms_median"] = [float(np.median(-4.0 / np.log(np.clip(b, 1e-6, 0.999999)))) for b in arch["beta"]]
     meta["training"] = {
         "recording": source or data.name, "seed": cfg.seed, "epochs_run": len(history), "best_epoch": best_epoch,
