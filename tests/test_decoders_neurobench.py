@@ -103,7 +103,14 @@ def test_snn_streaming_agrees_with_neurobench(data):
     ops = res["SynapticOperations"]
     assert ops["Effective_MACs"] == 0
     assert ops["Effective_ACs"] == pytest.approx(ours["acs_per_step"], rel=1e-6)
-    assert res["Footprint"] == ours["footprint_bytes"]
+    # NeuroBench's footprint also counts snntorch's own per-layer buffers (graded_spikes_factor,
+    # reset_mechanism_val, ...: bookkeeping, not model parameters); the rest is the same bytes
+    import snntorch as snn
+
+    internal = sum(b.numel() * b.element_size() for m in net.modules() if isinstance(m, snn.SpikingNeuron)
+                   for name, b in m.named_buffers(recurse=False) if name not in ("beta", "threshold"))
+    assert internal <= 3 * 4 * len(meta["architecture"]["layers"])
+    assert res["Footprint"] == ours["footprint_bytes"] + internal
 
 
 def test_ann_agrees_with_neurobench(data):

@@ -148,8 +148,9 @@ class SNNStreaming(nn.Module):
     def init_state(self, batch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(torch.zeros(batch, s), torch.zeros(batch, s)) for s in self.sizes[1:]]
 
-    def forward(self, x: torch.Tensor, state: list | None = None, record: bool = False):
-        """``x`` (T, B, C) binary → ``(y (T, B, 2), state, spikes)``; spikes: per layer (T, B, units) if ``record``."""
+    def forward(self, x: torch.Tensor, state: list | None = None, record: bool = False, record_grad: bool = False):
+        """``x`` (T, B, C) binary → ``(y (T, B, 2), state, spikes)``; spikes: per layer (T, B, units) if ``record``
+        (detached unless ``record_grad``: a firing-rate objective needs their gradient)."""
         T, B, _ = x.shape
         state = state if state is not None else self.init_state(B)
         mems = [s[0] for s in state]
@@ -168,7 +169,7 @@ class SNNStreaming(nn.Module):
                 spks[l], mems[l] = layer.step(cur, mems[l], spks[l])
                 inp = spks[l]
                 if record:
-                    rec[l].append(spks[l].detach())
+                    rec[l].append(spks[l] if record_grad else spks[l].detach())
             ys.append(mems[-1] * self.out_scale)
         spikes = [torch.stack(r) for r in rec] if record else None
         state = [(m, s) if h is None else (m, s, h) for m, s, h in zip(mems, spks, hists)]
@@ -200,8 +201,9 @@ class SNN3D(nn.Module):
         self.out_scale = nn.Parameter(torch.ones(outputs))
         self.sizes = sizes
 
-    def forward(self, x: torch.Tensor, record: bool = False):
-        """``x`` (B, steps, C) → ``(y (B, 2), spikes)``; spikes: per layer (B, steps, units) if ``record``.
+    def forward(self, x: torch.Tensor, record: bool = False, record_grad: bool = False):
+        """``x`` (B, steps, C) → ``(y (B, 2), spikes)``; spikes: per layer (B, steps, units) if ``record``
+        (detached unless ``record_grad``).
 
         ``layer.transform`` (if set) maps the layer's currents over the whole window, (B, steps, units)."""
         B, steps, _ = x.shape
@@ -220,7 +222,7 @@ class SNN3D(nn.Module):
                 outs.append(spk)
             inp = torch.stack(outs, dim=1)
             if record:
-                rec.append(inp.detach())
+                rec.append(inp if record_grad else inp.detach())
         return mem * self.out_scale, (rec if record else None)
 
     def export(self) -> dict[str, np.ndarray]:
