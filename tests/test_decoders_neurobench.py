@@ -3,7 +3,7 @@
 Runs ``neurobench.benchmarks.Benchmark`` (R², ActivationSparsity, SynapticOperations, Footprint)
 on torch networks rebuilt from the bundled model files and compares with
 :func:`nodes.decoders.evaluation.evaluate_model` on the same stretch of the test part (the first
-2,000 bins, to keep the test short). Skipped when the ``neurobench`` package is not installed
+1,000 bins, to keep the test short). Skipped when the ``neurobench`` package is not installed
 (it is not a runtime dependency; install it with ``pip install --no-deps neurobench`` — its
 declared dependencies pull torchaudio and tonic, which these checks do not use).
 """
@@ -26,7 +26,7 @@ from nodes.decoders.torch_models import from_arrays  # noqa: E402
 from pipeline.modelfile import load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-N = 2000
+N = 1000
 
 
 @pytest.fixture(scope="module")
