@@ -31,6 +31,8 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     opt("--plot", default=None, metavar="PNG", help="write a plot of true vs decoded velocity over a stretch of the test part")
     opt("--plot-seconds", type=float, default=None, metavar="S", help="decoders: seconds shown in the plot (default 10)")
     opt("--chunk", type=int, default=None, metavar="N", help="decoders: samples per packet in the offline pass (default 250 = 1 s)")
+    opt("--no-baseline", action="store_true", default=None,
+        help="decoders: leave out the linear baseline row (ridge on 256 ms of counts, fitted on the train part; shown by default)")
 
 
 def _add_control_options(p: argparse.ArgumentParser) -> None:

@@ -40,6 +40,10 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     opt("--asa-ratio", type=float, default=None, metavar="LAMBDA", help="decoders: ASA ratio λ, fraction of channels in the important part (default 0.5)")
     opt("--asa-reduction", type=int, default=None, metavar="R", help="decoders: ASA reduction of the scoring fc over time (default 1)")
     opt("--asa-window", type=int, default=None, metavar="STEPS", help="decoders: causal ASA window in 4 ms steps, current + past (snn_streaming; default 4)")
+    opt("--weight-decay", type=float, default=None, metavar="L2",
+        help="decoders: Adam weight decay (L2) on every parameter (default 0)")
+    opt("--rate-penalty", type=float, default=None, metavar="W",
+        help="decoders: add W x (spikes per neuron per step) to the MSE loss of snn_streaming/snn_3d (default 0: MSE only)")
 
 
 def _add_control_options(p: argparse.ArgumentParser) -> None:
