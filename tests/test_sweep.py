@@ -111,7 +111,7 @@ def test_interrupted_sweep_resumes_and_completes(ray_local, recording, tmp_path,
     def ctrl_c_after_first_trial() -> None:  # a real SIGINT to this process, as Ctrl-C sends
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            if any(len(list(d.glob("checkpoint_*"))) >= 2 for d in exp.glob("run_trial_*")):
+            if len(list(exp.glob("run_trial_*"))) >= 2:  # one at a time: the first trial has ended
                 fired.set()
                 os.kill(os.getpid(), signal.SIGINT)
                 return
