@@ -19,6 +19,7 @@ from pipeline.cli import main
 from pipeline.modelfile import load_model
 
 pytest.importorskip("ray.tune", reason="spikeloop sweep needs ray[tune]")
+pytestmark = pytest.mark.slow  # Ray Tune: tens of seconds per sweep on 2 idle cores
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +67,12 @@ def _checkpoints(trial_path: str) -> list[Path]:
 
 
 def test_tiny_sweep_with_asha_exports_a_loadable_model(ray_local, recording, tmp_path, capsys):
-    f = _sweep_file(tmp_path, recording, 3, "{asha: {grace_period: 1, reduction_factor: 2}}")
+    f = _sweep_file(tmp_path, recording, 2, "{asha: {grace_period: 1, reduction_factor: 2}}")
     assert main(["sweep", str(f)]) == 0
     out = capsys.readouterr().out
-    assert "sweep tiny_sweep: ann, 3 trials, metric val_r2 (max)" in out  # the results table
+    assert "sweep tiny_sweep: ann, 2 trials, metric val_r2 (max)" in out  # the results table
     s = _summary(tmp_path)
-    assert len(s["trials"]) == 3 and not s["interrupted"]
+    assert len(s["trials"]) == 2 and not s["interrupted"]
     for t in s["trials"]:
         assert t["status"] in ("completed", "stopped by ASHA", "ended early (patience or time limit)")
         assert 1 <= t["epochs"] <= 2
@@ -104,7 +105,7 @@ def test_sweep_file_errors_name_the_key(recording, tmp_path, capsys):
 
 
 def test_interrupted_sweep_resumes_and_completes(ray_local, recording, tmp_path, capsys):
-    f = _sweep_file(tmp_path, recording, 3, "fifo", extra="max_concurrent: 1")
+    f = _sweep_file(tmp_path, recording, 2, "fifo", extra="max_concurrent: 1")
     exp = tmp_path / "sweeps" / "tiny_sweep"
     fired = threading.Event()
 
@@ -127,14 +128,14 @@ def test_interrupted_sweep_resumes_and_completes(ray_local, recording, tmp_path,
     first = _summary(tmp_path)
     assert first["interrupted"]
     done_before = {t["trial"]: t for t in first["trials"] if t["status"] == "completed"}
-    assert 1 <= len(done_before) < 3
+    assert len(done_before) == 1  # the first of two, run one at a time
 
     # without --resume the directory is not silently reused
     assert main(["sweep", str(f)]) == 2
     assert "--resume" in capsys.readouterr().err
     assert main(["sweep", str(f), "--resume"]) == 0
     second = _summary(tmp_path)
-    assert not second["interrupted"] and len(second["trials"]) == 3
+    assert not second["interrupted"] and len(second["trials"]) == 2
     assert all(t["status"] == "completed" and t["epochs"] == 2 for t in second["trials"])
     for trial_id, before in done_before.items():  # finished trials are kept, not trained again
         after = next(t for t in second["trials"] if t["trial"] == trial_id)
