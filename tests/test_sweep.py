@@ -92,6 +92,19 @@ def test_tiny_sweep_with_asha_exports_a_loadable_model(ray_local, recording, tmp
     # and the ordinary tools take it
     assert main(["evaluate", "--model", s["exported"], "--recording", recording, "--filter", "causal"]) == 0
 
+    # identical to the serial run: `spikeloop train` with the best trial's options gives the same
+    # validation R² at every epoch the trial ran, and the same weights at the exported epoch
+    serial = tmp_path / "serial.npz"
+    cfg = best["config"]
+    assert main(["train", "--model", "ann", "--recording", recording, "--epochs", "2", "--lr", repr(cfg["lr"]),
+                 "--seed", str(cfg["seed"]), "--out", str(serial)]) == 0
+    s_arrays, s_meta = load_model(serial)
+    swept = [json.loads(line) for line in (Path(best["path"]) / "result.json").read_text().splitlines()]
+    swept_r2 = {r["epoch"]: r["val_r2"] for r in swept}
+    assert swept_r2 == {h["epoch"] + 1: h["val_r2"] for h in s_meta["training"]["history"][:len(swept_r2)]}
+    if s_meta["training"]["best_epoch"] + 1 == meta["training"]["sweep"]["epoch"]:
+        assert all(np.array_equal(s_arrays[k], arrays[k]) for k in s_arrays) and set(s_arrays) == set(arrays)
+
 
 def test_sweep_file_errors_name_the_key(recording, tmp_path, capsys):
     f = _sweep_file(tmp_path, recording, 2, "asha", extra="")
