@@ -280,6 +280,7 @@ def evaluate(models: list[str], data: DecoderData, filters: list[str], *, plot_p
 def run_cli(args: Any) -> int:
     """``spikeloop evaluate --model M [M2 ...] --recording R [--filter ...] [--json OUT] [--plot PNG]``."""
     from pipeline.errors import UserError
+    from pipeline.modelfile import check_model_fits
 
     from nodes.decoders.data import load_data
 
@@ -290,6 +291,8 @@ def run_cli(args: Any) -> int:
     if chunk <= 0:
         raise UserError(f"--chunk must be > 0 samples, got {chunk}")
     data = load_data(args.recording)
+    for model in args.model:  # a channel or rate mismatch: one line, before any work
+        check_model_fits(model, data.spikes.shape[1], data.rate_hz, args.recording)
     report = evaluate(list(args.model), data, filters, plot_path=getattr(args, "plot", None),
                       plot_seconds=getattr(args, "plot_seconds", None) or 10.0, chunk=chunk)
     print_table(report["models"], filters)
