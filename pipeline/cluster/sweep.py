@@ -197,10 +197,13 @@ def load_spec(path: str, *, storage: str | None = None, out: str | None = None) 
     if mode not in ("min", "max"):
         raise UserError(f"{path}: key 'mode': min or max, got {mode!r}")
     default_epochs = 40
-    epochs = options.get("epochs", default_epochs)
-    if "epochs" in space:
-        (kind, arg), = space["epochs"].items()
-        epochs = max(int(v) for v in arg)
+    try:
+        epochs = int(options.get("epochs", default_epochs))
+        if "epochs" in space:
+            (kind, arg), = space["epochs"].items()
+            epochs = max(int(v) for v in arg)
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: epochs must be whole numbers, got {options.get('epochs', space.get('epochs'))!r}") from None
     sched = raw.get("scheduler", "asha")
     if sched in (None, "fifo", "none"):
         scheduler = None
