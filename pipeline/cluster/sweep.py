@@ -129,7 +129,7 @@ def parse_train_args(argv: list[str], where: str) -> argparse.Namespace:
 
 # --- the sweep file -----------------------------------------------------------------------------
 def _nearest(name: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(name, valid, n=1)
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -197,10 +197,13 @@ def load_spec(path: str, *, storage: str | None = None, out: str | None = None) 
     if mode not in ("min", "max"):
         raise UserError(f"{path}: key 'mode': min or max, got {mode!r}")
     default_epochs = 40
-    epochs = options.get("epochs", default_epochs)
-    if "epochs" in space:
-        (kind, arg), = space["epochs"].items()
-        epochs = max(int(v) for v in arg)
+    try:
+        epochs = int(options.get("epochs", default_epochs))
+        if "epochs" in space:
+            (kind, arg), = space["epochs"].items()
+            epochs = max(int(v) for v in arg)
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: epochs must be whole numbers, got {options.get('epochs', space.get('epochs'))!r}") from None
     sched = raw.get("scheduler", "asha")
     if sched in (None, "fifo", "none"):
         scheduler = None
@@ -291,6 +294,15 @@ class SweepOutcome:
     wall_s: float
 
 
+def _grid_points(spec: SweepSpec) -> int:
+    """Trials per sample: the product of the grid domains' sizes (1 without grids)."""
+    n = 1
+    for domain in spec.space.values():
+        if "grid" in domain:
+            n *= len(domain["grid"])
+    return n
+
+
 def _tuner(spec: SweepSpec, resume: bool):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -315,23 +327,36 @@ def _tuner(spec: SweepSpec, resume: bool):
         trainable,
         param_space=param_space(spec),
         tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, scheduler=scheduler, num_samples=spec.samples,
-                                    max_concurrent_trials=spec.max_concurrent,
-                                    search_alg=BasicVariantGenerator(random_state=spec.seed), reuse_actors=True),
+                                    search_alg=BasicVariantGenerator(random_state=spec.seed, max_concurrent=spec.max_concurrent or 0),
+                                    reuse_actors=True),
         run_config=tune.RunConfig(name=spec.name, storage_path=spec.storage, verbose=1,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
 
 
-def _trial_status(results) -> dict[str, str]:
-    """Tune's status of every trial, by id (``TERMINATED``, ``ERROR``, ``PENDING`` ...)."""
-    analysis = getattr(results, "_experiment_analysis", None)
-    return {t.trial_id: str(t.status) for t in getattr(analysis, "trials", []) or []}
+def _trial_status(spec: SweepSpec, results) -> dict[str, str]:
+    """Tune's status of every trial, by id (``TERMINATED``, ``ERROR``, ``RUNNING``, ``PENDING`` ...).
+
+    Read from the experiment state Tune saved last (JSON), because after an interruption Tune
+    marks the in-memory trials it cleans up as TERMINATED although the saved state, the one
+    ``--resume`` continues from, has them unfinished. Falls back to the in-memory status."""
+    status = {t.trial_id: str(t.status) for t in getattr(getattr(results, "_experiment_analysis", None), "trials", []) or []}
+    # one file per run (start time in its name, sortable); a resumed run touches the older ones too, so not by mtime
+    states = sorted(Path(spec.path).glob("experiment_state-*.json"))
+    if states:
+        try:
+            for entry in json.loads(states[-1].read_text())["trial_data"]:
+                trial = json.loads(entry[0])
+                status[str(trial["trial_id"])] = str(trial["status"])
+        except (ValueError, KeyError, TypeError, IndexError, OSError):
+            pass  # an unknown layout (another Tune version): keep the in-memory status
+    return status
 
 
 def summarise(spec: SweepSpec, results) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Rows of the results table (one per trial) and the best row (best epoch of any trial)."""
-    status = _trial_status(results)
+    status = _trial_status(spec, results)
     rows = []
     for r in results:
         df = r.metrics_dataframe
@@ -342,6 +367,8 @@ def summarise(spec: SweepSpec, results) -> tuple[list[dict[str, Any]], dict[str,
         st = status.get(trial_id, "?")
         if r.error is not None:
             how = f"error: {str(r.error).strip().splitlines()[-1][:80]}"
+        elif st in ("RUNNING", "PENDING", "PAUSED"):
+            how = f"interrupted ({st.lower()}; --resume continues it)"
         elif st != "TERMINATED":
             how = st.lower()
         elif epochs >= spec.max_epochs:
@@ -414,8 +441,9 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False, address: str | None = No
     t0 = time.perf_counter()
     try:
         results = _tuner(spec, resume).fit()
-        status = _trial_status(results)
-        interrupted = any(s not in ("TERMINATED", "ERROR") for s in status.values())
+        status = _trial_status(spec, results)
+        interrupted = any(s not in ("TERMINATED", "ERROR") for s in status.values()) or \
+            len(status) < spec.samples * _grid_points(spec)
         rows, best = summarise(spec, results)
         exported = export_best(spec, results, best) if best else None
     finally:
