@@ -6,6 +6,7 @@ FIFO order (deterministic), and hands back the packets bound for nodes outside i
 """
 from __future__ import annotations
 
+import copy
 import time
 from collections import deque
 from typing import Any, Iterable
@@ -34,6 +35,14 @@ class GroupExecutor:
         self.sinks = set(sinks) & set(nodes)
         self.stats = {name: NodeStats() for name in nodes}
         self.latency = LatencyStats()
+        """In-graph latency (s): ``local_clock() - t_enter`` when a packet reaches a sink."""
+        self.e2e = LatencyStats()
+        """End-to-end latency (s): ``local_clock()`` after a sink processed (pushed) a packet minus
+        the packet's newest sample timestamp (LSL clock; the inlet clock-corrects). Measured only
+        while ``live`` (the graph clock is the LSL clock: live or paced sources), since replays at
+        ``speed: max`` keep the recording's own timestamps."""
+        self.live = False
+        self.dropped_after_end = 0
         self.seq_out = SeqCounter()
         self.seq_in = SeqTracker()
         self.sources = [name for name, node in nodes.items() if isinstance(node, Source)]
@@ -85,7 +94,10 @@ class GroupExecutor:
             outputs = nodes[dst].process(port, packet)
             stats.proc_ns.append(time.perf_counter_ns() - t0)
             if dst in self.sinks:
-                self.latency.add(local_clock() - packet.t_enter)
+                now = local_clock()
+                self.latency.add(now - packet.t_enter)
+                if self.live and packet.timestamps.shape[0]:
+                    self.e2e.add(now - float(packet.timestamps[-1]))
             self._route(dst, outputs, external)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -130,6 +142,28 @@ class GroupExecutor:
                 self._route(name, self.nodes[name].flush(), external)
                 self._drain(external)
         return external
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The executor's bookkeeping (sequence numbers, tick times, statistics) for a checkpoint."""
+        return {
+            "seq_out": dict(self.seq_out._next),
+            "seq_in": dict(self.seq_in._last),
+            "next_tick": dict(self.next_tick),
+            "stats": copy.deepcopy(self.stats),
+            "latency": copy.deepcopy(self.latency),
+            "e2e": copy.deepcopy(self.e2e),
+            "dropped_after_end": self.dropped_after_end,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Resume the bookkeeping saved by :meth:`checkpoint`."""
+        self.seq_out._next = dict(state["seq_out"])
+        self.seq_in._last = dict(state["seq_in"])
+        self.next_tick = dict(state["next_tick"])
+        self.stats = copy.deepcopy(state["stats"])
+        self.latency = copy.deepcopy(state["latency"])
+        self.e2e = copy.deepcopy(state["e2e"])
+        self.dropped_after_end = int(state["dropped_after_end"])
 
     def counters(self) -> dict[str, dict[str, int]]:
         return {name: node.counters() for name, node in self.nodes.items()}
