@@ -37,7 +37,7 @@ from pipeline.registry import NODE_KINDS, node_class
 
 TOP_LEVEL_KEYS = ("name", "description", "nodes", "edges", "runtime")
 NODE_KEYS = ("kind", "params", "resources")
-RUNTIME_KEYS = ("runner", "fuse", "address", "dashboard", "num_cpus")
+RUNTIME_KEYS = ("runner", "fuse", "address", "dashboard", "num_cpus", "checkpoint_s", "max_restarts")
 RUNNERS = ("local", "ray", "ray-compiled")
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -383,8 +383,12 @@ def _parse_runtime(file: str, runtime: Any, specs: dict[str, NodeSpec]) -> dict[
     for key in runtime:
         if key not in RUNTIME_KEYS:
             raise ConfigError(file, f"unknown runtime key {key!r}" + nearest(str(key), RUNTIME_KEYS), key="runtime")
-    out = {"runner": "local", "fuse": [], "address": None, "dashboard": False, "num_cpus": None}
+    out = {"runner": "local", "fuse": [], "address": None, "dashboard": False, "num_cpus": None,
+           "checkpoint_s": 5.0, "max_restarts": 3}  # checkpoint_s, max_restarts: see pipeline.runners.ray_runner
     out.update(runtime)
+    for key, kind in (("checkpoint_s", (int, float)), ("max_restarts", int)):
+        if isinstance(out[key], bool) or not isinstance(out[key], kind) or out[key] < 0:
+            raise ConfigError(file, f"{key} must be a number >= 0, got {out[key]!r}", key=f"runtime.{key}")
     if out["runner"] not in RUNNERS:
         raise ConfigError(file, f"unknown runner {out['runner']!r}" + nearest(str(out["runner"]), RUNNERS), key="runtime.runner")
     fuse = out["fuse"] or []

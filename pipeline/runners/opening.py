@@ -98,3 +98,18 @@ def open_in_process(spec: GraphSpec, nodes: dict[str, Node]) -> dict[tuple[str, 
         lambda name, inputs, incoming: open_node(spec.file, name, nodes[name], inputs, incoming),
         lambda e, info: open_feedback(spec.file, e.dst, nodes[e.dst], e.dst_port, info, f"{e.src}.{e.src_port}"),
     )
+
+
+def error_line(exc: UserError) -> tuple[str, str]:
+    """``(class name, message)`` of a node error, to send from an actor as plain text."""
+    return type(exc).__name__, str(exc)
+
+
+def error_from_line(kind: str, message: str) -> UserError:
+    """Rebuild the error :func:`error_line` described (a ConfigError stays a ConfigError)."""
+    if kind == "ConfigError":
+        exc = ConfigError.__new__(ConfigError)
+        Exception.__init__(exc, message)
+        exc.file = exc.node = exc.key = None  # type: ignore[assignment]
+        return exc
+    return UserError(message)

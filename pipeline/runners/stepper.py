@@ -85,6 +85,7 @@ class Stepper:
         self.eos: set[str] = set()
         self.last_seq: dict[tuple[str, str], int] = {}
         self.duplicates = 0
+        self._clock_sent: dict[str, Clock | None] = {}
 
     # --- the graph clock -----------------------------------------------------------------------
     def clock(self) -> Clock | None:
@@ -192,7 +193,10 @@ class Stepper:
         elif clock_targets and clock is not None and clock[1]:
             extra = set(self.plan.clock_to)
         for group in extra:
-            out.setdefault(group, Batch(self.plan.name, clock))
+            if group not in out and (eos or all_targets or self._clock_sent.get(group) != clock):
+                out[group] = Batch(self.plan.name, clock)  # a clock-only batch, when the clock moved
+        for group in out:
+            self._clock_sent[group] = clock
         if eos:
             for b in out.values():
                 b.eos = True
