@@ -148,6 +148,7 @@ class Stepper:
         if not self.started:
             self.started = True
             out += ex.start(self.plan.nodes)
+        inbound = list(inbound)
         for batch in inbound:
             out += self.take(batch)
         if stop:
@@ -162,7 +163,9 @@ class Stepper:
             out += self._tick()
         elif not self.active:
             out += self._tick()  # a group without (active) sources ticks on its upstream clock
-        if self.can_end(quiet):
+        # quiet is the transport's view from before this step: moving a packet now disproves it
+        moved = bool(out) or any(b.deliveries for b in inbound)
+        if self.can_end(quiet and not moved):
             out += ex.flush(self.plan.nodes)
             self.done = True
         return out
