@@ -42,6 +42,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         status = StatusLine(progress and live)
         read_progress = lambda: sources_progress(sources)  # noqa: E731 (called by the bar at 10 Hz)
         stopped_by = "end of data"
+        log.info("graph running (%d nodes in this process)", len(nodes))
         t_start = time.perf_counter()
         deadline = None if duration_s is None else t_start + duration_s
         try:

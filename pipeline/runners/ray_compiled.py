@@ -149,6 +149,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
             compiled = dag.experimental_compile()
             # Ray finishes setting up channels on the first execution: do it before the clock runs
             ray.get(compiled.execute({"warmup": True}), timeout=ROUND_TIMEOUT_S)
+            log.info("graph running (%d actors in a compiled graph)", len(plans))
             t0 = time.perf_counter()
             try:
                 stopped_by = _rounds(ray, compiled, plans, duration_s, bar, stop) or stopped_by

@@ -647,6 +647,7 @@ def _drive(driver: Driver, spec: GraphSpec, progress: bool, duration_s: float | 
     t0 = time.perf_counter()
     deadline = None if duration_s is None else t0 + duration_s
     refs = {g: a.run_loop.remote() for g, a in driver.actors.items()}
+    log.info("graph running (%d actors; checkpoints %s)", len(refs), f"every {checkpoint_s:g} s" if checkpoint_s else "off")
     results: dict[str, dict] = {}
     pending_ckpt: dict[str, Any] = {}
     next_ckpt = time.monotonic() + checkpoint_s if checkpoint_s > 0 else None
