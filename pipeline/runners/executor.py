@@ -113,9 +113,11 @@ class GroupExecutor:
     def read_source(self, name: str) -> list[tuple[str, str, Packet]] | None:
         """Read one source once; None when it is exhausted, else the external deliveries."""
         t0 = time.perf_counter_ns()
-        outputs = self.nodes[name].read()  # type: ignore[attr-defined]
+        node = self.nodes[name]
+        outputs = node.read()  # type: ignore[attr-defined]
         if outputs is None:
             return None
+        self.live = node.virtual_time is None  # type: ignore[attr-defined]  # LSL-clock stamps?
         if outputs:
             self.stats[name].proc_ns.append(time.perf_counter_ns() - t0)
         return self.emit(name, outputs)

@@ -111,6 +111,8 @@ class Stepper:
         """Deliver one inbound batch (duplicates dropped), note its clock and end, tick."""
         ex = self.executor
         out: list[Delivery] = []
+        if batch.clock is not None:
+            ex.live = not batch.clock[1]
         for dst, port, packet in batch.deliveries:
             key = (dst, port)
             last = self.last_seq.get(key)
