@@ -134,7 +134,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         results: list[dict] = []
         wall_s = 0.0
         try:
-            driver = Driver(spec, "ray-compiled", worker=CompiledGroupActor, max_concurrency=1)
+            driver = Driver(spec, "ray-compiled", worker=CompiledGroupActor, max_concurrency=1, restarts=False)
             status.message("opening nodes…")
             driver.start()
             status.close()
@@ -176,9 +176,10 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
                 except Exception:  # noqa: BLE001 - already failing; keep the original error
                     pass
             if driver is not None:
-                for a in driver.actors.values():
+                for a in list(driver.actors.values()) + ([driver.spare] if driver.spare is not None else []):
                     ray.kill(a)
                 driver.actors.clear()
+                driver.spare = None
             # Drop every Ray object (DAG nodes, compiled graph, actor handles) while Ray is still up:
             # finalising them after ray.shutdown() crashes the process with some graph shapes.
             compiled = dag = outs = round_in = None  # noqa: F841
