@@ -141,3 +141,30 @@ runtime:
     after = [t for t in stamps if t > killer.killed_lsl[0]]
     assert after, "no output after the restart"
     print(f"live output resumed with a sample pushed {after[0] - killer.killed_lsl[0]:.3f} s after the kill")
+
+
+def test_compiled_runner_names_a_dead_node_and_keeps_the_summary(ray_local, recording, write_config, monkeypatch):
+    """ray-compiled does not restart actors (yet): a SIGKILLed actor ends the run within bounded
+    time, with one line naming its nodes and the summary of the groups that survived."""
+    from pipeline.runners import ray_compiled
+
+    path = write_config(graphs.two_inputs(recording, extra=FUSED))
+    pids: dict = {}
+    original_start, original_rounds = ray_compiled.Driver.start, ray_compiled._rounds
+
+    def start(self):
+        original_start(self)
+        pids.update(self.pids)
+
+    def rounds(*args, **kwargs):  # rounds are running: kill one actor from a timer
+        threading.Timer(0.3, lambda: os.kill(pids["pick+fa"], signal.SIGKILL)).start()
+        return original_rounds(*args, **kwargs)
+
+    monkeypatch.setattr(ray_compiled.Driver, "start", start)
+    monkeypatch.setattr(ray_compiled, "_rounds", rounds)
+    t0 = time.monotonic()
+    summary = ray_compiled.run(load_graph(path), progress=False)
+    assert time.monotonic() - t0 < 120
+    assert "nodes 'pick', 'fa' died" in summary["failure"]
+    assert summary["stopped_by"].startswith("failure")
+    assert summary["nodes"]["replay"]["samples_out"] > 0

@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline.errors import ConfigError, UserError
 from pipeline.graph import Edge, GraphSpec
+from pipeline.log import runner_logger
 from pipeline.node import Node, StreamMismatch
 from pipeline.packet import StreamInfo
 from pipeline.registry import node_class
@@ -73,6 +74,19 @@ def incoming_edges(spec: GraphSpec) -> dict[str, list[Edge]]:
     return incoming
 
 
+LIVE_SOURCE_KINDS = ("lsl_inlet",)
+
+
+def log_wait(spec: GraphSpec, name: str) -> None:
+    """Log "waiting for LSL stream ..." before opening a live source (it may wait seconds)."""
+    node = spec.nodes[name]
+    if node.kind in LIVE_SOURCE_KINDS:
+        query = ", ".join(f"{k}={v!r}" for k, v in node.params.items() if k in ("name", "type", "source_id"))
+        timeout = node.params.get("resolve_timeout_s")
+        runner_logger().info("node %r: waiting for LSL stream %s%s", name, query,
+                             f" (up to {timeout:g} s)" if isinstance(timeout, (int, float)) else "")
+
+
 def open_all(spec: GraphSpec, open_one: Any, feedback_one: Any) -> dict[tuple[str, str], StreamInfo]:
     """Open every node in topological order through ``open_one(name, inputs, incoming)`` (returns
     its output infos), then deliver feedback descriptions through ``feedback_one(edge, info)``.
@@ -83,6 +97,7 @@ def open_all(spec: GraphSpec, open_one: Any, feedback_one: Any) -> dict[tuple[st
     incoming = incoming_edges(spec)
     for name in spec.order():
         inputs = {e.dst_port: infos[(e.src, e.src_port)] for e in incoming[name] if not e.feedback}
+        log_wait(spec, name)
         for port, info in open_one(name, inputs, incoming[name]).items():
             infos[(name, port)] = info
     for e in spec.edges:

@@ -153,15 +153,17 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
             t0 = time.perf_counter()
             try:
                 stopped_by = _rounds(ray, compiled, plans, duration_s, bar, stop) or stopped_by
-            except ray.exceptions.RayError as exc:
-                failure = f"{spec.file}: a group actor failed ({type(exc).__name__}); the run stopped"
+            except (ray.exceptions.RayError, TimeoutError) as exc:
+                dead = _dead_groups(ray, actors)
+                nodes = [n for g in dead for n in driver.by_name[g].nodes]
+                what = (("node " if len(nodes) == 1 else "nodes ") + ", ".join(map(repr, nodes))) if nodes else "a group actor"
+                failure = (f"{spec.file}: {what} died ({type(exc).__name__}); ray-compiled does not restart "
+                           "actors (use --runner ray for restarts from checkpoints); the run stopped")
                 log.error(failure)
                 stopped_by = "failure: " + failure
             wall_s = time.perf_counter() - t0
-            try:
-                compiled.teardown()
-            finally:
-                compiled = None
+            _teardown(compiled, 15.0)
+            compiled = None
             for p in plans:
                 try:
                     results.append(driver.get(actors[p.name].finish.remote(), f"group {p.name!r}", timeout=10.0))
@@ -171,10 +173,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
             bar.close()
             status.close()
             if compiled is not None:
-                try:
-                    compiled.teardown()
-                except Exception:  # noqa: BLE001 - already failing; keep the original error
-                    pass
+                _teardown(compiled, 15.0)
             if driver is not None:
                 for a in list(driver.actors.values()) + ([driver.spare] if driver.spare is not None else []):
                     ray.kill(a)
@@ -188,6 +187,38 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
                 ray.shutdown()
     log.info("run stopped: %s (%.2f s)", stopped_by, wall_s)
     return merge_summary(spec, "ray-compiled", results, wall_s, stopped_by, {}, failure)
+
+
+def _dead_groups(ray: Any, actors: dict[str, Any], timeout: float = 2.0) -> list[str]:
+    """Groups whose actor does not answer a ping within ``timeout`` s (dead)."""
+    refs = {g: a.ping.remote() for g, a in actors.items()}
+    ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout)
+    dead = []
+    for g, ref in refs.items():
+        try:
+            if ref not in ready:
+                raise TimeoutError
+            ray.get(ref)
+        except Exception:  # noqa: BLE001 - any failure to answer: dead
+            dead.append(g)
+    return dead
+
+
+def _teardown(compiled: Any, timeout: float) -> None:
+    """``compiled.teardown()`` in a thread, waited for at most ``timeout`` s (a dead actor may hang it)."""
+    import threading
+
+    def down() -> None:
+        try:
+            compiled.teardown()
+        except Exception as exc:  # noqa: BLE001 - already failing; keep the original error
+            log.debug("compiled graph teardown: %s", exc)
+
+    t = threading.Thread(target=down, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        log.warning("compiled graph teardown did not finish within %g s; going on", timeout)
 
 
 def _rounds(ray: Any, compiled: Any, plans: list, duration_s: float | None, bar: ReplayProgress, stop: StopRequest) -> str | None:

@@ -91,6 +91,8 @@ POLL_S = 0.1
 """The driver's polling period (s): actor deaths are noticed within about this long."""
 CALL_TIMEOUT_S = 60.0
 """Longest wait for a control call to an actor (opening a node may resolve an LSL stream)."""
+START_TIMEOUT_S = 300.0
+"""Longest wait for new actors to start (a Ray worker process; minutes on an overloaded machine)."""
 
 
 # --- Ray start-up ----------------------------------------------------------------------------------
@@ -328,8 +330,15 @@ class GroupActor:
 
     # --- construction and opening (errors come back as text: one line, no Ray traceback) --------
     def configure(self, file: str, plan: GroupPlan, node_specs: dict[str, tuple[str, dict[str, Any]]],
-                  routes: dict, sinks: set[str], group_of: dict[str, str], epoch: int = 0) -> tuple[str, str] | None:
-        """Become ``plan``'s group (incarnation ``epoch``) and construct its nodes; an error as text."""
+                  routes: dict, sinks: set[str], group_of: dict[str, str], epoch: int = 0,
+                  log_level: int = logging.INFO) -> tuple[str, str] | None:
+        """Become ``plan``'s group (incarnation ``epoch``) and construct its nodes; an error as text.
+
+        Log records of the nodes (``spikeloop.node.<name>``) go to this process's stderr, which
+        Ray forwards to the driver's terminal, at the driver's level."""
+        from pipeline.log import setup_logging
+
+        setup_logging(logging.getLevelName(log_level))
         self.file, self.plan, self.node_specs = file, plan, node_specs
         self.routes, self.sinks, self.group_of = routes, sinks, group_of
         self.epoch = epoch
@@ -525,7 +534,7 @@ class Driver:
         spec = self.spec
         node_specs = {n: (spec.nodes[n].kind, spec.nodes[n].params) for n in plan.nodes}
         return actor.configure.remote(spec.file, plan, node_specs, spec.routes(), spec.sinks(), self.group_of,
-                                      self.epochs[plan.name])
+                                      self.epochs[plan.name], logging.getLogger("spikeloop").getEffectiveLevel())
 
     def _spare(self) -> None:
         """Start a spare actor (no resources asked) with the node modules imported: a restart then
@@ -539,17 +548,13 @@ class Driver:
             actor, self.spare = self.spare, None
         else:
             actor = self.spawn(plan.resources)
-        error = self.get(self.configure(plan, actor), f"group {plan.name!r} (building its nodes)")
+        error = self.get(self.configure(plan, actor), f"group {plan.name!r} (starting its actor)", START_TIMEOUT_S)
         if error:
             raise error_from_line(*error)
         self.actors[plan.name] = actor
         return actor
 
     def _open_one(self, name: str, inputs: dict[str, StreamInfo], incoming: list) -> dict[str, StreamInfo]:
-        node = self.spec.nodes[name]
-        if node.kind in LIVE_SOURCE_KINDS:
-            query = {k: v for k, v in node.params.items() if k in ("name", "type", "source_id")}
-            log.info("node %r: waiting for LSL stream %s", name, query)
         actor = self.actors[self.group_of[name]]
         result = self.get(actor.open_node.remote(name, {p: i.to_dict() for p, i in inputs.items()}, incoming),
                           f"node {name!r} (opening)")
@@ -568,7 +573,9 @@ class Driver:
         """Create every actor, open every node (in topological order), set up the peers."""
         for plan in self.plans:  # start the actors' processes side by side, then configure them
             self.actors[plan.name] = self.spawn(plan.resources)
-        errors = self.get_all([self.configure(p, self.actors[p.name]) for p in self.plans], "building the nodes")
+        log.info("starting %d actors…", len(self.plans))
+        errors = [self.get(self.configure(p, self.actors[p.name]), f"group {p.name!r} (starting its actor)",
+                           START_TIMEOUT_S) for p in self.plans]
         for error in errors:
             if error:
                 raise error_from_line(*error)
@@ -585,11 +592,12 @@ class Driver:
     # --- restarts ------------------------------------------------------------------------------
     def reopen(self, plan: GroupPlan) -> None:
         """Open the nodes of a freshly created group actor with the graph's known descriptions."""
-        from pipeline.runners.opening import incoming_edges
+        from pipeline.runners.opening import incoming_edges, log_wait
 
         incoming = incoming_edges(self.spec)
         for name in plan.nodes:
             inputs = {e.dst_port: self.infos[(e.src, e.src_port)] for e in incoming[name] if not e.feedback}
+            log_wait(self.spec, name)
             self._open_one(name, inputs, incoming[name])
         for e in self.spec.edges:
             if e.feedback and e.dst in plan.nodes:
