@@ -506,6 +506,7 @@ class Driver:
         self.restarts: dict[str, int] = {}
         self.pids: dict[str, int] = {}
         self.spare: Any = None
+        self.spare_ready = False
         self.can_restart = restarts
         check_resources(spec, self.plans, ray.cluster_resources())
         if (warning := unfused_live_warning(spec, self.group_of)):
@@ -540,7 +541,15 @@ class Driver:
         """Start a spare actor (no resources asked) with the node modules imported: a restart then
         skips starting a Ray worker process (seconds), the largest part of its time."""
         self.spare = self.spawn({})
-        self.spare.warm.remote(sorted({n.kind for n in self.spec.nodes.values()}))
+        self.spare_ref = self.spare.warm.remote(sorted({n.kind for n in self.spec.nodes.values()}))
+        self.spare_ready = False
+
+    def check_spare(self) -> None:
+        """Note (log, observer "spare_ready") when the spare actor has started."""
+        if self.spare is not None and not self.spare_ready and self.ray.wait([self.spare_ref], timeout=0)[0]:
+            self.spare_ready = True
+            log.debug("spare actor ready")
+            self.observer("spare_ready", {})
 
     def create(self, plan: GroupPlan) -> Any:
         """An actor for ``plan``: the spare if it fits (no resources asked), else a new one."""
@@ -631,7 +640,10 @@ class Driver:
         log.info("group %r restarted in %.0f ms from %s; %d batches re-sent", group, (time.perf_counter() - t0) * 1e3,
                  "its checkpoint of %s" % time.strftime("%H:%M:%S", time.localtime(state["t"])) if state else "the start",
                  resent)
-        self.observer("restarted", {"group": group, "pid": self.pids[group]})
+        restored = sum(state["stepper"]["executor"]["stats"][n].samples_in for n in plan.nodes
+                       if n in self.spec.sinks()) if state else 0
+        self.observer("restarted", {"group": group, "pid": self.pids[group], "actor": actor,
+                                    "sink_samples_restored": restored})
         return actor
 
     def failed_result(self, group: str) -> dict[str, Any] | None:
@@ -722,6 +734,7 @@ def _drive(driver: Driver, spec: GraphSpec, progress: bool, duration_s: float | 
                     refs[group] = driver.loop_ref
                     if stopping:
                         actor.stop.remote()
+            driver.check_spare()
             # checkpoints: ask on schedule, collect without waiting
             if next_ckpt is not None and time.monotonic() >= next_ckpt and not stopping:
                 next_ckpt = time.monotonic() + checkpoint_s
