@@ -126,9 +126,9 @@ def ensure_ray(runtime: dict[str, Any], address: str | None) -> bool:
                 log_to_driver=True,
                 logging_level=logging.WARNING,
             )
-    except (ConnectionError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - Ray raises bare Exception when its node times out starting
         where = f"Ray cluster at {address!r}" if address else "a local Ray"
-        raise UserError(f"could not start or join {where}: {exc}") from None
+        raise UserError(f"could not start or join {where}: {' '.join(str(exc).split())}") from None
     log.info("Ray ready")
     return True
 
