@@ -7,8 +7,9 @@
    (what a client sees), and to the driver's "restarted" event. Median and max over the kills.
    The pusher and the client are threads of this process (a restart takes hundreds of ms, so
    their shared GIL does not matter at that scale).
-2. **Checkpoint cost.** ``configs/replay_decode.yaml`` (replay at ``speed: max`` -> SNN decoder ->
-   Bessel -> capture, every node its own actor) on ``ray``, with checkpoints every
+2. **Checkpoint cost.** ``configs/replay_decode.yaml`` (replay at ``speed: max``, 20 ms packets,
+   of the last ``--seconds`` of the bundled recording -> SNN decoder -> Bessel -> capture, every
+   node its own actor) on ``ray``, with checkpoints every
    ``--interval`` s (default 5, the default of ``runtime.checkpoint_s``) and off, alternated
    ``--repeats`` times: median source samples per second of each and the relative cost.
 
@@ -34,8 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kills", type=int, default=5, help="actor kills in the live run (default 5)")
     p.add_argument("--interval", type=float, default=5.0, help="checkpoint interval (s) for the throughput part (default 5)")
     p.add_argument("--repeats", type=int, default=3, help="replay runs with and without checkpoints (default 3 each)")
-    p.add_argument("--seconds", type=float, default=300.0,
-                   help="seconds of the bundled 10-minute recording replayed per throughput run (default 300)")
+    p.add_argument("--seconds", type=float, default=120.0,
+                   help="seconds of the bundled 10-minute recording replayed per throughput run (default 120)")
     p.add_argument("--skip-kills", action="store_true", help="only the checkpoint-cost part")
     p.add_argument("--skip-cost", action="store_true", help="only the kill part")
     p.add_argument("--json", dest="json_path", default=None, help="write the results as JSON")
@@ -188,6 +189,7 @@ def _with_capture(spec, path: Path, seconds: float):
     doc = yaml.safe_load(Path(spec.file).read_text())
     doc["nodes"]["score"] = {"kind": "capture", "params": {"streams": ["pred", "true"]}}
     doc["nodes"]["replay"]["params"]["start_s"] = max(0.0, 600.0 - seconds)  # the last `seconds` of 10 min
+    doc["nodes"]["replay"]["params"]["chunk_s"] = 0.02  # 5 samples a packet: actor calls do not dominate
     for key in ("path",):
         doc["nodes"]["replay"]["params"][key] = str(Path(doc["nodes"]["replay"]["params"][key]).resolve())
     doc["nodes"]["decoder"]["params"]["model"] = str(Path(doc["nodes"]["decoder"]["params"]["model"]).resolve())

@@ -95,3 +95,13 @@ def test_cli_check_and_config_error_exit_code(write_config, capsys):
     assert main(["check", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml" in err and "did you mean 'select_channels'" in err
+
+
+def test_a_node_that_raises_ends_the_run_with_one_line_and_the_summary(write_config, tmp_path, capsys):
+    bad = GRAPH.replace("pick: {kind: select_channels, params: {channels: [2, 0]}}",
+                        "pick: {kind: bessel, params: {order: 2, cutoff_hz: 10}}")
+    spec = load_graph(write_config(bad))
+    spec.instances["pick"].process = lambda port, packet: 1 / 0  # a bug inside a node
+    summary = run(spec, progress=False)
+    assert summary["failure"].endswith("node 'pick' failed in process(): ZeroDivisionError: division by zero")
+    assert summary["stopped_by"].startswith("failure") and summary["nodes"]["gen"]["packets_out"] == 1

@@ -12,11 +12,21 @@ from collections import deque
 from typing import Any, Iterable
 
 from pipeline.clock import local_clock
+from pipeline.errors import UserError
 from pipeline.metrics import LatencyStats, NodeStats, SeqCounter, SeqTracker
 from pipeline.node import Node, Outputs, Source
 from pipeline.packet import Packet
 
 Route = tuple[str, str]  # (node name, port)
+
+
+class NodeFailure(UserError):
+    """A node raised while running: one line naming the node, the call and the error."""
+
+    def __init__(self, node: str, call: str, exc: BaseException) -> None:
+        self.node = node
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        super().__init__(f"node {node!r} failed in {call}(): {type(exc).__name__}: {text}")
 
 
 class GroupExecutor:
@@ -91,7 +101,10 @@ class GroupExecutor:
             stats.packets_in += 1
             stats.samples_in += packet.data.shape[0]
             t0 = time.perf_counter_ns()
-            outputs = nodes[dst].process(port, packet)
+            try:
+                outputs = nodes[dst].process(port, packet)
+            except Exception as exc:  # noqa: BLE001 - one line naming the node, not a numpy traceback
+                raise NodeFailure(dst, "process", exc) from exc
             stats.proc_ns.append(time.perf_counter_ns() - t0)
             if dst in self.sinks:
                 now = local_clock()
@@ -114,7 +127,10 @@ class GroupExecutor:
         """Read one source once; None when it is exhausted, else the external deliveries."""
         t0 = time.perf_counter_ns()
         node = self.nodes[name]
-        outputs = node.read()  # type: ignore[attr-defined]
+        try:
+            outputs = node.read()  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001
+            raise NodeFailure(name, "read", exc) from exc
         if outputs is None:
             return None
         self.live = node.virtual_time is None  # type: ignore[attr-defined]  # LSL-clock stamps?
@@ -130,7 +146,10 @@ class GroupExecutor:
             if now >= due:
                 self.next_tick[name] = max(due + interval, now)
                 t0 = time.perf_counter_ns()
-                outputs = self.nodes[name].tick(now)
+                try:
+                    outputs = self.nodes[name].tick(now)
+                except Exception as exc:  # noqa: BLE001
+                    raise NodeFailure(name, "tick", exc) from exc
                 self.stats[name].proc_ns.append(time.perf_counter_ns() - t0)
                 self._route(name, outputs, external)
                 self._drain(external)

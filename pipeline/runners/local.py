@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.graph import GraphSpec
 from pipeline.log import runner_logger
+from pipeline.runners.executor import NodeFailure
 from pipeline.runners.opening import open_in_process
 from pipeline.runners.plan import single_group
 from pipeline.runners.progress import ReplayProgress, sources_progress
@@ -41,7 +42,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         live = sources_progress(sources) is None
         status = StatusLine(progress and live)
         read_progress = lambda: sources_progress(sources)  # noqa: E731 (called by the bar at 10 Hz)
-        stopped_by = "end of data"
+        stopped_by, failure = "end of data", None
         log.info("graph running (%d nodes in this process)", len(nodes))
         t_start = time.perf_counter()
         deadline = None if duration_s is None else t_start + duration_s
@@ -58,6 +59,10 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
                 status.update(lambda: snapshot_from([stepper.executor]))
         except KeyboardInterrupt:
             stopped_by = "forced exit (second stop signal)"
+        except NodeFailure as exc:
+            failure = f"{spec.file}: {exc}"
+            stopped_by = "failure: " + failure
+            log.error(failure)
         finally:
             bar.close()
             status.close()
@@ -65,4 +70,5 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
             counters, reports = stepper.executor.counters(), stepper.executor.reports()
             stepper.executor.close()
     log.info("run stopped: %s (%.2f s)", stopped_by, wall_s)
-    return merge_summary(spec, "local", [group_result(stepper, wall_s, counters, reports)], wall_s, stopped_by)
+    return merge_summary(spec, "local", [group_result(stepper, wall_s, counters, reports)], wall_s, stopped_by,
+                         failure=failure)

@@ -718,6 +718,10 @@ def _drive(driver: Driver, spec: GraphSpec, progress: bool, duration_s: float | 
                     continue
                 try:
                     results[group] = driver.get(ref, f"group {group!r}", timeout=1.0)
+                except UserError as exc:  # a node raised (NodeFailure): no restart, stop with its line
+                    failure = f"{spec.file}: {exc}"
+                    log.error(failure)
+                    raise _Failed(group) from None
                 except ray.exceptions.RayActorError:
                     n = driver.restarts.get(group, 0) + 1
                     driver.restarts[group] = n
