@@ -125,6 +125,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     status.message("starting Ray…")
     with StopRequest() as stop:
         started = ensure_ray(spec.runtime, address)
+        stop.install()  # over the SIGTERM handler ray.init installs
         import ray
         from ray.dag import InputNode, MultiOutputNode
 

@@ -673,6 +673,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     status.message("starting Ray…")
     with StopRequest() as stop:
         started = ensure_ray(spec.runtime, address)
+        stop.install()  # over the SIGTERM handler ray.init installs
         import ray
 
         driver = None

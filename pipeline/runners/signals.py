@@ -32,10 +32,17 @@ class StopRequest:
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> "StopRequest":
+        self.install()
+        return self
+
+    def install(self) -> None:
+        """(Re)install the handlers: call again after ``ray.init``, which installs Ray's own
+        SIGTERM handler (a stack dump and an abort) over ours. The first handlers seen are the
+        ones restored at the end."""
         if threading.current_thread() is threading.main_thread():
             for signum in REASONS:
-                self._old[signum] = signal.signal(signum, self._handle)
-        return self
+                old = signal.signal(signum, self._handle)
+                self._old.setdefault(signum, old)
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.restore()
