@@ -20,7 +20,7 @@ import difflib
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -57,7 +57,7 @@ class Replay(Source):
 
     kind = "replay"
 
-    def __init__(self, path: str = "", streams: list[str] | None = None, speed: float | str = 1.0,
+    def __init__(self, path: str, streams: list[str] | None = None, speed: float | Literal["max"] = 1.0,
                  loop: bool = False, start_s: float = 0.0, chunk_s: float = 0.004) -> None:
         from pipeline.recordings import recording_infos
 

@@ -1,4 +1,4 @@
-"""``spikeloop run CONFIG``: run a graph and print its summary; ``spikeloop check CONFIG``: validate only."""
+"""``spikeloop run CONFIG``: run a graph and print its summary (``spikeloop check`` is in ``check.py``)."""
 from __future__ import annotations
 
 import argparse
@@ -45,16 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr (= --log-level WARNING)")
     p.set_defaults(func=run)
 
-    c = sub.add_parser(
-        "check",
-        help="validate a graph config and show its streams, without running it",
-        description="Load and validate a config, open its nodes (checking channel counts and rates "
-        "between connected nodes) and print every stream. Exit status 2 on any error.",
-    )
-    c.add_argument("config")
-    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE")
-    c.set_defaults(func=check)
-
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, quiet=args.quiet)
@@ -73,27 +63,4 @@ def run(args: argparse.Namespace) -> int:
     if summary.get("failure"):
         print(f"spikeloop run: error: {summary['failure']}", file=sys.stderr)
         return 1
-    return 0
-
-
-def check(args: argparse.Namespace) -> int:
-    from pipeline.runners.opening import open_in_process
-    from pipeline.runners.plan import plan_groups
-
-    spec = load_graph(args.config, args.overrides)
-    try:
-        infos = open_in_process(spec, spec.instances)
-        plans, _ = plan_groups(spec)  # Ray-free: fuse groups are checked too
-    finally:
-        for node in spec.instances.values():
-            node.close()
-    print(f"{spec.file}: graph {spec.name!r} is valid ({len(spec.nodes)} nodes, {len(spec.edges)} edges, "
-          f"runner {spec.runtime['runner']})")
-    for (node, port), info in infos.items():
-        rate = "irregular" if info.irregular else f"{info.nominal_rate:g} Hz"
-        print(f"  {node}.{port}: {info.name!r} type {info.type!r}, {info.channel_count} ch, {rate}, {info.dtype}")
-    for e in spec.edges:
-        print(f"  edge {e}")
-    if len(plans) < len(spec.nodes):
-        print("  ray actors: " + "; ".join(p.name for p in plans))
     return 0

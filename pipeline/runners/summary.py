@@ -42,13 +42,13 @@ def group_result(stepper: Any, wall_s: float, counters: dict | None = None, repo
 
 
 def merge_latency(parts: list[LatencyStats]) -> LatencyStats:
-    """One LatencyStats from several (``merge`` if the class has it, else the raw values)."""
+    """One LatencyStats from several."""
     out = LatencyStats()
     for part in parts:
-        if hasattr(out, "merge"):
-            out.merge(part)  # type: ignore[attr-defined]
-        else:
-            out.extend(part.values)
+        try:
+            out.extend(part)  # a LatencyStats (its histogram merges)
+        except TypeError:
+            out.extend(part.values)  # type: ignore[attr-defined]  # older LatencyStats: raw values
     return out
 
 
