@@ -38,7 +38,8 @@ def start(config: Path, out: Path, runner: str) -> tuple[subprocess.Popen, list[
     return proc, lines, reader
 
 
-@pytest.mark.parametrize("runner,signum", [("local", signal.SIGTERM), ("local", signal.SIGHUP), ("ray", signal.SIGTERM)])
+@pytest.mark.parametrize("runner,signum", [("local", signal.SIGTERM), ("local", signal.SIGHUP), ("ray", signal.SIGTERM),
+                                           ("ray-compiled", signal.SIGTERM)])
 def test_signal_ends_the_run_with_summary_json_and_closed_files(tmp_path, runner, signum):
     rec = tmp_path / "out.xdf"
     config = tmp_path / "endless.yaml"
