@@ -60,6 +60,7 @@ from pipeline.errors import ConfigError, UserError
 from pipeline.graph import GraphSpec
 from pipeline.log import runner_logger
 from pipeline.packet import StreamInfo
+from pipeline.runners.realtime import freeze_setup_objects
 from pipeline.runners.opening import (
     construct_node,
     error_from_line,
@@ -382,6 +383,7 @@ class GroupActor:
         if state is not None:
             self.stepper.restore(state["stepper"])
             self.inbox.position = {k: tuple(v) for k, v in state["inbox"].items()}
+        freeze_setup_objects()  # no full GC pass over Ray's and numpy's objects on the data path
         return True
 
     # --- messages and control ----------------------------------------------------------------
