@@ -277,6 +277,7 @@ def run_cli(args: Any) -> int:
     from pipeline.errors import UserError
 
     from nodes.decoders.data import load_data
+    from pipeline.cli.mapping_options import mapping_from_args
 
     if not getattr(args, "recording", None):
         raise UserError("decoder evaluation needs --recording PATH (e.g. recordings/reaching_sample.xdfz)")
@@ -284,7 +285,7 @@ def run_cli(args: Any) -> int:
     chunk = getattr(args, "chunk", None) or 250
     if chunk <= 0:
         raise UserError(f"--chunk must be > 0 samples, got {chunk}")
-    data = load_data(args.recording)
+    data = load_data(args.recording, mapping_from_args(args))
     report = evaluate(list(args.model), data, filters, plot_path=getattr(args, "plot", None),
                       plot_seconds=getattr(args, "plot_seconds", None) or 10.0, chunk=chunk)
     print_table(report["models"], filters)

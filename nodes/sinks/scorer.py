@@ -25,6 +25,8 @@ class VelocityScorer(Sink):
             ``recording`` (by sample index of the true stream: the replay must start at the
             beginning of the recording, without looping). Excludes ``from_s``/``to_s``.
         recording: the replayed recording (needed with ``split``).
+        neural, kinematics, markers, kinematics_kind: the stream mapping of ``recording`` (as the
+            replay's; ``pipeline.recordings.mapping``), so ``split`` cuts the same segments.
 
     ``report()``: ``{"r2", "r2_x", "r2_y", "n", "unmatched"}`` (R² per NeuroBench: 1 − SSE/(N·var)
     per axis with population variance, averaged over x and y).
@@ -34,7 +36,8 @@ class VelocityScorer(Sink):
     inputs = ("pred", "true")
 
     def __init__(self, from_s: float | None = None, to_s: float | None = None, split: str | None = None,
-                 recording: str | None = None) -> None:
+                 recording: str | None = None, neural: str | None = None, kinematics: str | None = None,
+                 markers: str | None = None, kinematics_kind: str | None = None) -> None:
         if split is not None:
             if split not in ("train", "val", "test"):
                 raise UserError(f"velocity_scorer: split must be 'train', 'val' or 'test', got {split!r}")
@@ -43,6 +46,9 @@ class VelocityScorer(Sink):
             if from_s is not None or to_s is not None:
                 raise UserError("velocity_scorer: give either split or from_s/to_s, not both")
         self.from_s, self.to_s, self.split, self.recording = from_s, to_s, split, recording
+        from pipeline.recordings.mapping import StreamMapping
+
+        self.mapping = StreamMapping.from_params(neural, kinematics, markers, kinematics_kind)
         self._pred: list[Packet] = []
         self._true: list[Packet] = []
         self._slice: slice | None = None
@@ -55,7 +61,7 @@ class VelocityScorer(Sink):
         if self.split is not None:
             from pipeline.recordings.reaching import load_reaching
 
-            self._slice = load_reaching(self.recording).split[self.split]
+            self._slice = load_reaching(self.recording, self.mapping).split[self.split]
         return super().open(inputs)
 
     def process(self, port: str, packet: Packet) -> dict[str, Packet]:

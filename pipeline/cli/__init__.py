@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     "bench",
     "play",
     "record",
+    "inspect",
 ]
 
 

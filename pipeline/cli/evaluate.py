@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from pipeline.cli.mapping_options import add_mapping_options
 from pipeline.cli.options import family_options
 from pipeline.errors import UserError
 
@@ -57,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", dest="json_path", help="write the report as JSON to this path")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     _add_decoder_options(p)
+    add_mapping_options(p)
     _add_control_options(p)
     p.set_defaults(func=run)
 

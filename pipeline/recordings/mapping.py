@@ -132,9 +132,10 @@ class Alignment:
         if self.exact:
             out.append("alignment: kinematics sampled at the bin timestamps (no interpolation)")
         else:
-            out.append(f"alignment: |dt| to nearest kinematics sample max {self.max_dt_s * 1e3:.3f} ms, "
-                       f"median {self.median_dt_s * 1e3:.3f} ms; linear-interpolation residual "
-                       f"(leave-one-out) RMS {self.interp_rms:.4g} = {100 * self.interp_rel:.2f} % of std")
+            out.append(f"alignment: |dt| to the nearest kinematics sample max {self.max_dt_s * 1e3:.3f} ms, "
+                       f"median {self.median_dt_s * 1e3:.3f} ms")
+            out.append(f"interpolation residual (leave-one-out): RMS {self.interp_rms:.4g} "
+                       f"= {100 * self.interp_rel:.2f} % of the signal's std")
         offs = {k: v for k, v in self.clock_offsets_s.items() if v}
         if offs:
             out.append("clock offsets applied: " + ", ".join(f"{k} {v * 1e3:+.3f} ms" for k, v in offs.items()))
