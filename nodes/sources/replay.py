@@ -63,7 +63,7 @@ class Replay(Source):
         neural, kinematics, markers, kinematics_kind: mapping mode (see the module docs): names
             of the neural, kinematics and marker streams, and ``auto``/``position``/``velocity``.
             Giving ``neural`` or ``kinematics`` turns it on (the other defaults to ``spikes`` /
-            ``velocity``); it excludes ``streams``.
+            ``velocity``); ``streams`` may then only choose among the ports ``spikes``, ``velocity``.
 
     Output ports: one per stream name, carrying the recording's stream description; in mapping
     mode ``spikes`` and ``velocity``.
@@ -91,16 +91,17 @@ class Replay(Source):
         names = list(infos)
         self.mapping: StreamMapping | None = None
         if neural is not None or kinematics is not None:
-            if streams is not None:
-                raise UserError("replay: give either 'streams' or a mapping ('neural'/'kinematics'), not both")
+            if streams is not None and (isinstance(streams, str) or not set(streams) <= set(MAPPED_PORTS)):
+                raise UserError(f"replay: with a mapping ('neural'/'kinematics') the ports are "
+                                f"{list(MAPPED_PORTS)}; 'streams' may only choose among them, got {streams!r}")
             self.mapping = StreamMapping.from_params(neural, kinematics, markers, kinematics_kind)
             for s in (self.mapping.neural, self.mapping.kinematics, self.mapping.markers):
                 if s is not None and s not in infos:
                     raise RecordingError(
                         f"{self.path}: no stream {s!r}{_nearest(str(s), names)} (streams: {', '.join(names)})"
                     )
+            names = list(dict.fromkeys(streams)) if streams else list(MAPPED_PORTS)
             streams = None
-            names = list(MAPPED_PORTS)
         elif markers is not None or kinematics_kind is not None:
             raise UserError("replay: 'markers'/'kinematics_kind' need a mapping: give 'neural' and/or 'kinematics'")
         if streams is not None:
@@ -183,7 +184,7 @@ class Replay(Source):
                             ("counts",) * n_ch, src, {"mapped_from": self.mapping.neural, "alignment": a})
         vel = StreamInfo("velocity", "Velocity", 2, d.rate_hz, "float32", ("vx", "vy"), (), src,
                          {"mapped_from": self.mapping.kinematics})
-        self._infos = {"spikes": spikes, "velocity": vel}
+        self._infos = {n: i for n, i in (("spikes", spikes), ("velocity", vel)) if n in self.stream_names}
         return Recording({"spikes": RecordedStream(spikes, d.spikes, d.timestamps),
                           "velocity": RecordedStream(vel, d.velocity, d.timestamps)})
 
