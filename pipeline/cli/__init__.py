@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # subcommand not built yet
             raise
         module.register(sub)
+    from pipeline.cli.helpfmt import polish
+
+    polish(parser)  # defaults shown in every --help, an example in each
     return parser
 
 

@@ -25,7 +25,7 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     """Options of the iBMI decoder family (owned by nodes.decoders)."""
     opt = family_options(p, "iBMI decoders (model family 'decoder')")
 
-    opt("--recording", default=None, metavar="PATH", help="reaching recording; its test part (last 25 %% of reaches) is decoded")
+    opt("--recording", default=None, metavar="PATH", help="reaching recording (.xdfz/.xdf, NeuroBench .mat, .nwb); its test part (last 25 %% of reaches) is decoded")
     opt("--filter", default=None, metavar="LIST",
         help="decoders: comma-separated Bessel variants to score besides 'none': causal, block-last, block-middle (default: all)")
     opt("--plot", default=None, metavar="PNG", help="write a plot of true vs decoded velocity over a stretch of the test part")
@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, nargs="+", help="model file(s) (.npz) to evaluate")
     p.add_argument("--json", dest="json_path", help="write the report as JSON to this path")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     _add_decoder_options(p)
     add_mapping_options(p)
     _add_control_options(p)

@@ -38,8 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Load and validate a config, open its nodes (checking channel counts and rates "
         "between connected nodes) and print every stream. Exit status 2 on any error.",
     )
-    c.add_argument("config")
-    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE")
+    c.add_argument("config", help="graph config file, e.g. configs/replay_decode.yaml")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                   help="override a node param or runtime key before checking, e.g. --set replay.chunk_s=1.0 (repeatable)")
     c.set_defaults(func=check)
 
 
