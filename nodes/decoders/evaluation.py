@@ -200,19 +200,15 @@ def _fmt(v: Any, spec: str) -> str:
 
 
 def print_table(results: list[dict[str, Any]], filters: list[str]) -> None:
-    """A rich table comparing the models (one row per model)."""
-    from pipeline.console import console
-    from rich.table import Table
+    """A table comparing the models (one row per model; transposed or stacked to fit the console)."""
+    from pipeline.console import print_fitted
 
-    table = Table(title="Decoders on the test part (R², NeuroBench definitions)")
-    table.add_column("model")
-    table.add_column("kind")
-    for f in filters:
-        table.add_column(f"R² {f}", justify="right")
-    for col in ("sparsity", "spk/neuron/step", "spikes/step (per layer)", "ACs/step", "MACs/step", "footprint kB", "step p50 µs", "step p99 µs", "× real time"):
-        table.add_column(col, justify="right")
+    headers = ["model", "kind", *[f"R² {f}" for f in filters], "sparsity", "spk/neuron/step",
+               "spikes/step (per layer)", "ACs/step", "MACs/step", "footprint kB", "step p50 µs", "step p99 µs",
+               "× real time"]
+    rows = []
     for r in results:
-        table.add_row(
+        rows.append([
             Path(r["model"]).name, r["kind"], *[_fmt(r["r2"][f], ".3f") for f in filters],
             _fmt(r["activation_sparsity"], ".3f"), _fmt(r["spikes_per_neuron_per_step"], ".3f"),
             "–" if r.get("spikes_per_step") is None else f"{r['spikes_per_step']:.2f} ("
@@ -220,8 +216,8 @@ def print_table(results: list[dict[str, Any]], filters: list[str]) -> None:
             _fmt(r["acs_per_step"], ".0f"), _fmt(r["macs_per_step"], ".0f"),
             _fmt(r["footprint_bytes"] / 1024, ".1f"), _fmt(r["step_us_p50"], ".1f"), _fmt(r["step_us_p99"], ".1f"),
             _fmt(r["offline_x_realtime"], ".0f"),
-        )
-    console().print(table)
+        ])
+    print_fitted("Decoders on the test part (R², NeuroBench definitions)", headers, rows)
 
 
 def evaluate(models: list[str], data: DecoderData, filters: list[str], *, plot_path: str | None = None,

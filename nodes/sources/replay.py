@@ -40,6 +40,10 @@ _TOL = 1e-6
 """Timestamps within 1 µs of a window edge belong to the later window (float rounding of grids)."""
 MAPPED_PORTS = ("spikes", "velocity")
 """Output ports of a replay in mapping mode."""
+AUTO_CHUNK_MAX_S = 1.0
+"""``chunk_s: auto`` at ``speed: max``: 1 s windows (throughput; outputs equal 4 ms packets')."""
+AUTO_CHUNK_PACED_S = 0.004
+"""``chunk_s: auto`` when paced: one 250 Hz sample per packet (latency)."""
 MAX_CATCHUP_S = 1.0
 """A catch-up packet holds at most this much recording time (s)."""
 
@@ -59,7 +63,9 @@ class Replay(Source):
         loop: start again at the beginning when the recording ends (never exhausts).
         start_s: seconds to skip from the start of the recording (the earliest selected sample).
         chunk_s: seconds of recording per window/packet (0.004 = one 250 Hz sample per packet:
-            lowest latency; larger windows mean fewer, bigger packets).
+            lowest latency; larger windows mean fewer, bigger packets), or ``"auto"`` (default):
+            1 s at ``speed: max`` (throughput: nodes carry their state across packets, so the
+            outputs are the same as with 4 ms packets, about 20x sooner), 4 ms when paced.
         neural, kinematics, markers, kinematics_kind: mapping mode (see the module docs): names
             of the neural, kinematics and marker streams, and ``auto``/``position``/``velocity``.
             Giving ``neural`` or ``kinematics`` turns it on (the other defaults to ``spikes`` /
@@ -72,7 +78,7 @@ class Replay(Source):
     kind = "replay"
 
     def __init__(self, path: str = "", streams: list[str] | None = None, speed: float | str = 1.0,
-                 loop: bool = False, start_s: float = 0.0, chunk_s: float = 0.004,
+                 loop: bool = False, start_s: float = 0.0, chunk_s: float | str = "auto",
                  neural: str | None = None, kinematics: str | None = None, markers: str | None = None,
                  kinematics_kind: str | None = None) -> None:
         from pipeline.recordings import recording_infos
@@ -82,8 +88,10 @@ class Replay(Source):
             raise UserError("replay: param 'path' (a recording file) is required")
         if speed != "max" and not (isinstance(speed, (int, float)) and not isinstance(speed, bool) and speed > 0):
             raise UserError(f"replay: speed must be 'max' or a number > 0, got {speed!r}")
-        if not (isinstance(chunk_s, (int, float)) and chunk_s > 0):
-            raise UserError(f"replay: chunk_s must be > 0 s, got {chunk_s!r}")
+        if chunk_s == "auto":
+            chunk_s = AUTO_CHUNK_MAX_S if speed == "max" else AUTO_CHUNK_PACED_S
+        if not (isinstance(chunk_s, (int, float)) and not isinstance(chunk_s, bool) and chunk_s > 0):
+            raise UserError(f"replay: chunk_s must be 'auto' or a number > 0 s, got {chunk_s!r}")
         if start_s < 0:
             raise UserError(f"replay: start_s must be >= 0 s, got {start_s!r}")
         self.path = Path(path)
