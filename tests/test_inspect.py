@@ -91,3 +91,64 @@ def test_every_help_fits_100_columns_with_an_example_and_defaults(command, capsy
     assert "example" in out.lower()
     if command in ("train", "evaluate", "synth"):
         assert re.search(r"random seed \(default:? 0\)", " ".join(out.split()))
+
+
+def _console(width: int = 100):
+    import io
+
+    from rich.console import Console
+
+    return Console(file=io.StringIO(), width=width, color_system=None)
+
+
+def test_evaluate_table_fits_100_columns_without_cut_cells(monkeypatch):
+    """The decoder table (13 models, every filter) at 100 columns: transposed or stacked, no "…"."""
+    import nodes.decoders.evaluation as ev
+    from pipeline import console as console_mod
+
+    out = _console(100)
+    monkeypatch.setattr(console_mod, "console", lambda file=None: out)
+    filters = ["none", "causal", "block-last", "block-middle"]
+    results = []
+    for k in range(13):
+        results.append({
+            "model": f"models/snn_streaming_asa_seed{k}_sample.npz", "kind": "snn_streaming",
+            "r2": {f: 0.4 + 0.01 * k for f in filters}, "activation_sparsity": 0.91,
+            "spikes_per_neuron_per_step": 0.083, "spikes_per_step": 6.6, "spikes_per_step_per_layer": [2.5, 4.1],
+            "acs_per_step": 260.0, "macs_per_step": 96.0, "footprint_bytes": 19192, "step_us_p50": 17.9,
+            "step_us_p99": 40.2, "offline_x_realtime": 210.0,
+        })
+    ev.print_table(results, filters)
+    text = out.file.getvalue()
+    _fits(text)
+    assert "snn_streaming_asa_seed12_sample.npz" in text and "4.10" in text and "0.520" in text
+    one = _console(100)
+    monkeypatch.setattr(console_mod, "console", lambda file=None: one)
+    ev.print_table(results[:2], filters)
+    _fits(one.file.getvalue())
+    assert "snn_streaming_asa_seed1_sample.npz" in one.file.getvalue()
+
+
+def test_run_summary_fits_100_columns_with_counters_as_rows(monkeypatch):
+    import pipeline.console as console_mod
+    from pipeline.metrics import print_summary
+
+    node = {"packets_in": 150000, "samples_in": 150000, "packets_out": 150000, "samples_out": 150000, "gaps": 3,
+            "proc_us_p50": 13.8, "proc_us_p99": 135.3, "counters": {}}
+    summary = {
+        "graph": "replay_decode", "runner": "local", "stopped_by": "end of data", "wall_s": 0.87,
+        "source_samples": 300000, "samples_per_s": 344827.0,
+        "latency": {"p50_ms": 0.03, "p99_ms": 4.2, "max_ms": 397.9, "count": 300000},
+        "nodes": {"replay": {**node, "counters": {"packets.spikes": 150, "packets.velocity": 150, "catchup": 0}},
+                  "decoder": {**node, "counters": {"late_events_dropped_after_overload": 12}},
+                  "score": {**node, "counters": {}}},
+        "reports": {"score": {"r2": 0.4786, "n": 150000, "unmatched": 0}},
+    }
+    out = _console(100)
+    monkeypatch.setattr(console_mod, "console", lambda file=None: out)
+    print_summary(summary)
+    text = out.file.getvalue()
+    _fits(text)
+    flat = " ".join(text.split())
+    assert "late_events_dropped_after_overload │ 12" in flat and "packets.velocity │ 150" in flat
+    assert "catchup" not in flat  # zero counters are not rows
