@@ -135,3 +135,18 @@ def test_position_or_velocity_is_decided_or_asked(tmp_path):
     assert d["alignment"].segments_from.startswith("fixed 2 s chunks") and len(d["segments"]) == 6
     with pytest.raises(RecordingError, match="no stream 'nope'"):
         build_dataset(rec, StreamMapping("nope", "k"))
+
+
+def test_scorer_split_uses_the_same_mapping(lab_xdf):
+    """velocity_scorer's split of a mapped recording is the dataset's split (same segments)."""
+    from pipeline.packet import StreamInfo
+    from pipeline.registry import make_node
+
+    d = load_reaching(lab_xdf, StreamMapping("Amp_counts", "Cursor", "Trial_markers"))
+    node = make_node("velocity_scorer", split="test", recording=str(lab_xdf), neural="Amp_counts",
+                     kinematics="Cursor", markers="Trial_markers")
+    vel = StreamInfo("velocity", "Velocity", 2, 250.0, "float32", ("vx", "vy"))
+    node.open({"pred": vel, "true": vel})
+    assert node._slice == d.split["test"]
+    with pytest.raises(RecordingError, match="no stream 'spikes' in recording; it has: Amp_counts"):
+        make_node("velocity_scorer", split="test", recording=str(lab_xdf)).open({"pred": vel, "true": vel})

@@ -170,26 +170,29 @@ def plot(results: list[dict[str, Any]], rate_hz: float, path: str, seconds: floa
 
     a = int(start_s * rate_hz)
     b = a + int(seconds * rate_hz)
-    fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
+    fig, axes = plt.subplots(2, 1, figsize=(13, 6.5), sharex=True)
     first = results[0]["_curves"]
     t = np.arange(first["true"][a:b].shape[0]) / rate_hz + start_s
+    colours = plt.get_cmap("tab10").colors  # one colour per model; line style per filter variant
+    styles = {"none": (":", 0.9), "causal": ("--", 1.2), "block-middle": ("-", 1.4)}
     for ax_i, (ax, label) in enumerate(zip(axes, ("vx", "vy"))):
-        ax.plot(t, first["true"][a:b, ax_i], color="black", lw=2, label="true")
-        for res in results:
+        ax.plot(t, first["true"][a:b, ax_i], color="black", lw=2.2, label="true")
+        for k, res in enumerate(results):
             c = res["_curves"]
             name = Path(res["model"]).stem
-            ax.plot(t, c["none"][a:b, ax_i], lw=0.7, alpha=0.6, label=f"{name} (no filter, R² {res['r2']['none']:.3f})")
-            for fname in ("causal", "block-middle"):
+            for fname, (ls, lw) in styles.items():
                 if fname in c:
-                    ax.plot(t, c[fname][a:b, ax_i], lw=1.3, label=f"{name} + {fname} (R² {res['r2'][fname]:.3f})")
+                    what = "no filter" if fname == "none" else f"+ {fname}"
+                    ax.plot(t, c[fname][a:b, ax_i], color=colours[k % len(colours)], ls=ls, lw=lw,
+                            label=f"{name} {what} (R² {res['r2'][fname]:.3f})")
         ax.set_ylabel(f"{label} (mm/s)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, ncol=2, loc="upper right")
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # outside: hides no data
     axes[-1].set_xlabel("time in test part (s)")
     fig.suptitle("Decoded vs true velocity (test part)")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # keeps the outside legend
     plt.close(fig)
 
 
