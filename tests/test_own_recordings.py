@@ -79,7 +79,7 @@ def test_labrecorder_xdf_end_to_end(lab_xdf, tmp_path, capsys, monkeypatch):
     assert 0.004 < a["max_dt_s"] <= 0.005 + 1e-9  # 4 ms bins vs 10 ms samples: at most half a period away
     assert a["clock_offsets_s"]["Cursor"] == pytest.approx(-0.25)
     model = ev["models"][0]
-    assert np.isfinite(model["r2"]["none"]) if isinstance(model["r2"], dict) else np.isfinite(model["r2"])
+    assert np.isfinite(model["r2"]["none"]) and np.isfinite(model["r2"]["causal"])
     rep = _score(run)
     assert rep["n"] == a["bins"] and rep["unmatched"] == 0 and np.isfinite(rep["r2"])
 
