@@ -1,7 +1,7 @@
 """Your own recordings end to end, through the command line: inspect → train → evaluate → replay.
 
 A LabRecorder-style XDF (neural counts at 250 Hz, a cursor position at 100 Hz on another clock,
-string markers) and an NWB file (units + behaviour, Neural Latents Benchmark layout), 60 s each,
+string markers) and an NWB file (units + behaviour, Neural Latents Benchmark layout), 40 s each,
 with no code of the user's: only ``spikeloop`` commands (``pipeline.cli.main``, in-process to keep
 the test fast). Also the alignment rules themselves, against independent computations.
 """
@@ -26,7 +26,7 @@ NWB = ["--kinematics", "cursor_pos", "--markers", "trials"]
 
 @pytest.fixture(scope="module")
 def session():
-    return make_session(60.0, channels=12, seed=4)
+    return make_session(40.0, channels=12, seed=4)
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +90,9 @@ def test_nwb_end_to_end(nwb_file, tmp_path, capsys, monkeypatch):
     assert roles["spikes"] == "neural (events)" and roles["trials"] == "markers"
     assert roles["cursor_pos"] == "kinematics position" and roles["finger_vel"] == "kinematics velocity"
     a = insp["checked"]["alignment"]
-    assert a["neural_kind"] == "events" and a["bins"] == 15000
+    assert a["neural_kind"] == "events" and a["bins"] == 10000
     rep = _score(run)
-    assert rep["n"] == 15000 and rep["unmatched"] == 0 and np.isfinite(rep["r2"])
+    assert rep["n"] == 10000 and rep["unmatched"] == 0 and np.isfinite(rep["r2"])
 
 
 def test_alignment_matches_an_independent_computation(session, lab_xdf):

@@ -181,20 +181,24 @@ class Replay(Source):
 
     def _mapped(self):
         """The decoding dataset of the recording as a two-stream Recording (ports spikes, velocity)."""
+        from pipeline.recordings import load_recording
         from pipeline.recordings.base import RecordedStream, Recording
-        from pipeline.recordings.reaching import load_reaching
+        from pipeline.recordings.mapping import build_dataset
 
-        d = load_reaching(self.path, self.mapping)
-        n_ch = d.channels
+        try:  # no train/val/test split needed here, so no minimum number of segments
+            d = build_dataset(load_recording(self.path), self.mapping)
+        except RecordingError as exc:
+            raise RecordingError(f"{self.path}: {exc}") from None
+        n_ch, rate, stamps = d["spikes"].shape[1], float(d["rate_hz"]), d["timestamps"]
         src = self.path.stem
-        a = d.alignment.to_dict() if d.alignment is not None else {}
-        spikes = StreamInfo("spikes", "SpikeCounts", n_ch, d.rate_hz, "float32", tuple(f"ch{c}" for c in range(n_ch)),
-                            ("counts",) * n_ch, src, {"mapped_from": self.mapping.neural, "alignment": a})
-        vel = StreamInfo("velocity", "Velocity", 2, d.rate_hz, "float32", ("vx", "vy"), (), src,
+        spikes = StreamInfo("spikes", "SpikeCounts", n_ch, rate, "float32", tuple(f"ch{c}" for c in range(n_ch)),
+                            ("counts",) * n_ch, src, {"mapped_from": self.mapping.neural,
+                                                      "alignment": d["alignment"].to_dict()})
+        vel = StreamInfo("velocity", "Velocity", 2, rate, "float32", ("vx", "vy"), (), src,
                          {"mapped_from": self.mapping.kinematics})
         self._infos = {n: i for n, i in (("spikes", spikes), ("velocity", vel)) if n in self.stream_names}
-        return Recording({"spikes": RecordedStream(spikes, d.spikes, d.timestamps),
-                          "velocity": RecordedStream(vel, d.velocity, d.timestamps)})
+        return Recording({"spikes": RecordedStream(spikes, d["spikes"], stamps),
+                          "velocity": RecordedStream(vel, d["velocity"], stamps)})
 
     # --- reading ---------------------------------------------------------------------------
     def _u(self, n: str, i: int) -> float:
