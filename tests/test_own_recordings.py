@@ -150,3 +150,26 @@ def test_scorer_split_uses_the_same_mapping(lab_xdf):
     assert node._slice == d.split["test"]
     with pytest.raises(RecordingError, match="no stream 'spikes' in recording; it has: Amp_counts"):
         make_node("velocity_scorer", split="test", recording=str(lab_xdf)).open({"pred": vel, "true": vel})
+
+
+def test_linear_decoder_fits_and_scores_a_mapped_recording_in_one_graph(lab_xdf, tmp_path):
+    """No torch: replay (mapped) -> linear_decoder fitted on the training part -> R² on the test part."""
+    from pipeline.graph import load_graph
+    from pipeline.runners import get_runner
+
+    m = "neural: Amp_counts, kinematics: Cursor, markers: Trial_markers"
+    cfg = tmp_path / "lin.yaml"
+    cfg.write_text(f"""
+nodes:
+  replay:  {{kind: replay, params: {{path: {lab_xdf}, speed: max, {m}}}}}
+  decoder: {{kind: linear_decoder, params: {{fit_recording: {lab_xdf}, {m}}}}}
+  score:   {{kind: velocity_scorer, params: {{split: test, recording: {lab_xdf}, {m}}}}}
+edges:
+  - replay.spikes -> decoder -> score.pred
+  - replay.velocity -> score.true
+""")
+    rep = get_runner("local")(load_graph(cfg), progress=False)["reports"]["score"]
+    d = load_reaching(lab_xdf, StreamMapping("Amp_counts", "Cursor", "Trial_markers"))
+    sl = d.split["test"]
+    assert rep["n"] == sl.stop - sl.start and rep["unmatched"] == 0
+    assert rep["r2"] > 0.2  # the session's units are tuned to the cursor velocity: a real fit decodes it
