@@ -194,7 +194,8 @@ class Replay(Source):
         spikes = StreamInfo("spikes", "SpikeCounts", n_ch, rate, "float32", tuple(f"ch{c}" for c in range(n_ch)),
                             ("counts",) * n_ch, src, {"mapped_from": self.mapping.neural,
                                                       "alignment": d["alignment"].to_dict()})
-        vel = StreamInfo("velocity", "Velocity", 2, rate, "float32", ("vx", "vy"), (), src,
+        unit = d["velocity_unit"]
+        vel = StreamInfo("velocity", "Velocity", 2, rate, "float32", ("vx", "vy"), (unit, unit) if unit else (), src,
                          {"mapped_from": self.mapping.kinematics})
         self._infos = {n: i for n, i in (("spikes", spikes), ("velocity", vel)) if n in self.stream_names}
         return Recording({"spikes": RecordedStream(spikes, d["spikes"], stamps),

@@ -36,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _rate(f) -> str:
     nom = "irreg." if f.nominal_rate == 0 else f"{f.nominal_rate:g}"
-    eff = f"{f.effective_rate:.4g}" if f.effective_rate else "-"
-    return f"{nom} / {eff}"
+    e = f.effective_rate
+    eff = "-" if not e else (f"{e:.0f}" if e >= 100 else (f"{e:.1f}" if e >= 10 else f"{e:.3g}"))
+    return f"{nom}/{eff}"
 
 
 def render(path: str, fmt: str, facts, suggestion: dict, checked: dict, console) -> None:
@@ -45,17 +46,18 @@ def render(path: str, fmt: str, facts, suggestion: dict, checked: dict, console)
     from rich.table import Table
 
     console.print(f"[bold]{path}[/bold]: {fmt}, {len(facts)} streams")
-    table = Table(show_lines=False, pad_edge=False, box=None, header_style="bold")
-    for col, just in (("stream", "left"), ("type", "left"), ("ch", "right"), ("Hz nom / eff", "right"),
+    table = Table(show_lines=False, pad_edge=False, box=None, header_style="bold", collapse_padding=True)
+    for col, just in (("stream", "left"), ("type", "left"), ("ch", "right"), ("Hz nom/eff", "right"),
                       ("dur s", "right"), ("format", "left"), ("gaps", "right"), ("clock off.", "right"),
                       ("could be", "left")):
-        table.add_column(col, justify=just, overflow="fold")
+        table.add_column(col, justify=just, overflow="fold", no_wrap=col in ("could be", "stream"))
     for f in facts:
         gaps = "-" if f.gaps is None else (f"{f.gaps} ({f.gap_s:.2f} s)" if f.gaps else "0")
         if f.backwards:
             gaps += f", {f.backwards} back"
-        off = f"{f.clock_offsets}, {f.mean_offset_s * 1e3:+.1f} ms" if f.clock_offsets else "-"
-        table.add_row(f.name, f.type, str(f.channels), _rate(f), f"{f.duration_s:.1f}", f.dtype, gaps, off, f.role)
+        off = f"{f.mean_offset_s * 1e3:+.4g} ms" if f.clock_offsets else "-"  # the count is in --json
+        ch = str(f.channels) if f.event_channels is None else f"{f.event_channels} ev."
+        table.add_row(f.name, f.type, ch, _rate(f), f"{f.duration_s:.1f}", f.dtype, gaps, off, f.role)
     console.print(table)
     names = {k: v for k, v in suggestion.items() if v}
     if names:

@@ -23,7 +23,8 @@ class StreamFacts:
 
     name: str
     type: str
-    channels: int
+    channels: int  # columns of the data (for spike events: channel, unit)
+    event_channels: int | None  # spike-event streams: electrode channels (from the metadata or the data)
     dtype: str
     samples: int
     nominal_rate: float
@@ -83,8 +84,15 @@ def stream_facts(s: RecordedStream) -> StreamFacts:
         gaps = int(big.sum())
         gap_s = float(np.sum(d[big] - period))
     off = np.asarray(s.clock_offsets, dtype=np.float64).reshape(-1, 2)
+    ev_ch = None
+    if s.info.irregular and s.info.dtype != "object" and "channel" in [c.lower() for c in s.info.channel_labels]:
+        col = [c.lower() for c in s.info.channel_labels].index("channel")
+        ev_ch = int(s.info.metadata.get("channels", 0) or 0)
+        if n:
+            ev_ch = max(ev_ch, int(np.max(s.data[:, col])) + 1)
     return StreamFacts(
-        name=s.info.name, type=s.info.type, channels=s.info.channel_count, dtype=s.info.dtype, samples=n,
+        name=s.info.name, type=s.info.type, channels=s.info.channel_count, event_channels=ev_ch,
+        dtype=s.info.dtype, samples=n,
         nominal_rate=float(s.info.nominal_rate), effective_rate=float(eff), first_s=float(ts[0]) if n else 0.0,
         duration_s=dur, gaps=gaps, gap_s=gap_s, backwards=int(np.sum(d < 0)), clock_offsets=off.shape[0],
         mean_offset_s=float(off[:, 1].mean()) if off.shape[0] else 0.0, role=guess_role(s),

@@ -290,7 +290,8 @@ def build_dataset(rec: Recording, mapping: StreamMapping | None = None) -> dict[
     """Align a recording into a decoding dataset.
 
     Returns a dict: ``spikes`` (T, C) float32 per bin; ``velocity`` (T, 2) float32 (units/s);
-    ``timestamps`` (T,) s (bin timestamps, clock offsets applied); ``rate_hz``; ``segments``
+    ``timestamps`` (T,) s (bin timestamps, clock offsets applied); ``velocity_unit`` (e.g.
+    ``mm/s``; empty when the stream has no units); ``rate_hz``; ``segments``
     [(start, stop), ...] covering 0..T; ``target`` (T, 2) float32 or None; ``alignment``
     (:class:`Alignment`). Raises RecordingError naming the stream when something does not fit.
     """
@@ -311,6 +312,8 @@ def build_dataset(rec: Recording, mapping: StreamMapping | None = None) -> dict[
     if tk.size < 2:
         raise RecordingError(f"stream {m.kinematics!r}: {tk.size} usable sample(s); need at least 2")
     kind, reason = _kinematics_kind(ks, m.kinematics_kind)
+    unit = ks.info.units[cx] if ks.info.units else ""
+    vel_unit = (f"{unit}/s" if unit else "") if kind == "position" else unit
     spikes, tb, rate, nkind, dropped, off_n = _neural(rec, m, float(tk[0]), float(tk[-1]))
     T = tb.size
     if T < 2:
@@ -363,4 +366,5 @@ def build_dataset(rec: Recording, mapping: StreamMapping | None = None) -> dict[
         interp_rms=rms, interp_rel=rel, clock_offsets_s=offsets, segments_from=seg_from, segments=len(segments),
     )
     return {"spikes": np.asarray(spikes, dtype=np.float32), "velocity": np.asarray(vel, dtype=np.float32),
-            "timestamps": tb, "rate_hz": rate, "segments": segments, "target": target, "alignment": align}
+            "timestamps": tb, "rate_hz": rate, "segments": segments, "target": target, "alignment": align,
+            "velocity_unit": vel_unit}
