@@ -246,6 +246,7 @@ def test_mapping_mode_emits_the_training_view(tmp_path):
                      markers="Trial_markers")
     infos = node.open({})
     assert node.outputs == ("spikes", "velocity") and infos["spikes"].channel_count == 5
+    assert infos["velocity"].units == ("mm/s", "mm/s")  # the cursor position in mm, differentiated
     got = _drain(node)
     d = load_reaching(path, StreamMapping("Amp_counts", "Cursor", "Trial_markers"))
     for port, want in (("spikes", d.spikes), ("velocity", d.velocity)):
