@@ -51,8 +51,13 @@ def _journey(path, mapping_args, tmp_path, capsys, monkeypatch):
     assert "does not fit" not in out and "segments: " in out
     assert main(["train", "--model", "ann", "--recording", str(path), *mapping_args, "--epochs", "1",
                  "--max-minutes", "1", "--out", str(model)]) == 0
-    assert main(["evaluate", "--model", str(model), "--recording", str(path), *mapping_args,
+    capsys.readouterr()
+    # no mapping options: evaluate uses the mapping recorded in the model file by train
+    assert main(["evaluate", "--model", str(model), "--recording", str(path),
                  "--filter", "causal", "--json", str(j_eval)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("using the stream mapping"))
+    for flag, value in zip(mapping_args[::2], mapping_args[1::2]):
+        assert f"{flag} {value}" in line
     sets = ["--set", f"replay.path={path}", "--set", f"decoder.model={model}"]
     names = iter(mapping_args)
     for flag, value in zip(names, names):

@@ -73,5 +73,25 @@ def run(args: argparse.Namespace) -> int:
     family = families.pop()
     if family not in EVALUATORS:
         raise UserError(f"no evaluator for model family {family!r}; known: {', '.join(EVALUATORS)}")
+    if family == "decoder":
+        _mapping_from_models(args)
     module_name, _, func_name = EVALUATORS[family].partition(":")
     return getattr(importlib.import_module(module_name), func_name)(args)
+
+
+def _mapping_from_models(args: argparse.Namespace) -> None:
+    """No mapping option given: use the one the models were trained with (``metadata.mapping``),
+    when they all agree; say so."""
+    from pipeline.modelfile import load_model
+
+    keys = ("neural", "kinematics", "markers", "kinematics_kind")
+    if any(getattr(args, k, None) for k in keys):
+        return
+    found = {tuple(sorted((load_model(p)[1].get("mapping") or {}).items())) for p in args.model}
+    if len(found) != 1 or not found.copy().pop():
+        return
+    mapping = dict(found.pop())
+    for k in keys:
+        setattr(args, k, mapping.get(k))
+    shown = " ".join(f"--{k.replace('_', '-')} {mapping[k]}" for k in keys if mapping.get(k))
+    print(f"using the stream mapping the model{'s were' if len(args.model) > 1 else ' was'} trained with: {shown}")

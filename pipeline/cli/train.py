@@ -78,4 +78,18 @@ def run(args: argparse.Namespace) -> int:
     if args.model not in TRAINERS:
         raise UserError(f"unknown model {args.model!r}; choose one of: {', '.join(TRAINERS)}")
     module_name, _, func_name = TRAINERS[args.model].partition(":")
-    return getattr(importlib.import_module(module_name), func_name)(args)
+    code = getattr(importlib.import_module(module_name), func_name)(args)
+    if code == 0 and getattr(args, "recording", None) and args.model != "crnn":
+        _record_mapping(args)
+    return code
+
+
+def _record_mapping(args: argparse.Namespace) -> None:
+    """Write the stream mapping the decoder was trained with into its model file (``metadata.mapping``),
+    so ``evaluate`` uses the same streams when no mapping option is given."""
+    from pipeline.cli.mapping_options import mapping_from_args
+    from pipeline.modelfile import load_model, save_model
+
+    arrays, meta = load_model(args.out)
+    meta["mapping"] = mapping_from_args(args).to_dict()
+    save_model(args.out, arrays, meta)
