@@ -163,15 +163,11 @@ def closed_loop_stats(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def closed_loop_report(models: list[str], world: str, n_worlds: int, seed: int, timesteps: int,
-                       episode_s: float | None, pictures: str | None = None, progress: bool = True) -> dict[str, Any]:
+def closed_loop_controllers(models: list[str], spec, n_worlds: int, timesteps: int) -> list[tuple[str, Callable[[], Any]]]:
+    """``(name, make)`` of every controller the closed-loop comparison drives, in report order."""
     from nodes.control.planners import FollowTheGap
-    from nodes.control.simulator import WorldSpec
 
-    spec = WorldSpec.from_file(world)
-    if episode_s:
-        spec.episode_s = episode_s
-    seeds = list(range(seed, seed + n_worlds))
+    seeds = range(n_worlds)
     loaded = [(m, load_params(m)) for m in models]
     controllers: list[tuple[str, Callable[[], Any]]] = []
     for m, p in loaded:
@@ -185,6 +181,27 @@ def closed_loop_report(models: list[str], world: str, n_worlds: int, seed: int, 
             controllers.append((f"spiking T={timesteps} ({stem})", lambda p=p: BifKernel(p, timesteps, len(seeds))))
     controllers.append(("follow-the-gap (baseline)", lambda: _Batched(lambda: FollowTheGap(
         robot_radius_m=spec.robot_radius_m, max_turn_rad_s=spec.max_turn_rad_s), len(seeds))))
+    return controllers
+
+
+def closed_loop_controller_names(models: list[str], timesteps: int = 16) -> list[str]:
+    """The names :func:`closed_loop_report` gives its controllers, in order (reads the model files)."""
+    return [name for name, _ in closed_loop_controllers(models, None, 1, timesteps)]
+
+
+def closed_loop_report(models: list[str], world: str, n_worlds: int, seed: int, timesteps: int,
+                       episode_s: float | None, pictures: str | None = None, progress: bool = True,
+                       only: list[int] | None = None) -> dict[str, Any]:
+    """Drive every controller (or those at positions ``only``) through the same ``n_worlds`` worlds."""
+    from nodes.control.simulator import WorldSpec
+
+    spec = WorldSpec.from_file(world)
+    if episode_s:
+        spec.episode_s = episode_s
+    seeds = list(range(seed, seed + n_worlds))
+    controllers = closed_loop_controllers(models, spec, n_worlds, timesteps)
+    if only is not None:
+        controllers = [controllers[i] for i in only]
     rep: dict[str, Any] = {"world": world, "seeds": [seeds[0], seeds[-1]], "episode_s": spec.episode_s,
                            "timesteps": timesteps, "controllers": {}}
     for name, make in controllers:

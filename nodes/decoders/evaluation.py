@@ -224,11 +224,16 @@ def print_table(results: list[dict[str, Any]], filters: list[str]) -> None:
 
 
 def evaluate(models: list[str], data: DecoderData, filters: list[str], *, plot_path: str | None = None,
-             plot_seconds: float = 10.0, chunk: int = 250) -> dict[str, Any]:
-    """Evaluate several model files; returns the JSON-serialisable report."""
+             plot_seconds: float = 10.0, chunk: int = 250, results: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Evaluate several model files; returns the JSON-serialisable report.
+
+    ``results``: the :func:`evaluate_model` results of ``models`` in that order, already computed
+    elsewhere (``spikeloop evaluate --jobs N`` runs each model as a Ray task); computed here when None.
+    """
     from tqdm import tqdm
 
-    results = [evaluate_model(m, data, filters, chunk=chunk) for m in tqdm(models, desc="evaluate", unit="model", leave=False)]
+    if results is None:
+        results = [evaluate_model(m, data, filters, chunk=chunk) for m in tqdm(models, desc="evaluate", unit="model", leave=False)]
     if plot_path:
         plot(results, data.rate_hz, plot_path, seconds=plot_seconds)
     front_path = None
@@ -274,6 +279,7 @@ def evaluate(models: list[str], data: DecoderData, filters: list[str], *, plot_p
 def run_cli(args: Any) -> int:
     """``spikeloop evaluate --model M [M2 ...] --recording R [--filter ...] [--json OUT] [--plot PNG]``."""
     from pipeline.errors import UserError
+    from pipeline.modelfile import check_model_fits
 
     from nodes.decoders.data import load_data
     from pipeline.cli.mapping_options import mapping_from_args
@@ -285,6 +291,8 @@ def run_cli(args: Any) -> int:
     if chunk <= 0:
         raise UserError(f"--chunk must be > 0 samples, got {chunk}")
     data = load_data(args.recording, mapping_from_args(args))
+    for model in args.model:  # a channel or rate mismatch: one line, before any work
+        check_model_fits(model, data.spikes.shape[1], data.rate_hz, args.recording)
     report = evaluate(list(args.model), data, filters, plot_path=getattr(args, "plot", None),
                       plot_seconds=getattr(args, "plot_seconds", None) or 10.0, chunk=chunk)
     print_table(report["models"], filters)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -176,7 +176,7 @@ class LinearDecoder(Node):
     def __init__(self, model: str | None = None, fit_recording: str | None = None, history_bins: int = 64,
                  group_bins: int = 16, alpha: float = 1.0, save_to: str | None = None, neural: str | None = None,
                  kinematics: str | None = None, markers: str | None = None,
-                 kinematics_kind: str | None = None) -> None:
+                 kinematics_kind: Literal["auto", "position", "velocity"] | None = None) -> None:
         from pipeline.recordings.mapping import StreamMapping
 
         if (model is None) == (fit_recording is None):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -62,8 +62,14 @@ def validation_r2(arrays: dict[str, np.ndarray], meta: dict[str, Any], data: Dec
     return r2(data.velocity[sl], y)
 
 
-def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source: str = "") -> tuple[dict, dict]:
-    """Train a decoder of ``kind`` on ``data``; return ``(arrays, metadata)`` for ``save_model``."""
+def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source: str = "",
+          on_epoch: Callable[[dict, dict, dict], None] | None = None) -> tuple[dict, dict]:
+    """Train a decoder of ``kind`` on ``data``; return ``(arrays, metadata)`` for ``save_model``.
+
+    ``on_epoch(record, arrays, meta)``, if given, is called after every epoch with that epoch's
+    history record (``epoch``, ``loss``, ``val_r2``, ``lr``), its exported arrays and the model's
+    metadata so far (used by ``spikeloop sweep`` to report to Ray Tune and checkpoint).
+    """
     import torch
 
     if kind not in MODEL_KINDS:
@@ -174,6 +180,8 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
             best, stale = (val, arrays, epoch), 0
         else:
             stale += 1
+        if on_epoch is not None:
+            on_epoch(history[-1], arrays, meta)
         bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_r2=f"{val:.3f}", best=f"{best[0]:.3f}")
         if stale >= cfg.patience:
             stop_reason = f"early stop ({cfg.patience} epochs without a better validation R2)"
@@ -203,8 +211,8 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
     return arrays, meta
 
 
-def run_cli(args: Any) -> int:
-    """``spikeloop train --model KIND --recording R --out M.npz`` (decoder family)."""
+def run_cli(args: Any, on_epoch: Callable[[dict, dict, dict], None] | None = None) -> int:
+    """``spikeloop train --model KIND --recording R --out M.npz`` (decoder family); ``on_epoch``: see :func:`train`."""
     from pipeline.errors import UserError
     from pipeline.modelfile import save_model
 
@@ -213,7 +221,7 @@ def run_cli(args: Any) -> int:
 
     if not getattr(args, "recording", None):
         raise UserError("decoder training needs --recording PATH (a reaching recording, e.g. recordings/reaching_sample.xdfz)")
-    cfg = TrainConfig(seed=args.seed)
+    cfg = TrainConfig(seed=args.seed, progress=getattr(args, "progress", True))
     for name in ("epochs", "patience", "batch_size", "lr", "window", "burn_in", "max_minutes", "threads"):
         value = getattr(args, name, None)
         if value is not None:
@@ -230,7 +238,7 @@ def run_cli(args: Any) -> int:
     except ValueError as exc:
         raise UserError(f"--attention/--asa-*: {exc}") from None
     data = load_data(args.recording, mapping_from_args(args))
-    arrays, meta = train(args.model, data, cfg, source=str(args.recording))
+    arrays, meta = train(args.model, data, cfg, source=str(args.recording), on_epoch=on_epoch)
     path = save_model(args.out, arrays, meta)
     t = meta["training"]
     size = Path(path).stat().st_size

@@ -27,7 +27,7 @@ import difflib
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -77,10 +77,10 @@ class Replay(Source):
 
     kind = "replay"
 
-    def __init__(self, path: str = "", streams: list[str] | None = None, speed: float | str = 1.0,
-                 loop: bool = False, start_s: float = 0.0, chunk_s: float | str = "auto",
+    def __init__(self, path: str, streams: list[str] | None = None, speed: float | Literal["max"] = 1.0,
+                 loop: bool = False, start_s: float = 0.0, chunk_s: float | Literal["auto"] = "auto",
                  neural: str | None = None, kinematics: str | None = None, markers: str | None = None,
-                 kinematics_kind: str | None = None) -> None:
+                 kinematics_kind: Literal["auto", "position", "velocity"] | None = None) -> None:
         from pipeline.recordings import recording_infos
         from pipeline.recordings.mapping import StreamMapping
 

@@ -25,7 +25,9 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     """Options of the iBMI decoder family (owned by nodes.decoders)."""
     opt = family_options(p, "iBMI decoders (model family 'decoder')")
 
-    opt("--recording", default=None, metavar="PATH", help="reaching recording (.xdfz/.xdf, NeuroBench .mat, .nwb); its test part (last 25 %% of reaches) is decoded")
+    opt("--recording", default=None, nargs="+", metavar="PATH",
+        help="reaching recording(s) (.xdfz/.xdf, NeuroBench .mat, .nwb); the test part (last 25 %% of reaches) "
+             "of each is decoded")
     opt("--filter", default=None, metavar="LIST",
         help="decoders: comma-separated Bessel variants to score besides 'none': causal, block-last, block-middle (default: all)")
     opt("--plot", default=None, metavar="PNG", help="write a plot of true vs decoded velocity over a stretch of the test part")
@@ -60,7 +62,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_decoder_options(p)
     add_mapping_options(p)
     _add_control_options(p)
+    _add_fanout_options(p)
     p.set_defaults(func=run)
+
+
+def _add_fanout_options(p: argparse.ArgumentParser) -> None:
+    """Options of the fan-out (issue 15, pipeline.cluster): each (model, recording) pair as a Ray task."""
+    g = p.add_argument_group(
+        "fan-out (each model x recording pair as a Ray task; same table and JSON as the serial run)")
+    g.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="run the pairs as tasks on a local Ray (loopback only) with N CPUs (default: serial, in this process)")
+    g.add_argument("--address", default=None, metavar="ADDR",
+                   help="run the pairs as tasks on a running Ray cluster (e.g. 10.0.0.5:6379 after `ray start --head`); "
+                        "model paths must exist on every node; with --jobs N at most N tasks at once")
+    g.add_argument("--task-timeout", type=float, default=None, metavar="S",
+                   help="cancel what is still running after S seconds in all (default 86400)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +91,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no evaluator for model family {family!r}; known: {', '.join(EVALUATORS)}")
     if family == "decoder":
         _mapping_from_models(args)
+    recordings = args.recording or []
+    if args.jobs is not None or args.address or len(recordings) > 1:  # issue 15: pairs as (Ray) tasks
+        from pipeline.cluster.evaluate import run_fanout
+
+        return run_fanout(args, family)
+    args.recording = recordings[0] if recordings else None
     module_name, _, func_name = EVALUATORS[family].partition(":")
     return getattr(importlib.import_module(module_name), func_name)(args)
 

@@ -9,6 +9,7 @@ one from :data:`EXAMPLES`.
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 EXAMPLES: dict[str, str] = {
     "run": "examples:\n"
@@ -34,9 +35,20 @@ class _Polished(argparse.HelpFormatter):
     """Mixin behaviour (combined with the parser's own formatter class in :func:`polish`)."""
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
-        if "\n" in text.strip():
-            return "".join(indent + line for line in text.splitlines(keepends=True))
-        return super()._fill_text(text, width, indent)
+        if "\n" not in text.strip():  # one paragraph: wrapped, whatever the parser's own formatter
+            return argparse.HelpFormatter._fill_text(self, text, width, indent)
+        # laid out by hand: kept line by line; only a line wider than the terminal is wrapped,
+        # its continuation indented 4 more than the line itself
+        out = []
+        for line in text.splitlines():
+            if len(indent + line) <= width or not line.strip():
+                out.append(indent + line)
+                continue
+            lead = line[: len(line) - len(line.lstrip())]
+            out.append(textwrap.fill(line.strip(), width, initial_indent=indent + lead,
+                                     subsequent_indent=indent + lead + "    ", break_on_hyphens=False,
+                                     break_long_words=False))
+        return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""

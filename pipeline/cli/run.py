@@ -1,10 +1,10 @@
-"""``spikeloop run CONFIG``: run a graph and print its summary; ``spikeloop check CONFIG``: validate only."""
+"""``spikeloop run CONFIG``: run a graph and print its summary (``spikeloop check`` is in ``check.py``)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from pipeline.graph import load_graph, open_graph
+from pipeline.graph import load_graph
 from pipeline.metrics import print_summary, write_json
 from pipeline.runners import get_runner
 
@@ -32,17 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
-    c = sub.add_parser(
-        "check",
-        help="validate a graph config and show its streams, without running it",
-        description="Load and validate a config, open its nodes (checking channel counts and rates "
-        "between connected nodes) and print every stream. Exit status 2 on any error.",
-    )
-    c.add_argument("config", help="graph config file, e.g. configs/replay_decode.yaml")
-    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
-                   help="override a node param or runtime key before checking, e.g. --set replay.chunk_s=1.0 (repeatable)")
-    c.set_defaults(func=check)
-
 
 def run(args: argparse.Namespace) -> int:
     spec = load_graph(args.config, args.overrides)
@@ -56,21 +45,4 @@ def run(args: argparse.Namespace) -> int:
     if args.json_path:
         write_json(summary, args.json_path)
         print(f"summary written to {args.json_path}")
-    return 0
-
-
-def check(args: argparse.Namespace) -> int:
-    spec = load_graph(args.config, args.overrides)
-    try:
-        infos = open_graph(spec)
-    finally:
-        for node in spec.instances.values():
-            node.close()
-    print(f"{spec.file}: graph {spec.name!r} is valid ({len(spec.nodes)} nodes, {len(spec.edges)} edges, "
-          f"runner {spec.runtime['runner']})")
-    for (node, port), info in infos.items():
-        rate = "irregular" if info.irregular else f"{info.nominal_rate:g} Hz"
-        print(f"  {node}.{port}: {info.name!r} type {info.type!r}, {info.channel_count} ch, {rate}, {info.dtype}")
-    for e in spec.edges:
-        print(f"  edge {e}")
     return 0
