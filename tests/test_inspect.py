@@ -80,11 +80,32 @@ def test_help_has_an_example_and_defaults(capsys):
     assert "(default: spikes)" in flat and "(default: velocity)" in flat
 
 
-@pytest.mark.parametrize("command", ["run", "check", "synth", "train", "evaluate", "bench", "play", "record", "inspect"])
+HELP_COMMANDS = ["run", "check", "synth", "train", "evaluate", "bench", "play", "record", "inspect", "sweep",
+                 "bench decoder", "bench latency", "bench controller", "bench fanout", "bench attention",
+                 "bench soak"]
+
+
+def test_help_list_covers_every_command():
+    """A command added later (by any branch) is in HELP_COMMANDS, so its help is checked too."""
+    import argparse
+
+    from pipeline.cli import build_parser
+
+    def names(parser, prefix=""):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield f"{prefix}{name}"
+                    yield from names(sub, f"{prefix}{name} ")
+
+    assert sorted(names(build_parser())) == sorted(HELP_COMMANDS)
+
+
+@pytest.mark.parametrize("command", HELP_COMMANDS)
 def test_every_help_fits_100_columns_with_an_example_and_defaults(command, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "100")
     with pytest.raises(SystemExit):
-        main([command, "--help"])
+        main([*command.split(), "--help"])
     out = capsys.readouterr().out
     for line in out.splitlines():
         assert len(line) <= 100, line

@@ -87,6 +87,14 @@ def test_labrecorder_xdf_end_to_end(lab_xdf, tmp_path, capsys, monkeypatch):
     assert np.isfinite(model["r2"]["none"]) and np.isfinite(model["r2"]["causal"])
     rep = _score(run)
     assert rep["n"] == a["bins"] and rep["unmatched"] == 0 and np.isfinite(rep["r2"])
+    # several recordings (the fan-out path, serial here): each read with the model's mapping too
+    both = tmp_path / "both.json"
+    assert main(["evaluate", "--model", str(tmp_path / "ann.npz"), "--recording", str(lab_xdf), str(lab_xdf),
+                 "--filter", "causal", "--json", str(both)]) == 0
+    reports = json.loads(both.read_text())["recordings"]
+    assert len(reports) == 2
+    for r in reports:
+        assert r["models"][0]["r2"]["causal"] == pytest.approx(model["r2"]["causal"], abs=1e-12)
 
 
 def test_nwb_end_to_end(nwb_file, tmp_path, capsys, monkeypatch):

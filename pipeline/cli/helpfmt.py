@@ -28,6 +28,10 @@ EXAMPLES: dict[str, str] = {
                 "  spikeloop evaluate --model ann.npz --recording sub-1.nwb --kinematics cursor_pos --markers trials\n"
                 "  spikeloop evaluate --model models/crnn.npz --closed-loop --worlds 20",
     "bench": "examples:\n  spikeloop bench decoder\n  spikeloop bench latency --help",
+    "bench decoder": "example:\n  spikeloop bench decoder --model models/snn_streaming_sample.npz models/ann_sample.npz "
+                     "--json bench.json",
+    "bench controller": "example:\n  spikeloop bench controller --timesteps 8 16 --decisions 300 --json controller.json",
+    "bench attention": "example:\n  spikeloop bench attention --kinds snn_streaming --seeds 0 --epochs 5 --max-minutes 1",
 }
 
 
