@@ -130,6 +130,9 @@ def parse_train_args(argv: list[str], where: str) -> argparse.Namespace:
 # --- the sweep file -----------------------------------------------------------------------------
 def _nearest(name: str, valid: list[str]) -> str:
     close = difflib.get_close_matches(name, valid, n=1)
+    if not close:  # a lengthened or shortened name ('lrate' for 'lr'): the longest valid prefix match
+        close = sorted((v for v in valid if len(v) >= 2 and (name.startswith(v) or v.startswith(name))),
+                       key=len, reverse=True)[:1]
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
