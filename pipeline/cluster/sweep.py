@@ -318,8 +318,11 @@ def _tuner(spec: SweepSpec, resume: bool):
         trainable,
         param_space=param_space(spec),
         tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, scheduler=scheduler, num_samples=spec.samples,
-                                    max_concurrent_trials=spec.max_concurrent,
-                                    search_alg=BasicVariantGenerator(random_state=spec.seed), reuse_actors=True),
+                                    # the limit goes to the search algorithm: Tune ignores
+                                    # max_concurrent_trials when a search_alg instance is given
+                                    search_alg=BasicVariantGenerator(random_state=spec.seed,
+                                                                     max_concurrent=spec.max_concurrent or 0),
+                                    reuse_actors=True),
         run_config=tune.RunConfig(name=spec.name, storage_path=spec.storage, verbose=1,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
                                   failure_config=tune.FailureConfig(max_failures=0)),
