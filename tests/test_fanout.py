@@ -21,17 +21,6 @@ DECODER_TIMING = ("step_us_p50", "step_us_p99", "offline_x_realtime")
 CONTROLLER_TIMING = ("float_time_us", "quant_time_us", "time_us_p50", "time_us_p99", "wall_s")
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    from pipeline.runners.ray_runner import ensure_ray
-
-    started = ensure_ray({"num_cpus": 2}, None)
-    yield
-    if started:
-        ray.shutdown()
-
 
 @pytest.fixture(scope="module")
 def recordings(tmp_path_factory):

@@ -29,15 +29,6 @@ runtime:
 """
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """A local Ray on loopback, shared by every Ray test in the session (left running for the next)."""
-    import ray
-
-    if not ray.is_initialized():
-        ensure_ray({"num_cpus": 2}, None)
-    yield ray
-
 
 def test_local_ray_listens_on_loopback_only(ray_local):
     nodes = [n for n in ray_local.nodes() if n["Alive"]]
