@@ -372,9 +372,19 @@ def print_summary(summary: dict[str, Any], file: Any = None) -> None:
     whole = Table(title="whole graph", title_justify="left", show_header=False)
     whole.add_column("what")
     whole.add_column("value", justify="right")
-    whole.add_row("end-to-end latency p50 / p99 / max (ms)",
+    whole.add_row("in-graph latency p50 / p99 / max (ms)",
                   f"{_fmt(lat['p50_ms'], 3)} / {_fmt(lat['p99_ms'], 3)} / {_fmt(lat['max_ms'], 3)}")
     whole.add_row("packets measured", _fmt(lat["count"]))
+    e2e = summary.get("latency_end_to_end")  # sample timestamp -> sink, LSL clock (live/paced runs)
+    if e2e:
+        whole.add_row("end-to-end latency p50 / p99 / max (ms)",
+                      f"{_fmt(e2e['p50_ms'], 3)} / {_fmt(e2e['p99_ms'], 3)} / {_fmt(e2e['max_ms'], 3)}"
+                      if e2e["count"] else "- (replay at speed: max: no live clock)")
+    for key, label in (("restarts", "actor restarts"), ("duplicates_dropped", "duplicate packets dropped"),
+                       ("dropped_after_end", "packets after a node's end (dropped)")):
+        value = summary.get(key)
+        if value:
+            whole.add_row(label, ", ".join(f"{g}: {n}" for g, n in value.items()) if isinstance(value, dict) else _fmt(value))
     whole.add_row("wall time (s)", _fmt(summary["wall_s"], 2))
     whole.add_row("source samples", _fmt(summary["source_samples"]))
     whole.add_row("samples per second", _fmt(summary["samples_per_s"], 0))

@@ -27,7 +27,9 @@ class Capture(Sink):
 
     ``report()`` gives, per port, the sample count, the first and last timestamp (s) and a digest:
     ``sha256(sha256(data bytes) + sha256(timestamp bytes))`` over all samples in arrival order,
-    which depends only on the samples, not on how they were chunked into packets.
+    which depends only on the samples, not on how they were chunked into packets; and
+    ``data_sha256``, the data bytes' alone (equal across runs whose source stamps on the wall
+    clock from its start, as the robot simulator does).
     """
 
     kind = "capture"
@@ -95,6 +97,8 @@ class Capture(Sink):
             out[f"{prefix}first_t"] = self._first[port]
             out[f"{prefix}last_t"] = self._last[port]
             out[f"{prefix}sha256"] = digest.hexdigest()[:16]
+            # the data alone: equal across runs whose sources stamp on the wall clock (a simulator)
+            out[f"{prefix}data_sha256"] = self._hash_data[port].hexdigest()[:16]
             if self.keep is not None:
                 out[f"{prefix}not_kept"] = self._count[port] - self._kept[port]
         return out
