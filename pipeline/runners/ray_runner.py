@@ -107,6 +107,13 @@ def ensure_ray(runtime: dict[str, Any], address: str | None) -> bool:
     log.info("starting Ray%s…", f" (joining {address})" if address else " on loopback")
     try:
         if address:
+            if address.rsplit(":", 1)[0] in ("127.0.0.1", "localhost"):
+                # A cluster on this machine's loopback (``ray start --node-ip-address=127.0.0.1``):
+                # keep Ray from swapping the loopback for the machine's network address.
+                from ray._private import ray_constants
+
+                os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+                ray_constants.ENABLE_RAY_CLUSTER = False
             ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
         else:
             # A local Ray for this run only: its services listen on loopback, not on the machine's
