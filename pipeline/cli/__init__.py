@@ -23,6 +23,7 @@ SUBCOMMANDS = [
     "play",
     "record",
     "sweep",
+    "sessions",
 ]
 
 

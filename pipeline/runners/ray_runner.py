@@ -670,8 +670,12 @@ def _has_loop_between_groups(plans: list[GroupPlan]) -> bool:
 
 # --- the runner --------------------------------------------------------------------------------------
 def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = None,
-        address: str | None = None, observer: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
+        address: str | None = None, observer: Callable[[str, dict], None] | None = None,
+        session: str | None = None) -> dict[str, Any]:
     """Run ``spec`` with one Ray actor per group; return the summary (same keys as ``local``).
+
+    With ``address`` (or ``session``) the run registers as a named session on the cluster
+    (:mod:`pipeline.sessions`): ``spikeloop sessions`` lists it and can stop it.
 
     ``observer(event, info)`` is told ``"started"`` ({"pids": {group: pid}}), ``"checkpoint"``
     ({"group"}) and ``"restarted"`` ({"group", "pid"}) (tests and benchmarks use it).
@@ -683,15 +687,23 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         stop.install()  # over the SIGTERM handler ray.init installs
         import ray
 
-        driver = None
+        driver = handle = summary = None
         try:
+            if address or session:
+                from pipeline.sessions import SessionHandle
+
+                handle = SessionHandle(session, str(spec.file), "ray")
+                log.info("session %r registered on the cluster (spikeloop sessions lists it)", handle.name)
             driver = Driver(spec, "ray", observer=observer)
             status.message("opening nodes…")
             driver.start()
             status.close()
-            return _drive(driver, spec, progress, duration_s, stop)
+            summary = _drive(driver, spec, progress, duration_s, stop, handle)
+            return summary
         finally:
             status.close()
+            if handle is not None:
+                handle.close((summary or {}).get("stopped_by") or "failed to start", summary)
             if driver is not None:
                 for a in list(driver.actors.values()) + ([driver.spare] if driver.spare is not None else []):
                     ray.kill(a)
@@ -699,7 +711,8 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
                 ray.shutdown()
 
 
-def _drive(driver: Driver, spec: GraphSpec, progress: bool, duration_s: float | None, stop: StopRequest) -> dict[str, Any]:
+def _drive(driver: Driver, spec: GraphSpec, progress: bool, duration_s: float | None, stop: StopRequest,
+           session: Any = None) -> dict[str, Any]:
     ray = driver.ray
     checkpoint_s = float(spec.runtime.get("checkpoint_s", 5.0) or 0.0)
     max_restarts = int(spec.runtime.get("max_restarts", 3))
@@ -766,6 +779,8 @@ def _drive(driver: Driver, spec: GraphSpec, progress: bool, duration_s: float | 
                             _keep_checkpoint(driver, group, state)
             if loops and not stopping:
                 _check_quiet(driver, results, quiet_seen)
+            if session is not None and not stopping:
+                session.poll(stop, lambda: _status_snapshot(driver, results))
             if not stopping:
                 if stop:
                     stopping, stopped_by = True, stop.reason or stopped_by
