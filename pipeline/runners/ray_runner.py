@@ -692,8 +692,12 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
             if address or session:
                 from pipeline.sessions import SessionHandle
 
-                handle = SessionHandle(session, str(spec.file), "ray")
-                log.info("session %r registered on the cluster (spikeloop sessions lists it)", handle.name)
+                try:
+                    handle = SessionHandle(session, str(spec.file), "ray")
+                    log.info("session %r registered on the cluster (spikeloop sessions lists it)", handle.name)
+                except Exception as exc:  # noqa: BLE001 - the run goes on, unlisted
+                    log.warning("session not registered (spikeloop sessions will not list this run): %s",
+                                " ".join(str(exc).split())[:200])
             driver = Driver(spec, "ray", observer=observer)
             status.message("opening nodes…")
             driver.start()
