@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=3, help="repeats of each mode, alternating (default 3)")
     p.add_argument("--filter", default="causal", help="Bessel variants scored besides none (default causal)")
     p.add_argument("--json", dest="json_path", default=None, help="write the figures as JSON")
-    p.epilog = "example: " + __doc__.split("Example: ")[-1].strip().strip("`")
+    p.epilog = "example:\n  " + __doc__.split("Example: ")[-1].strip().strip("`")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -355,19 +355,25 @@ def print_summary(summary: dict[str, Any], file: Any = None) -> None:
     """Print the summary as tables (rich): per node, then the whole graph, then node reports."""
     from rich.table import Table
 
-    from pipeline.console import console
+    from pipeline.console import console, print_fitted
 
     out = console(file)
-    nodes = Table(title=f"graph {summary['graph']!r} on runner {summary['runner']!r}", title_justify="left")
-    for col in ("node", "pkts in", "samples in", "pkts out", "samples out", "gaps", "events", "proc p50 µs", "proc p99 µs"):
-        nodes.add_column(col, justify="left" if col in ("node", "events") else "right", no_wrap=col != "events")
+    headers = ["node", "pkts in", "samples in", "pkts out", "samples out", "gaps", "proc p50 µs", "proc p99 µs"]
+    rows = [[name, _fmt(s["packets_in"]), _fmt(s["samples_in"]), _fmt(s["packets_out"]), _fmt(s["samples_out"]),
+             _fmt(s["gaps"]), _fmt(s["proc_us_p50"]), _fmt(s["proc_us_p99"])] for name, s in summary["nodes"].items()]
+    print_fitted(f"graph {summary['graph']!r} on runner {summary['runner']!r}", headers, rows, out=out)
+    events = Table(title="counted events (drops, gaps, catch-ups, ...; one row per counter)", title_justify="left")
+    events.add_column("node")
+    events.add_column("counter", overflow="fold")
+    events.add_column("count", justify="right")
     for name, s in summary["nodes"].items():
-        events = ", ".join(f"{k}={v}" for k, v in s["counters"].items() if v) or "-"
-        nodes.add_row(
-            name, _fmt(s["packets_in"]), _fmt(s["samples_in"]), _fmt(s["packets_out"]), _fmt(s["samples_out"]),
-            _fmt(s["gaps"]), events, _fmt(s["proc_us_p50"]), _fmt(s["proc_us_p99"]),
-        )
-    out.print(nodes)
+        for k, v in s["counters"].items():
+            if v:
+                events.add_row(name, str(k), _fmt(v))
+    if events.row_count:
+        out.print(events)
+    else:
+        out.print("counted events: none")
     lat = summary["latency"]
     whole = Table(title="whole graph", title_justify="left", show_header=False)
     whole.add_column("what")

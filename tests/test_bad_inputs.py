@@ -165,7 +165,7 @@ def test_bad_config(case, tmp_path, capsys):
 SET_CASES = {
     "replay.speed=[": ["--set replay.speed: value '[' is not valid YAML"],
     "replay.loop=no_way": ["node 'replay': param 'loop': expected bool (true/false), got 'no_way'"],
-    "replay.chunk_s=true": ["node 'replay': param 'chunk_s': expected float, got True"],
+    "replay.chunk_s=true": ["node 'replay': param 'chunk_s': expected float or 'auto', got True"],
     "replay.start_s=abc": ["node 'replay': param 'start_s': expected float, got 'abc'"],
     "replay.speed=maxx": ["param 'speed': expected float or 'max', got 'maxx' (did you mean 'max'?)"],
     "replay.speed=-1": ["node 'replay'", "speed must be 'max' or a number > 0, got -1.0"],

@@ -108,7 +108,7 @@ edges:
 
 @pytest.mark.parametrize("override, message", [
     ("replay.loop=no_way", "node 'replay': param 'loop': expected bool (true/false), got 'no_way'"),
-    ("replay.chunk_s=true", "node 'replay': param 'chunk_s': expected float, got True"),
+    ("replay.chunk_s=true", "node 'replay': param 'chunk_s': expected float or 'auto', got True"),
     ("replay.start_s=abc", "node 'replay': param 'start_s': expected float, got 'abc'"),
     ("smooth.order=2.5", "node 'smooth': param 'order': expected int, got 2.5"),
     ("smooth.mode=casual", "node 'smooth': param 'mode': expected 'causal' or 'block', got 'casual' (did you mean 'causal'?)"),

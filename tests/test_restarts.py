@@ -136,6 +136,7 @@ runtime:
     assert not thread.is_alive()
     assert killer.killed, "no checkpoint came before the end"
     assert result["restarts"] == {"inlet+smooth+outlet": 1}
+    assert result["restart_s"]["inlet+smooth+outlet"] > 0
     assert result["stopped_by"] == "duration 12 s"
     # output resumes: samples pushed after the kill (their stamps are the pusher's clock) come out
     after = [t for t in stamps if t > killer.killed_lsl[0]]

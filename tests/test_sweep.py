@@ -118,7 +118,7 @@ def test_sweep_file_errors_name_the_key(recording, tmp_path, capsys):
 
 
 def test_interrupted_sweep_resumes_and_completes(ray_local, recording, tmp_path, capsys):
-    f = _sweep_file(tmp_path, recording, 2, "fifo", extra="max_concurrent: 1")
+    f = _sweep_file(tmp_path, recording, 3, "fifo", extra="max_concurrent: 1")
     exp = tmp_path / "sweeps" / "tiny_sweep"
     fired = threading.Event()
 
@@ -141,14 +141,16 @@ def test_interrupted_sweep_resumes_and_completes(ray_local, recording, tmp_path,
     first = _summary(tmp_path)
     assert first["interrupted"]
     done_before = {t["trial"]: t for t in first["trials"] if t["status"] == "completed"}
-    assert len(done_before) == 1  # the first of two, run one at a time
+    # one at a time: the first trial had ended when Ctrl-C came; a short second trial may end before
+    # Tune handles the signal, the third has not started
+    assert 1 <= len(done_before) <= 2
 
     # without --resume the directory is not silently reused
     assert main(["sweep", str(f)]) == 2
     assert "--resume" in capsys.readouterr().err
     assert main(["sweep", str(f), "--resume"]) == 0
     second = _summary(tmp_path)
-    assert not second["interrupted"] and len(second["trials"]) == 2
+    assert not second["interrupted"] and len(second["trials"]) == 3
     assert all(t["status"] == "completed" and t["epochs"] == 2 for t in second["trials"])
     for trial_id, before in done_before.items():  # finished trials are kept, not trained again
         after = next(t for t in second["trials"] if t["trial"] == trial_id)

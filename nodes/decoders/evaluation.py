@@ -255,26 +255,29 @@ def plot(results: list[dict[str, Any]], rate_hz: float, path: str, seconds: floa
 
     a = int(start_s * rate_hz)
     b = a + int(seconds * rate_hz)
-    fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
+    fig, axes = plt.subplots(2, 1, figsize=(13, 6.5), sharex=True)
     first = results[0]["_curves"]
     t = np.arange(first["true"][a:b].shape[0]) / rate_hz + start_s
+    colours = plt.get_cmap("tab10").colors  # one colour per model; line style per filter variant
+    styles = {"none": (":", 0.9), "causal": ("--", 1.2), "block-middle": ("-", 1.4)}
     for ax_i, (ax, label) in enumerate(zip(axes, ("vx", "vy"))):
-        ax.plot(t, first["true"][a:b, ax_i], color="black", lw=2, label="true")
-        for res in results:
+        ax.plot(t, first["true"][a:b, ax_i], color="black", lw=2.2, label="true")
+        for k, res in enumerate(results):
             c = res["_curves"]
             name = Path(res["model"]).stem
-            ax.plot(t, c["none"][a:b, ax_i], lw=0.7, alpha=0.6, label=f"{name} (no filter, R² {res['r2']['none']:.3f})")
-            for fname in ("causal", "block-middle"):
+            for fname, (ls, lw) in styles.items():
                 if fname in c:
-                    ax.plot(t, c[fname][a:b, ax_i], lw=1.3, label=f"{name} + {fname} (R² {res['r2'][fname]:.3f})")
+                    what = "no filter" if fname == "none" else f"+ {fname}"
+                    ax.plot(t, c[fname][a:b, ax_i], color=colours[k % len(colours)], ls=ls, lw=lw,
+                            label=f"{name} {what} (R² {res['r2'][fname]:.3f})")
         ax.set_ylabel(f"{label} (mm/s)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, ncol=2, loc="upper right")
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # outside: hides no data
     axes[-1].set_xlabel("time in test part (s)")
     fig.suptitle("Decoded vs true velocity (test part)")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # keeps the outside legend
     plt.close(fig)
 
 
@@ -285,25 +288,17 @@ def _fmt(v: Any, spec: str) -> str:
 
 
 def print_table(results: list[dict[str, Any]], filters: list[str]) -> None:
-    """A rich table comparing the models (one row per model)."""
-    from pipeline.console import console
-    from rich.table import Table
+    """A table comparing the models (one row per model; transposed or stacked to fit the console)."""
+    from pipeline.console import print_fitted
 
-    table = Table(title="Decoders on the test part (R², NeuroBench definitions; scored as emitted, "
-                        "'aligned' = re-aligned with the sample it smooths, i.e. with look-ahead)")
-    table.add_column("model")
-    table.add_column("kind")
     shifted = [f for f in filters if f != "none" and FILTERS[f].get("take") == "middle"]
-    for f in filters:
-        table.add_column(f"R² {f}", justify="right")
-    for f in shifted:
-        table.add_column(f"R² {f} aligned (look-ahead)", justify="right")
-    for col in ("sparsity", "spk/neuron/step", "spikes/step (per layer)", "ACs/step", "MACs/step", "footprint kB",
-                "bit budget kbit (w + act)", "step p50 µs", "step p99 µs", "× real time"):
-        table.add_column(col, justify="right")
+    headers = ["model", "kind", *[f"R² {f}" for f in filters], *[f"R² {f} aligned (look-ahead)" for f in shifted],
+               "sparsity", "spk/neuron/step", "spikes/step (per layer)", "ACs/step", "MACs/step", "footprint kB",
+               "bit budget kbit (w + act)", "step p50 µs", "step p99 µs", "× real time"]
+    rows = []
     for r in results:
         bb = r.get("bit_budget") or {}
-        table.add_row(
+        rows.append([
             Path(r["model"]).name, r["kind"], *[_fmt(r["r2"][f], ".3f") for f in filters],
             *[_fmt(r["r2_aligned"][f], ".3f") for f in shifted],
             _fmt(r["activation_sparsity"], ".3f"), _fmt(r["spikes_per_neuron_per_step"], ".3f"),
@@ -314,8 +309,8 @@ def print_table(results: list[dict[str, Any]], filters: list[str]) -> None:
             f"{bb['total_bits'] / 1000:.1f} ({bb['weight_bits'] / 1000:.1f} + {bb['activation_bits'] / 1000:.2f})" if bb else "–",
             _fmt(r["step_us_p50"], ".1f"), _fmt(r["step_us_p99"], ".1f"),
             _fmt(r["offline_x_realtime"], ".0f"),
-        )
-    console().print(table)
+        ])
+    print_fitted("Decoders on the test part (R², NeuroBench definitions)", headers, rows)
 
 
 LINEAR_BASELINE = "linear baseline (ridge, 256 ms)"
@@ -400,6 +395,7 @@ def run_cli(args: Any) -> int:
     from pipeline.modelfile import check_model_fits
 
     from nodes.decoders.data import load_data
+    from pipeline.cli.mapping_options import mapping_from_args
 
     if not getattr(args, "recording", None):
         raise UserError("decoder evaluation needs --recording PATH (e.g. recordings/reaching_sample.xdfz)")
@@ -407,7 +403,7 @@ def run_cli(args: Any) -> int:
     chunk = getattr(args, "chunk", None) or 250
     if chunk <= 0:
         raise UserError(f"--chunk must be > 0 samples, got {chunk}")
-    data = load_data(args.recording)
+    data = load_data(args.recording, mapping_from_args(args))
     for model in args.model:  # a channel or rate mismatch: one line, before any work
         check_model_fits(model, data.spikes.shape[1], data.rate_hz, args.recording)
     report = evaluate(list(args.model), data, filters, plot_path=getattr(args, "plot", None),

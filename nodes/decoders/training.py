@@ -236,6 +236,7 @@ def run_cli(args: Any, on_epoch: Callable[[dict, dict, dict], None] | None = Non
     from pipeline.modelfile import save_model
 
     from nodes.decoders.data import load_data
+    from pipeline.cli.mapping_options import mapping_from_args
 
     if not getattr(args, "recording", None):
         raise UserError("decoder training needs --recording PATH (a reaching recording, e.g. recordings/reaching_sample.xdfz)")
@@ -265,7 +266,7 @@ def run_cli(args: Any, on_epoch: Callable[[dict, dict, dict], None] | None = Non
         attention_metadata(args.model, cfg.attention, cfg.asa_ratio, cfg.asa_reduction, cfg.asa_window)
     except ValueError as exc:
         raise UserError(f"--attention/--asa-*: {exc}") from None
-    data = load_data(args.recording)
+    data = load_data(args.recording, mapping_from_args(args))
     arrays, meta = train(args.model, data, cfg, source=str(args.recording), on_epoch=on_epoch)
     path = save_model(args.out, arrays, meta)
     t = meta["training"]

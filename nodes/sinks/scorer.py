@@ -51,6 +51,8 @@ class VelocityScorer(Sink):
             ``recording`` (by sample index of the true stream: the replay must start at the
             beginning of the recording, without looping). Excludes ``from_s``/``to_s``.
         recording: the replayed recording (needed with ``split``).
+        neural, kinematics, markers, kinematics_kind: the stream mapping of ``recording`` (as the
+            replay's; ``pipeline.recordings.mapping``), so ``split`` cuts the same segments.
         max_pending: bound of each waiting buffer, in samples (default 65,536: 262 s at 250 Hz).
 
     ``report()``: ``{"r2", "r2_x", "r2_y", "n", "unmatched", "nan_true", "nan_pred", "dropped"}``
@@ -65,6 +67,8 @@ class VelocityScorer(Sink):
 
     def __init__(self, from_s: float | None = None, to_s: float | None = None,
                  split: Literal["train", "val", "test"] | None = None, recording: str | None = None,
+                 neural: str | None = None, kinematics: str | None = None, markers: str | None = None,
+                 kinematics_kind: Literal["auto", "position", "velocity"] | None = None,
                  max_pending: int = 65536) -> None:
         if split is not None:
             if split not in ("train", "val", "test"):
@@ -76,6 +80,9 @@ class VelocityScorer(Sink):
         if int(max_pending) < 1:
             raise UserError(f"velocity_scorer: max_pending must be >= 1 sample, got {max_pending!r}")
         self.from_s, self.to_s, self.split, self.recording = from_s, to_s, split, recording
+        from pipeline.recordings.mapping import StreamMapping
+
+        self.mapping = StreamMapping.from_params(neural, kinematics, markers, kinematics_kind)
         self.max_pending = int(max_pending)
         self._slice: slice | None = None
         self._width = 0
@@ -92,7 +99,7 @@ class VelocityScorer(Sink):
         if self.split is not None:
             from pipeline.recordings.reaching import load_reaching
 
-            self._slice = load_reaching(self.recording).split[self.split]
+            self._slice = load_reaching(self.recording, self.mapping).split[self.split]
         self._reset(true.channel_count)
         return super().open(inputs)
 

@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     "bench",
     "play",
     "record",
+    "inspect",
     "sweep",
     "sessions",
 ]
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # subcommand not built yet
             raise
         module.register(sub)
+    from pipeline.cli.helpfmt import polish
+
+    polish(parser)  # defaults shown in every --help, an example in each
     return parser
 
 

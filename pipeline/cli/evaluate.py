@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from pipeline.cli.mapping_options import add_mapping_options
 from pipeline.cli.options import family_options
 from pipeline.errors import UserError
 
@@ -25,7 +26,8 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     opt = family_options(p, "iBMI decoders (model family 'decoder')")
 
     opt("--recording", default=None, nargs="+", metavar="PATH",
-        help="reaching recording(s); the test part (last 25 %% of reaches) of each is decoded")
+        help="reaching recording(s) (.xdfz/.xdf, NeuroBench .mat, .nwb); the test part (last 25 %% of reaches) "
+             "of each is decoded")
     opt("--filter", default=None, metavar="LIST",
         help="decoders: comma-separated Bessel variants to score besides 'none': causal, block-last, block-middle (default: all)")
     opt("--plot", default=None, metavar="PNG", help="write a plot of true vs decoded velocity over a stretch of the test part")
@@ -58,8 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, nargs="+", help="model file(s) (.npz) to evaluate")
     p.add_argument("--json", dest="json_path", help="write the report as JSON to this path")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     _add_decoder_options(p)
+    add_mapping_options(p)
     _add_control_options(p)
     _add_fanout_options(p)
     p.set_defaults(func=run)
@@ -88,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     family = families.pop()
     if family not in EVALUATORS:
         raise UserError(f"no evaluator for model family {family!r}; known: {', '.join(EVALUATORS)}")
+    if family == "decoder":
+        _mapping_from_models(args)
     recordings = args.recording or []
     if args.jobs is not None or args.address or len(recordings) > 1:  # issue 15: pairs as (Ray) tasks
         from pipeline.cluster.evaluate import run_fanout
@@ -96,3 +101,21 @@ def run(args: argparse.Namespace) -> int:
     args.recording = recordings[0] if recordings else None
     module_name, _, func_name = EVALUATORS[family].partition(":")
     return getattr(importlib.import_module(module_name), func_name)(args)
+
+
+def _mapping_from_models(args: argparse.Namespace) -> None:
+    """No mapping option given: use the one the models were trained with (``metadata.mapping``),
+    when they all agree; say so."""
+    from pipeline.modelfile import load_model
+
+    keys = ("neural", "kinematics", "markers", "kinematics_kind")
+    if any(getattr(args, k, None) for k in keys):
+        return
+    found = {tuple(sorted((load_model(p)[1].get("mapping") or {}).items())) for p in args.model}
+    if len(found) != 1 or not found.copy().pop():
+        return
+    mapping = dict(found.pop())
+    for k in keys:
+        setattr(args, k, mapping.get(k))
+    shown = " ".join(f"--{k.replace('_', '-')} {mapping[k]}" for k in keys if mapping.get(k))
+    print(f"using the stream mapping the model{'s were' if len(args.model) > 1 else ' was'} trained with: {shown}")

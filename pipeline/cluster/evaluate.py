@@ -91,6 +91,7 @@ def evaluate_decoders(args: argparse.Namespace, ex: Executor) -> int:
     """Decoders: models × recordings as tasks; one table per recording; one JSON."""
     from nodes.decoders.data import load_data
     from nodes.decoders.evaluation import evaluate, parse_filters, print_table
+    from pipeline.cli.mapping_options import mapping_from_args
 
     recordings = args.recording if isinstance(args.recording, list) else [args.recording]
     if not recordings or not recordings[0]:
@@ -102,7 +103,7 @@ def evaluate_decoders(args: argparse.Namespace, ex: Executor) -> int:
     several = len(recordings) > 1
     datas, tasks = [], []
     for rec in recordings:
-        data = load_data(rec)
+        data = load_data(rec, mapping_from_args(args))
         datas.append(data)
         ref = ex.put(data)
         keep = bool(_plot_for(getattr(args, "plot", None), rec, several))

@@ -130,6 +130,9 @@ def parse_train_args(argv: list[str], where: str) -> argparse.Namespace:
 # --- the sweep file -----------------------------------------------------------------------------
 def _nearest(name: str, valid: list[str]) -> str:
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    if not close:  # a lengthened or shortened name ('lrate' for 'lr'): the longest valid prefix match
+        close = sorted((v for v in valid if len(v) >= 2 and (name.startswith(v) or v.startswith(name))),
+                       key=len, reverse=True)[:1]
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -327,7 +330,10 @@ def _tuner(spec: SweepSpec, resume: bool):
         trainable,
         param_space=param_space(spec),
         tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, scheduler=scheduler, num_samples=spec.samples,
-                                    search_alg=BasicVariantGenerator(random_state=spec.seed, max_concurrent=spec.max_concurrent or 0),
+                                    # the limit goes to the search algorithm: Tune ignores
+                                    # max_concurrent_trials when a search_alg instance is given
+                                    search_alg=BasicVariantGenerator(random_state=spec.seed,
+                                                                     max_concurrent=spec.max_concurrent or 0),
                                     reuse_actors=True),
         run_config=tune.RunConfig(name=spec.name, storage_path=spec.storage, verbose=1,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=None),

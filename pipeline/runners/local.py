@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.graph import GraphSpec
 from pipeline.log import runner_logger
+from pipeline.runners.realtime import freeze_setup_objects
 from pipeline.runners.executor import NodeFailure
 from pipeline.runners.opening import open_in_process
 from pipeline.runners.plan import single_group
@@ -43,6 +44,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         status = StatusLine(progress and live)
         read_progress = lambda: sources_progress(sources)  # noqa: E731 (called by the bar at 10 Hz)
         stopped_by, failure = "end of data", None
+        freeze_setup_objects()  # no full GC pass over the imports' objects on the data path
         log.info("graph running (%d nodes in this process)", len(nodes))
         t_start = time.perf_counter()
         deadline = None if duration_s is None else t_start + duration_s

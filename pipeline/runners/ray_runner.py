@@ -60,6 +60,7 @@ from pipeline.errors import ConfigError, UserError
 from pipeline.graph import GraphSpec
 from pipeline.log import runner_logger
 from pipeline.packet import StreamInfo
+from pipeline.runners.realtime import freeze_setup_objects
 from pipeline.runners.opening import (
     construct_node,
     error_from_line,
@@ -389,6 +390,7 @@ class GroupActor:
         if state is not None:
             self.stepper.restore(state["stepper"])
             self.inbox.position = {k: tuple(v) for k, v in state["inbox"].items()}
+        freeze_setup_objects()  # no full GC pass over Ray's and numpy's objects on the data path
         return True
 
     # --- messages and control ----------------------------------------------------------------
@@ -513,6 +515,7 @@ class Driver:
         self.restarts: dict[str, int] = {}
         self.pids: dict[str, int] = {}
         self.spare: Any = None
+        self.downtime: dict[str, float] = {}
         self.spare_ready = False
         self.can_restart = restarts
         check_resources(spec, self.plans, ray.cluster_resources())
@@ -758,7 +761,14 @@ def _drive(driver: Driver, spec: GraphSpec, progress: bool, duration_s: float | 
                         log.error(failure)
                         raise _Failed(group) from None
                     log.warning("%s: actor died (restart %d of at most %d)", nodes, n, max_restarts)
+                    t_dead = time.monotonic()
                     actor = driver.restart(group)
+                    down = time.monotonic() - t_dead
+                    driver.downtime[group] = driver.downtime.get(group, 0.0) + down
+                    live = [x for x in driver.by_name[group].nodes if spec.nodes[x].kind in LIVE_SOURCE_KINDS]
+                    if live:
+                        log.warning("live source(s) %s were down about %.2f s (plus the time Ray took to report the "
+                                    "death): what arrived then is lost; live sources cannot rewind", ", ".join(live), down)
                     pending_ckpt.pop(group, None)
                     refs[group] = driver.loop_ref
                     if stopping:
@@ -819,7 +829,9 @@ def _drive(driver: Driver, spec: GraphSpec, progress: bool, duration_s: float | 
         if p.name not in results and (r := driver.failed_result(p.name)) is not None:
             ordered.append(r)
     log.info("run stopped: %s (%.2f s, restarts %s)", stopped_by, wall_s, driver.restarts or "none")
-    return merge_summary(spec, driver.runner, ordered, wall_s, stopped_by, driver.restarts, failure)
+    summary = merge_summary(spec, driver.runner, ordered, wall_s, stopped_by, driver.restarts, failure)
+    summary["restart_s"] = {g: round(t, 3) for g, t in driver.downtime.items()}  # driver time spent restarting
+    return summary
 
 
 class _Failed(Exception):
