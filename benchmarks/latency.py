@@ -106,12 +106,15 @@ def _stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout_s: f
 
 
 class CpuMeter:
-    """CPU seconds used by a process and all its descendants (Ray workers included), via psutil."""
+    """CPU seconds used by processes and all their descendants (Ray workers included), via psutil.
 
-    def __init__(self, pid: int) -> None:
+    ``pid``: the root process; ``more``: further roots measured together with it (their trees too).
+    """
+
+    def __init__(self, pid: int, *more: int) -> None:
         import psutil
 
-        self.root = psutil.Process(pid)
+        self.roots = [psutil.Process(p) for p in (pid, *more)]
         self.start: dict[int, float] = {}
         self.t0 = 0.0
 
@@ -119,11 +122,13 @@ class CpuMeter:
         import psutil
 
         out: dict[int, float] = {}
-        try:
-            procs = [self.root, *self.root.children(recursive=True)]
-        except psutil.Error:
-            return out
-        for proc in procs:
+        procs = []
+        for root in self.roots:
+            try:
+                procs += [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+        for proc in {p.pid: p for p in procs}.values():
             try:
                 t = proc.cpu_times()
                 out[proc.pid] = t.user + t.system
@@ -137,6 +142,7 @@ class CpuMeter:
     def end(self) -> dict[str, float]:
         now, wall = self._snapshot(), time.monotonic() - self.t0
         used = {pid: now[pid] - self.start.get(pid, 0.0) for pid in now}
+        self.used, self.wall = used, wall  # CPU seconds per pid over the window, for callers that attribute them
         if wall <= 0 or not used:
             return {}
         return {"cpu_pct": 100.0 * sum(used.values()) / wall, "cpu_busiest_pct": 100.0 * max(used.values()) / wall}

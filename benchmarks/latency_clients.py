@@ -116,8 +116,13 @@ def pusher(name: str, rate: float, duration_s: float, workdir: Path, startup_s: 
     return 0 if measure_from is not None else 3
 
 
-def receiver(name: str, workdir: Path, startup_s: float, max_s: float) -> int:
-    """Record ``(timestamp, arrival)`` of every sample of stream ``name`` until ``stop``; save ``received.npz``."""
+def receiver(name: str, workdir: Path, startup_s: float, max_s: float, ready: str = "go") -> int:
+    """Record ``(timestamp, arrival)`` of every sample of stream ``name`` until ``stop``; save ``received.npz``.
+
+    The file ``ready`` (default ``go``, which starts the pusher's measured window) is created in
+    ``workdir`` when the first output arrives; a driver that starts many pushers at once passes
+    another name and creates ``go`` itself.
+    """
     import pylsl
 
     found = pylsl.resolve_byprop("name", name, 1, startup_s)
@@ -129,7 +134,7 @@ def receiver(name: str, workdir: Path, startup_s: float, max_s: float) -> int:
     ts_out = np.empty(1 << 20)
     arrival = np.empty(1 << 20)
     n = 0
-    stop, go = workdir / "stop", workdir / "go"
+    stop, go = workdir / "stop", workdir / ready
     end = time.monotonic() + max_s
     while not stop.exists() and time.monotonic() < end:
         _, stamps = inlet.pull_chunk(timeout=0.05, max_samples=4096, min_samples=1)
@@ -193,11 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", action="store_true")
     p.add_argument("--event-rate", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ready", default="go", help="receive: file created at the first output")
     a = p.parse_args(argv)
     if a.role == "push":
         return pusher(a.name, a.rate, a.duration, a.workdir, a.startup, a.settle, a.events, a.event_rate, a.seed)
     if a.role == "receive":
-        return receiver(a.name, a.workdir, a.startup, a.startup + a.settle + a.duration + 30.0)
+        return receiver(a.name, a.workdir, a.startup, a.startup + a.settle + a.duration + 30.0, a.ready)
     if a.role == "relay":
         return relay(a.name, a.out_name)
     return busy()

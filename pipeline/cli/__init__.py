@@ -24,6 +24,7 @@ SUBCOMMANDS = [
     "record",
     "inspect",
     "sweep",
+    "sessions",
 ]
 
 

@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "restarts": ("benchmarks.restarts", "ray runner: actor kill -> first live output after the restart (p50 over kills), checkpoint cost on replay throughput"),
     "fanout": ("benchmarks.fanout", "spikeloop evaluate --jobs N: wall time serial vs Ray tasks (1 and N in flight), scheduling overhead, Ray start-up"),
     "attention": ("benchmarks.attention", "decoders with vs without ASA: R2, spikes per step and per layer, SynOps, step time p50/p99, over seeds"),
+    "sessions": ("benchmarks.sessions", "N concurrent live sessions (96 ch, 250 Hz, LSL -> Bessel -> SNN -> LSL) on one loopback Ray cluster: per-session p50/p99, lost, CPU"),
     "soak": ("benchmarks.soak", "memory soak: looping full-speed replay and a live 250 Hz chain for N minutes each, RSS start/end/growth and MB/hour"),
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pipeline.errors import UserError
 from pipeline.graph import load_graph
 from pipeline.log import LEVELS, runner_logger, setup_logging
 from pipeline.metrics import print_summary, write_json
@@ -35,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runner", choices=("local", "ray", "ray-compiled"),
                    help="override the config's runtime.runner (default: the config's, else local)")
     p.add_argument("--address", help="Ray cluster address to join (ray runners); default: start a local Ray on loopback")
+    p.add_argument("--session", metavar="NAME",
+                   help="ray runner: the session's name on the cluster (default: CONFIG's stem and 4 hex "
+                        "characters); with --address every run registers; see spikeloop sessions")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
                    help="override a node param or runtime key, e.g. --set replay.speed=1 (repeatable)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of wall time")
@@ -51,10 +55,12 @@ def run(args: argparse.Namespace) -> int:
     spec = load_graph(args.config, args.overrides)
     runner = args.runner or spec.runtime["runner"]
     address = args.address or spec.runtime.get("address")
+    if args.session and runner != "ray":
+        raise UserError(f"spikeloop run: --session needs --runner ray (runner is {runner!r})")
     runner_logger().info("running %s on runner %r", spec.file, runner)
     summary = get_runner(runner)(
         spec, progress=not args.no_progress and sys.stderr.isatty() or False, duration_s=args.duration,
-        **({"address": address} if address else {}),
+        **({"address": address} if address else {}), **({"session": args.session} if args.session else {}),
     )
     print_summary(summary)
     if args.json_path:

@@ -108,6 +108,13 @@ def ensure_ray(runtime: dict[str, Any], address: str | None) -> bool:
     log.info("starting Ray%s…", f" (joining {address})" if address else " on loopback")
     try:
         if address:
+            if address.rsplit(":", 1)[0] in ("127.0.0.1", "localhost"):
+                # A cluster on this machine's loopback (``ray start --node-ip-address=127.0.0.1``):
+                # keep Ray from swapping the loopback for the machine's network address.
+                from ray._private import ray_constants
+
+                os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+                ray_constants.ENABLE_RAY_CLUSTER = False
             ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
         else:
             # A local Ray for this run only: its services listen on loopback, not on the machine's
@@ -666,8 +673,12 @@ def _has_loop_between_groups(plans: list[GroupPlan]) -> bool:
 
 # --- the runner --------------------------------------------------------------------------------------
 def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = None,
-        address: str | None = None, observer: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
+        address: str | None = None, observer: Callable[[str, dict], None] | None = None,
+        session: str | None = None) -> dict[str, Any]:
     """Run ``spec`` with one Ray actor per group; return the summary (same keys as ``local``).
+
+    With ``address`` (or ``session``) the run registers as a named session on the cluster
+    (:mod:`pipeline.sessions`): ``spikeloop sessions`` lists it and can stop it.
 
     ``observer(event, info)`` is told ``"started"`` ({"pids": {group: pid}}), ``"checkpoint"``
     ({"group"}) and ``"restarted"`` ({"group", "pid"}) (tests and benchmarks use it).
@@ -679,15 +690,27 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         stop.install()  # over the SIGTERM handler ray.init installs
         import ray
 
-        driver = None
+        driver = handle = summary = None
         try:
+            if address or session:
+                from pipeline.sessions import SessionHandle
+
+                try:
+                    handle = SessionHandle(session, str(spec.file), "ray")
+                    log.info("session %r registered on the cluster (spikeloop sessions lists it)", handle.name)
+                except Exception as exc:  # noqa: BLE001 - the run goes on, unlisted
+                    log.warning("session not registered (spikeloop sessions will not list this run): %s",
+                                " ".join(str(exc).split())[:200])
             driver = Driver(spec, "ray", observer=observer)
             status.message("opening nodes…")
             driver.start()
             status.close()
-            return _drive(driver, spec, progress, duration_s, stop)
+            summary = _drive(driver, spec, progress, duration_s, stop, handle)
+            return summary
         finally:
             status.close()
+            if handle is not None:
+                handle.close((summary or {}).get("stopped_by") or "failed to start", summary)
             if driver is not None:
                 for a in list(driver.actors.values()) + ([driver.spare] if driver.spare is not None else []):
                     ray.kill(a)
@@ -695,7 +718,8 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
                 ray.shutdown()
 
 
-def _drive(driver: Driver, spec: GraphSpec, progress: bool, duration_s: float | None, stop: StopRequest) -> dict[str, Any]:
+def _drive(driver: Driver, spec: GraphSpec, progress: bool, duration_s: float | None, stop: StopRequest,
+           session: Any = None) -> dict[str, Any]:
     ray = driver.ray
     checkpoint_s = float(spec.runtime.get("checkpoint_s", 5.0) or 0.0)
     max_restarts = int(spec.runtime.get("max_restarts", 3))
@@ -769,6 +793,8 @@ def _drive(driver: Driver, spec: GraphSpec, progress: bool, duration_s: float | 
                             _keep_checkpoint(driver, group, state)
             if loops and not stopping:
                 _check_quiet(driver, results, quiet_seen)
+            if session is not None and not stopping:
+                session.poll(stop, lambda: _status_snapshot(driver, results))
             if not stopping:
                 if stop:
                     stopping, stopped_by = True, stop.reason or stopped_by

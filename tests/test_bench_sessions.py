@@ -1,0 +1,45 @@
+"""``spikeloop bench sessions`` end to end: a real loopback Ray cluster (ray start), two live
+sessions (spikeloop run --runner ray --address), real LSL pusher/receiver processes."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from benchmarks import sessions
+
+
+@pytest.mark.slow
+def test_two_sessions_on_one_cluster_report_matched_outputs_and_losses(tmp_path):
+    out = tmp_path / "sessions.json"
+    args = argparse.Namespace(sessions=[2], duration=5.0, wait="block", model=str(sessions.DEFAULT_MODEL),
+                              startup_timeout=150.0, json_path=str(out))
+    code = sessions.run(args)
+    report = json.loads(out.read_text())
+    (res,) = report["results"]
+    assert res["sessions_requested"] == 2
+    assert code == 0, [r.get("error") for r in res["sessions"]]
+    assert len(res["sessions"]) == 2 and res["sessions_ok"] == 2
+    for row in res["sessions"]:
+        # 5 s at 250 Hz pushed, and (nearly) every one matched to an output by its timestamp
+        assert 1200 <= row["samples"] <= 1300
+        assert row["received"] > 0.9 * row["samples"]
+        assert row["lost"] == row["samples"] - row["received"]
+        assert 0.0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+        assert row["cpu_actor_pct"] > 0.0  # the session's actor was found in the cluster's process tree
+    assert res["lost"] == sum(r["lost"] for r in res["sessions"])
+    assert res["worst_p99_ms"] == max(r["p99_ms"] for r in res["sessions"])
+    assert res["cpu"]["cpu_pct"] > 0.0
+
+
+def test_cluster_is_stopped_and_its_directory_removed():
+    """The benchmark's cluster ends with exactly its own processes; no other Ray is touched."""
+    import psutil
+
+    cluster = sessions.LocalCluster(num_cpus=1, startup_s=120.0)
+    pids = cluster.pids()
+    assert len(pids) >= 3  # ray start, gcs_server, raylet at least
+    cluster.stop()
+    assert not cluster.temp_dir.exists()
+    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
