@@ -47,6 +47,11 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     opt = family_options(p, "collision-avoidance controllers (--model crnn)")
 
     opt("--dataset", default=None, metavar="PATH", help="directory of the ICRA 2020 LiDAR traces (trace_0001.csv.gz ...)")
+    opt("--split", choices=("standard", "keras-ncp"), default=None,
+        help="controllers: real-trace split: 'standard' (test traces 1,5,12,14,19,25,27) or 'keras-ncp' "
+             "(test traces 7,8,10,19,23,25,27 with mirrors, the split later work reports on); default standard")
+    opt("--augment", action="store_true", default=None,
+        help="controllers: per-sequence range scaling x U(0.85, 1.15) and N(0, 3 cm) range noise while training")
     opt("--levels", type=int, default=None, metavar="L", help="quantise with L levels and fine-tune (QCRNN); omit for the float CRNN")
     opt("--init", default=None, metavar="MODEL", help="start from this model file (e.g. the float CRNN before quantising)")
     opt("--sim-episodes", type=int, default=None, metavar="N", help="add N episodes of the simulator's expert planner to the training data")
