@@ -258,16 +258,33 @@ class _Bif:
     def reset(self) -> None:
         self.v = np.full(self.shape, self.theta / 2.0)
         self.s = np.zeros(self.shape)
+        self.quiet = True  # no neuron can fire until a current arrives (V(0) = theta/2)
 
-    def __call__(self, current: np.ndarray | None) -> np.ndarray:
-        """Integrate ``current`` (or nothing), fire; return the spikes in {-1, 0, +1}."""
+    def fire(self, current: np.ndarray | None) -> np.ndarray | None:
+        """Integrate ``current`` (or nothing) and fire; the spikes in {-1, 0, +1}, or None when no
+        neuron fired. A population that received no current and fired nothing in its previous
+        step cannot fire now (its state did not change), so it is skipped: exact, and the reason
+        a settled network costs almost nothing per step."""
         if current is not None:
             self.v += current
-        spikes = ((self.v >= self.theta) & (self.s < self.n_max)).astype(np.float64)
-        spikes -= (self.v < 0.0) & (self.s > self.n_min)
+            self.quiet = False
+        elif self.quiet:
+            return None
+        up = (self.v >= self.theta) & (self.s < self.n_max)
+        down = (self.v < 0.0) & (self.s > self.n_min)
+        if not (up.any() or down.any()):
+            self.quiet = True
+            return None
+        spikes = up.astype(np.float64)
+        spikes -= down
         self.v -= spikes * self.theta
         self.s += spikes
         return spikes
+
+    def __call__(self, current: np.ndarray | None) -> np.ndarray:
+        """Integrate ``current`` (or nothing), fire; return the spikes in {-1, 0, +1}."""
+        spikes = self.fire(current)
+        return np.zeros(self.shape) if spikes is None else spikes
 
 
 class BifKernel:
@@ -321,19 +338,26 @@ class BifKernel:
         thetas = [layer.theta for layer in self.layers]
         for t in range(self.timesteps):
             current = tw.convs[0](x) if t == 0 else None  # analog input + bias at the first step
-            out = self.layers[0](current)
-            count += np.abs(out).sum(axis=(1, 2))
-            for conv, layer, theta_in in zip(tw.convs[1:], self.layers[1:], thetas[:-1]):
-                active = out.any()
-                current = conv(out * theta_in, bias=(t == 0)) if (active or t == 0) else None
-                out = layer(current)
+            out = self.layers[0].fire(current)
+            if out is not None:
                 count += np.abs(out).sum(axis=(1, 2))
-            current = (out.reshape(self.batch, -1) * thetas[-1]) @ self.wx_feat
+            for conv, layer, theta_in in zip(tw.convs[1:], self.layers[1:], thetas[:-1]):
+                if out is not None:
+                    current = conv(out * theta_in, bias=(t == 0))
+                elif t == 0:  # no input spikes yet: the bias alone, delivered once
+                    current = np.broadcast_to(conv.b, (self.batch, conv.n_out, conv.c_out))
+                else:
+                    current = None
+                out = layer.fire(current)
+                if out is not None:
+                    count += np.abs(out).sum(axis=(1, 2))
+            current = None if out is None else (out.reshape(self.batch, -1) * thetas[-1]) @ self.wx_feat
             if t == 0:
-                current = current + rnn_in0
-            hs = self.rnn(current)
-            count += np.abs(hs).sum(axis=1)
-            acc += (hs * self.rnn.theta) @ tw.wo
+                current = rnn_in0 if current is None else current + rnn_in0
+            hs = self.rnn.fire(current)
+            if hs is not None:
+                count += np.abs(hs).sum(axis=1)
+                acc += (hs * self.rnn.theta) @ tw.wo
         self.h = self.rnn.theta * self.rnn.s
         self.last_spikes = count
         return acc[:, 0]

@@ -48,6 +48,7 @@ class FitConfig:
     threads: int = 1
     progress: bool = True
     augment: bool = False  # per-sequence range scaling x U(0.85, 1.15) and N(0, 0.03 m) range noise
+    dual: bool = False  # quantised model: also train its float path (same weights) on the same targets
 
 
 def kernel_mse(arrays: dict[str, np.ndarray], meta: dict[str, Any], seqs: Sequences) -> float:
@@ -85,6 +86,11 @@ def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitC
                 x = torch.clamp(x * scale + 0.03 * torch.randn_like(x), min=0.0)
             pred, _ = model(x, ss[idx])
             loss = torch.mean((pred - ys[idx]) ** 2)
+            if cfg.dual and model.levels is not None:  # the same weights must also drive as a float network
+                levels, model.levels = model.levels, None
+                pred_f, _ = model(x, ss[idx])
+                model.levels = levels
+                loss = loss + torch.mean((pred_f - ys[idx]) ** 2)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -21,6 +21,7 @@ TRAINERS: dict[str, str] = {
     "lstm": "nodes.decoders.training:run_cli",
     # collision-avoidance controllers (issue 4): nodes.control
     "crnn": "nodes.control.training:train_crnn",
+    "crnn_driver": "nodes.control.driving:train_driver",
 }
 
 
@@ -59,6 +60,12 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
         help="add N simulator episodes driven by the --init controller and labelled by the expert (DAgger)")
     opt("--epochs", type=int, default=None, metavar="N", help="maximum epochs (default 60; early stopping on the validation traces)")
     opt("--max-minutes", type=float, default=None, metavar="M", help="stop training after M minutes (default 4)")
+    opt("--rounds", type=int, default=None, metavar="N", help="crnn_driver: DAgger rounds after the expert round (default 4)")
+    opt("--episodes", type=int, default=None, metavar="N", help="crnn_driver: episodes per world family per round (default 6)")
+    opt("--val-worlds", type=int, default=None, metavar="N", help="crnn_driver: validation worlds per family for model selection (default 20)")
+    opt("--worlds-files", nargs="+", default=None, metavar="YAML",
+        help="crnn_driver: world families to train in (default the 4 in configs/worlds)")
+    opt("--episode-s", type=float, default=None, metavar="S", help="crnn_driver: episode length in seconds (default 30)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
