@@ -18,8 +18,10 @@
    VALIDATION worlds per family; the round with the highest worst-family collision-free rate
    (ties: mean rate, then cells visited) is saved. Test seeds are never used here.
 
-Everything is seeded (``--seed``); torch runs on 1 thread; ``--max-minutes`` bounds the whole run
-(the best round so far is saved when it runs out).
+Everything is seeded (``--seed``); torch runs on 1 thread; ``--max-minutes`` bounds the DAgger
+loop (checked after each round). The model file is written after the expert round and after
+every round that is the best so far, so a run cut short keeps its best model; ``--init MODEL``
+continues the DAgger rounds from such a file, ``--cache DIR`` keeps the expert episodes.
 """
 from __future__ import annotations
 
@@ -94,6 +96,19 @@ def drive_score(params: CrnnParams, specs: list[WorldSpec], seeds: list[int], mo
     return out
 
 
+def lossless_timesteps(params: CrnnParams, seqs: Sequences, candidates=(4, 6, 8, 10, 12, 14, 16, 20, 24, 32)) -> int:
+    """The smallest T of ``candidates`` at which the spiking network's output equals the quantised
+    one (to 1e-9) on every step of ``seqs`` (the shipped T is stored as ``timesteps`` in the file)."""
+    from nodes.control.kernels import BifKernel
+
+    q = CrnnKernel(params, mode="quant").run(seqs.scans, seqs.state)
+    for T in candidates:
+        s, _ = BifKernel(params, T, len(seqs)).run(seqs.scans, seqs.state)
+        if np.max(np.abs(s - q)) < 1e-9:
+            return T
+    return candidates[-1]
+
+
 def train_driver(args: argparse.Namespace) -> int:
     """``spikeloop train --model crnn_driver``: see the module docstring."""
     import torch
@@ -114,7 +129,7 @@ def train_driver(args: argparse.Namespace) -> int:
     episodes = args.episodes or 6
     rounds = args.rounds if args.rounds is not None else 4
     n_val = args.val_worlds or 20
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(args.seed + 17)
     train_seed = SEED_RANGES["train"][0] + 1000 * args.seed
     val_seeds = list(range(SEED_RANGES["validation"][0], SEED_RANGES["validation"][0] + n_val))
     print(f"driving controller: families {[s.name for s in specs]}, {episode_s:g} s episodes, L={levels}, "
@@ -124,43 +139,74 @@ def train_driver(args: argparse.Namespace) -> int:
     meta.update({"conv_layers": [list(c) for c in DRIVER_LAYERS], "invalid_returns": "fill",
                  "architecture": "Conv1D(8,k11,s10)-Conv1D(8,k5,s3)-Conv1D(2,k1) -> 34 + 2 state -> RNN(32) -> 1",
                  "split": None, "families": [s.name for s in specs]})
-    data = [collect(specs, episodes * 2, train_seed, rng)]
+    cache = Path(args.cache) if getattr(args, "cache", None) else None
+
+    def cached(name: str, make) -> Sequences:
+        """Expert data is deterministic for its seeds: keep it in ``--cache DIR`` (data-only .npz)."""
+        if cache is None:
+            return make()
+        f = cache / f"{name}.npz"
+        if f.is_file():
+            with np.load(f, allow_pickle=False) as z:
+                return Sequences(z["scans"], z["state"], z["steering"])
+        seqs = make()
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(f, scans=seqs.scans, state=seqs.state, steering=seqs.steering)
+        return seqs
+
+    tag = f"{'-'.join(s.name for s in specs)}_{episode_s:g}s_seed{args.seed}"
+    data = [cached(f"expert_{tag}_{episodes * 2}", lambda: collect(specs, episodes * 2, train_seed, np.random.default_rng(args.seed)))]
     train_seed += episodes * 2
-    val = collect(specs, 2, SEED_RANGES["validation"][1] - 100, rng, progress=False)  # MSE early stopping only
-    print(f"round 0: {len(data[0])} expert sequences")
-    torch.manual_seed(args.seed)
-    fmodel = CRNN(None, DRIVER_LAYERS, HIDDEN)
-    fmeta = dict(meta, levels=None)
-    cfg = FitConfig(epochs=args.epochs or 12, patience=6, seed=args.seed, max_minutes=3.0, batch_size=16)
-    arrays, _, _ = fit(fmodel, _concat(data), val, fmeta, cfg, desc="float")
-    model = CRNN.from_arrays(arrays, levels, DRIVER_LAYERS)
-    train = _concat(data)
-    model.init_steps(torch.from_numpy(train.scans[:64]), torch.from_numpy(train.state[:64]))
-    qcfg = FitConfig(epochs=args.epochs or 8, patience=4, seed=args.seed, max_minutes=3.0, batch_size=16,
+    val = cached(f"expert_val_{tag}", lambda: collect(specs, 2, SEED_RANGES["validation"][1] - 100,
+                                                       np.random.default_rng(args.seed + 1), progress=False))
+    print(f"round 0: {len(data[0])} expert sequences ({len(val)} for early stopping)")
+
+    def save(arrays: dict, extra: dict) -> None:
+        m = dict(meta, **extra, seed=args.seed, train_minutes=(time.monotonic() - t_start) / 60)
+        m["timesteps"] = lossless_timesteps(CrnnParams(arrays, m), Sequences(val.scans[:32], val.state[:32], val.steering[:32]))
+        save_model(args.out, arrays, m)
+
+    qcfg = FitConfig(epochs=args.epochs or 5, patience=3, seed=args.seed, max_minutes=2.5, batch_size=16,
                      lr=1e-3, dual=True)
-    arrays, _, _ = fit(model, train, val, meta, qcfg, desc=f"QAT L={levels}")
-    history: list[dict[str, Any]] = []
+    if args.init:  # continue DAgger from a quantised driver
+        from pipeline.modelfile import load_model
+
+        arrays, init_meta = load_model(args.init)
+        if init_meta.get("levels") != levels or init_meta.get("conv_layers") != meta["conv_layers"]:
+            raise UserError(f"{args.init}: --init must be a driving controller with L={levels} (train one without --init first)")
+        history = list((init_meta.get("dagger") or {}).get("history", []))
+    else:
+        torch.manual_seed(args.seed)
+        fmodel = CRNN(None, DRIVER_LAYERS, HIDDEN)
+        cfg = FitConfig(epochs=args.epochs or 8, patience=4, seed=args.seed, max_minutes=3.0, batch_size=16)
+        arrays, _, _ = fit(fmodel, _concat(data), val, dict(meta, levels=None), cfg, desc="float")
+        model = CRNN.from_arrays(arrays, levels, DRIVER_LAYERS)
+        train = _concat(data)
+        model.init_steps(torch.from_numpy(train.scans[:64]), torch.from_numpy(train.state[:64]))
+        arrays, _, _ = fit(model, train, val, meta, qcfg, desc=f"QAT L={levels}")
+        history = []
+        save(arrays, {"dagger": {"rounds": 0, "history": [], "selected_round": 0}})
+        print(f"expert-round model saved -> {args.out}")
     best: tuple | None = None
-    for r in range(rounds + 1):
+    r0 = len(history)
+    for r in range(r0, r0 + rounds + 1):
         params = CrnnParams(arrays, meta)
         score = drive_score(params, specs, val_seeds)
         key = score.pop("_key")
         history.append({"round": r, "validation": score, "sequences": int(sum(len(d) for d in data))})
         print(f"round {r}: validation collision-free " + ", ".join(f"{k} {100 * v['collision_free']:.0f}%"
-              for k, v in score.items()) + f" (worst {100 * key[0]:.0f}%, cells {key[2]:.1f})")
+              for k, v in score.items()) + f" (worst {100 * key[0]:.0f}%, cells {key[2]:.1f})", flush=True)
         if best is None or key > best[0]:
             best = (key, arrays, r)
-        if r == rounds or time.monotonic() - t_start > budget_s:
+            save(arrays, {"dagger": {"rounds": r, "episodes_per_family": episodes, "episode_s": episode_s,
+                                     "history": history, "selected_round": r},
+                          "validation_worst_collision_free": key[0]})
+        if r == r0 + rounds or time.monotonic() - t_start > budget_s:
             break
-        data.append(collect(specs, episodes, train_seed, rng, params))
-        train_seed += episodes
+        data.append(collect(specs, episodes, train_seed + 100 * r, rng, params))
         model = CRNN.from_arrays(arrays, levels, DRIVER_LAYERS)
         qcfg.seed += 1
         arrays, _, _ = fit(model, _concat(data), val, meta, qcfg, desc=f"round {r + 1}")
     key, arrays, r_best = best
-    meta.update({"seed": args.seed, "dagger": {"rounds": len(history) - 1, "episodes_per_family": episodes,
-                 "episode_s": episode_s, "history": history, "selected_round": r_best},
-                 "validation_worst_collision_free": key[0], "train_minutes": (time.monotonic() - t_start) / 60})
-    save_model(args.out, arrays, meta)
     print(f"selected round {r_best} (worst-family validation collision-free {100 * key[0]:.0f}%) -> {args.out}")
     return 0

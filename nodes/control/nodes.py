@@ -195,17 +195,20 @@ class BifController(_Controller):
 
     Args:
         model: quantised CRNN model file (trained with ``--levels L``).
-        timesteps: T, simulation steps per scan.
+        timesteps: T, simulation steps per scan (default: the model file's ``timesteps``, the T at
+            which its spiking output equals the quantised one; 16 if the file has none).
     """
 
     kind: ClassVar[str] = "bif_controller"
 
-    def __init__(self, model: str = "", timesteps: int = 16) -> None:
+    def __init__(self, model: str = "", timesteps: int | None = None) -> None:
         from nodes.control.kernels import BifKernel
 
         params = _load(model)
         if params.levels is None:
             raise UserError(f"{model}: the spiking controller needs a quantised model (train with --levels L)")
+        if timesteps is None:
+            timesteps = int(params.meta.get("timesteps") or 16)
         self.kernel = BifKernel(params, timesteps=int(timesteps), batch=1)
         self._spikes = 0.0
 

@@ -66,6 +66,7 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     opt("--worlds-files", nargs="+", default=None, metavar="YAML",
         help="crnn_driver: world families to train in (default the 4 in configs/worlds)")
     opt("--episode-s", type=float, default=None, metavar="S", help="crnn_driver: episode length in seconds (default 30)")
+    opt("--cache", default=None, metavar="DIR", help="crnn_driver: keep/reuse the expert episodes here (data-only .npz)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
