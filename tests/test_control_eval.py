@@ -107,3 +107,27 @@ def test_closed_loop_report_pairs_controllers_per_family(tmp_path):
         assert st["episodes"] == 3 and len(st["collision_free_ci95"]) == 2 and st["mean_cells_visited"] >= 1
     assert len(fam["comparisons"]) == 2
     assert all(0 <= c["p_value"] <= 1 for c in fam["comparisons"].values())
+
+
+def test_driver_training_runs_dagger_rounds_and_stores_the_lossless_T(tmp_path):
+    pytest.importorskip("torch")
+    import argparse
+
+    from nodes.control.driving import train_driver
+    from nodes.control.kernels import load_params
+
+    out = tmp_path / "drv.npz"
+    args = argparse.Namespace(out=str(out), seed=0, levels=4, worlds_files=["configs/worlds/default.yaml"],
+                              episode_s=2.0, episodes=1, rounds=1, val_worlds=2, epochs=1, max_minutes=5,
+                              init=None, cache=str(tmp_path / "cache"))
+    assert train_driver(args) == 0
+    p = load_params(str(out))
+    hist = p.meta["dagger"]["history"]
+    assert [h["round"] for h in hist][0] == 0 and p.meta["dagger"]["selected_round"] in (0, 1)
+    assert p.meta["levels"] == 4 and p.meta["invalid_returns"] == "fill" and p.meta["timesteps"] >= 4
+    assert list(map(list, p.conv_layers)) == [list(c) for c in DRIVER_LAYERS]
+    assert any((tmp_path / "cache").glob("expert_*.npz"))  # expert episodes kept for a rerun
+    # continuing from the file runs further rounds on top of its history
+    args.init, args.out = str(out), str(tmp_path / "drv2.npz")
+    assert train_driver(args) == 0
+    assert load_params(args.out).meta["dagger"]["history"][0]["round"] == 0

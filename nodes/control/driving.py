@@ -51,10 +51,6 @@ def _specs(paths: list[str], episode_s: float) -> list[WorldSpec]:
     return specs
 
 
-def _prefilled(seqs: Sequences) -> Sequences:
-    return Sequences(fill_invalid(seqs.scans).astype(np.float32), seqs.state, seqs.steering)
-
-
 def _concat(parts: list[Sequences]) -> Sequences:
     return Sequences(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("scans", "state", "steering")))
 
@@ -78,8 +74,9 @@ def collect(specs: list[WorldSpec], episodes: int, seed0: int, rng: np.random.Ge
         else:
             kernel.reset()
             t = learner_episode(env, seed, lambda scan, state: kernel.step(scan[None], state[None])[0], rng)
+        t.scans = fill_invalid(t.scans).astype(np.float32)  # per trace: before the overlapping cut
         traces += [t, t.mirrored(state_signs=(1.0, -1.0))]
-    return _prefilled(cut_sequences(traces, SEQ_LEN, SEQ_STRIDE))
+    return cut_sequences(traces, SEQ_LEN, SEQ_STRIDE)
 
 
 def drive_score(params: CrnnParams, specs: list[WorldSpec], seeds: list[int], mode: str = "quant") -> dict[str, Any]:

@@ -55,6 +55,7 @@ class RobotSim(Node):
         seed: world seed (obstacles and start pose).
         episode_s: episode length in seconds (default: the world file's, 60 s).
         picture: write a PNG of the world and the trajectory here when the episode ends (optional).
+        label: the controller's name for the picture's title (optional).
     """
 
     kind: ClassVar[str] = "robot_sim"
@@ -63,11 +64,11 @@ class RobotSim(Node):
     feedback_inputs: ClassVar[tuple[str, ...]] = ("command",)
 
     def __init__(self, world: str = DEFAULT_WORLD, seed: int = 0, episode_s: float | None = None,
-                 picture: str | None = None) -> None:
+                 picture: str | None = None, label: str | None = None) -> None:
         from nodes.control.simulator import RobotEnv
 
         self.env = RobotEnv.from_file(world, episode_s=episode_s)
-        self.world_path, self.seed, self.picture = world, int(seed), picture
+        self.world_path, self.seed, self.picture, self.label = world, int(seed), picture, label
         self.rate = self.env.spec.rate_hz
         self._counts = {"commands": 0, "bad_commands": 0, "late_commands": 0}
         self._picture_written: str | None = None
@@ -107,7 +108,12 @@ class RobotSim(Node):
 
     def _finish(self) -> None:
         if self.picture and self._picture_written is None:
-            self._picture_written = str(self.env.plot(self.picture))
+            title = ""
+            if self.label:
+                sm = self.env.summary()
+                title = (f"{self.label} in a '{self.env.spec.name}' world (seed {self.seed}): {sm['collisions']} collisions, "
+                         f"{sm['path_m']:.1f} m, {sm['cells_visited']} cells")
+            self._picture_written = str(self.env.plot(self.picture, title=title))
 
     def counters(self) -> dict[str, int]:
         return dict(self._counts, collisions=getattr(self.env, "collisions", 0))
