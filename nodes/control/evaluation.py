@@ -336,7 +336,7 @@ def print_closed_loop(rep: dict[str, Any]) -> None:
             c.print(f"  {name:<46} {100 * st['collision_free_rate']:>6.1f}% [{100 * lo:5.1f}, {100 * hi:5.1f}] "
                     f"{st['collisions']:>10} {st['mean_cells_visited']:>6.1f} {st['mean_path_m']:>7.1f} "
                     f"{st['min_clearance_median_m']:>9.2f}{note}", highlight=False)
-            if "quantised_decisions_compared" in st:
+            if "quantised_decisions_compared" in st and "identical_to" not in st:
                 c.print(f"    spiking vs quantised twin: {st['quantised_decisions_differing']} of "
                         f"{st['quantised_decisions_compared']} decisions differ (max |diff| {st['max_abs_diff_quantised']:.1e}); "
                         f"{st['spikes_per_decision']:.0f} spikes per decision", highlight=False)
