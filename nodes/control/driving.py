@@ -186,13 +186,14 @@ def train_driver(args: argparse.Namespace) -> int:
         print(f"expert-round model saved -> {args.out}")
     best: tuple | None = None
     r0 = len(history)
+    if history and len(history[-1]["validation"]) == len(specs):  # --init: its round is already scored
+        r0 -= 1
     for r in range(r0, r0 + rounds + 1):
         params = CrnnParams(arrays, meta)
-        if r == r0 and history and len(history[-1]["validation"]) == len(specs):  # --init: already scored
+        if r == r0 and len(history) > r0:
             score = history.pop()["validation"]
             rates = [v["collision_free"] for v in score.values()]
             key = (min(rates), float(np.mean(rates)), float(np.mean([v["cells"] for v in score.values()])))
-            r -= 1
         else:
             score = drive_score(params, specs, val_seeds)
             key = score.pop("_key")
