@@ -127,6 +127,7 @@ def test_driver_training_runs_dagger_rounds_and_stores_the_lossless_T(tmp_path):
     assert p.meta["levels"] == 4 and p.meta["invalid_returns"] == "fill" and p.meta["timesteps"] >= 4
     assert list(map(list, p.conv_layers)) == [list(c) for c in DRIVER_LAYERS]
     assert any((tmp_path / "cache").glob("expert_*.npz"))  # expert episodes kept for a rerun
+    assert any((tmp_path / "cache").glob("dagger_*_round1_*.npz"))  # and the DAgger round's episodes
     # continuing from the file runs further rounds on top of its history
     args.init, args.out = str(out), str(tmp_path / "drv2.npz")
     assert train_driver(args) == 0

@@ -21,7 +21,9 @@
 Everything is seeded (``--seed``); torch runs on 1 thread; ``--max-minutes`` bounds the DAgger
 loop (checked after each round). The model file is written after the expert round and after
 every round that is the best so far, so a run cut short keeps its best model; ``--init MODEL``
-continues the DAgger rounds from such a file, ``--cache DIR`` keeps the expert episodes.
+continues the DAgger rounds from such a file, ``--cache DIR`` keeps the expert episodes and each
+round's DAgger episodes (a continued run aggregates the earlier rounds' data from there; a round
+is identified by the families, episode length, seed and its number).
 """
 from __future__ import annotations
 
@@ -172,6 +174,11 @@ def train_driver(args: argparse.Namespace) -> int:
         if init_meta.get("levels") != levels or init_meta.get("conv_layers") != meta["conv_layers"]:
             raise UserError(f"{args.init}: --init must be a driving controller with L={levels} (train one without --init first)")
         history = list((init_meta.get("dagger") or {}).get("history", []))
+        if cache is not None:  # aggregate the DAgger data of earlier rounds (DAgger keeps all of it)
+            for f in sorted(cache.glob(f"dagger_{tag}_round*.npz")):
+                if int(f.stem.split("_round")[1].split("_")[0]) < len(history):
+                    data.append(cached(f.stem, lambda: None))
+            print(f"aggregated data: {sum(len(d) for d in data)} sequences from {len(data)} rounds")
     else:
         torch.manual_seed(args.seed)
         fmodel = CRNN(None, DRIVER_LAYERS, HIDDEN)
@@ -207,7 +214,7 @@ def train_driver(args: argparse.Namespace) -> int:
                           "validation_worst_collision_free": key[0]})
         if r == r0 + rounds or time.monotonic() - t_start > budget_s:
             break
-        data.append(collect(specs, episodes, train_seed + 100 * r, rng, params))
+        data.append(cached(f"dagger_{tag}_round{r + 1}_{episodes}", lambda: collect(specs, episodes, train_seed + 100 * r, rng, params)))
         model = CRNN.from_arrays(arrays, levels, DRIVER_LAYERS)
         qcfg.seed += 1
         arrays, _, _ = fit(model, _concat(data), val, meta, qcfg, desc=f"round {r + 1}")
