@@ -105,7 +105,7 @@ def test_closed_loop_report_pairs_controllers_per_family(tmp_path):
     assert any(n.startswith("quantised") for n in names) and "follow-the-gap (baseline)" in names
     for st in fam["controllers"].values():
         assert st["episodes"] == 3 and len(st["collision_free_ci95"]) == 2 and st["mean_cells_visited"] >= 1
-    assert len(fam["comparisons"]) == 2
+    assert len(fam["comparisons"]) == 3 and "follow-the-gap, invalid returns filled" in names
     assert all(0 <= c["p_value"] <= 1 for c in fam["comparisons"].values())
 
 

@@ -310,14 +310,18 @@ def closed_loop_report(models: list[str], worlds: list[str], n_worlds: int, seed
                 record(qname, run_episodes(CrnnKernel(p, len(seeds), "quant"), seeds, spec, progress, f"{spec.name}: {qname}"), t0)
             fam["comparisons"][f"{sname} vs {fname}"] = mcnemar_exact(outcomes[sname][0], outcomes[fname][0]) | {
                 "cells": paired_mean_diff(outcomes[sname][1], outcomes[fname][1])}
-        gname = "follow-the-gap (baseline)"
-        t0 = time.perf_counter()
-        gap = _Batched(lambda: FollowTheGap(robot_radius_m=spec.robot_radius_m, max_turn_rad_s=spec.max_turn_rad_s), len(seeds))
-        record(gname, run_episodes(gap, seeds, spec, progress, f"{spec.name}: {gname}"), t0)
+        baselines = []
+        for gname, fill in (("follow-the-gap (baseline)", False), ("follow-the-gap, invalid returns filled", True)):
+            t0 = time.perf_counter()
+            gap = _Batched(lambda fill=fill: FollowTheGap(robot_radius_m=spec.robot_radius_m,
+                                                          max_turn_rad_s=spec.max_turn_rad_s, fill_invalid=fill), len(seeds))
+            record(gname, run_episodes(gap, seeds, spec, progress, f"{spec.name}: {gname}"), t0)
+            baselines.append(gname)
         for name in list(outcomes):
-            if name != gname and name.startswith("spiking"):
-                fam["comparisons"][f"{name} vs {gname}"] = mcnemar_exact(outcomes[name][0], outcomes[gname][0]) | {
-                    "cells": paired_mean_diff(outcomes[name][1], outcomes[gname][1])}
+            if name.startswith("spiking"):
+                for gname in baselines:
+                    fam["comparisons"][f"{name} vs {gname}"] = mcnemar_exact(outcomes[name][0], outcomes[gname][0]) | {
+                        "cells": paired_mean_diff(outcomes[name][1], outcomes[gname][1])}
     return rep
 
 
