@@ -40,9 +40,10 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     opt("--split", choices=("standard", "keras-ncp"), default=None,
         help="controllers: real-trace test split to score (default: both, side by side)")
     opt("--timesteps", type=int, nargs="+", default=None, metavar="T",
-        help="spiking time steps per scan to sweep (default 1 2 4 6 8 10 12 16 24 32; closed loop uses the largest, default 16)")
+        help="spiking time steps per scan to sweep (default 1 2 4 6 8 10 12 16 24 32); the closed loop uses the largest "
+             "given, else the model file's stored T (its lossless T; 16 if it has none)")
     opt("--plot", default=None, metavar="PNG", help="plot of test MSE versus T (default evaluate_controller_mse_vs_T.png)")
-    opt("--closed-loop", action="store_true", default=None,
+    opt("--closed-loop", action="store_true", default=None,  # e.g. --model models/crnn_driver_q8.npz --closed-loop --worlds 200 --episode-s 20
         help="drive the simulated robot in N test worlds of every world family (float, quantised, spiking, follow-the-gap; "
              "paired McNemar tests, Wilson intervals)")
     opt("--worlds", type=int, default=None, metavar="N", help="test worlds per family for --closed-loop (default 200)")
