@@ -162,7 +162,7 @@ def train_driver(args: argparse.Namespace) -> int:
 
     def save(arrays: dict, extra: dict) -> None:
         m = dict(meta, **extra, seed=args.seed, train_minutes=(time.monotonic() - t_start) / 60)
-        m["timesteps"] = lossless_timesteps(CrnnParams(arrays, m), Sequences(val.scans[:32], val.state[:32], val.steering[:32]))
+        m["timesteps"] = lossless_timesteps(CrnnParams(arrays, m), Sequences(val.scans[:300], val.state[:300], val.steering[:300]))
         save_model(args.out, arrays, m)
 
     qcfg = FitConfig(epochs=args.epochs or 5, patience=3, seed=args.seed, max_minutes=2.5, batch_size=16,
