@@ -385,8 +385,12 @@ def evaluate_controllers(args: argparse.Namespace) -> int:
         for split in splits:
             seqs = get_split(args.dataset, split).sequences("test")
             for m in args.model:
-                rep = offline_report(m, load_params(m), seqs, timesteps) | {"split": split}
-                print(f"\n[{split} split]", end="")
+                params = load_params(m)
+                sp = params.meta.get("split", {})
+                trained = "simulator" if sp is None else (sp.get("name") or "standard")
+                rep = offline_report(m, params, seqs, timesteps) | {"split": split, "trained_on_split": trained}
+                note = "" if trained in (split, "simulator") else f" (NOTE: {Path(m).name} was trained on the {trained} split: these test traces include some of its training traces)"
+                print(f"\n[{split} split]{note}", end="")
                 print_offline(rep)
                 reps.append(rep)
         report["offline"] = reps
