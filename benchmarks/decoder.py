@@ -149,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.console import console
     from rich.table import Table
 
+    from pipeline.modelfile import check_model_fits
+
     counts, rate, source = _load_counts(args.recording)
     if args.steps <= 0 or args.steps > counts.shape[0]:
         raise SystemExit(f"bench decoder: --steps must be in 1..{counts.shape[0]}, got {args.steps}")
@@ -156,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     for path in args.model:
         if not Path(path).is_file():
             raise SystemExit(f"bench decoder: model file not found: {path}")
+        check_model_fits(path, counts.shape[1], rate, source)  # one line, not a shape error mid-benchmark
         r = per_step(path, counts, args.steps)
         r.update(offline_speed(path, counts, rate, args.repeats))
         results.append(r)

@@ -1,39 +1,40 @@
-"""``spikeloop bench latency``: end-to-end latency of a live LSL decoding graph, per runner.
+"""``spikeloop bench latency``: live latency of LSL in → Bessel → SNN decoder → LSL out, per runner.
 
-What is measured
-    A driver pushes 96-channel spike-count samples on an LSL outlet at the chosen rate (250 Hz,
-    1 kHz), one sample per push, each stamped with ``local_clock()`` at the push. The graph
+What is measured (as an outside client sees it)
+    A *pusher* process pushes 96-channel spike-count samples on an LSL outlet on a fixed schedule
+    (250 Hz, 1 kHz), one sample per push, stamped with ``local_clock()`` at the push. The graph
 
         LSL in -> Bessel (4th order, 6.25 Hz) -> SNN decoder (numpy kernel) -> LSL out
 
-    runs in its own process(es) on each chosen runner, with the inlet, filter, decoder and outlet
-    fused in one actor on the Ray runners (the data path stays in one process; ``--unfused`` adds
-    rows with every node in its own actor). The graph's inlet either blocks in liblsl while waiting
-    for data or busy-polls (``spin_s``, one core busy); ``--wait both`` (default) shows both. The driver reads the
-    graph's output stream and, for every sample it pushed, takes the arrival time of the output
-    sample carrying that sample's timestamp: latency = arrival - push. Samples pushed but never
-    seen at the output are *lost*.
+    runs as ``spikeloop run`` in its own process(es) on each chosen runner (inlet, filter, decoder
+    and outlet fused in one actor on the Ray runners). A *receiver* process reads the graph's output
+    and records each output sample's arrival time. The graph keeps its inputs' timestamps, so each
+    output is matched to the exact input that produced it by timestamp: latency = arrival − push
+    stamp. Inputs never seen at the output are *lost*. Pusher and receiver are processes of their
+    own (see :mod:`benchmarks.latency_clients`): a driver that pushes and pulls in one interpreter
+    shares one GIL and inflates the floor.
 
-    Floors, measured in the same run with the same driver:
-
-    * ``lsl hop``: outlet -> inlet in the driver, no graph (one LSL hop);
-    * ``lsl relay``: a bare pylsl relay process (pull -> push, no graph): two LSL hops, the floor
-      under any graph that reads and writes LSL.
-
-    Reported per row: p50, p99 and max (ms), samples measured, samples lost, and how far the p50
-    and p99 sit above the relay floor.
+    Floors, in the same run with the same clients: ``lsl hop`` (pusher → receiver, no graph) and
+    ``lsl relay`` (a bare pylsl relay process: two hops, the floor under any graph that reads and
+    writes LSL). ``--events`` adds a row where the pusher sends spike *events* (channel, unit;
+    96 channels at 20 Hz each) and the graph bins them (``event_binner``, 4 ms, 2 ms lateness)
+    before the filter and decoder; its latency is from the end of each bin to the arrival of the
+    decoded sample carrying that bin's timestamp (lost = bins never seen).
 
 How the run goes
-    For each rate: the floors, then every runner. A runner's graph is started as
-    ``spikeloop run`` in a child process (so the driver's threads do not share its interpreter),
-    warmed up until outputs flow, measured for ``--duration`` seconds, then stopped with Ctrl-C
-    (SIGINT), which makes it print its summary (its per-node counters, e.g. the inlet's estimated
-    lost samples, go into ``--json`` too). Each Ray run starts its own local Ray on loopback unless
-    ``--address`` names a cluster.
+    Rows are *interleaved and repeated*: repetition 1 runs every row once (floors first), then
+    repetition 2, and so on (``--repeats``, default 3), so slow drifts in the machine's load hit
+    every row alike. Per row and repetition: p50/p99/max, lost, the pusher's schedule error (push
+    stamp − scheduled time), the CPU used by the graph's processes during the measured window (% of
+    one core, all processes of the run, Ray's own included; and the busiest single process), and the
+    machine's 1-minute load average. The table shows, per row, the median over repetitions and the
+    spread (min–max), the pooled p50/p99 over all repetitions, and how far the p50 sits above the
+    bare hop measured in the same repetition. ``--load N`` runs N busy processes for the whole
+    benchmark, so the rows show behaviour on a busy machine.
 
 The decoder is the bundled sample SNN_Streaming model (``--model``); for rates other than the
-model's 250 Hz, a copy of the model that declares the benchmark rate is written to a temporary
-directory (same weights: the timing is what matters here, not the decoded values).
+model's 250 Hz, a copy that declares the benchmark rate is written to a temporary directory (same
+weights: the timing is what matters here).
 """
 from __future__ import annotations
 
@@ -44,197 +45,206 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "snn_streaming_sample.npz"
 RUNNERS = ("local", "ray", "ray-compiled")
+WAITS = ("auto", "block", "spin")
 CHANNELS = 96
+BIN_S = 0.004
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--duration", type=float, default=10.0, metavar="S",
-                   help="seconds measured per runner and rate (default 10; the issue's target run is 600)")
-    p.add_argument("--floor-duration", type=float, metavar="S",
-                   help="seconds measured for each LSL floor (default: --duration, at most 60)")
+    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    p.epilog = ("example: spikeloop bench latency --wait auto --rate 250 --repeats 3 --duration 20 "
+                "--json out/latency.json   (add --load 2 for a busy machine, --events for spike events)")
+    p.add_argument("--duration", type=float, default=20.0, metavar="S",
+                   help="seconds measured per row and repetition (the 10-minute zero-loss check: 600)")
+    p.add_argument("--repeats", type=int, default=3, metavar="N",
+                   help="repetitions; rows are interleaved within each repetition")
     p.add_argument("--runner", action="append", choices=RUNNERS, metavar="RUNNER",
-                   help="runner to measure (repeatable; default: local, ray, ray-compiled)")
+                   help="runner to measure, repeatable (default: local, ray, ray-compiled)")
     p.add_argument("--rate", action="append", type=float, metavar="HZ",
-                   help="sampling rate in Hz (repeatable; default: 250 and 1000)")
-    p.add_argument("--wait", choices=("block", "spin", "both"), default="both",
-                   help="how the graph's LSL inlet waits for data: block in liblsl (no CPU while idle), "
-                        "spin (busy-poll, one core busy, lowest latency), or both side by side (default)")
+                   help="sampling rate in Hz, repeatable (default: 250)")
+    p.add_argument("--wait", choices=(*WAITS, "all"), default="auto",
+                   help="how the graph's LSL inlet waits: auto (predict the next sample, poll briefly "
+                        "around it), block (wait in liblsl), spin (busy-poll, one core), or all three")
+    p.add_argument("--events", action="store_true",
+                   help="add a row per runner with spike events binned by event_binner (at 250 Hz bins)")
+    p.add_argument("--load", type=int, default=0, metavar="N",
+                   help="busy background processes running during the whole benchmark")
     p.add_argument("--unfused", action="store_true",
-                   help="also run the Ray runners with every node in its own actor (shows the cost of hops)")
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="decoder model file (default: the bundled sample)")
+                   help="also run the Ray runners with every node in its own actor (the cost of hops)")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="decoder model file")
     p.add_argument("--address", help="Ray cluster address to join (default: a local Ray per run, on loopback)")
     p.add_argument("--startup-timeout", type=float, default=120.0, metavar="S",
-                   help="longest wait for a graph to start publishing (default 120 s)")
-    p.add_argument("--json", dest="json_path", metavar="PATH", help="also write the results as JSON")
+                   help="longest wait for a graph to start publishing")
+    p.add_argument("--json", dest="json_path", metavar="PATH", help="also write every row and repetition as JSON")
 
 
-# --- the driver: paced pushes, arrivals on another thread ----------------------------------------
-class Receiver(threading.Thread):
-    """Pulls a stream and records ``timestamp -> arrival local_clock()`` for every sample."""
-
-    def __init__(self, inlet: Any) -> None:
-        super().__init__(daemon=True)
-        self.inlet = inlet
-        self.arrivals: dict[float, float] = {}
-        self.first = threading.Event()
-        self.stop_flag = threading.Event()
-
-    def run(self) -> None:
-        import pylsl
-
-        while not self.stop_flag.is_set():
-            _, stamps = self.inlet.pull_chunk(timeout=0.05, max_samples=4096, min_samples=1)
-            if stamps:
-                now = pylsl.local_clock()
-                for ts in stamps:
-                    self.arrivals.setdefault(ts, now)
-                self.first.set()
+# --- processes ---------------------------------------------------------------------------------------
+def _client(role: str, workdir: Path, *args: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "benchmarks.latency_clients", role, "--workdir", str(workdir), *args]
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(workdir / f"{role}.log", "w"))
 
 
-def push_paced(outlet: Any, rate: float, seconds: float, rng: np.random.Generator,
-               until: threading.Event | None = None) -> list[float]:
-    """Push one sample every 1/rate s for ``seconds`` (or until ``until`` is set); return the stamps.
-
-    Sleeps (never spins) between pushes, so the receiving thread gets the interpreter at once; the
-    stamp is taken at the push, so sleep jitter does not enter the measured latency.
-    """
-    import pylsl
-
-    stamps: list[float] = []
-    n = int(round(seconds * rate))
-    t0 = pylsl.local_clock()
-    sample = np.zeros(CHANNELS, dtype=np.float32)
-    for i in range(n):
-        if until is not None and until.is_set():
-            break
-        delay = t0 + i / rate - pylsl.local_clock()
-        if delay > 0:
-            time.sleep(delay)
-        sample[:] = rng.poisson(0.08, CHANNELS)
-        ts = pylsl.local_clock()
-        outlet.push_sample(sample, ts)
-        stamps.append(ts)
-    return stamps
+def _stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
-def latency_stats(pushed: list[float], arrivals: dict[float, float]) -> dict[str, Any]:
-    """p50/p99/max (ms), samples measured and lost, for ``pushed`` stamps."""
-    lat = np.array([arrivals[t] - t for t in pushed if t in arrivals]) * 1e3
-    out: dict[str, Any] = {"samples": len(pushed), "received": int(lat.size), "lost": len(pushed) - int(lat.size)}
+class CpuMeter:
+    """CPU seconds used by a process and all its descendants (Ray workers included), via psutil."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.root = psutil.Process(pid)
+        self.start: dict[int, float] = {}
+        self.t0 = 0.0
+
+    def _snapshot(self) -> dict[int, float]:
+        import psutil
+
+        out: dict[int, float] = {}
+        try:
+            procs = [self.root, *self.root.children(recursive=True)]
+        except psutil.Error:
+            return out
+        for proc in procs:
+            try:
+                t = proc.cpu_times()
+                out[proc.pid] = t.user + t.system
+            except psutil.Error:
+                continue
+        return out
+
+    def begin(self) -> None:
+        self.start, self.t0 = self._snapshot(), time.monotonic()
+
+    def end(self) -> dict[str, float]:
+        now, wall = self._snapshot(), time.monotonic() - self.t0
+        used = {pid: now[pid] - self.start.get(pid, 0.0) for pid in now}
+        if wall <= 0 or not used:
+            return {}
+        return {"cpu_pct": 100.0 * sum(used.values()) / wall, "cpu_busiest_pct": 100.0 * max(used.values()) / wall}
+
+
+# --- one measurement ----------------------------------------------------------------------------------
+def measure(workdir: Path, in_name: str, out_name: str, rate: float, duration: float, startup_s: float,
+            seed: int, events: bool = False, start_graph: Callable[[], subprocess.Popen | None] = lambda: None,
+            stop_sig: int = signal.SIGINT) -> dict[str, Any]:
+    """Run pusher, graph (if any) and receiver; return the row's statistics for one repetition."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    settle = 1.0
+    pusher = _client("push", workdir, "--name", in_name, "--rate", str(rate), "--duration", str(duration),
+                     "--startup", str(startup_s), "--settle", str(settle), "--seed", str(seed),
+                     *(["--events"] if events else []))
+    graph: subprocess.Popen | None = None
+    receiver: subprocess.Popen | None = None
+    result: dict[str, Any] = {"load_1min": os.getloadavg()[0]}
+    try:
+        graph = start_graph()
+        receiver = _client("receive", workdir, "--name", out_name, "--startup", str(startup_s),
+                           "--settle", str(settle), "--duration", str(duration))
+        meter = CpuMeter(graph.pid) if graph is not None else None
+        end = time.monotonic() + startup_s
+        while not (workdir / "go").exists() and time.monotonic() < end and pusher.poll() is None:
+            if graph is not None and graph.poll() is not None:
+                break
+            time.sleep(0.05)
+        if not (workdir / "go").exists():
+            return dict(result, error=f"no output on {out_name!r} within {startup_s:g} s")
+        time.sleep(settle)
+        if meter is not None:
+            meter.begin()
+        pusher.wait(duration + 30.0)
+        if meter is not None:
+            result.update(meter.end())
+        time.sleep(0.5)  # stragglers
+    finally:
+        (workdir / "stop").touch()
+        try:
+            if receiver is not None:
+                receiver.wait(15.0)  # it saves its results when it sees "stop"
+        except subprocess.TimeoutExpired:
+            _stop(receiver)
+        _stop(pusher)
+        _stop(graph, stop_sig, 60.0)
+    return dict(result, **_score(workdir, events))
+
+
+def _score(workdir: Path, events: bool) -> dict[str, Any]:
+    try:
+        pushed = np.load(workdir / "pushed.npz")
+        received = np.load(workdir / "received.npz")
+    except (OSError, ValueError) as exc:
+        return {"error": f"client results missing ({exc}); logs in {workdir}"}
+    ts_out, arrivals = received["timestamps"], received["arrivals"]
+    first_arrival: dict[float, float] = {}
+    for t, a in zip(ts_out.tolist(), arrivals.tolist()):
+        first_arrival.setdefault(t, a)
+    out: dict[str, Any] = {}
+    sched_err = (pushed["stamps"] - pushed["scheduled"]) * 1e3
+    if sched_err.size:
+        out.update(push_err_p50_ms=float(np.percentile(sched_err, 50)), push_err_p99_ms=float(np.percentile(sched_err, 99)))
+    if events:
+        lo, hi = float(pushed["measure_from"]), float(pushed["measure_to"])
+        k0, k1 = int(np.ceil(lo / BIN_S)), int(np.floor(hi / BIN_S)) - 1  # bins wholly inside the window
+        expected = [round((k + 1) * BIN_S, 9) for k in range(k0, k1)]
+        by_bin = {round(t, 9): a for t, a in first_arrival.items()}
+        lat = np.array([by_bin[t] - t for t in expected if t in by_bin]) * 1e3
+        total = len(expected)
+        out["events_pushed"] = int(pushed["events_pushed"])
+    else:
+        stamps = pushed["stamps"].tolist()
+        lat = np.array([first_arrival[t] - t for t in stamps if t in first_arrival]) * 1e3
+        total = len(stamps)
+    out.update(samples=total, received=int(lat.size), lost=total - int(lat.size))
     if lat.size:
         out.update(p50_ms=float(np.percentile(lat, 50)), p99_ms=float(np.percentile(lat, 99)),
-                   max_ms=float(lat.max()), mean_ms=float(lat.mean()))
+                   max_ms=float(lat.max()), latencies_ms=lat)
     return out
 
 
-def _outlet(name: str, rate: float) -> Any:
-    import pylsl
-
-    from pipeline.lsl import to_lsl_info
-    from pipeline.packet import StreamInfo
-
-    info = StreamInfo(name, "SpikeCounts", CHANNELS, rate, "float32",
-                      tuple(f"ch{k}" for k in range(CHANNELS)), ("counts",) * CHANNELS, source_id=name)
-    return pylsl.StreamOutlet(to_lsl_info(info))
-
-
-def _client(name: str, timeout: float) -> Any:
-    import pylsl
-
-    from pipeline.errors import UserError
-
-    found = pylsl.resolve_byprop("name", name, 1, timeout)
-    if not found:
-        raise UserError(f"bench latency: stream {name!r} did not appear within {timeout:g} s")
-    inlet = pylsl.StreamInlet(found[0], max_buflen=60, processing_flags=0)
-    inlet.open_stream(timeout)
-    return inlet
-
-
-def measure(in_name: str, out_name: str, rate: float, duration: float, startup_timeout: float,
-            outlet: Any, seed: int = 0) -> dict[str, Any]:
-    """Warm up until outputs flow on ``out_name``, then measure ``duration`` seconds."""
-    rng = np.random.default_rng(seed)
-    receiver = Receiver(_client(out_name, startup_timeout))
-    receiver.start()
-    t_end = time.monotonic() + startup_timeout
-    while not receiver.first.is_set() and time.monotonic() < t_end:
-        push_paced(outlet, rate, 0.2, rng)
-    if not receiver.first.is_set():
-        receiver.stop_flag.set()
-        return {"error": f"no output on {out_name!r} within {startup_timeout:g} s"}
-    push_paced(outlet, rate, 0.5, rng)  # settle
-    pushed = push_paced(outlet, rate, duration, rng)
-    time.sleep(0.5)  # stragglers
-    receiver.stop_flag.set()
-    receiver.join(1.0)
-    return latency_stats(pushed, receiver.arrivals)
-
-
-# --- floors ----------------------------------------------------------------------------------------
-def relay(in_name: str, out_name: str, max_block_s: float = 0.005) -> None:
-    """A bare pylsl relay (pull -> push, stamps kept), run in a child process as the 2-hop floor."""
-    import pylsl
-
-    found = pylsl.resolve_byprop("name", in_name, 1, 30.0)
-    inlet = pylsl.StreamInlet(found[0], max_buflen=60)
-    full = inlet.info(10.0)
-    outlet = pylsl.StreamOutlet(pylsl.StreamInfo(out_name, full.type(), full.channel_count(), full.nominal_srate(),
-                                                 full.channel_format(), out_name))
-    inlet.open_stream(10.0)
-    buf = np.empty((1024, full.channel_count()), dtype=np.float32)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    while True:
-        data, stamps = inlet.pull_chunk(timeout=max_block_s, max_samples=1024, dest_obj=buf, min_samples=1, as_numpy=True)
-        n = len(stamps)
-        if n == 1:
-            outlet.push_chunk(np.array(data[:1]), float(stamps[0]))
-        elif n:
-            outlet.push_chunk(np.array(data[:n]), stamps.tolist())
-
-
-def floor_hop(rate: float, duration: float, seed: int) -> dict[str, Any]:
-    tag = uuid.uuid4().hex[:8]
-    name = f"bench_hop_{tag}"
-    outlet = _outlet(name, rate)
-    return measure(name, name, rate, duration, 10.0, outlet, seed)
-
-
-def floor_relay(rate: float, duration: float, seed: int) -> dict[str, Any]:
-    tag = uuid.uuid4().hex[:8]
-    in_name, out_name = f"bench_rin_{tag}", f"bench_rout_{tag}"
-    outlet = _outlet(in_name, rate)
-    proc = subprocess.Popen([sys.executable, "-c", f"from benchmarks.latency import relay; relay({in_name!r}, {out_name!r})"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        return measure(in_name, out_name, rate, duration, 30.0, outlet, seed)
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-# --- graphs ----------------------------------------------------------------------------------------
+# --- rows -----------------------------------------------------------------------------------------------
 GRAPH = """
 name: bench_latency
 description: LSL in -> Bessel -> SNN decoder -> LSL out (spikeloop bench latency)
 nodes:
-  inlet:   {{kind: lsl_inlet, params: {{name: {in_name}, clock_sync: false, max_block_s: 0.005, spin_s: {spin_s}}}}}
+  inlet:   {{kind: lsl_inlet, params: {{name: {in_name}, clock_sync: false, max_block_s: 0.005, wait: {wait}}}}}
   smooth:  {{kind: bessel, params: {{order: 4, cutoff_hz: 6.25, mode: causal}}}}
   decoder: {{kind: decoder, params: {{model: {model}}}}}
   outlet:  {{kind: lsl_outlet, params: {{name: {out_name}}}}}
 edges:
   - inlet -> smooth -> decoder -> outlet
+runtime:
+  fuse: {fuse}
+"""
+
+EVENT_GRAPH = """
+name: bench_latency_events
+description: LSL spike events -> event_binner -> Bessel -> SNN decoder -> LSL out (spikeloop bench latency --events)
+nodes:
+  inlet:   {{kind: lsl_inlet, params: {{name: {in_name}, clock_sync: false, max_block_s: 0.005, wait: {wait}}}}}
+  bins:    {{kind: event_binner, params: {{bin_s: {bin_s}, events: spikes, channels: {channels}, binarize: true}}}}
+  smooth:  {{kind: bessel, params: {{order: 4, cutoff_hz: 6.25, mode: causal}}}}
+  decoder: {{kind: decoder, params: {{model: {model}}}}}
+  outlet:  {{kind: lsl_outlet, params: {{name: {out_name}}}}}
+edges:
+  - inlet -> bins -> smooth -> decoder -> outlet
 runtime:
   fuse: {fuse}
 """
@@ -251,64 +261,103 @@ def model_for_rate(model: str, rate: float, workdir: Path) -> str:
     return str(save_model(workdir / f"model_{int(rate)}hz.npz", arrays, meta))
 
 
-def run_graph(runner: str, fused: bool, rate: float, duration: float, model: str, workdir: Path,
-              startup_timeout: float, address: str | None, seed: int, spin: bool = False) -> dict[str, Any]:
+def floor_hop(workdir: Path, rate: float, duration: float, seed: int) -> dict[str, Any]:
+    name = f"bench_hop_{uuid.uuid4().hex[:8]}"
+    return measure(workdir, name, name, rate, duration, 20.0, seed)
+
+
+def floor_relay(workdir: Path, rate: float, duration: float, seed: int) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:8]
+    in_name, out_name = f"bench_rin_{tag}", f"bench_rout_{tag}"
+    start = lambda: _client("relay", workdir, "--name", in_name, "--out-name", out_name)  # noqa: E731
+    return measure(workdir, in_name, out_name, rate, duration, 30.0, seed, start_graph=start, stop_sig=signal.SIGTERM)
+
+
+def run_graph(workdir: Path, runner: str, fused: bool, wait: str, rate: float, duration: float, model: str,
+              startup_s: float, address: str | None, seed: int, events: bool = False) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
     in_name, out_name = f"bench_in_{tag}", f"bench_out_{tag}"
-    fuse = "[[inlet, smooth, decoder, outlet]]" if fused else "[]"
-    config = workdir / f"graph_{tag}.yaml"
-    config.write_text(GRAPH.format(in_name=in_name, out_name=out_name, model=model, fuse=fuse,
-                                   spin_s=0.005 if spin else 0.0))
-    summary_path = workdir / f"summary_{tag}.json"
-    outlet = _outlet(in_name, rate)
+    workdir.mkdir(parents=True, exist_ok=True)
+    chain = "[[inlet, bins, smooth, decoder, outlet]]" if events else "[[inlet, smooth, decoder, outlet]]"
+    template = EVENT_GRAPH if events else GRAPH
+    config = workdir / "graph.yaml"
+    config.write_text(template.format(in_name=in_name, out_name=out_name, model=model, wait=wait,
+                                      fuse=chain if fused else "[]", bin_s=BIN_S, channels=CHANNELS))
+    summary_path = workdir / "summary.json"
     cmd = [sys.executable, "-m", "pipeline", "run", str(config), "--runner", runner, "--no-progress",
            "--json", str(summary_path)]
     if address:
         cmd += ["--address", address]
-    log = workdir / f"log_{tag}.txt"
-    with open(log, "w") as log_file:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT)
-        try:
-            result = measure(in_name, out_name, rate, duration, startup_timeout, outlet, seed)
-        finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(cmd, cwd=REPO, stdout=open(workdir / "graph.log", "w"), stderr=subprocess.STDOUT)
+
+    result = measure(workdir, in_name, out_name, rate, duration, startup_s, seed, events=events, start_graph=start)
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
-        result["graph_counters"] = {n: s["counters"] for n, s in summary["nodes"].items() if s["counters"]}
-        result["graph_gaps"] = sum(s["gaps"] for s in summary["nodes"].values())
-        result["node_proc_us_p50"] = {n: s["proc_us_p50"] for n, s in summary["nodes"].items()}
-        result["graph_groups"] = summary.get("groups")
+        result["graph_counters"] = {n: s["counters"] for n, s in summary["nodes"].items() if s.get("counters")}
+        result["node_proc_us_p50"] = {n: s.get("proc_us_p50") for n, s in summary["nodes"].items()}
     elif "error" not in result:
-        result["error"] = f"graph wrote no summary (log: {log})"
-    if "error" in result:
-        result["log_tail"] = log.read_text()[-2000:]
+        result["error"] = f"graph wrote no summary (log: {workdir / 'graph.log'})"
+    if "error" in result and (workdir / "graph.log").exists():
+        result["log_tail"] = (workdir / "graph.log").read_text()[-2000:]
     return result
 
 
-# --- report ----------------------------------------------------------------------------------------
-def _print_table(rows: list[dict[str, Any]]) -> None:
-    from pipeline.console import console
+# --- report -----------------------------------------------------------------------------------------------
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per (rate, path): medians and spread over repetitions, pooled percentiles, excess over the hop."""
+    hop_p50 = {(r["rate_hz"], r["repeat"]): r.get("p50_ms") for r in rows if r["path"].startswith("lsl hop")}
+    groups: dict[tuple[float, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["rate_hz"], r["path"]), []).append(r)
+    out = []
+    for (rate, path), reps in groups.items():
+        ok = [r for r in reps if "p50_ms" in r]
+        entry: dict[str, Any] = {"rate_hz": rate, "path": path, "runs": len(reps), "runs_ok": len(ok),
+                                 "lost": sum(r.get("lost", 0) for r in reps), "samples": sum(r.get("samples", 0) for r in reps),
+                                 "errors": [r["error"] for r in reps if "error" in r]}
+        for key in ("p50_ms", "p99_ms", "max_ms", "cpu_pct", "cpu_busiest_pct", "push_err_p99_ms", "load_1min"):
+            vals = [r[key] for r in ok if r.get(key) is not None]
+            if vals:
+                entry[key] = float(np.median(vals))
+                entry[key + "_min"], entry[key + "_max"] = float(min(vals)), float(max(vals))
+        pooled = [r["latencies_ms"] for r in ok if "latencies_ms" in r]
+        if pooled:
+            allv = np.concatenate(pooled)
+            entry["pooled_p50_ms"], entry["pooled_p99_ms"] = float(np.percentile(allv, 50)), float(np.percentile(allv, 99))
+        over = [r["p50_ms"] - hop_p50[(rate, r["repeat"])] for r in ok
+                if hop_p50.get((rate, r["repeat"])) is not None and not path.startswith("lsl hop")]
+        if over:
+            entry["p50_over_hop_ms"] = float(np.median(over))
+        out.append(entry)
+    return out
+
+
+def _print_table(summary: list[dict[str, Any]], load: int) -> None:
     from rich.table import Table
 
-    table = Table(title="end-to-end latency: push -> arrival of the output carrying the sample's timestamp",
+    from pipeline.console import console
+
+    table = Table(title=f"latency, push -> arrival (ms; median of runs [min-max]); background load: {load} busy processes",
                   title_justify="left")
-    for col in ("rate Hz", "path", "p50 ms", "p99 ms", "max ms", "samples", "lost", "p50 +relay", "p99 +relay"):
+    for col in ("Hz", "path", "p50", "p99", "pooled p50/p99", "p50-hop", "lost", "CPU %", "load"):
         table.add_column(col, justify="left" if col == "path" else "right")
 
-    def f(v: Any, d: int = 3) -> str:
-        return "-" if v is None else f"{v:.{d}f}"
+    def rng(e: dict[str, Any], key: str, d: int = 3) -> str:
+        if key not in e:
+            return "-"
+        return f"{e[key]:.{d}f}\n[{e[key + '_min']:.{d}f}-{e[key + '_max']:.{d}f}]"
 
-    for r in rows:
-        if "error" in r:
-            table.add_row(f"{r['rate_hz']:g}", r["path"], "error", r["error"], "", "", "", "", "")
+    for e in summary:
+        if not e["runs_ok"]:
+            table.add_row(f"{e['rate_hz']:g}", e["path"], "error", "; ".join(e["errors"])[:60], "", "", "", "", "")
             continue
-        table.add_row(f"{r['rate_hz']:g}", r["path"], f(r.get("p50_ms")), f(r.get("p99_ms")), f(r.get("max_ms")),
-                      str(r["samples"]), str(r["lost"]), f(r.get("p50_over_floor_ms")), f(r.get("p99_over_floor_ms")))
+        pooled = f"{e['pooled_p50_ms']:.3f} / {e['pooled_p99_ms']:.3f}" if "pooled_p50_ms" in e else "-"
+        over = f"{e['p50_over_hop_ms']:+.3f}" if "p50_over_hop_ms" in e else "-"
+        cpu = rng(e, "cpu_pct", 0) if "cpu_pct" in e else "-"
+        table.add_row(f"{e['rate_hz']:g}", f"{e['path']}\n({e['runs_ok']}/{e['runs']} runs)", rng(e, "p50_ms"),
+                      rng(e, "p99_ms"), pooled, over, f"{e['lost']}/{e['samples']}", cpu, f"{e.get('load_1min', 0):.2f}")
     console().print(table)
 
 
@@ -316,45 +365,51 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.errors import UserError
 
     runners = args.runner or list(RUNNERS)
-    rates = args.rate or [250.0, 1000.0]
+    rates = args.rate or [250.0]
+    waits = list(WAITS) if args.wait == "all" else [args.wait]
     if not Path(args.model).exists():
         raise UserError(f"bench latency: model file not found: {args.model} (train one with spikeloop train, or pass --model)")
-    if args.duration <= 0:
-        raise UserError(f"bench latency: --duration must be > 0 s, got {args.duration}")
-    floor_s = args.floor_duration or min(args.duration, 60.0)
+    if args.duration <= 0 or args.repeats < 1 or args.load < 0:
+        raise UserError("bench latency: --duration must be > 0 s, --repeats >= 1 and --load >= 0")
+    busy = [_client("busy", Path(tempfile.gettempdir())) for _ in range(args.load)]
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="spikeloop_bench_") as tmp:
-        workdir = Path(tmp)
-        for rate in rates:
-            model = model_for_rate(args.model, rate, workdir)
-            plan: list[tuple[str, Any]] = [
-                ("lsl hop (1 hop)", lambda: floor_hop(rate, floor_s, 1)),
-                ("lsl relay (2 hops)", lambda: floor_relay(rate, floor_s, 2)),
-            ]
-            waits = ["block", "spin"] if args.wait == "both" else [args.wait]
-            for runner in runners:
-                variants = [True, False] if args.unfused and runner != "local" else [True]
-                for fused in variants:
-                    for wait in waits:
-                        label = runner + ("" if runner == "local" else (" fused" if fused else " unfused")) + f", {wait}"
-                        plan.append((label, lambda runner=runner, fused=fused, wait=wait: run_graph(
-                            runner, fused, rate, args.duration, model, workdir, args.startup_timeout, args.address, 3,
-                            spin=wait == "spin")))
-            floor = None
-            for label, fn in plan:
-                print(f"[{rate:g} Hz] {label} ...", file=sys.stderr, flush=True)
-                result = dict(fn(), rate_hz=rate, path=label)
-                if label.startswith("lsl relay") and "p50_ms" in result:
-                    floor = result
-                if floor is not None and "p50_ms" in result and result is not floor and not label.startswith("lsl"):
-                    result["p50_over_floor_ms"] = result["p50_ms"] - floor["p50_ms"]
-                    result["p99_over_floor_ms"] = result["p99_ms"] - floor["p99_ms"]
-                rows.append(result)
-    _print_table(rows)
+    try:
+        with tempfile.TemporaryDirectory(prefix="spikeloop_bench_") as tmp:
+            root = Path(tmp)
+            plan: list[tuple[float, str, Callable[[Path, int], dict[str, Any]]]] = []
+            for rate in rates:
+                model = model_for_rate(args.model, rate, root)
+                plan.append((rate, "lsl hop (1 hop)", lambda w, s, rate=rate: floor_hop(w, rate, args.duration, s)))
+                plan.append((rate, "lsl relay (2 hops)", lambda w, s, rate=rate: floor_relay(w, rate, args.duration, s)))
+                for runner in runners:
+                    for fused in ([True, False] if args.unfused and runner != "local" else [True]):
+                        for wait in waits:
+                            label = runner + ("" if runner == "local" else (" fused" if fused else " unfused")) + f", {wait}"
+                            plan.append((rate, label, lambda w, s, runner=runner, fused=fused, wait=wait, rate=rate, model=model:
+                                         run_graph(w, runner, fused, wait, rate, args.duration, model,
+                                                   args.startup_timeout, args.address, s)))
+                    if args.events and rate == 250.0:
+                        plan.append((rate, f"{runner} fused, {waits[0]}, spike events binned",
+                                     lambda w, s, runner=runner, model=model: run_graph(
+                                         w, runner, True, waits[0], 250.0, args.duration, model, args.startup_timeout,
+                                         args.address, s, events=True)))
+            for rep in range(args.repeats):
+                for k, (rate, label, fn) in enumerate(plan):
+                    print(f"[run {rep + 1}/{args.repeats}] {rate:g} Hz, {label} ...", file=sys.stderr, flush=True)
+                    result = fn(root / f"r{rep}_{k}", 100 * rep + k)
+                    rows.append(dict(result, rate_hz=rate, path=label, repeat=rep))
+    finally:
+        for proc in busy:
+            _stop(proc)
+    summary = summarize(rows)
+    _print_table(summary, args.load)
     if args.json_path:
         out = Path(args.json_path)
         out.parent.mkdir(parents=True, exist_ok=True)
+        clean = [{k: v for k, v in r.items() if k != "latencies_ms"} for r in rows]
         out.write_text(json.dumps({"benchmark": "latency", "channels": CHANNELS, "duration_s": args.duration,
-                                   "cpu_count": os.cpu_count(), "rows": rows}, indent=2) + "\n")
+                                   "repeats": args.repeats, "load_processes": args.load, "cpu_count": os.cpu_count(),
+                                   "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "summary": summary, "runs": clean},
+                                  indent=2) + "\n")
         print(f"results written to {args.json_path}")
     return 0 if all("error" not in r for r in rows) else 1

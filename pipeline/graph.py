@@ -18,27 +18,45 @@ A config (see ``configs/``)::
 
 Every error names the file, the node and the key, and suggests the nearest valid name for a
 misspelling. Node kinds come only from :mod:`pipeline.registry`: a config cannot import code.
+
+Params are typed: each value (from the file or a ``--set``) is checked against the annotation of
+the node's ``__init__`` parameter by :mod:`pipeline.params` before any node is constructed
+(``FILE: node 'X': param 'Y': expected T, got V``); a param without a default is required. The
+``runtime`` keys are typed the same way (:data:`RUNTIME_FIELDS`). The YAML itself is read strictly:
+a key given twice in one mapping (a node defined twice) is an error naming both lines, and a file
+over 1 MB or aliases expanding past 100,000 nodes are refused before anything is built.
 """
 from __future__ import annotations
 
 import difflib
-import inspect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from pipeline.errors import ConfigError, UserError
+from pipeline.errors import ConfigError, UserError, one_line
+from pipeline.params import MissingParamError, ParamTypeError, check_params, coerce, param_annotations, type_name
 from pipeline.node import Node, StreamMismatch
 from pipeline.packet import StreamInfo
 from pipeline.registry import NODE_KINDS, node_class
 
 TOP_LEVEL_KEYS = ("name", "description", "nodes", "edges", "runtime")
 NODE_KEYS = ("kind", "params", "resources")
-RUNTIME_KEYS = ("runner", "fuse", "address", "dashboard", "num_cpus")
 RUNNERS = ("local", "ray", "ray-compiled")
+RUNTIME_FIELDS: dict[str, tuple[Any, Any]] = {
+    "runner": (Literal["local", "ray", "ray-compiled"], "local"),
+    "fuse": (list[list[str]], []),
+    "address": (str | None, None),
+    "dashboard": (bool, False),
+    "num_cpus": (int | None, None),
+    "checkpoint_s": (float, 5.0),  # Ray runners: seconds between group checkpoints (0 = off)
+    "max_restarts": (int, 3),  # Ray runners: actor restarts before the run stops
+}
+"""``runtime`` keys: ``(annotation, default)``, type-checked like node params (:mod:`pipeline.params`)."""
+RUNTIME_KEYS = tuple(RUNTIME_FIELDS)
+NONNEGATIVE_RUNTIME = ("num_cpus", "checkpoint_s", "max_restarts")
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -120,44 +138,177 @@ class GraphSpec:
 
 
 def load_graph(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> GraphSpec:
-    """Read, override (``node.param=value`` or ``runtime.key=value``) and validate a config file."""
+    """Read, override (``node.param=value`` or ``runtime.key=value``) and validate a config file.
+
+    Every failure is a one-line :class:`ConfigError` naming the file: missing file, a directory,
+    a binary (non UTF-8) file, a file over :data:`MAX_CONFIG_BYTES`, invalid YAML (with line and
+    column), a key given twice in one mapping (both lines named), aliases expanding to more than
+    :data:`MAX_YAML_NODES` nodes (a "billion laughs" document is refused in milliseconds).
+    """
     file = str(path)
+    return parse_graph(read_yaml(path), file, overrides)
+
+
+MAX_CONFIG_BYTES = 1_000_000
+"""A config file larger than this (bytes) is refused: graphs are small, this bounds parsing."""
+MAX_YAML_NODES = 100_000
+"""A YAML document whose nodes, with every alias expanded, number more than this is refused."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate mapping keys (naming the key and both lines)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: let SafeLoader report it
+                continue
+            line = key_node.start_mark.line + 1
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is defined twice (lines {first} and {line}); "
+                    "a config key (a node name, a param) may appear once", key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """Nodes in the document with every alias expanded (memoised, so linear in the composed graph).
+
+    Raises ``ValueError`` past ``limit`` or on a recursive alias.
+    """
+    memo: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(n: yaml.Node) -> int:
+        key = id(n)
+        if key in memo:
+            return memo[key]
+        if key in active:
+            raise ValueError("a recursive alias (an anchor used inside itself)")
+        active.add(key)
+        total = 1
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                total += size(k) + size(v)
+                if total > limit:
+                    break
+        elif isinstance(n, yaml.SequenceNode):
+            for v in n.value:
+                total += size(v)
+                if total > limit:
+                    break
+        active.discard(key)
+        if total > limit:
+            raise ValueError(f"the document expands to more than {limit:,} YAML nodes (aliases?)")
+        memo[key] = total
+        return total
+
+    return size(root)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: what and where (line, column)."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = exc.problem or exc.context or "invalid YAML"
+        context = f" ({exc.context})" if exc.context and exc.problem else ""
+        return f"{what}{context}{where}"
+    return one_line(str(exc))
+
+
+def parse_yaml_text(text: str, limit: int = MAX_YAML_NODES) -> Any:
+    """Parse one YAML document with :class:`_StrictLoader` and the alias-expansion bound.
+
+    Raises:
+        ValueError: one line saying what is wrong and where (line, column).
+    """
+    loader = _StrictLoader(text)
     try:
-        text = Path(path).read_text()
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _expanded_size(root, limit)
+        return loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise ValueError(_yaml_problem(exc)) from None
+    except RecursionError:
+        raise ValueError("the document nests too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Read and parse a YAML config file; every failure a one-line :class:`ConfigError`."""
+    file = str(path)
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise ConfigError(file, "is a directory, not a config file")
+        with open(p, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(file, "config file not found") from None
+    except OSError as exc:
+        raise ConfigError(file, f"cannot read the config file ({exc.strerror or exc})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(file, f"config file is larger than {MAX_CONFIG_BYTES:,} bytes; a graph config is a small YAML file")
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(file, f"not a text (UTF-8) file: byte {exc.start} is 0x{raw[exc.start]:02x}; "
+                                "a config is a YAML file") from None
+    if "\x00" in text:
+        raise ConfigError(file, "not a text file (it contains NUL bytes); a config is a YAML file")
+    try:
+        return parse_yaml_text(text)
+    except ValueError as exc:
         raise ConfigError(file, f"not valid YAML: {exc}") from None
-    return parse_graph(doc, file, overrides)
 
 
 def apply_override(doc: dict[str, Any], override: str, file: str) -> None:
     """Apply one ``--set`` override in place: ``node.param=value`` or ``runtime.key=value``.
 
-    The value is parsed as YAML (``speed=max`` is a string, ``speed=2`` a number).
+    The value is parsed as YAML (``speed=max`` is a string, ``speed=2`` a number, ``loop=true`` a
+    boolean, ``channels=[0, 1]`` a list); it is then type-checked like any config value.
     """
     target, sep, raw = override.partition("=")
-    if not sep or "." not in target:
-        raise ConfigError(file, f"bad override {override!r}: use node.param=value or runtime.key=value")
-    value = yaml.safe_load(raw) if raw.strip() else ""
-    head, _, key = target.partition(".")
+    head, dot, key = target.strip().partition(".")
+    if not sep or not dot or not head or not key:
+        raise ConfigError(file, f"bad --set {override!r}: use node.param=value or runtime.key=value")
+    try:
+        value = parse_yaml_text(raw, limit=10_000) if raw.strip() else ""
+    except ValueError as exc:
+        raise ConfigError(file, f"--set {target}: value {raw!r} is not valid YAML: {exc}") from None
     if head == "runtime":
-        doc.setdefault("runtime", {})[key] = value
+        runtime = doc.get("runtime")
+        if runtime is None:
+            runtime = doc["runtime"] = {}
+        if not isinstance(runtime, dict):
+            raise ConfigError(file, "'runtime' must be a mapping", key="runtime")
+        runtime[key] = value
         return
     nodes = doc.get("nodes") or {}
+    if not isinstance(nodes, dict):
+        raise ConfigError(file, "'nodes' must be a mapping of node name -> {kind, params}", key="nodes")
     if head not in nodes:
-        raise ConfigError(file, f"override {override!r}: no node {head!r}" + nearest(head, list(nodes)))
+        raise ConfigError(file, f"--set {target}: no node {head!r}" + nearest(head, list(nodes)))
     entry = nodes[head]
     if not isinstance(entry, dict):
         raise ConfigError(file, "node entry must be a mapping", node=head)
     params = entry.get("params")
-    if params is None:
-        params = entry["params"] = {}
-    if not isinstance(params, dict):
+    if params is not None and not isinstance(params, dict):
         raise ConfigError(file, "'params' must be a mapping", node=head, key="params")
-    params[key] = value
+    # copies: a YAML alias may share one entry or params mapping between nodes (params: *common);
+    # the override must change this node only
+    entry = nodes[head] = dict(entry)
+    entry["params"] = dict(params or {}, **{key: value})
 
 
 def parse_graph(doc: Any, file: str, overrides: list[str] | tuple[str, ...] = ()) -> GraphSpec:
@@ -199,7 +350,7 @@ def _parse_node(file: str, name: Any, entry: Any) -> NodeSpec:
         raise ConfigError(file, "node entry must be a mapping with 'kind' and optional 'params'", node=name)
     for key in entry:
         if key not in NODE_KEYS:
-            raise ConfigError(file, f"unknown key{nearest(str(key), NODE_KEYS)}", node=name, key=str(key))
+            raise ConfigError(file, f"unknown key {key!r}{nearest(str(key), NODE_KEYS)}", node=name, key=str(key))
     kind = entry.get("kind")
     if not kind:
         raise ConfigError(file, "missing 'kind'", node=name, key="kind")
@@ -212,31 +363,40 @@ def _parse_node(file: str, name: Any, entry: Any) -> NodeSpec:
     if not isinstance(resources, dict) or not all(isinstance(v, (int, float)) for v in resources.values()):
         raise ConfigError(file, "'resources' must map resource names to numbers", node=name, key="resources")
     cls = node_class(kind)
-    signature = inspect.signature(cls.__init__)
-    accepted = [p.name for p in signature.parameters.values()
-                if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    accepted = list(param_annotations(cls))
     for key in params:
         if key not in accepted:
             raise ConfigError(
-                file, f"unknown param for kind {kind!r}" + nearest(str(key), accepted), node=name, key=f"params.{key}"
+                file, f"unknown param for kind {kind!r}" + nearest(str(key), accepted), node=name, param=str(key)
             )
-    for p in signature.parameters.values():
-        if p.name in accepted and p.default is inspect.Parameter.empty and p.name not in params:
-            raise ConfigError(file, f"missing required param for kind {kind!r}", node=name, key=f"params.{p.name}")
-    return NodeSpec(name=name, kind=kind, params=dict(params), resources=dict(resources))
+    try:
+        values = check_params(cls, params)
+    except MissingParamError as exc:
+        raise ConfigError(file, f"missing; kind {kind!r} requires it ({type_name(exc.annotation)})",
+                          node=name, param=exc.param) from None
+    except ParamTypeError as exc:
+        raise ConfigError(file, str(exc), node=name, param=exc.param) from None
+    return NodeSpec(name=name, kind=kind, params=values, resources=dict(resources))
 
 
 def _construct(file: str, spec: NodeSpec) -> Node:
+    """Construct one node; anything it refuses becomes ``FILE: node 'X': <its message>``."""
     try:
         node = node_class(spec.kind)(**spec.params)
     except ConfigError:
         raise
-    except UserError as exc:  # e.g. a bad recording: keep the node's own message
-        raise ConfigError(file, str(exc), node=spec.name, key="params") from None
-    except (ValueError, TypeError, KeyError, OSError) as exc:
-        raise ConfigError(file, f"bad params for kind {spec.kind!r}: {exc}", node=spec.name, key="params") from None
+    except (UserError, ValueError, TypeError, KeyError, OSError) as exc:
+        raise ConfigError(file, node_message(exc), node=spec.name) from None
     node.name = spec.name
     return node
+
+
+def node_message(exc: BaseException) -> str:
+    """One line for an exception a node raised (its message; the exception type if it has none)."""
+    text = one_line(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
+    if isinstance(exc, OSError) and getattr(exc, "filename", None) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    return text or type(exc).__name__
 
 
 def _parse_endpoint(file: str, text: str, where: str, instances: dict[str, Node]) -> tuple[str, str | None]:
@@ -383,13 +543,18 @@ def _parse_runtime(file: str, runtime: Any, specs: dict[str, NodeSpec]) -> dict[
     for key in runtime:
         if key not in RUNTIME_KEYS:
             raise ConfigError(file, f"unknown runtime key {key!r}" + nearest(str(key), RUNTIME_KEYS), key="runtime")
-    out = {"runner": "local", "fuse": [], "address": None, "dashboard": False, "num_cpus": None}
-    out.update(runtime)
-    if out["runner"] not in RUNNERS:
-        raise ConfigError(file, f"unknown runner {out['runner']!r}" + nearest(str(out["runner"]), RUNNERS), key="runtime.runner")
+    out = {key: (list(default) if isinstance(default, list) else default) for key, (_, default) in RUNTIME_FIELDS.items()}
+    for key, value in runtime.items():
+        annotation = RUNTIME_FIELDS[key][0]
+        if value is None and RUNTIME_FIELDS[key][1] is not None:
+            continue  # "fuse:" with nothing after it: the default
+        try:
+            out[key] = coerce(value, annotation)
+        except ParamTypeError as exc:
+            raise ConfigError(file, str(exc), key=f"runtime.{key}") from None
+        if key in NONNEGATIVE_RUNTIME and out[key] is not None and out[key] < 0:
+            raise ConfigError(file, f"must be >= 0, got {value!r}", key=f"runtime.{key}")
     fuse = out["fuse"] or []
-    if not isinstance(fuse, list) or not all(isinstance(g, list) for g in fuse):
-        raise ConfigError(file, "'fuse' must be a list of lists of node names", key="runtime.fuse")
     placed: dict[str, int] = {}
     for gi, group in enumerate(fuse):
         for name in group:
@@ -426,13 +591,18 @@ def open_graph(spec: GraphSpec, nodes: dict[str, Node] | None = None) -> dict[tu
             try:
                 nodes[e.dst].open_feedback(e.dst_port, infos[(e.src, e.src_port)])
             except StreamMismatch as exc:
-                raise ConfigError(spec.file, f"{exc} (fed back from {e.src}.{e.src_port})", node=e.dst, key=f"input {e.dst_port}") from None
+                raise ConfigError(spec.file, f"{exc} (fed back from {e.src}.{e.src_port})", node=e.dst) from None
     return infos
 
 
 def _open_one(spec: GraphSpec, name: str, node: Node, inputs: dict[str, StreamInfo], edges: list[Edge]) -> dict[str, StreamInfo]:
+    """``node.open(inputs)``; a refusal becomes ``FILE: node 'X': ...`` (the port and upstream named)."""
     try:
         return node.open(inputs)
     except StreamMismatch as exc:
         upstream = next((f" (from {e.src}.{e.src_port})" for e in edges if e.dst_port == exc.port), "")
-        raise ConfigError(spec.file, f"{exc}{upstream}", node=name, key=f"input {exc.port}") from None
+        raise ConfigError(spec.file, f"{exc}{upstream}", node=name) from None
+    except ConfigError:
+        raise
+    except (UserError, ValueError, KeyError, OSError) as exc:
+        raise ConfigError(spec.file, node_message(exc), node=name) from None

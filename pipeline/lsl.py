@@ -4,25 +4,35 @@
   and ``pylsl.StreamInfo``. Channel labels and units travel in the LSL description the way every
   LSL client reads them (``desc/channels/channel/{label,unit,type}``, as LabRecorder, mne-lsl and
   pylsl's ``get_channel_labels`` expect); our free-form ``metadata`` travels as JSON text in
-  ``desc/spikeloop/metadata``.
+  ``desc/spikeloop/metadata``. :func:`from_lsl_info` also keeps the sender's whole header XML
+  (``metadata["lsl_header_xml"]``: per-channel types, ``desc`` extras, ``created_at``, ``uid``,
+  ``session_id``, ``hostname``) so recorders copy it whole.
+* String streams (LSL ``cf_string``, e.g. a ``Markers`` stream) map to numpy dtype ``object``: a
+  packet's data is an object array of ``str``, shape ``(samples, channels)``.
 * :func:`resolve_one` finds exactly one stream by name, type and/or source id within a timeout
   and, when it cannot, raises a :class:`~pipeline.errors.UserError` naming what it looked for and
   listing the streams it can see.
 
 Network scope: liblsl discovers streams by multicast/broadcast on the local network and outlets
-accept TCP connections on every interface. To keep a session on this machine only, give liblsl a
-config file with ``[multicast] ResolveScope = machine`` (``LSLAPICFG=/path/lsl_api.cfg``).
+accept TCP connections on every interface. ``SPIKELOOP_LSL_LOCAL=1`` keeps LSL on this machine:
+see :mod:`pipeline.lsl_scope` (applied when this module is imported).
 """
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pylsl
 
 from pipeline.errors import UserError
 from pipeline.packet import StreamInfo
+from pipeline.recordings.xdf_writer import LSL_HEADER_KEY  # metadata key of the full header XML
+
+STRING_DTYPE = "object"
+"""numpy dtype name of string (marker) streams."""
 
 # numpy dtype name <-> LSL channel format. LSL has no unsigned or bool formats.
 _DTYPE_TO_LSL: dict[str, int] = {
@@ -36,14 +46,24 @@ _DTYPE_TO_LSL: dict[str, int] = {
 _LSL_TO_DTYPE: dict[int, str] = {v: k for k, v in _DTYPE_TO_LSL.items()}
 
 
+def is_string_dtype(dtype: str) -> bool:
+    """True for the dtypes of string streams (``object``, ``str``, ``<U..``, ``S..``)."""
+    try:
+        return np.dtype(dtype).kind in "OUS"
+    except TypeError:
+        return False
+
+
 def lsl_format(dtype: str, *, stream: str = "") -> int:
     """The LSL channel format for numpy dtype name ``dtype``; a UserError for unsupported dtypes."""
+    if is_string_dtype(dtype):
+        return pylsl.cf_string
     try:
         return _DTYPE_TO_LSL[str(dtype)]
     except KeyError:
         raise UserError(
             f"stream {stream!r}: dtype {dtype!r} cannot be sent over LSL "
-            f"(supported: {', '.join(_DTYPE_TO_LSL)}); convert it upstream"
+            f"(supported: {', '.join(_DTYPE_TO_LSL)}, str); convert it upstream"
         ) from None
 
 
@@ -67,10 +87,9 @@ def to_lsl_info(info: StreamInfo, *, name: str | None = None, type: str | None =
             if info.units:
                 ch.append_child_value("unit", str(info.units[k]))
             ch.append_child_value("type", info.type)
-    if info.metadata:
-        lsl.desc().append_child("spikeloop").append_child_value(
-            "metadata", json.dumps(info.metadata, default=str)
-        )
+    meta = {k: v for k, v in info.metadata.items() if k != LSL_HEADER_KEY}
+    if meta:
+        lsl.desc().append_child("spikeloop").append_child_value("metadata", json.dumps(meta, default=str))
     return lsl
 
 
@@ -93,14 +112,16 @@ def from_lsl_info(lsl: pylsl.StreamInfo) -> StreamInfo:
     """Our StreamInfo from a *full* ``pylsl.StreamInfo`` (``inlet.info()``, which carries desc).
 
     ``metadata`` gets the stream's JSON metadata (if sent by spikeloop) plus ``lsl_uid``,
-    ``lsl_hostname`` and ``lsl_created_at`` for the record.
+    ``lsl_hostname``, ``lsl_created_at``, ``lsl_session_id`` and the whole header XML
+    (``lsl_header_xml``). String streams get dtype ``object``.
     """
     fmt = lsl.channel_format()
-    if fmt not in _LSL_TO_DTYPE:
-        raise UserError(
-            f"LSL stream {lsl.name()!r} has channel format {fmt} (string or unknown); "
-            "only numeric streams can enter a graph"
-        )
+    if fmt == pylsl.cf_string:
+        dtype = STRING_DTYPE
+    elif fmt in _LSL_TO_DTYPE:
+        dtype = _LSL_TO_DTYPE[fmt]
+    else:
+        raise UserError(f"LSL stream {lsl.name()!r} has channel format {fmt} (unknown to spikeloop)")
     metadata: dict[str, Any] = {}
     text = lsl.desc().child("spikeloop").child_value("metadata")
     if text:
@@ -108,13 +129,15 @@ def from_lsl_info(lsl: pylsl.StreamInfo) -> StreamInfo:
             metadata.update(json.loads(text))
         except ValueError:
             metadata["lsl_metadata_text"] = text
-    metadata.update(lsl_uid=lsl.uid(), lsl_hostname=lsl.hostname(), lsl_created_at=lsl.created_at())
+    metadata.update(lsl_uid=lsl.uid(), lsl_hostname=lsl.hostname(), lsl_created_at=lsl.created_at(),
+                    lsl_session_id=lsl.session_id())
+    metadata[LSL_HEADER_KEY] = lsl.as_xml()
     return StreamInfo(
         name=lsl.name(),
         type=lsl.type(),
         channel_count=lsl.channel_count(),
         nominal_rate=float(lsl.nominal_srate()),
-        dtype=_LSL_TO_DTYPE[fmt],
+        dtype=dtype,
         channel_labels=_channel_field(lsl, "label"),
         units=_channel_field(lsl, "unit"),
         source_id=lsl.source_id(),
@@ -150,6 +173,10 @@ class StreamQuery:
         return self.predicate().replace(" and ", ", ")
 
 
+PICKS = ("only", "newest")
+"""How to choose among several matching streams: refuse (``only``) or take the newest ``created_at``."""
+
+
 def describe(lsl: pylsl.StreamInfo) -> str:
     """One line about a stream: ``'spikes' (type SpikeCounts, 96 ch, 250 Hz, source_id x, host h)``."""
     rate = "irregular" if lsl.nominal_srate() == 0 else f"{lsl.nominal_srate():g} Hz"
@@ -162,25 +189,48 @@ def visible_streams(wait_s: float = 1.0) -> list[pylsl.StreamInfo]:
     return list(pylsl.resolve_streams(wait_time=wait_s))
 
 
-def resolve_one(query: StreamQuery, timeout_s: float = 5.0) -> pylsl.StreamInfo:
+def resolve_one(query: StreamQuery, timeout_s: float = 5.0, *, pick: str = "only",
+                ambiguity_wait_s: float = 1.0) -> pylsl.StreamInfo:
     """Resolve exactly one stream matching ``query`` within ``timeout_s`` seconds.
+
+    Args:
+        query: name, type and/or source_id.
+        timeout_s: seconds to wait for a first match.
+        pick: ``only``: several matches (different uids) are an error; ``newest``: take the one
+            created last (``created_at``). With ``source_id`` in the query and several matches
+            anyway, the newest is taken and a warning logged.
+        ambiguity_wait_s: after the first match, seconds to keep looking for a second one
+            (liblsl returns as soon as one answers).
 
     Raises:
         UserError: no stream matched (the message lists the visible streams), or several streams
-            with different uids matched (the message lists them and says how to pick one).
+            matched and ``pick`` is ``only`` (the message lists name, source_id and host of each).
     """
+    if pick not in PICKS:
+        raise UserError(f"LSL stream pick must be one of {', '.join(PICKS)}, got {pick!r}")
     found = pylsl.resolve_bypred(query.predicate(), 1, timeout_s)
     unique = {s.uid(): s for s in found if query.matches(s)}
+    if len(unique) == 1 and ambiguity_wait_s > 0:
+        more = pylsl.resolve_bypred(query.predicate(), 2, ambiguity_wait_s)
+        unique.update({s.uid(): s for s in more if query.matches(s)})
     if len(unique) == 1:
         return next(iter(unique.values()))
     if not unique:
-        others = visible_streams(wait_s=min(1.0, max(0.2, timeout_s / 4)))
+        others = visible_streams(wait_s=min(1.0, max(0.6, timeout_s / 4)))  # answers come in ~0.5 s waves
         seen = "; ".join(describe(s) for s in others) if others else "none"
         raise UserError(
             f"no LSL stream with {query} found within {timeout_s:g} s. Visible streams: {seen}. "
             "Check the name/type/source_id, that the sender is running, and liblsl's network scope"
         )
-    listing = "; ".join(describe(s) for s in unique.values())
+    newest = max(unique.values(), key=lambda s: s.created_at())
+    listing = "; ".join(f"{describe(s)} created at {s.created_at():.1f}" for s in
+                        sorted(unique.values(), key=lambda s: s.created_at()))
+    if pick == "newest" or query.source_id:
+        if query.source_id and pick != "newest":
+            logging.getLogger("spikeloop.lsl").warning(
+                "%d LSL streams match %s (%s); taking the newest", len(unique), query, listing)
+        return newest
     raise UserError(
-        f"{len(unique)} LSL streams match {query}: {listing}. Add type or source_id to pick one"
+        f"{len(unique)} LSL streams match {query}: {listing}. Give the one you mean by source_id, "
+        "or pick: newest to take the newest"
     )

@@ -4,7 +4,11 @@ A config names a node by ``kind``; the kind maps to a class inside this project,
 (so a graph that does not use the robot simulator never imports it, and the runtime path never
 imports torch). A config cannot import arbitrary code.
 
-Add a kind by adding one line here: ``"kind": "module.path:ClassName"``.
+Add a kind by adding one line here: ``"kind": "module.path:ClassName"``. Its ``__init__`` params
+are the config's ``params``: annotate every one (``bool``, ``int``, ``float``, ``str``, ``X | None``,
+``list[X]``, ``Literal["a", "b"]`` for a choice; see :mod:`pipeline.params`) and give a required
+param no default (not a ``""`` placeholder): the graph loader checks every value against its
+annotation before anything is constructed, and ``tests/test_params.py`` checks every kind.
 """
 from __future__ import annotations
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+# LSL stays on this machine in every test (set before pipeline or pylsl is imported; see
+# pipeline/lsl_scope.py): discovery on 127.0.0.1 only, responders bound to loopback, no IPv6.
+os.environ["SPIKELOOP_LSL_LOCAL"] = "1"
+
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # The ICRA 2020 LiDAR traces are not in the repository: SPIKELOOP_LIDAR_DATASET points at them

@@ -23,6 +23,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def _asa_model_file(kind: str, seed: int = 0, reduction: int = 1) -> tuple[dict, dict]:
     torch.manual_seed(seed)
     meta = base_metadata(kind, C)
+    if kind == "snn_streaming":  # one β/θ per layer keeps this random network lively (per-neuron
+        meta["architecture"]["per_neuron"] = False  # β/θ are checked in test_decoders_exact.py)
     meta["attention"] = attention_metadata(kind, "asa", ratio=0.5, reduction=reduction,
                                            steps=int(meta["features"].get("steps", 1)))
     model = build(kind, meta)

@@ -64,7 +64,8 @@ def test_evaluate_reports_scores_through_the_node_code(recording, models, tmp_pa
     assert rc == 0
     report = json.loads(out.read_text())
     assert png.stat().st_size > 10_000
-    snn, ann = report["models"]
+    base, snn, ann = report["models"]
+    assert base["model"].startswith("linear baseline") and base["kind"] == "linear"  # issue 16: every table
     assert set(snn["r2"]) == {"none", "causal", "block-last", "block-middle"}
     # independent recomputation: kernel on the whole test part, one-shot scipy filter
     data = load_data(recording)

@@ -58,6 +58,20 @@ def test_paced_run_keeps_real_time_and_never_stamps_ahead(write_config):
     np.testing.assert_allclose(np.diff(stamps), 1 / 250.0, atol=1e-9)
 
 
+def test_end_to_end_latency_counts_from_the_sample_timestamp(write_config):
+    """Paced (live clock): end-to-end runs from each packet's newest sample timestamp, so it
+    includes the wait before the source read the sample; in-graph starts at the read."""
+    spec = load_graph(write_config(GRAPH), ["gen.speed=1", "gen.duration_s=0.4"])
+    summary = run(spec, progress=False)
+    e2e, in_graph = summary["latency_end_to_end"], summary["latency"]
+    assert e2e["count"] == in_graph["count"] == 20
+    assert e2e["p50_ms"] >= in_graph["p50_ms"] and e2e["max_ms"] >= in_graph["max_ms"]
+    assert summary["latency_name"].startswith("in-graph")
+    # a replay at speed: max has no live clock: no end-to-end figure, the in-graph one stays
+    fast = run(load_graph(write_config(GRAPH)), progress=False)
+    assert fast["latency_end_to_end"]["count"] == 0 and fast["latency"]["count"] == 100
+
+
 def test_duration_stops_an_endless_source(write_config):
     spec = load_graph(write_config(GRAPH), ["gen.duration_s=null", "gen.speed=1"])
     summary = run(spec, progress=False, duration_s=0.3)
@@ -69,7 +83,7 @@ def test_cli_run_prints_summary_and_writes_json(write_config, tmp_path, capsys):
     out = tmp_path / "summary.json"
     assert main(["run", str(write_config(GRAPH)), "--json", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "end-to-end latency" in printed and "gen" in printed and "pick" in printed
+    assert "in-graph latency" in printed and "end-to-end latency" in printed and "gen" in printed and "pick" in printed
     summary = json.loads(out.read_text())
     assert summary["nodes"]["cap"]["samples_in"] == 500
 
@@ -81,3 +95,13 @@ def test_cli_check_and_config_error_exit_code(write_config, capsys):
     assert main(["check", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml" in err and "did you mean 'select_channels'" in err
+
+
+def test_a_node_that_raises_ends_the_run_with_one_line_and_the_summary(write_config, tmp_path, capsys):
+    bad = GRAPH.replace("pick: {kind: select_channels, params: {channels: [2, 0]}}",
+                        "pick: {kind: bessel, params: {order: 2, cutoff_hz: 10}}")
+    spec = load_graph(write_config(bad))
+    spec.instances["pick"].process = lambda port, packet: 1 / 0  # a bug inside a node
+    summary = run(spec, progress=False)
+    assert summary["failure"].endswith("node 'pick' failed in process(): ZeroDivisionError: division by zero")
+    assert summary["stopped_by"].startswith("failure") and summary["nodes"]["gen"]["packets_out"] == 1

@@ -173,7 +173,8 @@ def test_recorder_writes_what_it_receives(rec_path, tmp_path):
         np.testing.assert_array_equal(back.stream(name).data, src.stream(name).data)
         np.testing.assert_array_equal(back.stream(name).timestamps, src.stream(name).timestamps)
         assert back.stream(name).info.channel_labels == src.stream(name).info.channel_labels
-        assert back.stream(name).clock_offsets.shape == (2, 2)
+        offsets = back.stream(name).clock_offsets  # 0 s at the first sample, every 5 s, at the last
+        assert offsets.shape[0] >= 2 and np.all(offsets[:, 1] == 0.0)
     streams, _ = pyxdf.load_xdf(str(out), synchronize_clocks=False, dejitter_timestamps=False)
     assert sorted(s["info"]["name"][0] for s in streams) == ["spikes", "velocity"]
     assert recorder.report()["samples.spikes"] == src.stream("spikes").data.shape[0]
@@ -195,3 +196,66 @@ def test_synthetic_source_matches_synth_file(rec_path):
     assert np.max(np.abs(np.diff(stamps) - 0.004)) < 1e-9
     for _, p, now in got:
         assert p.timestamps[-1] <= now
+
+
+AUTO_GRAPH = """
+name: auto_chunk
+nodes:
+  replay:  {{kind: replay, params: {{path: {recording}, streams: [spikes, velocity], speed: max{chunk}}}}}
+  decoder: {{kind: decoder, params: {{model: {model}}}}}
+  smooth:  {{kind: bessel, params: {{order: 4, cutoff_hz: 6.25, mode: causal}}}}
+  cap:     {{kind: capture, params: {{streams: [pred, "true"]}}}}
+edges:
+  - replay.spikes -> decoder -> smooth -> cap.pred
+  - replay.velocity -> cap.true
+"""
+
+
+def test_auto_chunk_is_1s_at_max_speed_with_outputs_identical_to_4ms_packets(tmp_path):
+    """``chunk_s: auto`` (the default) replays 1 s packets at speed max, 4 ms when paced; the
+    decoded and filtered outputs equal those of 4 ms packets, byte for byte (SHA-256)."""
+    from pathlib import Path
+
+    from pipeline.graph import load_graph
+    from pipeline.runners import get_runner
+
+    model = Path(__file__).resolve().parents[1] / "models" / "snn_streaming_sample.npz"
+    rec = generate(tmp_path / "r96.xdf", SynthParams(channels=96, seed=4), 8.0, progress=False)
+    reports = {}
+    for tag, chunk in (("auto", ""), ("4ms", ", chunk_s: 0.004")):
+        cfg = tmp_path / f"{tag}.yaml"
+        cfg.write_text(AUTO_GRAPH.format(recording=rec, model=model, chunk=chunk))
+        spec = load_graph(cfg)
+        if tag == "auto":
+            assert spec.instances["replay"].chunk_s == 1.0
+        summary = get_runner("local")(spec, progress=False)
+        reports[tag] = summary["reports"]["cap"]
+        reports[tag + "_packets"] = summary["nodes"]["replay"]["counters"]["packets.spikes"]
+    assert reports["auto"] == reports["4ms"] and reports["auto"]["pred.samples"] == 2000
+    assert reports["auto_packets"] == 8 and reports["4ms_packets"] == 2000
+    assert make_node("replay", path=str(rec), speed=1.0).chunk_s == 0.004
+
+
+def test_mapping_mode_emits_the_training_view(tmp_path):
+    """With neural/kinematics params the replay emits exactly what train/evaluate see."""
+    from pipeline.recordings.mapping import StreamMapping
+    from pipeline.recordings.reaching import load_reaching
+    from tests.recording_helpers import make_session, write_labrecorder_xdf
+
+    path = write_labrecorder_xdf(tmp_path / "lab.xdf", make_session(12.0, channels=5, seed=1))
+    node = make_node("replay", path=str(path), speed="max", neural="Amp_counts", kinematics="Cursor",
+                     markers="Trial_markers")
+    infos = node.open({})
+    assert node.outputs == ("spikes", "velocity") and infos["spikes"].channel_count == 5
+    assert infos["velocity"].units == ("mm/s", "mm/s")  # the cursor position in mm, differentiated
+    got = _drain(node)
+    d = load_reaching(path, StreamMapping("Amp_counts", "Cursor", "Trial_markers"))
+    for port, want in (("spikes", d.spikes), ("velocity", d.velocity)):
+        data = np.concatenate([p.data for q, p, _ in got if q == port])
+        stamps = np.concatenate([p.timestamps for q, p, _ in got if q == port])
+        np.testing.assert_array_equal(data, want)
+        np.testing.assert_array_equal(stamps, d.timestamps)
+    with pytest.raises(UserError, match="may only choose among"):
+        make_node("replay", path=str(path), streams=["Cursor"], neural="Amp_counts", kinematics="Cursor")
+    with pytest.raises(RecordingError, match="no stream 'Cursr'; did you mean 'Cursor'"):
+        make_node("replay", path=str(path), neural="Amp_counts", kinematics="Cursr")

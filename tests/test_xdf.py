@@ -43,7 +43,7 @@ def _streams(rng: np.random.Generator) -> dict[str, tuple[StreamInfo, np.ndarray
 
 def _write(path, streams, offsets) -> None:
     with XdfWriter(path, metadata={"subject": "test", "n": 3}) as w:
-        ids = {name: w.add_stream(info) for name, (info, _, _) in streams.items()}
+        ids = {name: w.add_stream(info, measured_offsets=True) for name, (info, _, _) in streams.items()}
         for name, (info, data, stamps) in streams.items():
             for a in range(0, len(stamps), 250):  # several Samples chunks per stream
                 w.write_samples(ids[name], data[a:a + 250], stamps[a:a + 250])
@@ -123,7 +123,11 @@ def test_write_recording_and_gzip_bytes_are_reproducible(tmp_path):
     for name, s in rec.streams.items():
         np.testing.assert_array_equal(back.stream(name).data, s.data)
         np.testing.assert_array_equal(back.stream(name).timestamps, s.timestamps)
-        np.testing.assert_array_equal(back.stream(name).clock_offsets, s.clock_offsets)
+    np.testing.assert_array_equal(back.stream("v").clock_offsets, rec.stream("v").clock_offsets)
+    # a stream without measured offsets gets 0 s offsets: first sample, every 5 s of stream time, last
+    e_offsets = back.stream("e").clock_offsets
+    assert np.all(e_offsets[:, 1] == 0.0) and len(e_offsets) >= 2  # one Samples chunk here
+    assert e_offsets[0, 0] == rec.stream("e").timestamps[0] and e_offsets[-1, 0] == rec.stream("e").timestamps[-1]
 
 
 def _small_file(path) -> bytes:
@@ -158,7 +162,8 @@ def test_missing_footer_needs_allow_incomplete(tmp_path):
     info = StreamInfo("x", "Test", 3, 100.0, "float32")
     w = XdfWriter(tmp_path / "crashed.xdf")
     w.write_samples(w.add_stream(info), np.ones((10, 3)), np.arange(10) / 100.0)
-    w._f.close()  # the process died: no StreamFooter was written
+    w.flush()
+    w._raw.close()  # the process died after a flush: no StreamFooter was written
     with pytest.raises(RecordingError, match="no StreamFooter"):
         read_xdf(tmp_path / "crashed.xdf")
     rec = read_xdf(tmp_path / "crashed.xdf", allow_incomplete=True)
@@ -191,3 +196,31 @@ def test_writer_rejects_bad_input(tmp_path):
             w.write_samples(sid, np.full((1, 2), np.nan), np.zeros(1))
     with XdfWriter(tmp_path / "u.xdf") as w, pytest.raises(RecordingError, match="cannot store"):
         w.add_stream(StreamInfo("u", "Test", 1, 10.0, "uint16"))
+
+
+@pytest.mark.parametrize("suffix", [".xdfz", ".xdf"])
+def test_live_writer_file_is_readable_at_every_flush_and_torn_tails_are_dropped(tmp_path, suffix):
+    """A live writer's file between flushes (what a SIGKILL leaves) loads in pyxdf; a write torn
+    inside the last gzip member or chunk is dropped by read_xdf(allow_incomplete=True)."""
+    info = StreamInfo("x", "Test", 2, 100.0, "float32", ("a", "b"))
+    path = tmp_path / f"live{suffix}"
+    w = XdfWriter(path, flush_every_s=3600.0)  # flushed by hand below
+    sid = w.add_stream(info)
+    sizes = []
+    for k in range(5):
+        w.write_samples(sid, np.full((100, 2), k, np.float32), 10.0 + (k * 100 + np.arange(100)) / 100.0)
+        w.flush()
+        sizes.append(path.stat().st_size)
+        streams, _ = pyxdf.load_xdf(str(path), synchronize_clocks=False, dejitter_timestamps=False)
+        assert streams[0]["time_series"].shape == ((k + 1) * 100, 2)  # everything flushed so far
+    full = path.read_bytes()
+    w.close()
+    if suffix == ".xdfz":
+        assert full.count(b"\x1f\x8b\x08") >= 5  # one closed gzip member per flush
+    torn = tmp_path / f"torn{suffix}"
+    torn.write_bytes(full[: sizes[3] + (sizes[4] - sizes[3]) // 2])  # killed in the middle of a write
+    with pytest.raises(RecordingError, match="truncated"):
+        read_xdf(torn)
+    rec = read_xdf(torn, allow_incomplete=True)
+    assert rec.stream("x").data.shape[0] == 400  # the four flushed writes, not the torn fifth
+    np.testing.assert_array_equal(rec.stream("x").data[:400, 0], np.repeat(np.arange(4), 100).astype(np.float32))

@@ -250,6 +250,118 @@ class ShadowedSpiking:
 
 DEFAULT_FAMILIES = ("configs/worlds/default.yaml", "configs/worlds/dense.yaml",
                     "configs/worlds/corridor.yaml", "configs/worlds/rooms.yaml")
+BASELINES = (("follow-the-gap (baseline)", False), ("follow-the-gap, invalid returns filled", True))
+
+
+def family_spec(world: str, episode_s: float | None, sensor_noise: bool):
+    """The :class:`WorldSpec` of one family file with the run's episode length and sensor setting."""
+    from nodes.control.simulator import WorldSpec
+
+    spec = WorldSpec.from_file(world)
+    if episode_s:
+        spec.episode_s = episode_s
+    if not sensor_noise:
+        spec.range_noise_m, spec.dropout_rate = 0.0, 0.0
+    return spec
+
+
+def closed_loop_seeds(n_worlds: int, seed: int) -> list[int]:
+    """The ``n_worlds`` TEST seeds from ``SEED_RANGES['test'][0] + seed`` on."""
+    from nodes.control.simulator import SEED_RANGES
+
+    return list(range(SEED_RANGES["test"][0] + seed, SEED_RANGES["test"][0] + seed + n_worlds))
+
+
+def _model_names(m: str, levels: int | None, timesteps: int) -> tuple[str, str, str]:
+    stem = Path(m).stem
+    fname = f"float ({stem})" if levels is None else f"float, same weights ({stem})"
+    return fname, f"spiking T={timesteps} ({stem})", f"quantised L={levels} ({stem})"
+
+
+def closed_loop_units(models: list[str]) -> list[tuple[str, Any]]:
+    """The closed-loop work of one family as independent units, in report order (reads the model
+    files): ``("float", model)`` per model, ``("spiking", model)`` per quantised model (the spiking
+    run with its quantised twin alongside, plus the separate quantised run when they differ), and
+    ``("gap", fill_invalid)`` per follow-the-gap baseline. :func:`run_unit` runs one."""
+    units: list[tuple[str, Any]] = []
+    for m in models:
+        units.append(("float", m))
+        if load_params(m).levels is not None:
+            units.append(("spiking", m))
+    return units + [("gap", fill) for _, fill in BASELINES]
+
+
+def run_unit(unit: tuple[str, Any], spec, seeds: list[int], timesteps: int, pictures: str | None = None,
+             progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Drive one unit of :func:`closed_loop_units` through the worlds ``seeds`` of family ``spec``:
+    ``{controller name: stats}`` (one entry, or spiking and quantised for a ``spiking`` unit)."""
+    from nodes.control.planners import FollowTheGap
+
+    out: dict[str, dict[str, Any]] = {}
+
+    def record(name: str, results: list[dict[str, Any]], t0: float, extra: dict | None = None) -> None:
+        stats = closed_loop_stats(results) | (extra or {})
+        stats["wall_s"] = time.perf_counter() - t0
+        out[name] = stats
+        if pictures:
+            slug = "_".join("".join(c if c.isalnum() else " " for c in name).split())
+            r = results[0]
+            r["_env"].plot(Path(pictures) / f"{spec.name}_{slug}_seed{r['seed']}.png",
+                           title=f"{name} in a '{spec.name}' world (seed {r['seed']}): {r['collisions']} collisions, "
+                                 f"{r['path_m']:.1f} m, {r['cells_visited']} cells")
+
+    kind, arg = unit
+    t0 = time.perf_counter()
+    if kind == "gap":
+        gname = next(g for g, fill in BASELINES if fill == arg)
+        gap = _Batched(lambda: FollowTheGap(robot_radius_m=spec.robot_radius_m,
+                                            max_turn_rad_s=spec.max_turn_rad_s, fill_invalid=arg), len(seeds))
+        record(gname, run_episodes(gap, seeds, spec, progress, f"{spec.name}: {gname}"), t0)
+        return out
+    p = load_params(arg)
+    fname, sname, qname = _model_names(arg, p.levels, timesteps)
+    if kind == "float":
+        record(fname, run_episodes(CrnnKernel(p, len(seeds), "float"), seeds, spec, progress, f"{spec.name}: {fname}"), t0)
+        return out
+    ctl = ShadowedSpiking(p, timesteps, len(seeds))
+    res = run_episodes(ctl, seeds, spec, progress, f"{spec.name}: {sname}")
+    shadow = {"quantised_decisions_compared": ctl.decisions, "quantised_decisions_differing": ctl.differ,
+              "max_abs_diff_quantised": ctl.max_diff, "spikes_per_decision": ctl.spikes / max(ctl.decisions, 1)}
+    record(sname, res, t0, shadow)
+    if ctl.differ == 0:  # identical decisions on identical inputs: the same trajectories
+        out[qname] = dict(out[sname], identical_to=sname)
+    else:
+        t0 = time.perf_counter()
+        record(qname, run_episodes(CrnnKernel(p, len(seeds), "quant"), seeds, spec, progress, f"{spec.name}: {qname}"), t0)
+    return out
+
+
+def family_report(world: str, spec, models: list[str], timesteps: int,
+                  parts: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """One family's report from the :func:`run_unit` results ``parts`` (in unit order): the
+    controllers, then the paired comparisons (spiking vs float of each model, every spiking vs
+    every baseline), computed here so serial and fanned-out runs give the same report."""
+    controllers: dict[str, Any] = {}
+    for part in parts:
+        controllers.update(part)
+    outcomes = {name: (np.array(st["per_episode_collisions"]) == 0, np.array(st["per_episode_cells"]))
+                for name, st in controllers.items()}
+
+    def compare(a: str, b: str) -> dict[str, Any]:
+        return mcnemar_exact(outcomes[a][0], outcomes[b][0]) | {"cells": paired_mean_diff(outcomes[a][1], outcomes[b][1])}
+
+    comparisons: dict[str, Any] = {}
+    for m in models:
+        levels = load_params(m).levels
+        if levels is None:
+            continue
+        fname, sname, _ = _model_names(m, levels, timesteps)
+        comparisons[f"{sname} vs {fname}"] = compare(sname, fname)
+    for name in controllers:
+        if name.startswith("spiking"):
+            for gname, _ in BASELINES:
+                comparisons[f"{name} vs {gname}"] = compare(name, gname)
+    return {"world": world, "episode_s": spec.episode_s, "controllers": controllers, "comparisons": comparisons}
 
 
 def closed_loop_report(models: list[str], worlds: list[str], n_worlds: int, seed: int, timesteps: int,
@@ -257,71 +369,16 @@ def closed_loop_report(models: list[str], worlds: list[str], n_worlds: int, seed
                        sensor_noise: bool = True) -> dict[str, Any]:
     """Every model (float path of its weights; quantised and spiking if it is quantised) and
     follow-the-gap in ``n_worlds`` TEST worlds of every family in ``worlds`` (seeds
-    ``SEED_RANGES['test'][0] + seed`` on), with paired comparisons per family."""
-    from nodes.control.planners import FollowTheGap
-    from nodes.control.simulator import SEED_RANGES, WorldSpec
-
-    seeds = list(range(SEED_RANGES["test"][0] + seed, SEED_RANGES["test"][0] + seed + n_worlds))
+    ``SEED_RANGES['test'][0] + seed`` on), with paired comparisons per family. Serial; the
+    fan-out (``pipeline.cluster.evaluate``) runs the same units as tasks and assembles the same way."""
+    seeds = closed_loop_seeds(n_worlds, seed)
+    units = closed_loop_units(models)
     rep: dict[str, Any] = {"seeds": [seeds[0], seeds[-1]], "timesteps": timesteps, "sensor_noise": sensor_noise,
                            "families": {}}
     for world in worlds:
-        spec = WorldSpec.from_file(world)
-        if episode_s:
-            spec.episode_s = episode_s
-        if not sensor_noise:
-            spec.range_noise_m, spec.dropout_rate = 0.0, 0.0
-        fam: dict[str, Any] = {"world": world, "episode_s": spec.episode_s, "controllers": {}, "comparisons": {}}
-        rep["families"][spec.name] = fam
-        outcomes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-
-        def record(name: str, results: list[dict[str, Any]], t0: float, extra: dict | None = None) -> None:
-            stats = closed_loop_stats(results) | (extra or {})
-            stats["wall_s"] = time.perf_counter() - t0
-            fam["controllers"][name] = stats
-            outcomes[name] = (np.array(stats["per_episode_collisions"]) == 0, np.array(stats["per_episode_cells"]))
-            if pictures:
-                slug = "_".join("".join(c if c.isalnum() else " " for c in name).split())
-                r = results[0]
-                r["_env"].plot(Path(pictures) / f"{spec.name}_{slug}_seed{r['seed']}.png",
-                               title=f"{name} in a '{spec.name}' world (seed {r['seed']}): {r['collisions']} collisions, "
-                                     f"{r['path_m']:.1f} m, {r['cells_visited']} cells")
-
-        for m in models:
-            p = load_params(m)
-            stem = Path(m).stem
-            t0 = time.perf_counter()
-            fname = f"float ({stem})" if p.levels is None else f"float, same weights ({stem})"
-            record(fname, run_episodes(CrnnKernel(p, len(seeds), "float"), seeds, spec, progress, f"{spec.name}: {fname}"), t0)
-            if p.levels is None:
-                continue
-            t0 = time.perf_counter()
-            sname = f"spiking T={timesteps} ({stem})"
-            ctl = ShadowedSpiking(p, timesteps, len(seeds))
-            res = run_episodes(ctl, seeds, spec, progress, f"{spec.name}: {sname}")
-            shadow = {"quantised_decisions_compared": ctl.decisions, "quantised_decisions_differing": ctl.differ,
-                      "max_abs_diff_quantised": ctl.max_diff, "spikes_per_decision": ctl.spikes / max(ctl.decisions, 1)}
-            record(sname, res, t0, shadow)
-            qname = f"quantised L={p.levels} ({stem})"
-            if ctl.differ == 0:  # identical decisions on identical inputs: the same trajectories
-                fam["controllers"][qname] = dict(fam["controllers"][sname], identical_to=sname)
-                outcomes[qname] = outcomes[sname]
-            else:
-                t0 = time.perf_counter()
-                record(qname, run_episodes(CrnnKernel(p, len(seeds), "quant"), seeds, spec, progress, f"{spec.name}: {qname}"), t0)
-            fam["comparisons"][f"{sname} vs {fname}"] = mcnemar_exact(outcomes[sname][0], outcomes[fname][0]) | {
-                "cells": paired_mean_diff(outcomes[sname][1], outcomes[fname][1])}
-        baselines = []
-        for gname, fill in (("follow-the-gap (baseline)", False), ("follow-the-gap, invalid returns filled", True)):
-            t0 = time.perf_counter()
-            gap = _Batched(lambda fill=fill: FollowTheGap(robot_radius_m=spec.robot_radius_m,
-                                                          max_turn_rad_s=spec.max_turn_rad_s, fill_invalid=fill), len(seeds))
-            record(gname, run_episodes(gap, seeds, spec, progress, f"{spec.name}: {gname}"), t0)
-            baselines.append(gname)
-        for name in list(outcomes):
-            if name.startswith("spiking"):
-                for gname in baselines:
-                    fam["comparisons"][f"{name} vs {gname}"] = mcnemar_exact(outcomes[name][0], outcomes[gname][0]) | {
-                        "cells": paired_mean_diff(outcomes[name][1], outcomes[gname][1])}
+        spec = family_spec(world, episode_s, sensor_noise)
+        parts = [run_unit(u, spec, seeds, timesteps, pictures, progress) for u in units]
+        rep["families"][spec.name] = family_report(world, spec, models, timesteps, parts)
     return rep
 
 
@@ -361,6 +418,29 @@ def _shipped_timesteps(models: list[str]) -> int:
             return int(t)
     return 16
 
+def offline_split_report(m: str, seqs, split: str, timesteps: list[int]) -> dict[str, Any]:
+    """:func:`offline_report` of model file ``m`` on the test sequences of real-trace split
+    ``split``, with the split the model was trained on (``trained_on_split``)."""
+    params = load_params(m)
+    sp = params.meta.get("split", {})
+    trained = "simulator" if sp is None else (sp.get("name") or "standard")
+    return offline_report(m, params, seqs, timesteps) | {"split": split, "trained_on_split": trained}
+
+
+def print_offline_split(rep: dict[str, Any]) -> None:
+    """:func:`print_offline` under a ``[split]`` header, with a note when the model was trained on the other split."""
+    split, trained = rep["split"], rep["trained_on_split"]
+    note = "" if trained in (split, "simulator") else (f" (NOTE: {Path(rep['model']).name} was trained on the {trained} "
+                                                       "split: these test traces include some of its training traces)")
+    print(f"\n[{split} split]{note}", end="")
+    print_offline(rep)
+
+
+def closed_loop_timesteps(args: argparse.Namespace, timesteps: list[int]) -> int:
+    """T for the closed loop: the largest ``--timesteps`` if given, else the model file's shipped T."""
+    return max(timesteps) if args.timesteps else _shipped_timesteps(args.model)
+
+
 def evaluate_controllers(args: argparse.Namespace) -> int:
     """``spikeloop evaluate --model M... [--dataset PATH] [--closed-loop --worlds N]``."""
     timesteps = list(args.timesteps) if args.timesteps else list(DEFAULT_TIMESTEPS)
@@ -372,7 +452,7 @@ def evaluate_controllers(args: argparse.Namespace) -> int:
         if n < 1:
             raise UserError(f"--worlds must be >= 1, got {n}")
         worlds = list(args.world) if args.world else list(DEFAULT_FAMILIES)
-        T = max(timesteps) if args.timesteps else _shipped_timesteps(args.model)
+        T = closed_loop_timesteps(args, timesteps)
         rep = closed_loop_report(args.model, worlds, n, args.seed, T, args.episode_s, args.pictures,
                                  sensor_noise=not getattr(args, "no_sensor_noise", False))
         print_closed_loop(rep)
@@ -385,13 +465,8 @@ def evaluate_controllers(args: argparse.Namespace) -> int:
         for split in splits:
             seqs = get_split(args.dataset, split).sequences("test")
             for m in args.model:
-                params = load_params(m)
-                sp = params.meta.get("split", {})
-                trained = "simulator" if sp is None else (sp.get("name") or "standard")
-                rep = offline_report(m, params, seqs, timesteps) | {"split": split, "trained_on_split": trained}
-                note = "" if trained in (split, "simulator") else f" (NOTE: {Path(m).name} was trained on the {trained} split: these test traces include some of its training traces)"
-                print(f"\n[{split} split]{note}", end="")
-                print_offline(rep)
+                rep = offline_split_report(m, seqs, split, timesteps)
+                print_offline_split(rep)
                 reps.append(rep)
         report["offline"] = reps
         plot = args.plot or "evaluate_controller_mse_vs_T.png"

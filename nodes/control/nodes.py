@@ -19,7 +19,7 @@ repeats its last command and counts it (``bad_scans``).
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -176,7 +176,7 @@ class CrnnController(_Controller):
 
     kind: ClassVar[str] = "crnn_controller"
 
-    def __init__(self, model: str = "", mode: str = "float") -> None:
+    def __init__(self, model: str, mode: Literal["float", "quant"] = "float") -> None:
         from nodes.control.kernels import CrnnKernel
 
         if mode not in ("float", "quant"):
@@ -207,7 +207,7 @@ class BifController(_Controller):
 
     kind: ClassVar[str] = "bif_controller"
 
-    def __init__(self, model: str = "", timesteps: int | None = None) -> None:
+    def __init__(self, model: str, timesteps: int | None = None) -> None:
         from nodes.control.kernels import BifKernel
 
         params = _load(model)

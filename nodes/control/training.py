@@ -24,7 +24,7 @@ import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -59,8 +59,14 @@ def kernel_mse(arrays: dict[str, np.ndarray], meta: dict[str, Any], seqs: Sequen
     return float(np.mean((pred - seqs.steering) ** 2))
 
 
-def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitConfig, desc: str = "train"):
-    """Train ``model`` (a :class:`CRNN`); return the best ``(arrays, val_mse, epochs_run)``."""
+def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitConfig, desc: str = "train",
+        on_epoch: Callable[[dict, dict, dict], None] | None = None):
+    """Train ``model`` (a :class:`CRNN`); return the best ``(arrays, val_mse, epochs_run)``.
+
+    ``on_epoch(record, arrays, meta)``, if given, is called after every epoch with
+    ``{"epoch", "loss", "val_mse", "lr"}``, the epoch's exported arrays and ``meta``
+    (``spikeloop sweep`` reports it to Ray Tune and checkpoints the arrays).
+    """
     import torch
     from tqdm import tqdm
 
@@ -102,6 +108,9 @@ def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitC
         if val_mse < best[0]:
             best = (val_mse, arrays, epoch + 1)
         bar.set_postfix(train=f"{np.mean(losses):.4f}", val=f"{val_mse:.4f}", best=f"{best[0]:.4f}")
+        if on_epoch is not None:
+            on_epoch({"epoch": epoch, "loss": float(np.mean(losses)), "val_mse": val_mse,
+                      "lr": float(opt.param_groups[0]["lr"])}, arrays, meta)
         if epoch + 1 - best[2] >= cfg.patience:
             break
         if time.monotonic() - t0 > 60 * cfg.max_minutes:
@@ -135,8 +144,8 @@ def _concat(a: Sequences, b: Sequences) -> Sequences:
     return Sequences(*(np.concatenate([x, y]) for x, y in ((a.scans, b.scans), (a.state, b.state), (a.steering, b.steering))))
 
 
-def train_crnn(args: argparse.Namespace) -> int:
-    """``spikeloop train --model crnn``: see the module docstring."""
+def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict], None] | None = None) -> int:
+    """``spikeloop train --model crnn``: see the module docstring; ``on_epoch``: see :func:`fit`."""
     import torch
 
     from nodes.control.torch_models import CRNN
@@ -190,7 +199,7 @@ def train_crnn(args: argparse.Namespace) -> int:
         model = CRNN(levels)
         if levels is not None:
             model.init_steps(torch.from_numpy(train.scans[:64]), torch.from_numpy(train.state[:64]))
-    cfg = FitConfig(seed=args.seed)
+    cfg = FitConfig(seed=args.seed, progress=getattr(args, "progress", True))
     if args.epochs:
         cfg.epochs = args.epochs
     if args.max_minutes:
@@ -201,9 +210,12 @@ def train_crnn(args: argparse.Namespace) -> int:
         cfg.augment = True
     if args.init:
         cfg.lr = 1e-3
+    for name in ("lr", "threads", "batch_size"):  # shared options (defined by the decoder family)
+        if getattr(args, name, None):
+            setattr(cfg, name, getattr(args, name))
     t0 = time.monotonic()
     arrays, val_mse, epochs = fit(model, train, val, meta, cfg,
-                                  desc=f"crnn{'' if levels is None else f' L={levels}'}")
+                                  desc=f"crnn{'' if levels is None else f' L={levels}'}", on_epoch=on_epoch)
     test_mse = kernel_mse(arrays, meta, test)
     zero_mse = float(np.mean(test.steering ** 2))
     meta.update({

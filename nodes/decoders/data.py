@@ -38,13 +38,20 @@ class DecoderData:
         return int(self.spikes.shape[1])
 
 
-def load_data(path: str) -> DecoderData:
-    """Load a reaching recording (``.xdfz``/``.xdf``/NeuroBench ``.mat``) for decoding."""
+def load_data(path: str, mapping=None) -> DecoderData:
+    """Load a reaching recording (``.xdfz``/``.xdf``/NeuroBench ``.mat``/``.nwb``) for decoding.
+
+    ``mapping``: a ``pipeline.recordings.mapping.StreamMapping`` (which streams are neural input and
+    kinematics); when given, how the streams were aligned is printed (one fact per line).
+    """
     try:
         from pipeline.recordings.reaching import load_reaching
     except ImportError as exc:  # pragma: no cover - the recordings module ships with the project
         raise UserError(f"cannot read {path}: pipeline.recordings.reaching is not available ({exc})") from None
-    d = load_reaching(path)
+    d = load_reaching(path, mapping)
+    if mapping is not None and d.alignment is not None:
+        for line in d.alignment.lines():
+            print(f"{path}: {line}")
     split = {k: v for k, v in d.split.items()}
     for k in ("train", "val", "test"):
         if k not in split:

@@ -6,8 +6,15 @@ as a replay would deliver them). Reported per model:
 
 * R² (NeuroBench: per axis ``1 − SSE/(N·var)``, mean of x and y) without a filter and with each
   filter variant: ``causal`` (4th-order 6.25 Hz Bessel, SOS), ``block-last`` and ``block-middle``
-  (the paper's block-bidirectional filter over 32 outputs; ``middle`` adds 64 ms of delay and its
-  outputs are aligned with their labels by the node's timestamps);
+  (the paper's block-bidirectional filter over 32 outputs). Two scores per variant:
+  ``r2`` **as emitted** — each label compared with the newest output a live user holds when that
+  label's input sample arrives (for ``block-middle`` that is the smoothed value of the sample
+  64 ms earlier) — and ``r2_aligned``, each output compared with the sample it smooths (the
+  node's timestamps; 64 ms of look-ahead for ``block-middle``, equal to ``r2`` for the others);
+* a linear baseline on every table (``linear``: ridge on 256 ms of counts in four 64 ms bins,
+  fitted on the recording's training part, run by the ``linear_decoder`` node);
+* a bit budget (weights × bits + activations × bits × time steps per output, after the Bit
+  Budget proposal): float32 weights at 32 bits, spikes at 1 bit, real activations at 32 bits;
 * activation sparsity (zero activations / all activations) and spikes per neuron per step;
 * effective synaptic operations per 4 ms step: ACs (layers fed by spikes or binary bins) and MACs
   (layers fed by real values), counting nonzero inputs × fan-out, biases excluded (NeuroBench);
@@ -81,19 +88,78 @@ def _packets(x: np.ndarray, stamps: np.ndarray, chunk: int) -> list[Packet]:
     return [Packet(x[i:i + chunk], stamps[i:i + chunk], 0.0) for i in range(0, x.shape[0], chunk)]
 
 
+def bit_budget(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, int]:
+    """Bits a model moves per output step: ``weights × bits + activations × bits × time steps``.
+
+    Weights (every stored array but normalisation constants) count 32 bits (float32 as stored).
+    Activations: spikes 1 bit, real values 32 bits, times the time steps per output (1 for the
+    streaming models, ``steps`` for SNN_3D). Returns ``{"weight_bits", "activation_bits", "total_bits"}``.
+    """
+    kind = meta.get("kind")
+    skip = {"target_scale", "target_mean", "in_mean", "in_std"}
+    n_w = int(sum(np.asarray(a).size for k, a in arrays.items() if k not in skip))
+    arch = meta.get("architecture", {})
+    C = int(meta.get("channels", 0))
+    if kind == "snn_streaming":
+        act = sum(arch["layers"]) * 1  # spikes, one step
+    elif kind == "snn_3d":
+        steps = int(meta["features"].get("steps", 7))
+        act = (C * 32 + sum(arch["layers"][:-1]) * 1 + arch["layers"][-1] * 32) * steps  # LayerNorm out, spikes, readout
+    elif kind in ("ann", "ann_3d"):
+        steps = int(meta["features"].get("steps", 1)) if kind == "ann_3d" else 1
+        act = (C * steps + sum(arch["layers"])) * 32
+    elif kind == "lstm":
+        H = int(arch["hidden"])
+        act = (C + 4 * H + 2 * H + 2) * 32  # LayerNorm out, gates, (h, c), output
+    elif kind == "linear":
+        act = (int(meta["history_bins"]) // int(meta["group_bins"]) * C + 2) * 32
+    else:
+        act = 0
+    return {"weight_bits": n_w * 32, "activation_bits": int(act), "total_bits": n_w * 32 + int(act)}
+
+
+def _as_emitted(y: np.ndarray, delay: int) -> np.ndarray:
+    """What a live user holds at each input sample: the output re-aligned ``delay`` samples back.
+
+    ``y`` (n, 2) is aligned with the labels (output i smooths input i); the output for input i is
+    emitted when input ``i + delay`` arrives, so at input t the newest output is ``y[t − delay]``
+    (the first ``delay`` samples hold the first output)."""
+    if delay <= 0:
+        return y
+    return np.concatenate([np.repeat(y[:1], delay, axis=0), y[:-delay]])
+
+
+def _decoder_node(path: str, count_activity: bool):
+    """The node a graph would run for a decoder model file: ``decoder`` or ``linear_decoder``."""
+    from pipeline.modelfile import load_model
+
+    _, meta = load_model(path)
+    if meta.get("kind") == "linear":
+        from nodes.decoders.linear import LinearDecoder
+
+        node = LinearDecoder(model=path)
+        node.meta = meta
+        return node
+    from nodes.decoders.node import Decoder
+
+    return Decoder(model=path, count_activity=count_activity)
+
+
 def evaluate_model(path: str, data: DecoderData, filters: list[str], chunk: int = 250,
                    latency_steps: int = 5000) -> dict[str, Any]:
     """Evaluate one decoder model file on ``data``'s test part (see module docs)."""
-    from nodes.decoders.node import Decoder
     from nodes.filters.bessel import BesselFilter
+    from pipeline.modelfile import load_model
 
     sl = data.split["test"]
     x, y_true = data.spikes[sl], data.velocity[sl].astype(np.float64)
     stamps = np.asarray(data.timestamps[sl], dtype=np.float64)
     info = _spikes_info(data)
+    arrays, meta = load_model(path)
+    linear = meta.get("kind") == "linear"
 
     # offline pass: 1 s packets, activity counted
-    node = Decoder(model=path, count_activity=True)
+    node = _decoder_node(path, count_activity=True)
     out_info = node.open({"in": info})["out"]
     packets = _packets(x, stamps, chunk)
     t0 = time.perf_counter()
@@ -102,7 +168,7 @@ def evaluate_model(path: str, data: DecoderData, filters: list[str], chunk: int 
     assert np.array_equal(t_dec, stamps), "decoder output timestamps must equal input timestamps"
 
     # live-like pass: one 4 ms bin per packet, each process() call timed
-    live = Decoder(model=path)
+    live = _decoder_node(path, count_activity=False)
     live.open({"in": info})
     k = min(latency_steps, x.shape[0])
     times = np.empty(k)
@@ -119,31 +185,50 @@ def evaluate_model(path: str, data: DecoderData, filters: list[str], chunk: int 
     chunking_invariant = bool(np.array_equal(y_live, y_dec[:k]))
 
     scores: dict[str, float] = {}
+    aligned: dict[str, float] = {}
     filtered: dict[str, np.ndarray] = {}
     for name in filters:
+        delay = 0
         if name == "none":
             y = y_dec.astype(np.float64)
         else:
             f = BesselFilter(**FILTERS[name])
             f.open({"in": out_info})
+            delay = f.delay_samples
             y, t_f = _feed(f, _packets(y_dec, t_dec, chunk))
             assert np.array_equal(t_f, stamps), f"filter {name}: outputs not aligned with labels"
+        aligned[name] = r2(y_true, y)
+        y = _as_emitted(y, delay)
         filtered[name] = y
         scores[name] = r2(y_true, y)
-    report = node.report()
+    if linear:
+        # MACs of the ridge readout: nonzero features × 2 outputs (bias excluded)
+        from nodes.decoders.linear import history_features
+
+        feats_nz = int(np.count_nonzero(history_features(x.astype(np.float64), int(meta["history_bins"]),
+                                                         int(meta["group_bins"]))))
+        report = {"acs_per_step": 0.0, "macs_per_step": feats_nz * 2 / max(x.shape[0], 1),
+                  "footprint_bytes": int(sum(np.asarray(a).nbytes for a in arrays.values())),
+                  "activation_sparsity": None, "spikes_per_neuron_per_step": None}
+    else:
+        report = node.report()
     duration = x.shape[0] / data.rate_hz
+    activity = getattr(node, "activity", None)
     result = {
         "model": str(path),
-        "kind": node.meta["kind"],
-        "channels": node.kernel.channels,
+        "kind": meta["kind"],
+        "channels": int(meta["channels"]),
         "test_steps": int(x.shape[0]),
         "r2": scores,
+        "r2_aligned": aligned,
+        "r2_definition": "r2: scored as emitted (what a live user holds); r2_aligned: outputs re-aligned with the samples they smooth",
+        "bit_budget": bit_budget(meta, arrays),
         "activation_sparsity": report.get("activation_sparsity"),
         "spikes_per_neuron_per_step": report.get("spikes_per_neuron_per_step"),
         # issue 5: spikes per output step, all layers and per layer (None for non-spiking models)
-        "spikes_per_step": (node.activity.spikes / max(node.activity.steps, 1)) if node.activity.neurons else None,
-        "spikes_per_step_per_layer": [c / max(node.activity.steps, 1) for c in node.activity.per_layer_spikes] or None,
-        "attention": node.meta.get("attention", {"kind": "none"}),
+        "spikes_per_step": (activity.spikes / max(activity.steps, 1)) if activity is not None and activity.neurons else None,
+        "spikes_per_step_per_layer": ([c / max(activity.steps, 1) for c in activity.per_layer_spikes] or None) if activity is not None else None,
+        "attention": meta.get("attention", {"kind": "none"}),
         "acs_per_step": report.get("acs_per_step"),
         "macs_per_step": report.get("macs_per_step"),
         "footprint_bytes": report["footprint_bytes"],
@@ -154,8 +239,8 @@ def evaluate_model(path: str, data: DecoderData, filters: list[str], chunk: int 
         "offline_chunk": chunk,
         "chunking_invariant": chunking_invariant,
         "chunking_max_abs_diff": chunk_diff,
-        "paper_r2_real_data": PAPER_R2.get(node.meta["kind"]),
-        "val_r2_at_training": node.meta.get("training", {}).get("val_r2"),
+        "paper_r2_real_data": PAPER_R2.get(meta["kind"]),
+        "val_r2_at_training": meta.get("training", {}).get("val_r2"),
     }
     result["_curves"] = {"true": y_true, **filtered}
     return result
@@ -170,26 +255,29 @@ def plot(results: list[dict[str, Any]], rate_hz: float, path: str, seconds: floa
 
     a = int(start_s * rate_hz)
     b = a + int(seconds * rate_hz)
-    fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
+    fig, axes = plt.subplots(2, 1, figsize=(13, 6.5), sharex=True)
     first = results[0]["_curves"]
     t = np.arange(first["true"][a:b].shape[0]) / rate_hz + start_s
+    colours = plt.get_cmap("tab10").colors  # one colour per model; line style per filter variant
+    styles = {"none": (":", 0.9), "causal": ("--", 1.2), "block-middle": ("-", 1.4)}
     for ax_i, (ax, label) in enumerate(zip(axes, ("vx", "vy"))):
-        ax.plot(t, first["true"][a:b, ax_i], color="black", lw=2, label="true")
-        for res in results:
+        ax.plot(t, first["true"][a:b, ax_i], color="black", lw=2.2, label="true")
+        for k, res in enumerate(results):
             c = res["_curves"]
             name = Path(res["model"]).stem
-            ax.plot(t, c["none"][a:b, ax_i], lw=0.7, alpha=0.6, label=f"{name} (no filter, R² {res['r2']['none']:.3f})")
-            for fname in ("causal", "block-middle"):
+            for fname, (ls, lw) in styles.items():
                 if fname in c:
-                    ax.plot(t, c[fname][a:b, ax_i], lw=1.3, label=f"{name} + {fname} (R² {res['r2'][fname]:.3f})")
+                    what = "no filter" if fname == "none" else f"+ {fname}"
+                    ax.plot(t, c[fname][a:b, ax_i], color=colours[k % len(colours)], ls=ls, lw=lw,
+                            label=f"{name} {what} (R² {res['r2'][fname]:.3f})")
         ax.set_ylabel(f"{label} (mm/s)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, ncol=2, loc="upper right")
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # outside: hides no data
     axes[-1].set_xlabel("time in test part (s)")
     fig.suptitle("Decoded vs true velocity (test part)")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # keeps the outside legend
     plt.close(fig)
 
 
@@ -200,36 +288,65 @@ def _fmt(v: Any, spec: str) -> str:
 
 
 def print_table(results: list[dict[str, Any]], filters: list[str]) -> None:
-    """A rich table comparing the models (one row per model)."""
-    from pipeline.console import console
-    from rich.table import Table
+    """A table comparing the models (one row per model; transposed or stacked to fit the console)."""
+    from pipeline.console import print_fitted
 
-    table = Table(title="Decoders on the test part (R², NeuroBench definitions)")
-    table.add_column("model")
-    table.add_column("kind")
-    for f in filters:
-        table.add_column(f"R² {f}", justify="right")
-    for col in ("sparsity", "spk/neuron/step", "spikes/step (per layer)", "ACs/step", "MACs/step", "footprint kB", "step p50 µs", "step p99 µs", "× real time"):
-        table.add_column(col, justify="right")
+    shifted = [f for f in filters if f != "none" and FILTERS[f].get("take") == "middle"]
+    headers = ["model", "kind", *[f"R² {f}" for f in filters], *[f"R² {f} aligned (look-ahead)" for f in shifted],
+               "sparsity", "spk/neuron/step", "spikes/step (per layer)", "ACs/step", "MACs/step", "footprint kB",
+               "bit budget kbit (w + act)", "step p50 µs", "step p99 µs", "× real time"]
+    rows = []
     for r in results:
-        table.add_row(
+        bb = r.get("bit_budget") or {}
+        rows.append([
             Path(r["model"]).name, r["kind"], *[_fmt(r["r2"][f], ".3f") for f in filters],
+            *[_fmt(r["r2_aligned"][f], ".3f") for f in shifted],
             _fmt(r["activation_sparsity"], ".3f"), _fmt(r["spikes_per_neuron_per_step"], ".3f"),
             "–" if r.get("spikes_per_step") is None else f"{r['spikes_per_step']:.2f} ("
             + " / ".join(f"{c:.2f}" for c in r["spikes_per_step_per_layer"] or []) + ")",
             _fmt(r["acs_per_step"], ".0f"), _fmt(r["macs_per_step"], ".0f"),
-            _fmt(r["footprint_bytes"] / 1024, ".1f"), _fmt(r["step_us_p50"], ".1f"), _fmt(r["step_us_p99"], ".1f"),
+            _fmt(r["footprint_bytes"] / 1024, ".1f"),
+            f"{bb['total_bits'] / 1000:.1f} ({bb['weight_bits'] / 1000:.1f} + {bb['activation_bits'] / 1000:.2f})" if bb else "–",
+            _fmt(r["step_us_p50"], ".1f"), _fmt(r["step_us_p99"], ".1f"),
             _fmt(r["offline_x_realtime"], ".0f"),
-        )
-    console().print(table)
+        ])
+    print_fitted("Decoders on the test part (R², NeuroBench definitions)", headers, rows)
+
+
+LINEAR_BASELINE = "linear baseline (ridge, 256 ms)"
+
+
+def linear_baseline(data: DecoderData, filters: list[str], chunk: int = 250) -> dict[str, Any]:
+    """The ridge baseline row: fitted on ``data``'s training part (256 ms of counts in four 64 ms
+    bins, α = 1), saved to a temporary model file and scored like any model (linear_decoder node)."""
+    import tempfile
+
+    from nodes.decoders.linear import fit_linear
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "linear_baseline.npz"
+        fit_linear(data).save(path)
+        result = evaluate_model(str(path), data, filters, chunk=chunk)
+    result["model"] = LINEAR_BASELINE
+    return result
 
 
 def evaluate(models: list[str], data: DecoderData, filters: list[str], *, plot_path: str | None = None,
-             plot_seconds: float = 10.0, chunk: int = 250) -> dict[str, Any]:
-    """Evaluate several model files; returns the JSON-serialisable report."""
+             plot_seconds: float = 10.0, chunk: int = 250, results: list[dict[str, Any]] | None = None,
+             baseline: bool = True) -> dict[str, Any]:
+    """Evaluate several model files; returns the JSON-serialisable report.
+
+    ``results``: the :func:`evaluate_model` results of ``models`` in that order, already computed
+    elsewhere (``spikeloop evaluate --jobs N`` runs each model as a Ray task); computed here when None.
+    ``baseline``: add the linear (ridge) baseline row first (see :func:`linear_baseline`).
+    """
     from tqdm import tqdm
 
-    results = [evaluate_model(m, data, filters, chunk=chunk) for m in tqdm(models, desc="evaluate", unit="model", leave=False)]
+    if results is None:
+        results = [evaluate_model(m, data, filters, chunk=chunk) for m in tqdm(models, desc="evaluate", unit="model", leave=False)]
+    results = list(results)
+    if baseline:
+        results.insert(0, linear_baseline(data, filters, chunk=chunk))
     if plot_path:
         plot(results, data.rate_hz, plot_path, seconds=plot_seconds)
     front_path = None
@@ -275,8 +392,10 @@ def evaluate(models: list[str], data: DecoderData, filters: list[str], *, plot_p
 def run_cli(args: Any) -> int:
     """``spikeloop evaluate --model M [M2 ...] --recording R [--filter ...] [--json OUT] [--plot PNG]``."""
     from pipeline.errors import UserError
+    from pipeline.modelfile import check_model_fits
 
     from nodes.decoders.data import load_data
+    from pipeline.cli.mapping_options import mapping_from_args
 
     if not getattr(args, "recording", None):
         raise UserError("decoder evaluation needs --recording PATH (e.g. recordings/reaching_sample.xdfz)")
@@ -284,9 +403,12 @@ def run_cli(args: Any) -> int:
     chunk = getattr(args, "chunk", None) or 250
     if chunk <= 0:
         raise UserError(f"--chunk must be > 0 samples, got {chunk}")
-    data = load_data(args.recording)
+    data = load_data(args.recording, mapping_from_args(args))
+    for model in args.model:  # a channel or rate mismatch: one line, before any work
+        check_model_fits(model, data.spikes.shape[1], data.rate_hz, args.recording)
     report = evaluate(list(args.model), data, filters, plot_path=getattr(args, "plot", None),
-                      plot_seconds=getattr(args, "plot_seconds", None) or 10.0, chunk=chunk)
+                      plot_seconds=getattr(args, "plot_seconds", None) or 10.0, chunk=chunk,
+                      baseline=not getattr(args, "no_baseline", False))
     print_table(report["models"], filters)
     if args.json_path:
         Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)

@@ -408,7 +408,9 @@ class LSTMKernel(Kernel):
             hs[t] = h
         self.h, self.c = h, c
         if activity is not None:
-            activity.macs += (_nnz(xn) + nz_h) * 4 * H + _nnz(hs) * self.w_out.shape[0]
+            # gates: nonzero inputs × 4H; the cell's elementwise products f·c, i·g, o·tanh(c) (3H per
+            # step, as NeuroBench counts an LSTM cell: 16,544 MACs per step for 96 → 32 → 2)
+            activity.macs += (_nnz(xn) + nz_h) * 4 * H + 3 * H * n + _nnz(hs) * self.w_out.shape[0]
             activity.act_total += hs.size
             activity.act_zero += hs.size - _nnz(hs)
         return hs @ self.w_out.T + self.b_out

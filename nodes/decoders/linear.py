@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -164,6 +164,8 @@ class LinearDecoder(Node):
         group_bins: bins summed per feature group when fitting (default 16 = 64 ms).
         alpha: ridge penalty when fitting (default 1.0).
         save_to: optional path to save the fitted model (``.npz``).
+        neural, kinematics, markers, kinematics_kind: the stream mapping of ``fit_recording``
+            (``pipeline.recordings.mapping``; defaults ``spikes`` / ``velocity``).
 
     One output row per input row, with the input row's timestamp. Non-finite input counts are
     replaced by 0 and counted (``nonfinite``).
@@ -172,7 +174,11 @@ class LinearDecoder(Node):
     kind = "linear_decoder"
 
     def __init__(self, model: str | None = None, fit_recording: str | None = None, history_bins: int = 64,
-                 group_bins: int = 16, alpha: float = 1.0, save_to: str | None = None) -> None:
+                 group_bins: int = 16, alpha: float = 1.0, save_to: str | None = None, neural: str | None = None,
+                 kinematics: str | None = None, markers: str | None = None,
+                 kinematics_kind: Literal["auto", "position", "velocity"] | None = None) -> None:
+        from pipeline.recordings.mapping import StreamMapping
+
         if (model is None) == (fit_recording is None):
             raise UserError("linear_decoder: give exactly one of 'model' (a .npz file) or 'fit_recording' (a recording)")
         _check_history(int(history_bins), int(group_bins))
@@ -184,6 +190,7 @@ class LinearDecoder(Node):
         self.model_path, self.fit_recording = model, fit_recording
         self.history_bins, self.group_bins, self.alpha = int(history_bins), int(group_bins), float(alpha)
         self.save_to = save_to
+        self.mapping = StreamMapping.from_params(neural, kinematics, markers, kinematics_kind)
         self.model: LinearModel | None = None
         self._prev: np.ndarray | None = None
         self._nonfinite = 0
@@ -195,7 +202,7 @@ class LinearDecoder(Node):
             else:
                 from pipeline.recordings.reaching import load_reaching
 
-                self.model = fit_linear(load_reaching(self.fit_recording), self.history_bins, self.group_bins, self.alpha)
+                self.model = fit_linear(load_reaching(self.fit_recording, self.mapping), self.history_bins, self.group_bins, self.alpha)
                 if self.save_to:
                     self.model.save(self.save_to)
         m = self.model

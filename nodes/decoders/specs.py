@@ -20,8 +20,12 @@ _FEATURES: dict[str, FeatureSpec] = {
 
 _ARCH: dict[str, dict[str, Any]] = {
     "snn_streaming": {"layers": [32, 48, 2], "neuron": "snntorch.Leaky (reset by subtraction)",
+                      # initial values; training replaces 'beta'/'threshold' by the TRAINED ones
+                      # (one per neuron) and keeps these under 'beta_init'/'threshold_init'
                       "beta": [0.9, 0.7, 0.8], "threshold": [0.4, 0.6, 0.5], "learn_beta": True,
-                      "learn_threshold": True, "readout": "out_scale * membrane of last layer", "state": "carried"},
+                      "learn_threshold": True, "per_neuron": True, "tau_init_ms": [8.0, 400.0],
+                      "beta_range": [0.0, 0.995], "threshold_min": 0.02,
+                      "readout": "out_scale * membrane of last layer", "state": "carried"},
     "snn_3d": {"layers": [32, 48, 2], "neuron": "snntorch.Leaky (reset by subtraction)", "norm": "LayerNorm",
                "beta": [0.5, 0.5, 0.5], "threshold": [0.5, 0.5, 0.5], "learn_beta": False, "learn_threshold": False,
                "readout": "out_scale * membrane of last layer after the last step", "state": "reset per window"},

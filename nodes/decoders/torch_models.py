@@ -32,12 +32,31 @@ from nodes.decoders.kernels import to_grid
 
 SNN_STREAMING_BETA = (0.9, 0.7, 0.8)
 SNN_STREAMING_THRESHOLD = (0.4, 0.6, 0.5)
+BETA_MAX = 0.995
+"""Largest trained β (a 0.8 s membrane time constant at 4 ms steps): β stays in [0, BETA_MAX]."""
+THRESHOLD_MIN = 0.02
+"""Smallest trained threshold: θ stays > 0."""
+
+
+def heterogeneous_beta(units: int, tau_ms: tuple[float, float], step_ms: float = 4.0,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-neuron β = exp(−step/τ) with τ log-uniform in ``tau_ms`` (ms); shape ``(units,)``.
+
+    A spread of membrane time constants gives a layer memories from a few steps to hundreds of
+    milliseconds (heterogeneous time constants; Perez-Nieves et al. 2021), which the reaching task
+    needs: neural activity leads velocity by ~100 ms and one 4 ms bin says little.
+    """
+    lo, hi = np.log(tau_ms[0]), np.log(tau_ms[1])
+    u = torch.rand(units, generator=generator)
+    tau = torch.exp(lo + (hi - lo) * u)
+    return torch.clamp(torch.exp(-step_ms / tau), 0.0, BETA_MAX)
 
 
 class LIFLayer(nn.Module):
     """Linear synapses + snntorch Leaky neurons (reset by subtraction as an input current)."""
 
-    def __init__(self, n_in: int, n_out: int, beta: float, threshold: float, learn: bool) -> None:
+    def __init__(self, n_in: int, n_out: int, beta: float | torch.Tensor, threshold: float | torch.Tensor,
+                 learn: bool) -> None:
         super().__init__()
         self.fc = nn.Linear(n_in, n_out)
         self.lif = snn.Leaky(beta=beta, threshold=threshold, learn_beta=learn, learn_threshold=learn,
@@ -63,38 +82,75 @@ def _export_lif(layers: list[LIFLayer]) -> dict[str, np.ndarray]:
     return out
 
 
+def _fit(a: np.ndarray, shape: torch.Size) -> torch.Tensor:
+    t = torch.from_numpy(np.asarray(a, dtype=np.float32))
+    return t.reshape(shape) if t.numel() == shape.numel() else t.reshape(-1)[:1].expand(shape)
+
+
 def _import_lif(layers: list[LIFLayer], arrays: dict[str, np.ndarray]) -> None:
     with torch.no_grad():
         for l, layer in enumerate(layers):
             layer.fc.weight.copy_(torch.from_numpy(np.asarray(arrays[f"W{l}"], dtype=np.float32)))
             layer.fc.bias.copy_(torch.from_numpy(np.asarray(arrays[f"b{l}"], dtype=np.float32)))
-            beta = torch.from_numpy(np.asarray(arrays[f"beta{l}"], dtype=np.float32)).reshape(layer.lif.beta.shape)
-            thr = torch.from_numpy(np.asarray(arrays[f"thr{l}"], dtype=np.float32)).reshape(layer.lif.threshold.shape)
+            # a file's β/θ may be one per layer (older files) or one per neuron
+            beta = _fit(arrays[f"beta{l}"], layer.lif.beta.shape)
+            thr = _fit(arrays[f"thr{l}"], layer.lif.threshold.shape)
             layer.lif.beta.copy_(beta)
             layer.lif.threshold.copy_(thr)
 
 
 class SNNStreaming(nn.Module):
     """SNN_Streaming: binarised 4 ms bin per step → C → 32 → 48 → 2 Leaky, state carried,
-    output ``out_scale · mem`` of the last layer."""
+    output ``out_scale · mem`` of the last layer.
+
+    ``per_neuron``: every neuron learns its own β and θ (shape ``(units,)`` per layer), hidden
+    layers start from heterogeneous time constants (``tau_ms``, see :func:`heterogeneous_beta`)
+    and :meth:`constrain` keeps β in [0, BETA_MAX] and θ ≥ THRESHOLD_MIN after every optimiser
+    step. Without it, one β and one θ per layer (the paper's setting).
+    """
 
     kind = "snn_streaming"
 
     def __init__(self, channels: int, hidden: tuple[int, ...] = (32, 48), outputs: int = 2,
-                 beta: tuple[float, ...] = SNN_STREAMING_BETA, threshold: tuple[float, ...] = SNN_STREAMING_THRESHOLD) -> None:
+                 beta: tuple = SNN_STREAMING_BETA, threshold: tuple = SNN_STREAMING_THRESHOLD,
+                 per_neuron: bool = False, tau_ms: tuple[float, float] = (8.0, 400.0)) -> None:
         super().__init__()
         sizes = [channels, *hidden, outputs]
-        self.layers = nn.ModuleList(
-            LIFLayer(sizes[i], sizes[i + 1], beta[i], threshold[i], learn=True) for i in range(len(sizes) - 1)
-        )
+        layers = []
+        for i in range(len(sizes) - 1):
+            b, th = beta[i], threshold[i]
+            if per_neuron:
+                n = sizes[i + 1]
+                if isinstance(b, (list, tuple)):
+                    b = torch.tensor(b, dtype=torch.float32)
+                elif i < len(sizes) - 2:
+                    b = heterogeneous_beta(n, tau_ms)
+                else:
+                    b = torch.full((n,), float(b))
+                th = torch.tensor(th, dtype=torch.float32) if isinstance(th, (list, tuple)) else torch.full((n,), float(th))
+            layers.append(LIFLayer(sizes[i], sizes[i + 1], b, th, learn=True))
+        self.layers = nn.ModuleList(layers)
         self.out_scale = nn.Parameter(torch.ones(outputs))
         self.sizes = sizes
+
+    @torch.no_grad()
+    def constrain(self) -> None:
+        """Keep trained neuron parameters valid: β in [0, BETA_MAX], θ ≥ THRESHOLD_MIN."""
+        for layer in self.layers:
+            layer.lif.beta.clamp_(0.0, BETA_MAX)
+            layer.lif.threshold.clamp_(min=THRESHOLD_MIN)
+
+    def neuron_parameters(self) -> dict[str, list]:
+        """Trained β and θ per layer (lists, one value per neuron or one per layer)."""
+        return {"beta": [layer.lif.beta.detach().clamp(0, 1).reshape(-1).tolist() for layer in self.layers],
+                "threshold": [layer.lif.threshold.detach().reshape(-1).tolist() for layer in self.layers]}
 
     def init_state(self, batch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(torch.zeros(batch, s), torch.zeros(batch, s)) for s in self.sizes[1:]]
 
-    def forward(self, x: torch.Tensor, state: list | None = None, record: bool = False):
-        """``x`` (T, B, C) binary → ``(y (T, B, 2), state, spikes)``; spikes: per layer (T, B, units) if ``record``."""
+    def forward(self, x: torch.Tensor, state: list | None = None, record: bool = False, record_grad: bool = False):
+        """``x`` (T, B, C) binary → ``(y (T, B, 2), state, spikes)``; spikes: per layer (T, B, units) if ``record``
+        (detached unless ``record_grad``: a firing-rate objective needs their gradient)."""
         T, B, _ = x.shape
         state = state if state is not None else self.init_state(B)
         mems = [s[0] for s in state]
@@ -113,7 +169,7 @@ class SNNStreaming(nn.Module):
                 spks[l], mems[l] = layer.step(cur, mems[l], spks[l])
                 inp = spks[l]
                 if record:
-                    rec[l].append(spks[l].detach())
+                    rec[l].append(spks[l] if record_grad else spks[l].detach())
             ys.append(mems[-1] * self.out_scale)
         spikes = [torch.stack(r) for r in rec] if record else None
         state = [(m, s) if h is None else (m, s, h) for m, s, h in zip(mems, spks, hists)]
@@ -145,8 +201,9 @@ class SNN3D(nn.Module):
         self.out_scale = nn.Parameter(torch.ones(outputs))
         self.sizes = sizes
 
-    def forward(self, x: torch.Tensor, record: bool = False):
-        """``x`` (B, steps, C) → ``(y (B, 2), spikes)``; spikes: per layer (B, steps, units) if ``record``.
+    def forward(self, x: torch.Tensor, record: bool = False, record_grad: bool = False):
+        """``x`` (B, steps, C) → ``(y (B, 2), spikes)``; spikes: per layer (B, steps, units) if ``record``
+        (detached unless ``record_grad``).
 
         ``layer.transform`` (if set) maps the layer's currents over the whole window, (B, steps, units)."""
         B, steps, _ = x.shape
@@ -165,7 +222,7 @@ class SNN3D(nn.Module):
                 outs.append(spk)
             inp = torch.stack(outs, dim=1)
             if record:
-                rec.append(inp.detach())
+                rec.append(inp if record_grad else inp.detach())
         return mem * self.out_scale, (rec if record else None)
 
     def export(self) -> dict[str, np.ndarray]:
@@ -261,7 +318,9 @@ def build(kind: str, meta: dict[str, Any]) -> nn.Module:
     outputs = int(meta.get("outputs", 2))
     if kind == "snn_streaming":
         return attach_attention(SNNStreaming(channels, tuple(arch["layers"][:-1]), outputs,
-                                             tuple(arch["beta"]), tuple(arch["threshold"])), meta)
+                                             tuple(arch["beta"]), tuple(arch["threshold"]),
+                                             per_neuron=bool(arch.get("per_neuron", False)),
+                                             tau_ms=tuple(arch.get("tau_init_ms", (8.0, 400.0)))), meta)
     if kind == "snn_3d":
         return attach_attention(SNN3D(channels, tuple(arch["layers"][:-1]), outputs, float(arch["beta"][0]),
                                       float(arch["threshold"][0])), meta)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -52,6 +52,8 @@ class TrainConfig:
     asa_ratio: float = 0.5  # λ, fraction of a layer's channels in the important part
     asa_reduction: int = 1  # reduction of the ASA scoring fc over time
     asa_window: int = 4  # causal ASA (snn_streaming): current + 3 past steps
+    weight_decay: float = 0.0  # Adam L2 penalty on every parameter (against overfitting a 5-minute training part)
+    rate_penalty: float = 0.0  # SNNs: loss += rate_penalty · mean spikes per neuron per step (issue 16)
 
 
 def validation_r2(arrays: dict[str, np.ndarray], meta: dict[str, Any], data: DecoderData, part: str = "val") -> float:
@@ -62,8 +64,14 @@ def validation_r2(arrays: dict[str, np.ndarray], meta: dict[str, Any], data: Dec
     return r2(data.velocity[sl], y)
 
 
-def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source: str = "") -> tuple[dict, dict]:
-    """Train a decoder of ``kind`` on ``data``; return ``(arrays, metadata)`` for ``save_model``."""
+def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source: str = "",
+          on_epoch: Callable[[dict, dict, dict], None] | None = None) -> tuple[dict, dict]:
+    """Train a decoder of ``kind`` on ``data``; return ``(arrays, metadata)`` for ``save_model``.
+
+    ``on_epoch(record, arrays, meta)``, if given, is called after every epoch with that epoch's
+    history record (``epoch``, ``loss``, ``val_r2``, ``lr``), its exported arrays and the model's
+    metadata so far (used by ``spikeloop sweep`` to report to Ray Tune and checkpoint).
+    """
     import torch
 
     if kind not in MODEL_KINDS:
@@ -96,7 +104,7 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
         with torch.no_grad():
             model.in_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
             model.in_std.copy_(torch.from_numpy(std))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # halve the step size when validation R² stalls: SNN_Streaming's validation R² rose to 0.44 and
     # then fell back to 0.11 at a constant 3e-3 (its surrogate gradients overshoot late in training)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=cfg.lr_patience)
@@ -127,21 +135,27 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
     def loss_of(batch: np.ndarray, first: bool = True) -> "torch.Tensor":
         if first:
             carried[0] = None
+        spikes = None
         if kind == "snn_streaming":
-            y, state, _ = model(Xt[batch], carried[0])
+            y, state, spikes = model(Xt[batch], carried[0], record=cfg.rate_penalty > 0, record_grad=True)
             # (membrane, spikes) per layer, plus the causal ASA's window of past currents with attention
             carried[0] = [tuple(t.detach() for t in layer) for layer in state]
         elif kind == "lstm":
             y, state = model(Xt[batch], carried[0])
             carried[0] = tuple(t.detach() for t in state)
         elif kind == "snn_3d":
-            y, _ = model(Xt[batch])
+            y, spikes = model(Xt[batch], record=cfg.rate_penalty > 0, record_grad=True)
         else:
             y = model(Xt[batch])
         target = Yt[batch]
         if streaming and first:  # the first window starts from rest: its first steps only warm up
             y, target = y[cfg.burn_in:], target[cfg.burn_in:]
-        return torch.mean((y - target) ** 2)
+        loss = torch.mean((y - target) ** 2)
+        if spikes:  # firing-rate objective: spikes per neuron per step over all layers (with gradient)
+            total = sum(sp.sum() for sp in spikes)
+            count = sum(sp.numel() for sp in spikes)
+            loss = loss + cfg.rate_penalty * total / count
+        return loss
 
     def export() -> dict[str, np.ndarray]:
         return {**model.export(), **extra}
@@ -163,6 +177,8 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            if hasattr(model, "constrain"):  # trained β in [0, 1), θ > 0
+                model.constrain()
             losses.append(loss.item())
         model.eval()
         arrays = export()
@@ -174,6 +190,8 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
             best, stale = (val, arrays, epoch), 0
         else:
             stale += 1
+        if on_epoch is not None:
+            on_epoch(history[-1], arrays, meta)
         bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_r2=f"{val:.3f}", best=f"{best[0]:.3f}")
         if stale >= cfg.patience:
             stop_reason = f"early stop ({cfg.patience} epochs without a better validation R2)"
@@ -183,12 +201,21 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
             break
     bar.close()
     val_r2, arrays, best_epoch = best
+    if kind == "snn_streaming" and best_epoch >= 0:  # record the TRAINED neuron parameters
+        arch = meta["architecture"]
+        arch["beta_init"], arch["threshold_init"] = arch["beta"], arch["threshold"]
+        n_layers = len(arch["layers"])  # exactly the values the kernel runs (thresholds on the 2**-14 grid)
+        arch["beta"] = [np.asarray(arrays[f"beta{l}"], dtype=np.float64).reshape(-1).tolist() for l in range(n_layers)]
+        arch["threshold"] = [np.asarray(arrays[f"thr{l}"], dtype=np.float64).reshape(-1).tolist() for l in range(n_layers)]
+        arch["memory_ms_median"] = [float(np.median(-4.0 / np.log(np.clip(b, 1e-6, 0.999999)))) for b in arch["beta"]]
     meta["training"] = {
         "recording": source or data.name, "seed": cfg.seed, "epochs_run": len(history), "best_epoch": best_epoch,
         "val_r2": float(val_r2), "stop": stop_reason, "seconds": round(time.perf_counter() - t0, 1),
         "lr": cfg.lr, "batch_size": cfg.batch_size, "threads": cfg.threads,
         "window": cfg.window if streaming else None, "burn_in": cfg.burn_in if streaming else None,
-        "loss": "MSE on normalised velocity", "optimizer": "Adam", "lr_schedule": f"halve after {cfg.lr_patience} epochs without a better validation R2",
+        "loss": "MSE on normalised velocity" + (f" + {cfg.rate_penalty:g} x spikes per neuron per step"
+                                                 if cfg.rate_penalty > 0 and kind in ("snn_streaming", "snn_3d") else ""),
+        "rate_penalty": cfg.rate_penalty, "weight_decay": cfg.weight_decay, "optimizer": "Adam", "lr_schedule": f"halve after {cfg.lr_patience} epochs without a better validation R2",
         "torch": torch.__version__,
         "history": history,
     }
@@ -203,22 +230,33 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
     return arrays, meta
 
 
-def run_cli(args: Any) -> int:
-    """``spikeloop train --model KIND --recording R --out M.npz`` (decoder family)."""
+def run_cli(args: Any, on_epoch: Callable[[dict, dict, dict], None] | None = None) -> int:
+    """``spikeloop train --model KIND --recording R --out M.npz`` (decoder family); ``on_epoch``: see :func:`train`."""
     from pipeline.errors import UserError
     from pipeline.modelfile import save_model
 
     from nodes.decoders.data import load_data
+    from pipeline.cli.mapping_options import mapping_from_args
 
     if not getattr(args, "recording", None):
         raise UserError("decoder training needs --recording PATH (a reaching recording, e.g. recordings/reaching_sample.xdfz)")
-    cfg = TrainConfig(seed=args.seed)
+    cfg = TrainConfig(seed=args.seed, progress=getattr(args, "progress", True))
     for name in ("epochs", "patience", "batch_size", "lr", "window", "burn_in", "max_minutes", "threads"):
         value = getattr(args, name, None)
         if value is not None:
             if value <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be > 0, got {value}")
             setattr(cfg, name, type(getattr(cfg, name))(value))
+    if getattr(args, "weight_decay", None) is not None:
+        if args.weight_decay < 0:
+            raise UserError(f"--weight-decay must be >= 0, got {args.weight_decay}")
+        cfg.weight_decay = float(args.weight_decay)
+    if getattr(args, "rate_penalty", None) is not None:
+        if args.rate_penalty < 0:
+            raise UserError(f"--rate-penalty must be >= 0, got {args.rate_penalty}")
+        if args.model not in ("snn_streaming", "snn_3d"):
+            raise UserError(f"--rate-penalty applies to spiking decoders (snn_streaming, snn_3d), not {args.model}")
+        cfg.rate_penalty = float(args.rate_penalty)
     for name in ("attention", "asa_ratio", "asa_reduction", "asa_window"):  # issue 5: ASA options
         if getattr(args, name, None) is not None:
             setattr(cfg, name, getattr(args, name))
@@ -228,8 +266,8 @@ def run_cli(args: Any) -> int:
         attention_metadata(args.model, cfg.attention, cfg.asa_ratio, cfg.asa_reduction, cfg.asa_window)
     except ValueError as exc:
         raise UserError(f"--attention/--asa-*: {exc}") from None
-    data = load_data(args.recording)
-    arrays, meta = train(args.model, data, cfg, source=str(args.recording))
+    data = load_data(args.recording, mapping_from_args(args))
+    arrays, meta = train(args.model, data, cfg, source=str(args.recording), on_epoch=on_epoch)
     path = save_model(args.out, arrays, meta)
     t = meta["training"]
     size = Path(path).stat().st_size

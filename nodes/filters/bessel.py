@@ -43,7 +43,7 @@ labels, ``float64``.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.signal
@@ -86,8 +86,8 @@ class BesselFilter(Node):
 
     kind = "bessel"
 
-    def __init__(self, order: int = 4, cutoff_hz: float = 6.25, mode: str = "causal",
-                 block: int = 32, take: str = "last") -> None:
+    def __init__(self, order: int = 4, cutoff_hz: float = 6.25, mode: Literal["causal", "block"] = "causal",
+                 block: int = 32, take: Literal["last", "middle"] = "last") -> None:
         if mode not in MODES:
             raise ValueError(f"bessel: mode must be one of {MODES}, got {mode!r}")
         if take not in TAKES:

@@ -26,7 +26,7 @@ Nothing is lost silently (``counters()``):
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -56,9 +56,9 @@ class EventBinner(Node):
 
     kind = "event_binner"
 
-    def __init__(self, bin_s: float = 0.004, events: str = "spikes", channels: int | None = None,
+    def __init__(self, bin_s: float = 0.004, events: Literal["spikes", "dvs"] = "spikes", channels: int | None = None,
                  width: int | None = None, height: int | None = None, polarity: bool = True,
-                 binarize: bool = False, lateness_s: float = 0.002, late_policy: str = "drop",
+                 binarize: bool = False, lateness_s: float = 0.002, late_policy: Literal["drop", "oldest_open"] = "drop",
                  tick_s: float | None = None, stream_name: str | None = None) -> None:
         if not bin_s > 0:
             raise ValueError(f"event_binner: bin_s must be > 0 s, got {bin_s}")

@@ -6,6 +6,10 @@ nominal rate, dtype, and channel labels and units in the LSL ``desc`` (``channel
 to the input stream's name and type and to ``spikeloop:<name>``; a stable ``source_id`` lets LSL
 clients reconnect by themselves if the graph restarts.
 
+Network: an outlet answers discovery and serves its data over TCP without authentication.
+``SPIKELOOP_LSL_LOCAL=1`` keeps discovery on this machine (:mod:`pipeline.lsl_scope`; the TCP
+data port still binds to every interface, liblsl has no setting for it).
+
 Timestamps: every sample is pushed with the timestamp it carries in the graph, which is the
 timestamp of the newest input sample that produced it (DESIGN.md §1). Any LSL client therefore
 measures end-to-end latency as ``pylsl.local_clock() - timestamp``. Packets are pushed through
@@ -32,8 +36,9 @@ class LslOutlet(Sink):
         source_id: LSL source id (default ``spikeloop:<name>``).
         buffer_s: seconds of data liblsl keeps for slow clients (default 30).
 
-    Input port ``in``: shape ``(samples, channels)``, a dtype LSL supports (float32/64, int8..64);
-    timestamps (samples,) in seconds on the LSL clock.
+    Input port ``in``: shape ``(samples, channels)``, a dtype LSL supports (float32/64, int8..64,
+    or ``object`` arrays of ``str`` for marker streams); timestamps (samples,) in seconds on the
+    LSL clock.
     """
 
     kind = "lsl_outlet"
@@ -65,8 +70,11 @@ class LslOutlet(Sink):
         outlet = self._outlet
         if outlet is None:
             raise RuntimeError(f"lsl_outlet {self.name!r}: process() before open()")
-        data = np.ascontiguousarray(packet.data, dtype=self._dtype)
-        n = data.shape[0]
+        if self._dtype.kind == "O":  # a string (marker) stream: liblsl takes lists of str
+            data = [[str(v) for v in row] for row in packet.data]
+        else:
+            data = np.ascontiguousarray(packet.data, dtype=self._dtype)
+        n = len(data)
         if n == 1:
             outlet.push_chunk(data, float(packet.timestamps[0]), True)
         elif n:

@@ -1,15 +1,22 @@
-"""Recorder sink: writes every input stream to an XDF file (``.xdf`` or gzip ``.xdfz``)."""
+"""Recorder sink: writes every input stream to an XDF file (``.xdf`` or gzip ``.xdfz``).
+
+Crash-safe like ``spikeloop record``: data reaches the file every 0.5 s (``.xdfz``: as a closed gzip
+member) and is ``fsync``-ed every 5 s, so a killed run leaves a file that ``pyxdf.load_xdf`` reads
+up to its last half second. Numeric and string (marker) streams, regular or irregular.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pipeline.clock import local_clock
 from pipeline.errors import UserError
 from pipeline.node import Sink
 from pipeline.packet import Packet, StreamInfo
+from pipeline.recordings.xdf_writer import LSL_HEADER_KEY
+
+FLUSH_EVERY_S = 0.5
+"""Seconds between writes to the file: a crash loses at most this much."""
 
 
 class Recorder(Sink):
@@ -22,13 +29,16 @@ class Recorder(Sink):
             rate and dtype.
         overwrite: replace an existing file (default False: refuse, so a run never destroys data).
 
-    A ClockOffset of 0 s (the graph runs on the local LSL clock) is written per stream when the
-    recording opens and closes, as LabRecorder does with its periodic measurements.
+    Clock offsets: graph streams are stamped on this machine's LSL clock, so each stream gets
+    ClockOffset chunks of 0 s at its first sample, every 5 s of its timestamps and at its last
+    (pyxdf then loads the file without a "no clock offsets" warning). A stream that came straight
+    from an ``lsl_inlet`` keeps the sender's whole LSL header (per-channel types, ``desc``
+    extras, ``created_at``, ``uid``, ``session_id``, ``hostname``) under the port's name.
     """
 
     kind = "recorder"
 
-    def __init__(self, path: str = "", streams: list[str] | None = None, overwrite: bool = False) -> None:
+    def __init__(self, path: str, streams: list[str] | None = None, overwrite: bool = False) -> None:
         if not path:
             raise UserError("recorder: param 'path' (the output .xdfz/.xdf file) is required")
         p = Path(path)
@@ -51,20 +61,24 @@ class Recorder(Sink):
         missing = [p for p in self.inputs if p not in inputs]
         if missing:
             raise UserError(f"recorder: nothing connected to input port(s) {', '.join(missing)}")
-        self._writer = XdfWriter(self.path, {"recorder": "spikeloop", "node": self.name or self.kind})
-        now = local_clock()
+        self._writer = XdfWriter(self.path, {"recorder": "spikeloop", "node": self.name or self.kind,
+                                              "started_local_clock": local_clock()},
+                                 flush_every_s=FLUSH_EVERY_S, fsync_every_s=5.0)
         for port in self.inputs:
             info = inputs[port]
             meta = dict(info.metadata)
+            header = meta.pop(LSL_HEADER_KEY, None)
             if info.name != port:
                 meta["original_name"] = info.name
-            self._ids[port] = self._writer.add_stream(info.with_(name=port, metadata=meta))
-            self._writer.write_clock_offset(self._ids[port], now, 0.0)
+            # the sender's header only when it describes this stream (not one derived from it)
+            same = isinstance(header, str) and f"<name>{info.name}</name>" in header
+            self._ids[port] = self._writer.add_stream(info.with_(name=port, metadata=meta),
+                                                      header_xml=header if same else None)
         return {}
 
     def process(self, port: str, packet: Packet) -> dict[str, Packet]:
         assert self._writer is not None, "open() first"
-        self._writer.write_samples(self._ids[port], np.asarray(packet.data), packet.timestamps)
+        self._writer.write_samples(self._ids[port], packet.data, packet.timestamps)
         self._samples[port] += packet.n_samples
         return {}
 
@@ -73,7 +87,4 @@ class Recorder(Sink):
 
     def close(self) -> None:
         if self._writer is not None and not self._writer.closed:
-            now = local_clock()
-            for sid in self._ids.values():
-                self._writer.write_clock_offset(sid, now, 0.0)
             self._writer.close()

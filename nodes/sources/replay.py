@@ -11,6 +11,13 @@ newest sample's live time has come (``pipeline.clock.wait_until``), so no sample
 ahead of the clock. Deadlines are absolute (no drift over long runs). When the graph falls behind,
 every window already due is emitted at once as one bigger packet (counted as ``catchup``).
 
+Mapping mode (params ``neural`` / ``kinematics`` / ``markers`` / ``kinematics_kind``): instead of
+the recorded streams, the replay emits the decoding dataset that ``train`` and ``evaluate`` see
+(:mod:`pipeline.recordings.mapping`): port ``spikes`` (the neural stream as counts per bin, spike
+events binned at 4 ms) and port ``velocity`` (the kinematics aligned onto those bins, mm/s or the
+recording's units per second), both at the bin timestamps. Any recording layout then feeds the
+same graph as the bundled one.
+
 ``speed: max``: no waiting, timestamps stay the recording's own (shifted by whole loop periods
 when looping, so they keep increasing) and ``virtual_time`` is the newest emitted time.
 """
@@ -20,7 +27,7 @@ import difflib
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -31,6 +38,12 @@ from pipeline.packet import Packet, StreamInfo
 
 _TOL = 1e-6
 """Timestamps within 1 µs of a window edge belong to the later window (float rounding of grids)."""
+MAPPED_PORTS = ("spikes", "velocity")
+"""Output ports of a replay in mapping mode."""
+AUTO_CHUNK_MAX_S = 1.0
+"""``chunk_s: auto`` at ``speed: max``: 1 s windows (throughput; outputs equal 4 ms packets')."""
+AUTO_CHUNK_PACED_S = 0.004
+"""``chunk_s: auto`` when paced: one 250 Hz sample per packet (latency)."""
 MAX_CATCHUP_S = 1.0
 """A catch-up packet holds at most this much recording time (s)."""
 
@@ -50,28 +63,55 @@ class Replay(Source):
         loop: start again at the beginning when the recording ends (never exhausts).
         start_s: seconds to skip from the start of the recording (the earliest selected sample).
         chunk_s: seconds of recording per window/packet (0.004 = one 250 Hz sample per packet:
-            lowest latency; larger windows mean fewer, bigger packets).
+            lowest latency; larger windows mean fewer, bigger packets), or ``"auto"`` (default):
+            1 s at ``speed: max`` (throughput: nodes carry their state across packets, so the
+            outputs are the same as with 4 ms packets, about 20x sooner), 4 ms when paced.
+        neural, kinematics, markers, kinematics_kind: mapping mode (see the module docs): names
+            of the neural, kinematics and marker streams, and ``auto``/``position``/``velocity``.
+            Giving ``neural`` or ``kinematics`` turns it on (the other defaults to ``spikes`` /
+            ``velocity``); ``streams`` may then only choose among the ports ``spikes``, ``velocity``.
 
-    Output ports: one per stream name, carrying the recording's stream description.
+    Output ports: one per stream name, carrying the recording's stream description; in mapping
+    mode ``spikes`` and ``velocity``.
     """
 
     kind = "replay"
 
-    def __init__(self, path: str = "", streams: list[str] | None = None, speed: float | str = 1.0,
-                 loop: bool = False, start_s: float = 0.0, chunk_s: float = 0.004) -> None:
+    def __init__(self, path: str, streams: list[str] | None = None, speed: float | Literal["max"] = 1.0,
+                 loop: bool = False, start_s: float = 0.0, chunk_s: float | Literal["auto"] = "auto",
+                 neural: str | None = None, kinematics: str | None = None, markers: str | None = None,
+                 kinematics_kind: Literal["auto", "position", "velocity"] | None = None) -> None:
         from pipeline.recordings import recording_infos
+        from pipeline.recordings.mapping import StreamMapping
 
         if not path:
             raise UserError("replay: param 'path' (a recording file) is required")
         if speed != "max" and not (isinstance(speed, (int, float)) and not isinstance(speed, bool) and speed > 0):
             raise UserError(f"replay: speed must be 'max' or a number > 0, got {speed!r}")
-        if not (isinstance(chunk_s, (int, float)) and chunk_s > 0):
-            raise UserError(f"replay: chunk_s must be > 0 s, got {chunk_s!r}")
+        if chunk_s == "auto":
+            chunk_s = AUTO_CHUNK_MAX_S if speed == "max" else AUTO_CHUNK_PACED_S
+        if not (isinstance(chunk_s, (int, float)) and not isinstance(chunk_s, bool) and chunk_s > 0):
+            raise UserError(f"replay: chunk_s must be 'auto' or a number > 0 s, got {chunk_s!r}")
         if start_s < 0:
             raise UserError(f"replay: start_s must be >= 0 s, got {start_s!r}")
         self.path = Path(path)
         infos = recording_infos(self.path)  # checks the file exists and is well-formed
         names = list(infos)
+        self.mapping: StreamMapping | None = None
+        if neural is not None or kinematics is not None:
+            if streams is not None and (isinstance(streams, str) or not set(streams) <= set(MAPPED_PORTS)):
+                raise UserError(f"replay: with a mapping ('neural'/'kinematics') the ports are "
+                                f"{list(MAPPED_PORTS)}; 'streams' may only choose among them, got {streams!r}")
+            self.mapping = StreamMapping.from_params(neural, kinematics, markers, kinematics_kind)
+            for s in (self.mapping.neural, self.mapping.kinematics, self.mapping.markers):
+                if s is not None and s not in infos:
+                    raise RecordingError(
+                        f"{self.path}: no stream {s!r}{_nearest(str(s), names)} (streams: {', '.join(names)})"
+                    )
+            names = list(dict.fromkeys(streams)) if streams else list(MAPPED_PORTS)
+            streams = None
+        elif markers is not None or kinematics_kind is not None:
+            raise UserError("replay: 'markers'/'kinematics_kind' need a mapping: give 'neural' and/or 'kinematics'")
         if streams is not None:
             if isinstance(streams, str) or not streams:
                 raise UserError(f"replay: streams must be a non-empty list of names, got {streams!r}")
@@ -87,7 +127,7 @@ class Replay(Source):
         self.loop = bool(loop)
         self.start_s = float(start_s)
         self.chunk_s = float(chunk_s)
-        self._infos = {n: infos[n] for n in names}
+        self._infos = {n: infos[n] for n in names} if self.mapping is None else {}
         self._data: dict[str, np.ndarray] = {}
         self._stamps: dict[str, np.ndarray] = {}
         self._pos: dict[str, int] = {}
@@ -104,7 +144,7 @@ class Replay(Source):
     def open(self, inputs: dict[str, StreamInfo]) -> dict[str, StreamInfo]:
         from pipeline.recordings import load_recording
 
-        rec = load_recording(self.path)
+        rec = self._mapped() if self.mapping is not None else load_recording(self.path)
         firsts = []
         for n in self.stream_names:
             s = rec.stream(n)
@@ -138,6 +178,28 @@ class Replay(Source):
             meta.update({"replay_of": str(self.path), "speed": self.speed})
             out[n] = info.with_(metadata=meta)
         return out
+
+    def _mapped(self):
+        """The decoding dataset of the recording as a two-stream Recording (ports spikes, velocity)."""
+        from pipeline.recordings import load_recording
+        from pipeline.recordings.base import RecordedStream, Recording
+        from pipeline.recordings.mapping import build_dataset
+
+        try:  # no train/val/test split needed here, so no minimum number of segments
+            d = build_dataset(load_recording(self.path), self.mapping)
+        except RecordingError as exc:
+            raise RecordingError(f"{self.path}: {exc}") from None
+        n_ch, rate, stamps = d["spikes"].shape[1], float(d["rate_hz"]), d["timestamps"]
+        src = self.path.stem
+        spikes = StreamInfo("spikes", "SpikeCounts", n_ch, rate, "float32", tuple(f"ch{c}" for c in range(n_ch)),
+                            ("counts",) * n_ch, src, {"mapped_from": self.mapping.neural,
+                                                      "alignment": d["alignment"].to_dict()})
+        unit = d["velocity_unit"]
+        vel = StreamInfo("velocity", "Velocity", 2, rate, "float32", ("vx", "vy"), (unit, unit) if unit else (), src,
+                         {"mapped_from": self.mapping.kinematics})
+        self._infos = {n: i for n, i in (("spikes", spikes), ("velocity", vel)) if n in self.stream_names}
+        return Recording({"spikes": RecordedStream(spikes, d["spikes"], stamps),
+                          "velocity": RecordedStream(vel, d["velocity"], stamps)})
 
     # --- reading ---------------------------------------------------------------------------
     def _u(self, n: str, i: int) -> float:

@@ -4,6 +4,8 @@ Useful to try a graph without a recording or an amplifier, and as a deterministi
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from pipeline.clock import local_clock, wait_until
@@ -30,7 +32,7 @@ class SignalGenerator(Source):
     outputs = ("out",)
 
     def __init__(self, channels: int = 4, rate_hz: float = 250.0, duration_s: float | None = 10.0,
-                 chunk: int = 1, speed: float | str = "max", amplitude: float = 1.0, noise: float = 0.1,
+                 chunk: int = 1, speed: float | Literal["max"] = "max", amplitude: float = 1.0, noise: float = 0.1,
                  freq_hz: float = 1.0, seed: int = 0) -> None:
         if channels < 1 or rate_hz <= 0 or chunk < 1:
             raise ValueError("channels and chunk must be >= 1 and rate_hz > 0")

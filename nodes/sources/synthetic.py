@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -33,7 +33,7 @@ class SyntheticReaching(Source):
     kind = "synthetic_reaching"
     outputs = ("spikes", "velocity", "target")
 
-    def __init__(self, channels: int = 96, seed: int = 0, speed: float | str = 1.0,
+    def __init__(self, channels: int = 96, seed: int = 0, speed: float | Literal["max"] = 1.0,
                  duration_s: float | None = None, chunk_samples: int = 1) -> None:
         if speed != "max" and not (isinstance(speed, (int, float)) and not isinstance(speed, bool) and speed > 0):
             raise UserError(f"synthetic_reaching: speed must be 'max' or a number > 0, got {speed!r}")

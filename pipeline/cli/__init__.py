@@ -11,16 +11,19 @@ import argparse
 import importlib
 import sys
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, one_line
 
 SUBCOMMANDS = [
-    "run",  # also registers "check"
+    "run",
+    "check",
     "synth",
     "train",
     "evaluate",
     "bench",
     "play",
     "record",
+    "inspect",
+    "sweep",
 ]
 
 
@@ -44,10 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # subcommand not built yet
             raise
         module.register(sub)
+    from pipeline.cli.helpfmt import polish
+
+    polish(parser)  # defaults shown in every --help, an example in each
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 ok, 2 a user error printed in one line, 130 Ctrl-C).
+
+    Usable in-process (tests call ``main([...])``): a user error never raises, it returns 2.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -59,7 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except UserError as exc:
-        print(f"spikeloop {args.command}: error: {exc}", file=sys.stderr)
+        print(f"spikeloop {args.command}: error: {one_line(str(exc), limit=2000)}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # a command that exits with a message (not a number) reports a user error
+        if exc.code is None or isinstance(exc.code, int):
+            raise
+        message = one_line(str(exc.code), limit=2000)
+        prefix = f"spikeloop {args.command}: "
+        print(message if message.startswith(prefix) else f"{prefix}error: {message}", file=sys.stderr)
         return 2
 
 

@@ -12,7 +12,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "decoder": ("benchmarks.decoder", "decoder step: numpy kernel vs snntorch (median, p99), offline speed in x real time"),
     "latency": ("benchmarks.latency", "live LSL in -> Bessel -> SNN decoder -> LSL out: push-to-output latency p50/p99/max and lost samples per runner, with the bare LSL floors"),
     "controller": ("benchmarks.controller", "spiking collision-avoidance controller: decision time numpy vs PyTorch (median, p99), simulator episode time, MSE vs T"),
+    "restarts": ("benchmarks.restarts", "ray runner: actor kill -> first live output after the restart (p50 over kills), checkpoint cost on replay throughput"),
+    "fanout": ("benchmarks.fanout", "spikeloop evaluate --jobs N: wall time serial vs Ray tasks (1 and N in flight), scheduling overhead, Ray start-up"),
     "attention": ("benchmarks.attention", "decoders with vs without ASA: R2, spikes per step and per layer, SynOps, step time p50/p99, over seeds"),
+    "soak": ("benchmarks.soak", "memory soak: looping full-speed replay and a live 250 Hz chain for N minutes each, RSS start/end/growth and MB/hour"),
 }
 
 
@@ -24,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     names = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     for name, (module_name, help_text) in BENCHMARKS.items():
-        bp = names.add_parser(name, help=help_text, description=help_text)
         module = importlib.import_module(module_name)
+        bp = names.add_parser(name, help=help_text, description=help_text, epilog=getattr(module, "EPILOG", None),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(bp)
         bp.set_defaults(func=module.run)

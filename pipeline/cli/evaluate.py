@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from pipeline.cli.mapping_options import add_mapping_options
 from pipeline.cli.options import family_options
 from pipeline.errors import UserError
 
@@ -24,12 +25,16 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     """Options of the iBMI decoder family (owned by nodes.decoders)."""
     opt = family_options(p, "iBMI decoders (model family 'decoder')")
 
-    opt("--recording", default=None, metavar="PATH", help="reaching recording; its test part (last 25 %% of reaches) is decoded")
+    opt("--recording", default=None, nargs="+", metavar="PATH",
+        help="reaching recording(s) (.xdfz/.xdf, NeuroBench .mat, .nwb); the test part (last 25 %% of reaches) "
+             "of each is decoded")
     opt("--filter", default=None, metavar="LIST",
         help="decoders: comma-separated Bessel variants to score besides 'none': causal, block-last, block-middle (default: all)")
     opt("--plot", default=None, metavar="PNG", help="write a plot of true vs decoded velocity over a stretch of the test part")
     opt("--plot-seconds", type=float, default=None, metavar="S", help="decoders: seconds shown in the plot (default 10)")
     opt("--chunk", type=int, default=None, metavar="N", help="decoders: samples per packet in the offline pass (default 250 = 1 s)")
+    opt("--no-baseline", action="store_true", default=None,
+        help="decoders: leave out the linear baseline row (ridge on 256 ms of counts, fitted on the train part; shown by default)")
 
 
 def _add_control_options(p: argparse.ArgumentParser) -> None:
@@ -63,10 +68,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, nargs="+", help="model file(s) (.npz) to evaluate")
     p.add_argument("--json", dest="json_path", help="write the report as JSON to this path")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     _add_decoder_options(p)
+    add_mapping_options(p)
     _add_control_options(p)
+    _add_fanout_options(p)
     p.set_defaults(func=run)
+
+
+def _add_fanout_options(p: argparse.ArgumentParser) -> None:
+    """Options of the fan-out (issue 15, pipeline.cluster): each (model, recording) pair as a Ray task."""
+    g = p.add_argument_group(
+        "fan-out (each model x recording pair as a Ray task; same table and JSON as the serial run)")
+    g.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="run the pairs as tasks on a local Ray (loopback only) with N CPUs (default: serial, in this process)")
+    g.add_argument("--address", default=None, metavar="ADDR",
+                   help="run the pairs as tasks on a running Ray cluster (e.g. 10.0.0.5:6379 after `ray start --head`); "
+                        "model paths must exist on every node; with --jobs N at most N tasks at once")
+    g.add_argument("--task-timeout", type=float, default=None, metavar="S",
+                   help="cancel what is still running after S seconds in all (default 86400)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,5 +99,31 @@ def run(args: argparse.Namespace) -> int:
     family = families.pop()
     if family not in EVALUATORS:
         raise UserError(f"no evaluator for model family {family!r}; known: {', '.join(EVALUATORS)}")
+    if family == "decoder":
+        _mapping_from_models(args)
+    recordings = args.recording or []
+    if args.jobs is not None or args.address or len(recordings) > 1:  # issue 15: pairs as (Ray) tasks
+        from pipeline.cluster.evaluate import run_fanout
+
+        return run_fanout(args, family)
+    args.recording = recordings[0] if recordings else None
     module_name, _, func_name = EVALUATORS[family].partition(":")
     return getattr(importlib.import_module(module_name), func_name)(args)
+
+
+def _mapping_from_models(args: argparse.Namespace) -> None:
+    """No mapping option given: use the one the models were trained with (``metadata.mapping``),
+    when they all agree; say so."""
+    from pipeline.modelfile import load_model
+
+    keys = ("neural", "kinematics", "markers", "kinematics_kind")
+    if any(getattr(args, k, None) for k in keys):
+        return
+    found = {tuple(sorted((load_model(p)[1].get("mapping") or {}).items())) for p in args.model}
+    if len(found) != 1 or not found.copy().pop():
+        return
+    mapping = dict(found.pop())
+    for k in keys:
+        setattr(args, k, mapping.get(k))
+    shown = " ".join(f"--{k.replace('_', '-')} {mapping[k]}" for k in keys if mapping.get(k))
+    print(f"using the stream mapping the model{'s were' if len(args.model) > 1 else ' was'} trained with: {shown}")

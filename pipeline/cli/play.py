@@ -1,7 +1,8 @@
 """``spikeloop play RECORDING``: serve every stream of a recording as live LSL streams.
 
 Each stream gets an LSL outlet with its recorded description (name, type, channel count, rate,
-dtype, channel labels and units in the LSL ``desc``, and spikeloop metadata). Samples are re-stamped
+dtype, channel labels and units in the LSL ``desc``, and spikeloop metadata). String (marker)
+streams are served as LSL string streams. Samples are re-stamped
 onto the live clock keeping their original timing across all streams::
 
     t_live = t_start + (t_recorded - t0) / speed          (t0: the earliest selected sample)
@@ -29,6 +30,8 @@ from pipeline.errors import UserError
 
 MAX_PUSH_S = 0.05
 """A push holds at most this much (live) time of one stream, so a late wake-up never sends huge chunks."""
+REDRAW_EVERY_S = 0.1
+"""The progress bar redraws at most 10 times a second."""
 
 
 @dataclass
@@ -52,7 +55,8 @@ def serve(path: str | Path, *, speed: float = 1.0, loop: bool = False, streams: 
         loop: start over at the end (never ends by itself).
         streams: names of the streams to serve (default: all).
         duration_s: stop after this many seconds of wall time.
-        source_prefix: LSL source ids are ``<prefix>:<file stem>:<stream>`` unless the recording has one.
+        source_prefix: LSL source ids are ``<prefix>:<file stem>:<stream>`` unless the recording has
+            one (``<source_id>:<stream>`` when several streams of the recording share it).
         progress: show a tqdm bar over the recording's seconds.
         on_ready: called with ``{stream name: source_id}`` once every outlet exists.
         stop: polled between pushes; return True to stop.
@@ -73,8 +77,13 @@ def serve(path: str | Path, *, speed: float = 1.0, loop: bool = False, streams: 
         raise UserError(f"play: {path}: the selected streams hold no samples")
     stem = Path(path).name.split(".")[0]
     outlets, ids = {}, {}
+    shared = [s.info.source_id for s in selected.values()]
     for name, s in selected.items():
         sid = s.info.source_id or f"{source_prefix}:{stem}:{name}"
+        if s.info.source_id and shared.count(s.info.source_id) > 1:
+            # one source_id per LSL stream: liblsl finds a restarted outlet by it, and a client
+            # picking by source_id must not match several streams
+            sid = f"{s.info.source_id}:{name}"
         outlets[name] = pylsl.StreamOutlet(to_lsl_info(s.info, source_id=sid))
         ids[name] = sid
     t0 = min(float(s.timestamps[0]) for s in selected.values())
@@ -89,7 +98,9 @@ def serve(path: str | Path, *, speed: float = 1.0, loop: bool = False, streams: 
         from tqdm import tqdm
 
         bar = tqdm(total=round(span, 1), unit="s", desc="play", leave=False,
-                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]")
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]",
+                   mininterval=REDRAW_EVERY_S)
+    last_draw = 0.0
     rel = {n: (s.timestamps - t0) / speed for n, s in selected.items()}  # live offsets, seconds
     start = local_clock()
     deadline = None if duration_s is None else start + duration_s
@@ -113,14 +124,18 @@ def serve(path: str | Path, *, speed: float = 1.0, loop: bool = False, streams: 
                     j = int(np.searchsorted(rel[n], min(now - base, rel[n][i] + MAX_PUSH_S), side="right"))
                     if j > i:
                         stamps = base + rel[n][i:j]
-                        chunk = np.ascontiguousarray(s.data[i:j])
+                        chunk = s.data[i:j]
+                        # strings go to liblsl as lists of str; numbers as one contiguous array
+                        chunk = [[str(v) for v in row] for row in chunk] if chunk.dtype == object \
+                            else np.ascontiguousarray(chunk)
                         if j - i == 1:
                             outlets[n].push_chunk(chunk, float(stamps[0]))
                         else:
                             outlets[n].push_chunk(chunk, stamps.tolist())
                         stats.samples[n] += j - i
                         pos[n] = j
-                if bar is not None:
+                if bar is not None and now - last_draw >= REDRAW_EVERY_S:
+                    last_draw = now
                     bar.n = round(min((now - base) * speed, span), 1)
                     bar.refresh()
             if not loop:

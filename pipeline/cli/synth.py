@@ -1,7 +1,8 @@
-"""``spikeloop synth``: write a simulated reaching session to an XDF file."""
+"""``spikeloop synth``: write a simulated reaching session to an XDF file, or describe a recording."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from pipeline.errors import UserError
@@ -10,40 +11,52 @@ from pipeline.errors import UserError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synth",
-        help="simulate a monkey reaching session (spikes, velocity, target) and write it as XDF",
+        help="simulate a monkey reaching session (spikes, velocity, target) as XDF, or describe a recording",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Simulate a monkey reaching to random targets (minimum-jerk reaches of about 0.8-1.8 s at\n"
-            "100-300 mm/s, reaction times and holds between reaches) with units cosine-tuned to hand\n"
-            "velocity (preferred directions, baselines 5-30 spikes/s, a 50-100 ms lead, a speed term,\n"
-            "slow gain noise, some untuned channels) firing as Poisson processes, binned at 4 ms.\n"
-            "A least-squares linear decoder reaches R^2 of about 0.6 on it, as on real recordings.\n\n"
-            "The file holds three 250 Hz streams: 'spikes' (CHANNELS int16 counts per 4 ms bin,\n"
-            "labels ch000..), 'velocity' (vx, vy in mm/s) and 'target' (tx, ty in mm), plus the\n"
-            "generator's parameters and seed in the file header. The same options give the same\n"
-            "samples (and, with the same numpy/zlib, the same bytes)."
+            "Simulate continuous self-paced reaching to targets on an 8 x 8 grid (15 mm pitch; the next\n"
+            "target appears when the hand reaches the current one, no inter-trial interval; superposed\n"
+            "minimum-jerk reaches) with 1-3 sorted units plus an unsorted multi-unit per channel, tuned to\n"
+            "velocity, direction and speed with a ~100 ms lead and slow drift, firing as Poisson processes\n"
+            "and ORed per channel into 0/1 per 4 ms bin (as NeuroBench bins the O'Doherty sessions).\n"
+            "Calibration targets and their sources: recordings/README.md.\n\n"
+            "The file holds three 250 Hz streams: 'spikes' (CHANNELS int16 0/1 per 4 ms bin, labels\n"
+            "ch000..), 'velocity' (vx, vy in mm/s) and 'target' (tx, ty in mm), plus the generator's\n"
+            "parameters and seed in the file header. The same options give the same samples (and, with\n"
+            "the same numpy/zlib, the same bytes).\n\n"
+            "--describe RECORDING prints a recording's statistics (firing, stillness, time per target,\n"
+            "speeds, neural lead, drift, ridge R2) beside the calibration targets."
         ),
-        epilog="example: spikeloop synth --out recordings/reaching_sample.xdfz --channels 96 --minutes 10 --seed 7",
+        epilog=("examples:\n"
+                "  spikeloop synth --out recordings/reaching_sample.xdfz --channels 96 --minutes 10 --seed 7\n"
+                "  spikeloop synth --describe recordings/reaching_sample.xdfz"),
     )
-    p.add_argument("--out", required=True, metavar="PATH",
+    p.add_argument("--out", default=None, metavar="PATH",
                    help="output file: .xdfz (gzip, recommended) or .xdf")
+    p.add_argument("--describe", default=None, metavar="RECORDING",
+                   help="print a reaching recording's statistics beside the calibration targets (no file written)")
+    p.add_argument("--json", dest="json_path", default=None, metavar="PATH", help="with --describe: also write the statistics as JSON")
     p.add_argument("--channels", type=int, default=96, help="number of recording channels (default 96)")
     p.add_argument("--minutes", type=float, default=10.0, help="session length in minutes (default 10)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--untuned-fraction", type=float, default=None, metavar="F",
-                   help="fraction of channels not tuned to velocity (default 0.2)")
-    p.add_argument("--lag-ms", type=float, nargs=2, default=None, metavar=("LO", "HI"),
-                   help="range of the neural lead over movement in ms (default 50 100)")
-    p.add_argument("--baseline-hz", type=float, nargs=2, default=None, metavar=("LO", "HI"),
-                   help="range of baseline firing rates in spikes/s (default 5 30)")
+                   help="fraction of units not tuned to movement (default 0.3)")
+    p.add_argument("--lag-ms", type=float, nargs=2, default=None, metavar=("MEAN", "SD"),
+                   help="neural lead over movement: mean and sd in ms, clipped to 20-200 (default 100 40)")
+    p.add_argument("--unit-hz", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="range of sorted units' baseline rates in spikes/s (default 2 20)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.describe:
+        return _describe(args)
     from pipeline.recordings.synth import SynthParams, generate
 
+    if not args.out:
+        raise UserError("synth: give --out PATH to simulate a session, or --describe RECORDING")
     out = Path(args.out)
     if not (out.name.endswith((".xdf", ".xdfz", ".xdf.gz"))):
         raise UserError(f"--out {out}: use a .xdfz (compressed) or .xdf file name")
@@ -58,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
         extra["untuned_fraction"] = args.untuned_fraction
     if args.lag_ms is not None:
         extra["lag_s"] = (args.lag_ms[0] / 1000.0, args.lag_ms[1] / 1000.0)
-    if args.baseline_hz is not None:
-        extra["baseline_hz"] = tuple(args.baseline_hz)
+    if args.unit_hz is not None:
+        extra["unit_hz"] = tuple(args.unit_hz)
     try:
         params = SynthParams(channels=args.channels, seed=args.seed, **extra)
     except ValueError as exc:
@@ -67,5 +80,19 @@ def run(args: argparse.Namespace) -> int:
     generate(out, params, args.minutes * 60.0, progress=not args.no_progress)
     size = out.stat().st_size
     print(f"wrote {out} ({size / 1e6:.2f} MB): {args.minutes:g} min, {args.channels} channels, seed {args.seed}; "
-          "streams spikes (counts), velocity (mm/s), target (mm) at 250 Hz")
+          "streams spikes (0/1 per 4 ms bin), velocity (mm/s), target (mm) at 250 Hz")
+    return 0
+
+
+def _describe(args: argparse.Namespace) -> int:
+    from pipeline.recordings.synth_describe import describe, print_description
+
+    path = Path(args.describe)
+    if not path.is_file():
+        raise UserError(f"--describe {path}: no such file")
+    stats = describe(path)
+    print_description(stats)
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(stats, indent=2))
+        print(f"wrote {args.json_path}")
     return 0

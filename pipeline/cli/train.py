@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from pipeline.cli.mapping_options import add_mapping_options
 from pipeline.cli.options import family_options
 from pipeline.errors import UserError
 
@@ -29,8 +30,8 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     """Options of the iBMI decoder family (owned by nodes.decoders)."""
     opt = family_options(p, "iBMI decoders (--model snn_streaming | snn_3d | ann | ann_3d | lstm)")
 
-    opt("--recording", default=None, metavar="PATH", help="reaching recording to train on (.xdfz/.xdf/NeuroBench .mat); train/val split as NeuroBench")
-    opt("--epochs", type=int, default=None, metavar="N", help="maximum epochs (decoders: default 40; early stopping on the validation part)")
+    opt("--recording", default=None, metavar="PATH", help="reaching recording to train on (.xdfz/.xdf, NeuroBench .mat, .nwb); train/val split as NeuroBench")
+    opt("--epochs", type=int, default=None, metavar="N", help="maximum epochs, early stopping on the validation part (decoders: default 40; crnn: default 60)")
     opt("--patience", type=int, default=None, metavar="N", help="decoders: stop after N epochs without a better validation R2 (default 6)")
     opt("--batch-size", type=int, default=None, metavar="B", help="decoders: windows per batch (default 32)")
     opt("--lr", type=float, default=None, help="decoders: Adam learning rate (default 0.003)")
@@ -41,6 +42,10 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     opt("--asa-ratio", type=float, default=None, metavar="LAMBDA", help="decoders: ASA ratio λ, fraction of channels in the important part (default 0.5)")
     opt("--asa-reduction", type=int, default=None, metavar="R", help="decoders: ASA reduction of the scoring fc over time (default 1)")
     opt("--asa-window", type=int, default=None, metavar="STEPS", help="decoders: causal ASA window in 4 ms steps, current + past (snn_streaming; default 4)")
+    opt("--weight-decay", type=float, default=None, metavar="L2",
+        help="decoders: Adam weight decay (L2) on every parameter (default 0)")
+    opt("--rate-penalty", type=float, default=None, metavar="W",
+        help="decoders: add W x (spikes per neuron per step) to the MSE loss of snn_streaming/snn_3d (default 0: MSE only)")
 
 
 def _add_control_options(p: argparse.ArgumentParser) -> None:
@@ -73,12 +78,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a decoder or controller and save it as a data-only model file",
-        description="Train a model and save it as .npz/safetensors with its metadata (never a pickle).",
+        description="Train a model and save it as a data-only .npz with its metadata (never a pickle). "
+                    "Decoders train on a reaching recording (any layout: see --neural/--kinematics and "
+                    "`spikeloop inspect`); controllers on the ICRA 2020 LiDAR traces.",
     )
     p.add_argument("--model", required=True, help="model kind: " + ", ".join(TRAINERS) if TRAINERS else "model kind")
     p.add_argument("--out", required=True, help="output model file (.npz)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     _add_decoder_options(p)
+    add_mapping_options(p)
     _add_control_options(p)
     p.set_defaults(func=run)
 
@@ -87,4 +95,18 @@ def run(args: argparse.Namespace) -> int:
     if args.model not in TRAINERS:
         raise UserError(f"unknown model {args.model!r}; choose one of: {', '.join(TRAINERS)}")
     module_name, _, func_name = TRAINERS[args.model].partition(":")
-    return getattr(importlib.import_module(module_name), func_name)(args)
+    code = getattr(importlib.import_module(module_name), func_name)(args)
+    if code == 0 and getattr(args, "recording", None) and args.model != "crnn":
+        _record_mapping(args)
+    return code
+
+
+def _record_mapping(args: argparse.Namespace) -> None:
+    """Write the stream mapping the decoder was trained with into its model file (``metadata.mapping``),
+    so ``evaluate`` uses the same streams when no mapping option is given."""
+    from pipeline.cli.mapping_options import mapping_from_args
+    from pipeline.modelfile import load_model, save_model
+
+    arrays, meta = load_model(args.out)
+    meta["mapping"] = mapping_from_args(args).to_dict()
+    save_model(args.out, arrays, meta)

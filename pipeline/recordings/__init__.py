@@ -1,4 +1,4 @@
-"""Recordings: the in-memory form, XDF read/write, NeuroBench primate-reaching ``.mat`` files.
+"""Recordings: the in-memory form, XDF read/write, NeuroBench primate-reaching ``.mat`` files, NWB.
 
 Use :func:`load_recording` to read any supported file by its extension.
 """
@@ -16,7 +16,7 @@ __all__ = ["RecordedStream", "Recording", "load_recording", "recording_infos", "
 _CACHE: "OrderedDict[tuple, Recording]" = OrderedDict()
 _CACHE_SIZE = 2
 
-RECORDING_SUFFIXES = (".xdf", ".xdfz", ".xdf.gz", ".mat")
+RECORDING_SUFFIXES = (".xdf", ".xdfz", ".xdf.gz", ".mat", ".nwb")
 """File names :func:`load_recording` understands."""
 
 
@@ -28,6 +28,8 @@ def _kind(p: Path) -> str:
         return "xdf"
     if name.endswith(".mat"):
         return "mat"
+    if name.endswith(".nwb"):
+        return "nwb"
     raise RecordingError(f"{p}: unknown recording format; expected one of {', '.join(RECORDING_SUFFIXES)}")
 
 
@@ -42,7 +44,7 @@ def recording_infos(path: str | Path) -> dict[str, StreamInfo]:
 
 
 def load_recording(path: str | Path, *, cache: bool = True) -> Recording:
-    """Read a recording by its extension: ``.xdf``/``.xdfz``/``.xdf.gz`` (XDF) or ``.mat`` (NeuroBench).
+    """Read a recording by its extension: ``.xdf``/``.xdfz``/``.xdf.gz`` (XDF), ``.mat`` (NeuroBench), ``.nwb``.
 
     The last two recordings read are kept in memory (keyed by path, size and modification time),
     so a graph whose replay, decoder fit and scorer name the same file reads it once: treat the
@@ -69,6 +71,10 @@ def _read(p: Path, kind: str) -> Recording:
         from pipeline.recordings.xdf_reader import read_xdf
 
         return read_xdf(p)
+    if kind == "nwb":
+        from pipeline.recordings.nwb import read_nwb
+
+        return read_nwb(p)
     from pipeline.recordings.neurobench_mat import read_neurobench_mat
 
     return read_neurobench_mat(p)

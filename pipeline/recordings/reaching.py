@@ -1,7 +1,9 @@
 """Reaching data for decoders: binned spikes, cursor velocity, reach segments, the NeuroBench split.
 
 :func:`load_reaching` reads any reaching recording (``.xdf`` / ``.xdfz`` from ``spikeloop synth``
-or the recorder, NeuroBench ``.mat``) into :class:`ReachingData`. A reach segment runs between
+or the recorder, NeuroBench ``.mat``, NWB) into :class:`ReachingData`. Which streams are the
+neural input and the kinematics, and how they are aligned onto the neural bins, is set by a
+:class:`~pipeline.recordings.mapping.StreamMapping` (rules in that module). A reach segment runs between
 two target changes (NeuroBench's ``get_flag_index``: a new segment starts after the last sample
 of the old target); segments are split chronologically: the first ``floor(0.5 · n)`` segments
 train, the next ``floor((n − n_train) / 2)`` validate, the rest test.
@@ -16,6 +18,7 @@ import numpy as np
 
 from pipeline.errors import RecordingError
 from pipeline.recordings.base import Recording
+from pipeline.recordings.mapping import Alignment, StreamMapping, build_dataset
 
 TRAIN_RATIO = 0.5
 
@@ -35,6 +38,7 @@ class ReachingData:
             50/25/25 % by segments.
         target: shape ``(T, 2)`` float32 target position in mm (None if the recording has none).
         name: where the data came from.
+        alignment: how the streams were mapped and aligned (:class:`~pipeline.recordings.mapping.Alignment`).
     """
 
     spikes: np.ndarray
@@ -45,6 +49,7 @@ class ReachingData:
     split: dict[str, slice]
     target: np.ndarray | None = None
     name: str = ""
+    alignment: Alignment | None = None
 
     @property
     def channels(self) -> int:
@@ -85,47 +90,41 @@ def split_segments(segments: list[tuple[int, int]], T: int, train_ratio: float =
     return {"train": slice(0, a), "val": slice(a, b), "test": slice(b, T)}
 
 
-def reaching_from_recording(rec: Recording, name: str = "") -> ReachingData:
-    """Build :class:`ReachingData` from a recording with streams ``spikes``, ``velocity`` (and ``target``)."""
-    spikes_s = rec.stream("spikes")
-    vel_s = rec.stream("velocity")
-    T = spikes_s.data.shape[0]
-    if vel_s.data.shape[0] != T or vel_s.info.channel_count != 2:
-        raise RecordingError(
-            f"{name}: velocity stream has shape {vel_s.data.shape}; expected ({T}, 2) aligned with spikes"
-        )
-    if T and not np.array_equal(vel_s.timestamps, spikes_s.timestamps):
-        raise RecordingError(f"{name}: velocity and spikes streams are not sampled at the same timestamps")
-    target = None
-    if "target" in rec.streams:
-        tgt = rec.streams["target"]
-        if tgt.data.shape != (T, 2):
-            raise RecordingError(f"{name}: target stream has shape {tgt.data.shape}; expected ({T}, 2)")
-        target = np.asarray(tgt.data, dtype=np.float32)
-        segments = segments_from_target(np.asarray(tgt.data, dtype=np.float64))
-    else:
-        segments = [(0, T)] if T else []
+def reaching_from_recording(rec: Recording, name: str = "", mapping: StreamMapping | None = None) -> ReachingData:
+    """Build :class:`ReachingData` from a recording, streams chosen by ``mapping``.
+
+    Default mapping: neural ``spikes``, kinematics ``velocity``, segments from ``target`` when
+    present. The alignment rules are in :mod:`pipeline.recordings.mapping`.
+    """
+    try:
+        d = build_dataset(rec, mapping)
+    except RecordingError as exc:
+        raise RecordingError(f"{name}: {exc}" if name else str(exc)) from None
+    segments = d["segments"]
+    T = d["spikes"].shape[0]
     if len(segments) < 4:
         raise RecordingError(
-            f"{name}: only {len(segments)} reach segment(s); need at least 4 for a train/val/test split"
+            f"{name}: only {len(segments)} reach segment(s) ({d['alignment'].segments_from}); need at least 4 "
+            f"for a train/val/test split (give --markers, or a longer recording)"
         )
-    rate = spikes_s.info.nominal_rate
-    if rate <= 0:
-        raise RecordingError(f"{name}: spikes stream is irregular (nominal rate 0); expected 4 ms bins")
     return ReachingData(
-        spikes=np.asarray(spikes_s.data, dtype=np.float32),
-        velocity=np.asarray(vel_s.data, dtype=np.float32),
-        timestamps=np.asarray(spikes_s.timestamps, dtype=np.float64),
-        rate_hz=float(rate),
+        spikes=d["spikes"],
+        velocity=d["velocity"],
+        timestamps=np.asarray(d["timestamps"], dtype=np.float64),
+        rate_hz=float(d["rate_hz"]),
         segments=segments,
         split=split_segments(segments, T),
-        target=target,
+        target=d["target"],
         name=name,
+        alignment=d["alignment"],
     )
 
 
-def load_reaching(path: str | Path) -> ReachingData:
-    """Load a reaching recording (``.xdf``, ``.xdfz``, ``.xdf.gz``, NeuroBench ``.mat``)."""
+def load_reaching(path: str | Path, mapping: StreamMapping | None = None) -> ReachingData:
+    """Load a reaching recording (``.xdf``, ``.xdfz``, ``.xdf.gz``, NeuroBench ``.mat``, ``.nwb``).
+
+    ``mapping`` names the neural / kinematics / marker streams (default: ``spikes``, ``velocity``).
+    """
     from pipeline.recordings import load_recording
 
-    return reaching_from_recording(load_recording(path), name=str(path))
+    return reaching_from_recording(load_recording(path), name=str(path), mapping=mapping)

@@ -12,7 +12,6 @@ are returned per stream as rows ``(collection time s, offset s)``, so a caller c
 """
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import logging
@@ -35,25 +34,50 @@ _TAG_NAMES = {TAG_FILE_HEADER: "FileHeader", TAG_STREAM_HEADER: "StreamHeader", 
               TAG_CLOCK_OFFSET: "ClockOffset", TAG_BOUNDARY: "Boundary", TAG_STREAM_FOOTER: "StreamFooter"}
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """The decompressed bytes of an XDF file (gzip detected by its magic number, not its name)."""
+def _gunzip(raw: bytes, name: str, allow_incomplete: bool) -> bytes:
+    """Decompress concatenated gzip members; with ``allow_incomplete`` a cut-off last member is dropped."""
+    out: list[bytes] = []
+    pos = 0
+    while pos < len(raw):
+        if raw[pos:pos + 2] != b"\x1f\x8b":
+            if not raw[pos:].strip(b"\x00"):  # zero padding after the last member is allowed
+                break
+            raise RecordingError(f"{name}: corrupt gzip data at byte {pos} (not the start of a gzip member)")
+        d = zlib.decompressobj(31)
+        try:
+            data = d.decompress(raw[pos:])
+        except zlib.error as exc:
+            raise RecordingError(f"{name}: corrupt gzip data in the member at byte {pos} ({exc})") from None
+        if not d.eof:
+            if allow_incomplete:
+                break  # a recorder killed while writing its last member: keep the members before it
+            raise RecordingError(f"{name}: truncated gzip data (the member at byte {pos} is cut off)")
+        out.append(data)
+        pos = len(raw) - len(d.unused_data)
+    return b"".join(out)
+
+
+def read_bytes(path: str | Path, *, allow_incomplete: bool = False) -> bytes:
+    """The decompressed bytes of an XDF file (gzip detected by its magic number, not its name).
+
+    With ``allow_incomplete`` a gzip member cut off at the end of the file (a recorder killed
+    while writing) is left out instead of being an error.
+    """
     path = Path(path)
     if not path.is_file():
         raise RecordingError(f"recording not found: {path}")
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise RecordingError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+        return _gunzip(raw, str(path), allow_incomplete)
     return raw
 
 
-def scan_chunks(buf: bytes, name: str = "<bytes>") -> list[tuple[int, int, int]]:
+def scan_chunks(buf: bytes, name: str = "<bytes>", *, allow_incomplete: bool = False) -> list[tuple[int, int, int]]:
     """Validate the chunk structure of XDF bytes; return ``(tag, content offset, content length)``.
 
     Raises RecordingError for a wrong magic, an invalid length field, an unknown tag, a chunk that
-    runs past the end of the data (a truncated file) or a stream id used before its header.
+    runs past the end of the data (a truncated file; with ``allow_incomplete`` that last chunk is
+    left out instead) or a stream id used before its header.
     """
     if buf[:4] != MAGIC:
         raise RecordingError(f"{name}: not an XDF file (starts with {buf[:4]!r}, expected {MAGIC!r})")
@@ -65,12 +89,16 @@ def scan_chunks(buf: bytes, name: str = "<bytes>") -> list[tuple[int, int, int]]
         if nbytes not in (1, 4, 8):
             raise RecordingError(f"{name}: corrupt chunk length field at byte {pos} (size byte {nbytes}, expected 1, 4 or 8)")
         if pos + 1 + nbytes > end:
+            if allow_incomplete:
+                break
             raise RecordingError(f"{name}: truncated at byte {end} (inside a chunk length field at byte {pos})")
         length = int.from_bytes(buf[pos + 1:pos + 1 + nbytes], "little")
         start = pos + 1 + nbytes
         if length < 2:
             raise RecordingError(f"{name}: corrupt chunk at byte {pos} (length {length} < 2)")
         if start + length > end:
+            if allow_incomplete:
+                break
             raise RecordingError(
                 f"{name}: truncated: the chunk at byte {pos} needs {length} bytes but only {end - start} remain"
             )
@@ -154,7 +182,8 @@ def read_xdf(path: str | Path, *, allow_incomplete: bool = False) -> Recording:
     Args:
         path: ``.xdf``, ``.xdfz`` or ``.xdf.gz`` file.
         allow_incomplete: accept a file whose streams have no StreamFooter (a recorder that did not
-            close, or a file cut exactly at a chunk boundary); otherwise that is an error.
+            close: killed, or the machine lost power) and drop a torn last chunk or gzip member;
+            otherwise that is an error.
 
     Returns:
         A Recording whose streams hold ``data`` (samples, channels) in the stream's dtype,
@@ -164,8 +193,11 @@ def read_xdf(path: str | Path, *, allow_incomplete: bool = False) -> Recording:
     import pyxdf
 
     path = Path(path)
-    buf = read_bytes(path)
-    chunks = scan_chunks(buf, str(path))
+    buf = read_bytes(path, allow_incomplete=allow_incomplete)
+    chunks = scan_chunks(buf, str(path), allow_incomplete=allow_incomplete)
+    if chunks:
+        last = chunks[-1]
+        buf = buf[:last[1] + last[2]]  # a torn last chunk (allow_incomplete) is not passed to pyxdf
     footers = {struct.unpack_from("<I", buf, off)[0] for tag, off, _ in chunks if tag == TAG_STREAM_FOOTER}
     headers = [struct.unpack_from("<I", buf, off)[0] for tag, off, _ in chunks if tag == TAG_STREAM_HEADER]
     missing = [sid for sid in headers if sid not in footers]

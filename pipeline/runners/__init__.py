@@ -1,11 +1,21 @@
 """Runners: where nodes run and how packets travel. Every runner runs every node.
 
 Each runner is a function ``run(spec, *, progress=True, duration_s=None, address=None) -> dict``
-returning the run summary (see :func:`pipeline.metrics.build_summary`).
+returning the run summary (see :mod:`pipeline.runners.summary`).
 
-- ``local``: one process, deterministic; the reference for every other runner.
-- ``ray``: nodes (or fused groups) as Ray actors.
-- ``ray-compiled``: Ray Compiled Graphs for sub-millisecond hops.
+One core, three transports: :class:`pipeline.runners.stepper.Stepper` (a group of nodes and one
+step: deliver, read sources once, tick on the graph clock, flush at the end; checkpoints) is
+Ray-free; :mod:`pipeline.runners.plan` splits a graph into groups (Ray-free, used by
+``spikeloop check``); :mod:`pipeline.runners.opening` constructs and opens nodes with one error
+mapping. The transports:
+
+- ``local``: one group in a loop, in this process; deterministic, the reference.
+- ``ray``: one group per Ray actor behind a mailbox; checkpoints and restarts of dead actors.
+- ``ray-compiled``: the step bound in a Ray Compiled Graph, one round per ``execute()``.
+- :mod:`pipeline.runners.inprocess`: several groups in one process (tests of the multi-group
+  semantics without Ray).
+
+Ctrl-C, SIGTERM and SIGHUP end every runner cleanly (:mod:`pipeline.runners.signals`).
 """
 from __future__ import annotations
 

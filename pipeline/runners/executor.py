@@ -6,16 +6,27 @@ FIFO order (deterministic), and hands back the packets bound for nodes outside i
 """
 from __future__ import annotations
 
+import copy
 import time
 from collections import deque
 from typing import Any, Iterable
 
 from pipeline.clock import local_clock
+from pipeline.errors import UserError
 from pipeline.metrics import LatencyStats, NodeStats, SeqCounter, SeqTracker
 from pipeline.node import Node, Outputs, Source
 from pipeline.packet import Packet
 
 Route = tuple[str, str]  # (node name, port)
+
+
+class NodeFailure(UserError):
+    """A node raised while running: one line naming the node, the call and the error."""
+
+    def __init__(self, node: str, call: str, exc: BaseException) -> None:
+        self.node = node
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        super().__init__(f"node {node!r} failed in {call}(): {type(exc).__name__}: {text}")
 
 
 class GroupExecutor:
@@ -34,6 +45,14 @@ class GroupExecutor:
         self.sinks = set(sinks) & set(nodes)
         self.stats = {name: NodeStats() for name in nodes}
         self.latency = LatencyStats()
+        """In-graph latency (s): ``local_clock() - t_enter`` when a packet reaches a sink."""
+        self.e2e = LatencyStats()
+        """End-to-end latency (s): ``local_clock()`` after a sink processed (pushed) a packet minus
+        the packet's newest sample timestamp (LSL clock; the inlet clock-corrects). Measured only
+        while ``live`` (the graph clock is the LSL clock: live or paced sources), since replays at
+        ``speed: max`` keep the recording's own timestamps."""
+        self.live = False
+        self.dropped_after_end = 0
         self.seq_out = SeqCounter()
         self.seq_in = SeqTracker()
         self.sources = [name for name, node in nodes.items() if isinstance(node, Source)]
@@ -82,10 +101,16 @@ class GroupExecutor:
             stats.packets_in += 1
             stats.samples_in += packet.data.shape[0]
             t0 = time.perf_counter_ns()
-            outputs = nodes[dst].process(port, packet)
+            try:
+                outputs = nodes[dst].process(port, packet)
+            except Exception as exc:  # noqa: BLE001 - one line naming the node, not a numpy traceback
+                raise NodeFailure(dst, "process", exc) from exc
             stats.proc_ns.append(time.perf_counter_ns() - t0)
             if dst in self.sinks:
-                self.latency.add(local_clock() - packet.t_enter)
+                now = local_clock()
+                self.latency.add(now - packet.t_enter)
+                if self.live and packet.timestamps.shape[0]:
+                    self.e2e.add(now - float(packet.timestamps[-1]))
             self._route(dst, outputs, external)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -101,9 +126,14 @@ class GroupExecutor:
     def read_source(self, name: str) -> list[tuple[str, str, Packet]] | None:
         """Read one source once; None when it is exhausted, else the external deliveries."""
         t0 = time.perf_counter_ns()
-        outputs = self.nodes[name].read()  # type: ignore[attr-defined]
+        node = self.nodes[name]
+        try:
+            outputs = node.read()  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001
+            raise NodeFailure(name, "read", exc) from exc
         if outputs is None:
             return None
+        self.live = node.virtual_time is None  # type: ignore[attr-defined]  # LSL-clock stamps?
         if outputs:
             self.stats[name].proc_ns.append(time.perf_counter_ns() - t0)
         return self.emit(name, outputs)
@@ -116,7 +146,10 @@ class GroupExecutor:
             if now >= due:
                 self.next_tick[name] = max(due + interval, now)
                 t0 = time.perf_counter_ns()
-                outputs = self.nodes[name].tick(now)
+                try:
+                    outputs = self.nodes[name].tick(now)
+                except Exception as exc:  # noqa: BLE001
+                    raise NodeFailure(name, "tick", exc) from exc
                 self.stats[name].proc_ns.append(time.perf_counter_ns() - t0)
                 self._route(name, outputs, external)
                 self._drain(external)
@@ -130,6 +163,28 @@ class GroupExecutor:
                 self._route(name, self.nodes[name].flush(), external)
                 self._drain(external)
         return external
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The executor's bookkeeping (sequence numbers, tick times, statistics) for a checkpoint."""
+        return {
+            "seq_out": dict(self.seq_out._next),
+            "seq_in": dict(self.seq_in._last),
+            "next_tick": dict(self.next_tick),
+            "stats": copy.deepcopy(self.stats),
+            "latency": copy.deepcopy(self.latency),
+            "e2e": copy.deepcopy(self.e2e),
+            "dropped_after_end": self.dropped_after_end,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Resume the bookkeeping saved by :meth:`checkpoint`."""
+        self.seq_out._next = dict(state["seq_out"])
+        self.seq_in._last = dict(state["seq_in"])
+        self.next_tick = dict(state["next_tick"])
+        self.stats = copy.deepcopy(state["stats"])
+        self.latency = copy.deepcopy(state["latency"])
+        self.e2e = copy.deepcopy(state["e2e"])
+        self.dropped_after_end = int(state["dropped_after_end"])
 
     def counters(self) -> dict[str, dict[str, int]]:
         return {name: node.counters() for name, node in self.nodes.items()}

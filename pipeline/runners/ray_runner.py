@@ -1,41 +1,49 @@
 """The ``ray`` runner: every node, or fused group of nodes (``runtime.fuse``), in its own Ray actor.
 
 Placement
-    Each group becomes one actor (:class:`GroupWorker`) that runs a
-    :class:`~pipeline.runners.executor.GroupExecutor`: packets between nodes of the same group are
-    plain function calls; packets to another group travel as Ray actor calls. Fuse the nodes of a
-    latency-critical path (an LSL inlet, the decoder, the LSL outlet) so the path stays in one
-    process. An actor's Ray resources are the sum of its nodes' ``resources`` in the config
-    (``CPU``, ``GPU``, ``memory`` in bytes, or custom names); without any, an actor asks for no CPU,
-    so a small machine can host many actors.
+    Each group (:func:`pipeline.runners.plan.plan_groups`) becomes one actor (:class:`GroupActor`)
+    that steps a :class:`~pipeline.runners.stepper.Stepper` behind a mailbox: packets between
+    nodes of one group are plain function calls; packets to another group travel as Ray actor
+    calls. Nodes are constructed and opened inside their actor (the driver keeps the graph as
+    data); a node's error comes back as one line naming the file and the node. An actor's Ray
+    resources are the sum of its nodes' ``resources``; without any, an actor asks for no CPU.
 
 Ray itself
     ``address`` (``--address`` or ``runtime.address``) joins an existing cluster. Otherwise the
     runner starts a local Ray bound to loopback (``127.0.0.1``), dashboard off unless
-    ``runtime.dashboard: true`` (then on 127.0.0.1 too), ``runtime.num_cpus`` CPUs (default: this
-    machine's), and shuts it down at the end. If Ray is already initialised in this process (a
-    notebook, a test session), the runner uses it and leaves it running.
+    ``runtime.dashboard: true``, ``runtime.num_cpus`` CPUs (default: this machine's), and shuts it
+    down at the end. If Ray is already initialised in this process, the runner uses it.
 
 Data flow
-    Actors that hold sources run a loop: read each source, route the packets, tick the group's
-    ticking nodes on the graph clock, and send each other group one batch per loop iteration
-    (fire-and-forget actor calls). Batches are numbered per (sender, receiver) and processed in
-    that order, so every edge keeps its packet order (Ray does not order calls into threaded
-    actors). A receiver whose inbox is full makes its senders wait (bounded memory at
-    ``speed: max``). Batches carry the sender's graph clock: with replays at ``speed: max`` (a
-    virtual clock) receivers tick on the data's time, as the local runner does, so ticking nodes
-    give the same frames; with live sources they tick on ``local_clock()`` and idle senders send a
-    heartbeat every 10 ms.
+    Each actor loops: take the batches that arrived (numbered per sender, processed in that
+    order, since Ray does not order calls into threaded actors), step (deliver, read sources once,
+    tick on the graph clock), send one batch per receiving group. A full inbox makes senders
+    wait (bounded memory at ``speed: max``). Batches carry the sender's graph clock, so ticking
+    nodes tick on data time with replays at ``speed: max`` (identical to ``local``) and on the LSL
+    clock live (idle live senders send a heartbeat every 10 ms).
 
 End of data
-    When a group's sources are exhausted (or the run is stopped by ``duration_s`` / Ctrl-C) and
-    every group feeding it (feedback edges aside) has finished, it flushes its nodes, sends its
-    last packets and an end-of-stream mark downstream, and returns its statistics. The driver
-    merges them into the same summary as the local runner (:func:`pipeline.metrics.build_summary`).
+    A group ends when its sources are exhausted (or the run stops), every forward upstream group
+    has ended and, on a closed loop, the driver has seen the whole graph quiet; it flushes, sends
+    an end mark downstream and returns its statistics.
 
-Determinism: every edge keeps its order, so a graph whose nodes depend only on each input's own
-order (all of ours) gives the same outputs as the local runner. A node with inputs from two
-different actors sees those inputs interleaved as they arrive, as in any live system.
+Checkpoints and restarts (``runtime.checkpoint_s``, default 5 s, 0 = off; ``runtime.max_restarts``,
+default 3)
+    The driver asks every running group for a checkpoint (its nodes' ``state()`` plus sequence
+    numbers, ticks, statistics and how far it has read each sender's batches) on that schedule and
+    keeps the latest one per group; each sender then forgets the batches the checkpoint covers.
+    Senders keep the batches sent since the receiver's last checkpoint (at most
+    :data:`MAX_KEPT_BYTES` per receiver; beyond that the oldest are forgotten and counted as
+    ``kept_overflow``). When an actor dies the driver notices (it polls every 0.1 s, never an
+    unbounded wait), creates a new actor, opens its nodes, restores the checkpoint and has the
+    senders re-send what they kept. Packets a group had already processed come again with sequence
+    numbers it has seen: they are dropped (``duplicates_dropped``), so a replay through a crash
+    gives the outputs of an uninterrupted run. Live sources cannot rewind: what a dead inlet would
+    have read is gone (the inlet's counters show the gap). A restarted group numbers its batches in
+    a new epoch; its receivers drop the dead incarnation's leftovers. Past ``max_restarts`` the run
+    stops, says which node failed, and still returns the summary of what ran (the dead group's
+    statistics from its last checkpoint). Limitation: if a group and its direct upstream both die
+    within one checkpoint interval, packets in between may be lost (counted as gaps).
 """
 from __future__ import annotations
 
@@ -45,18 +53,30 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from pipeline.clock import local_clock
 from pipeline.errors import ConfigError, UserError
 from pipeline.graph import GraphSpec
-from pipeline.metrics import LatencyStats, build_summary
-from pipeline.node import Source, StreamMismatch
+from pipeline.log import runner_logger
 from pipeline.packet import StreamInfo
-from pipeline.registry import node_class
-from pipeline.runners.executor import GroupExecutor
+from pipeline.runners.realtime import freeze_setup_objects
+from pipeline.runners.opening import (
+    construct_node,
+    error_from_line,
+    error_line,
+    open_all,
+    open_feedback,
+    open_node,
+)
+from pipeline.runners.plan import LIVE_SOURCE_KINDS, GroupPlan, plan_groups, unfused_live_warning  # noqa: F401
 from pipeline.runners.progress import ReplayProgress, merge_progress, sources_progress
+from pipeline.runners.signals import StopRequest
+from pipeline.runners.status import Snapshot, StatusLine
+from pipeline.runners.stepper import Batch, Stepper
+from pipeline.runners.summary import group_result, merge_summary
+
+log = runner_logger()
 
 HEARTBEAT_S = 0.01
 """Seconds after which an idle live sender tells its receivers the time anyway."""
@@ -64,88 +84,54 @@ MAX_INBOX = 64
 """Batches an actor queues before its senders wait."""
 MAX_INFLIGHT = 8
 """Unacknowledged batches a sender keeps per receiver before it waits."""
+MAX_KEPT_BYTES = 256 * 2**20
+"""Bytes of sent batches a sender keeps per receiver for re-sending after the receiver restarts."""
 SWITCH_INTERVAL_S = 0.0002
-"""``sys.setswitchinterval`` inside group actors (see :class:`GroupWorker`)."""
+"""``sys.setswitchinterval`` inside group actors (see :class:`GroupActor`)."""
+POLL_S = 0.1
+"""The driver's polling period (s): actor deaths are noticed within about this long."""
+CALL_TIMEOUT_S = 60.0
+"""Longest wait for a control call to an actor (opening a node may resolve an LSL stream)."""
+START_TIMEOUT_S = 300.0
+"""Longest wait for new actors to start (a Ray worker process; minutes on an overloaded machine)."""
 
 
-# --- planning (driver side, no Ray needed) ---------------------------------------------------------
-@dataclass
-class GroupPlan:
-    """One actor's share of a graph.
+# --- Ray start-up ----------------------------------------------------------------------------------
+def ensure_ray(runtime: dict[str, Any], address: str | None) -> bool:
+    """Connect to Ray; return True if this call started it (and so must shut it down)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
 
-    Attributes:
-        name: the group's name (its nodes joined by ``+``).
-        nodes: node names in topological order.
-        upstream: groups that feed this one over non-feedback edges (their end-of-stream is awaited).
-        downstream: groups this one sends packets to (feedback edges included).
-        resources: summed Ray resources of the nodes.
-    """
+    if ray.is_initialized():
+        return False
+    address = address or runtime.get("address")
+    log.info("starting Ray%s…", f" (joining {address})" if address else " on loopback")
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
+        else:
+            # A local Ray for this run only: its services listen on loopback, not on the machine's
+            # network address. Ray swaps an explicit 127.0.0.1 for the "reachable" address unless
+            # multi-node clustering is off: the variable turns it off for the processes Ray starts,
+            # the constant for this one (read at import, which may have happened already).
+            from ray._private import ray_constants
 
-    name: str
-    nodes: list[str]
-    upstream: set[str] = field(default_factory=set)
-    downstream: set[str] = field(default_factory=set)
-    resources: dict[str, float] = field(default_factory=dict)
-
-
-def plan_groups(spec: GraphSpec) -> tuple[list[GroupPlan], dict[str, str]]:
-    """Groups (fused ones from ``runtime.fuse``, every other node alone) and node -> group name.
-
-    Groups come in topological order of their first node.
-    """
-    order = spec.order()
-    fused = {n: list(g) for g in spec.runtime.get("fuse") or [] for n in g}
-    plans: list[GroupPlan] = []
-    group_of: dict[str, str] = {}
-    for name in order:
-        if name in group_of:
-            continue
-        members = [n for n in order if n in fused[name]] if name in fused else [name]
-        plan = GroupPlan("+".join(members), members)
-        for member in members:
-            group_of[member] = plan.name
-            for key, value in spec.nodes[member].resources.items():
-                plan.resources[key] = plan.resources.get(key, 0.0) + float(value)
-        plans.append(plan)
-    by_name = {p.name: p for p in plans}
-    for e in spec.edges:
-        src, dst = group_of[e.src], group_of[e.dst]
-        if src == dst:
-            continue
-        by_name[src].downstream.add(dst)
-        if not e.feedback:
-            by_name[dst].upstream.add(src)
-    _refuse_group_cycles(spec, plans)
-    return plans, group_of
-
-
-LIVE_SOURCE_KINDS = ("lsl_inlet",)
-
-
-def unfused_live_warning(spec: GraphSpec, group_of: dict[str, str]) -> str | None:
-    """A warning when a live source's packets leave its actor: each one then pays a Ray actor call
-    (about a millisecond of CPU), which on a small machine queues a live stream (see the README)."""
-    live = [n for n, node in spec.nodes.items() if node.kind in LIVE_SOURCE_KINDS]
-    leaving = [n for n in live if any(e.src == n and group_of[e.dst] != group_of[n] for e in spec.edges)]
-    if not leaving:
-        return None
-    return (f"{spec.file}: live source(s) {', '.join(leaving)} send every packet to another actor; for low "
-            "latency put the live path in one group (runtime.fuse: [[inlet, ..., outlet]])")
-
-
-def _refuse_group_cycles(spec: GraphSpec, plans: list[GroupPlan]) -> None:
-    """Fusing a -> b -> c with a and c in one group, but not b, makes two actors wait on each other."""
-    from pipeline.graph import Edge, _find_cycle
-
-    edges = [Edge(u, "out", p.name, "in") for p in plans for u in p.upstream]
-    cycle = _find_cycle([p.name for p in plans], edges)
-    if cycle:
-        raise ConfigError(
-            spec.file,
-            "fuse groups make a cycle between actors: " + " -> ".join(cycle + [cycle[0]])
-            + "; put every node on the path between two fused nodes into their group",
-            key="runtime.fuse",
-        )
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+            ray_constants.ENABLE_RAY_CLUSTER = False
+            dashboard = bool(runtime.get("dashboard"))
+            ray.init(
+                num_cpus=runtime.get("num_cpus") or os.cpu_count() or 1,
+                include_dashboard=dashboard,
+                dashboard_host="127.0.0.1",
+                _node_ip_address="127.0.0.1",
+                log_to_driver=True,
+                logging_level=logging.WARNING,
+            )
+    except Exception as exc:  # noqa: BLE001 - Ray raises bare Exception when its node times out starting
+        where = f"Ray cluster at {address!r}" if address else "a local Ray"
+        raise UserError(f"could not start or join {where}: {' '.join(str(exc).split())}") from None
+    log.info("Ray ready")
+    return True
 
 
 def actor_options(resources: dict[str, float]) -> dict[str, Any]:
@@ -186,391 +172,702 @@ def check_resources(spec: GraphSpec, plans: list[GroupPlan], cluster: dict[str, 
                 )
 
 
-# --- Ray start-up ----------------------------------------------------------------------------------
-def ensure_ray(runtime: dict[str, Any], address: str | None) -> bool:
-    """Connect to Ray; return True if this call started it (and so must shut it down)."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
+# --- the mailbox -----------------------------------------------------------------------------------
+class Inbox:
+    """Batches from other groups, handed out in each sender's numbering order (Ray-free).
 
-    if ray.is_initialized():
-        return False
-    address = address or runtime.get("address")
-    try:
-        if address:
-            ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
-        else:
-            # A local Ray for this run only: its services listen on loopback, not on the machine's
-            # network address. Ray swaps an explicit 127.0.0.1 for the "reachable" address unless
-            # multi-node clustering is off: the variable turns it off for the processes Ray starts,
-            # the constant for this one (read at import, which may have happened already).
-            from ray._private import ray_constants
+    An envelope is ``(sender, epoch, number, Batch)``; ``epoch`` counts the sender's restarts. A
+    newer epoch replaces the older one (numbering restarts at 0, the dead incarnation's leftovers
+    are dropped and counted in ``stale``); an older epoch's envelope is stale.
+    """
 
-            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-            ray_constants.ENABLE_RAY_CLUSTER = False
-            dashboard = bool(runtime.get("dashboard"))
-            ray.init(
-                num_cpus=runtime.get("num_cpus") or os.cpu_count() or 1,
-                include_dashboard=dashboard,
-                dashboard_host="127.0.0.1",
-                _node_ip_address="127.0.0.1",
-                log_to_driver=True,
-                logging_level=logging.WARNING,
-            )
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        where = f"Ray cluster at {address!r}" if address else "a local Ray"
-        raise UserError(f"could not start or join {where}: {exc}") from None
-    return True
+    def __init__(self, plan: GroupPlan) -> None:
+        self.plan = plan
+        self.cv = threading.Condition()
+        self._queue: deque = deque()
+        self._pending: dict[str, dict[int, Batch]] = {}
+        self.position: dict[str, tuple[int, int]] = {}  # sender -> (epoch, next number)
+        self.stale = 0
+        self.stopping = False
+
+    def push(self, envelope: tuple) -> None:
+        """Queue an envelope (waits while the inbox is full, except for a loop's way back)."""
+        forward = envelope[0] in self.plan.upstream
+        with self.cv:
+            while forward and len(self._queue) >= MAX_INBOX and not self.stopping:
+                self.cv.wait(0.05)
+            self._queue.append(envelope)
+            self.cv.notify_all()
+
+    def take_ready(self) -> list[Batch]:
+        """The batches that are next in their sender's numbering, in order."""
+        with self.cv:
+            queued, self._queue = self._queue, deque()
+            self.cv.notify_all()
+        for sender, epoch, number, batch in queued:
+            cur_epoch, _ = self.position.get(sender, (0, 0))
+            if epoch < cur_epoch:
+                self.stale += 1
+                continue
+            if epoch > cur_epoch:
+                self.stale += len(self._pending.get(sender, {}))
+                self._pending[sender] = {}
+                self.position[sender] = (epoch, 0)
+            self._pending.setdefault(sender, {})[number] = batch
+        ready: list[Batch] = []
+        for sender, pending in self._pending.items():
+            epoch, n = self.position.get(sender, (0, 0))
+            while n in pending:
+                ready.append(pending.pop(n))
+                n += 1
+            self.position[sender] = (epoch, n)
+        return ready
+
+    def empty(self) -> bool:
+        with self.cv:
+            return not self._queue and not any(self._pending.values())
+
+    def wait(self, timeout: float) -> None:
+        with self.cv:
+            if not self._queue:
+                self.cv.wait(timeout)
+
+
+class Outbox:
+    """Numbered sends to other groups, with the batches kept for re-sending after a restart.
+
+    Args:
+        epoch: this incarnation of the sending group (0 first; +1 per restart).
+        push: ``push(group, envelope) -> ref`` (a Ray actor call); the refs bound what is in flight.
+        wait: ``wait(refs, timeout) -> ready`` (``ray.wait``).
+    """
+
+    def __init__(self, name: str, epoch: int, push: Callable, wait: Callable) -> None:
+        self.name, self.epoch = name, epoch
+        self._push, self._wait = push, wait
+        self.sent: dict[str, int] = {}
+        self.kept: dict[str, deque] = {}
+        self.kept_bytes: dict[str, int] = {}
+        self.kept_overflow = 0
+        self.inflight: dict[str, deque] = {}
+        self.lock = threading.Lock()
+
+    def send(self, group: str, batch: Batch, stopping: Callable[[], bool] = lambda: False) -> None:
+        with self.lock:
+            number = self.sent.get(group, 0)
+            self.sent[group] = number + 1
+            envelope = (self.name, self.epoch, number, batch)
+            size = sum(p.data.nbytes + p.timestamps.nbytes for _, _, p in batch.deliveries) + 64
+            kept = self.kept.setdefault(group, deque())
+            kept.append((number, size, envelope))
+            self.kept_bytes[group] = self.kept_bytes.get(group, 0) + size
+            while self.kept_bytes[group] > MAX_KEPT_BYTES and len(kept) > 1:
+                _, old, _ = kept.popleft()
+                self.kept_bytes[group] -= old
+                self.kept_overflow += 1
+            ref = self._push(group, envelope)
+            inflight = self.inflight.setdefault(group, deque())
+            inflight.append(ref)
+        while len(inflight) > MAX_INFLIGHT:  # bounded: give up on a dead receiver when stopping
+            if self._wait([inflight[0]], 0.2):
+                inflight.popleft()
+            elif stopping():
+                break
+
+    def trim(self, group: str, epoch: int, upto: int) -> None:
+        """Forget batches the receiver's checkpoint covers (numbers < ``upto`` of ``epoch``)."""
+        with self.lock:
+            if epoch != self.epoch:
+                return
+            kept = self.kept.get(group, deque())
+            while kept and kept[0][0] < upto:
+                _, size, _ = kept.popleft()
+                self.kept_bytes[group] -= size
+
+    def resend(self, group: str, position: tuple[int, int] | None) -> int:
+        """Push again the kept batches the restarted receiver has not covered; return how many."""
+        with self.lock:
+            start = position[1] if position is not None and position[0] == self.epoch else 0
+            envelopes = [env for number, _, env in self.kept.get(group, ()) if number >= start]
+            self.inflight[group] = deque(self._push(group, env) for env in envelopes)
+        return len(envelopes)
+
+    def drain(self, timeout: float) -> None:
+        refs = [r for q in self.inflight.values() for r in q]
+        if refs:
+            self._wait(refs, timeout)
 
 
 # --- the actor -------------------------------------------------------------------------------------
-class GroupWorker:
-    """Hosts one group of nodes inside a Ray actor (also usable in-process, for tests).
+class GroupActor:
+    """Hosts one group of nodes inside a Ray actor: a stepper behind an inbox and an outbox.
 
-    Messages between groups are ``(sender, number, clock, virtual, deliveries, eos)``:
-    ``deliveries`` is a list of ``(dst node, dst port, Packet)``; ``clock`` the sender's graph
-    clock (s) and ``virtual`` whether that clock is data time (replay at ``speed: max``).
+    Ray runs helper threads in an actor process; when one wants the interpreter while the group's
+    loop is busy (a spinning LSL inlet), Python's default 5 ms switch interval would stall the data
+    path for that long, so the actor sets 0.2 ms. The actor is threaded: the loop, incoming
+    batches and control calls (checkpoint, status) run side by side; a step and a checkpoint never
+    overlap.
     """
 
-    def __init__(self, plan: GroupPlan, node_specs: dict[str, tuple[str, dict[str, Any]]],
-                 routes: dict, sinks: set[str], group_of: dict[str, str]) -> None:
-        # Ray runs helper threads in an actor process; when one wants the interpreter while the
-        # group's loop is busy (a spinning LSL inlet), Python's default 5 ms switch interval would
-        # stall the data path for that long. 0.2 ms bounds such stalls. This process is ours.
+    def __init__(self) -> None:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        self.plan = plan
-        self.nodes = {}
-        for name, (kind, params) in node_specs.items():
-            node = node_class(kind)(**params)  # as the graph loader does (a node may have a "name" param)
-            node.name = name
-            self.nodes[name] = node
-        self.routes, self.sinks, self.group_of = routes, sinks, group_of
-        self.executor: GroupExecutor | None = None
+        self.nodes: dict[str, Any] = {}
+        self.stepper: Stepper | None = None
+        self.outbox: Outbox | None = None
         self.peers: dict[str, Any] = {}
-        self.ticking_groups: set[str] = set()
-        self._inbox: deque = deque()
-        self._cv = threading.Condition()
         self._stop = threading.Event()
-        self._sent: dict[str, int] = {}
-        self._inflight: dict[str, deque] = {}
-        self._expected: dict[str, int] = {}
-        self._pending: dict[str, dict[int, tuple]] = {}
-        self._eos: set[str] = set()
-        self._clocks: dict[str, tuple[float, bool]] = {}
+        self._quiet = threading.Event()
+        self._step_lock = threading.Lock()
         self._last_send = 0.0
-        self.dropped_after_end = 0
+        self._t0 = time.perf_counter()
 
-    # --- opening -----------------------------------------------------------------------------
-    def open_node(self, name: str, inputs: dict[str, dict]) -> tuple:
-        """Open one node; ``("ok", {port: info dict})`` or ``("mismatch", port, message)``."""
-        node = self.nodes[name]
-        try:
-            outputs = node.open({port: StreamInfo.from_dict(d) for port, d in inputs.items()})
-        except StreamMismatch as exc:
-            return ("mismatch", exc.port, str(exc))
-        missing = [p for p in node.outputs if p not in outputs]
-        if missing:
-            return ("error", f"node opened without describing its output port {missing[0]!r}")
-        return ("ok", {port: outputs[port].to_dict() for port in node.outputs})
+    def warm(self, kinds: list[str]) -> int:
+        """Import the node classes of ``kinds`` (a spare actor, ready to take over a dead group)."""
+        from pipeline.registry import node_class
 
-    def open_feedback(self, name: str, port: str, info: dict) -> tuple:
+        for kind in kinds:
+            node_class(kind)
+        return os.getpid()
+
+    # --- construction and opening (errors come back as text: one line, no Ray traceback) --------
+    def configure(self, file: str, plan: GroupPlan, node_specs: dict[str, tuple[str, dict[str, Any]]],
+                  routes: dict, sinks: set[str], group_of: dict[str, str], epoch: int = 0,
+                  log_level: int = logging.INFO) -> tuple[str, str] | None:
+        """Become ``plan``'s group (incarnation ``epoch``) and construct its nodes; an error as text.
+
+        Log records of the nodes (``spikeloop.node.<name>``) go to this process's stderr, which
+        Ray forwards to the driver's terminal, at the driver's level."""
+        from pipeline.log import setup_logging
+
+        setup_logging(logging.getLevelName(log_level))
+        self.file, self.plan, self.node_specs = file, plan, node_specs
+        self.routes, self.sinks, self.group_of = routes, sinks, group_of
+        self.epoch = epoch
+        self.inbox = Inbox(plan)
+        self._t0 = time.perf_counter()
         try:
-            self.nodes[name].open_feedback(port, StreamInfo.from_dict(info))
-        except StreamMismatch as exc:
-            return ("mismatch", exc.port, str(exc))
+            for name, (kind, params) in self.node_specs.items():
+                self.nodes[name] = construct_node(self.file, name, kind, params)
+        except UserError as exc:
+            return error_line(exc)
+        return None
+
+    def open_node(self, name: str, inputs: dict[str, dict], incoming: list) -> tuple:
+        try:
+            out = open_node(self.file, name, self.nodes[name],
+                            {p: StreamInfo.from_dict(d) for p, d in inputs.items()}, incoming)
+        except UserError as exc:
+            return ("error", *error_line(exc))
+        return ("ok", {port: info.to_dict() for port, info in out.items()})
+
+    def open_feedback(self, name: str, port: str, info: dict, src: str) -> tuple:
+        try:
+            open_feedback(self.file, name, self.nodes[name], port, StreamInfo.from_dict(info), src)
+        except UserError as exc:
+            return ("error", *error_line(exc))
         return ("ok",)
 
-    def setup(self, peers: dict[str, Any], ticking_groups: set[str]) -> bool:
-        """Receive the handles of the other groups' actors; build the executor."""
-        self.peers = peers
-        self.ticking_groups = ticking_groups
-        self.executor = GroupExecutor(self.nodes, self.routes, self.sinks)
+    def info(self) -> dict[str, Any]:
+        """pid, whether the group has sources, its ticking nodes."""
+        return {"pid": os.getpid()}
+
+    def setup(self, peers: dict[str, Any], state: dict[str, Any] | None = None) -> bool:
+        """Receive the other groups' handles; build the stepper; resume from ``state`` if given."""
+        import ray
+
+        self.peers = dict(peers)
+        self.stepper = Stepper(self.plan, self.nodes, self.routes, self.sinks, self.group_of)
+        self.outbox = Outbox(self.plan.name, self.epoch,
+                             lambda g, env: self.peers[g].push.remote(env),
+                             lambda refs, t: ray.wait(refs, num_returns=len(refs), timeout=t)[0])
+        if state is not None:
+            self.stepper.restore(state["stepper"])
+            self.inbox.position = {k: tuple(v) for k, v in state["inbox"].items()}
+        freeze_setup_objects()  # no full GC pass over Ray's and numpy's objects on the data path
         return True
 
-    # --- messages ----------------------------------------------------------------------------
-    def push(self, message: tuple) -> bool:
-        """Queue a batch from another group (waits while the inbox is full)."""
-        feedback_sender = message[0] not in self.plan.upstream  # never block a loop's way back
-        with self._cv:
-            while len(self._inbox) >= MAX_INBOX and not self._stop.is_set() and not feedback_sender:
-                self._cv.wait(0.05)
-            self._inbox.append(message)
-            self._cv.notify_all()
+    # --- messages and control ----------------------------------------------------------------
+    def push(self, envelope: tuple) -> bool:
+        self.inbox.push(envelope)
         return True
 
     def stop(self) -> bool:
         """Stop reading sources; the group then finishes as at the end of data."""
         self._stop.set()
-        with self._cv:
-            self._cv.notify_all()
+        self.inbox.stopping = True
+        with self.inbox.cv:
+            self.inbox.cv.notify_all()
         return True
 
+    def quiet(self) -> bool:
+        """The driver saw the whole graph quiet: a group on a closed loop may end."""
+        self._quiet.set()
+        return True
+
+    def set_peer(self, group: str, handle: Any, resend: bool, position: tuple[int, int] | None) -> int:
+        """A restarted group's new handle; if ``resend``, push again what was kept for it."""
+        self.peers[group] = handle
+        if resend and self.outbox is not None:
+            return self.outbox.resend(group, position)
+        return 0
+
+    def trim(self, group: str, epoch: int, upto: int) -> bool:
+        if self.outbox is not None:
+            self.outbox.trim(group, epoch, upto)
+        return True
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        """The group's checkpoint, taken between two steps (None once the group has ended)."""
+        with self._step_lock:
+            st = self.stepper
+            if st is None or st.done:
+                return None
+            return {"stepper": st.checkpoint(), "inbox": dict(self.inbox.position), "epoch": self.epoch,
+                    "t": time.time()}
+
+    def status(self) -> dict[str, Any]:
+        """Counts for the driver: quiet detection and the live status line."""
+        with self._step_lock:
+            st = self.stepper
+            ex = st.executor if st else None
+            return {
+                "idle": bool(st) and not st.active and self.inbox.empty(),
+                "done": bool(st and st.done),
+                "sent": {g: (self.epoch, n) for g, n in (self.outbox.sent.items() if self.outbox else ())},
+                "read": dict(self.inbox.position),
+                "source_samples": sum(ex.stats[n].samples_out for n in ex.sources) if ex else 0,
+                "sink_samples": sum(ex.stats[n].samples_in for n in ex.sinks) if ex else 0,
+                "in_graph_p50_ms": ex.latency.to_dict()["p50_ms"] if ex and ex.sinks else None,
+                "e2e_p50_ms": ex.e2e.to_dict()["p50_ms"] if ex and ex.sinks else None,
+                "counters": {f"{n}.{k}": int(v) for n, c in (ex.counters().items() if ex else ()) for k, v in c.items()
+                             if v and not k.startswith("packets.")},
+            }
+
     def progress(self) -> tuple[float, float] | None:
-        return sources_progress([n for n in self.nodes.values() if isinstance(n, Source)])
-
-    def _send(self, external: list, clock: float, virtual: bool, eos: bool = False, force: bool = False) -> None:
-        """Send one numbered batch to each downstream group that has packets (or all, if forced)."""
-        import ray
-
-        by_group: dict[str, list] = {}
-        for dst, port, packet in external:
-            by_group.setdefault(self.group_of[dst], []).append((dst, port, packet))
-        targets = self.plan.downstream if (eos or force) else set(by_group)
-        if virtual and not eos:
-            targets = targets | (self.plan.downstream & self.ticking_groups)
-        for group in sorted(targets):
-            number = self._sent.get(group, 0)
-            self._sent[group] = number + 1
-            inflight = self._inflight.setdefault(group, deque())
-            while len(inflight) >= MAX_INFLIGHT:
-                ray.wait([inflight.popleft()], timeout=None)
-            inflight.append(self.peers[group].push.remote(
-                (self.plan.name, number, clock, virtual, by_group.get(group, []), eos)))
-        if targets:
-            self._last_send = time.monotonic()
-
-    def _take_ready(self) -> list[tuple]:
-        """Messages that are next in their sender's numbering, in order."""
-        with self._cv:
-            while self._inbox:
-                msg = self._inbox.popleft()
-                self._pending.setdefault(msg[0], {})[msg[1]] = msg
-            self._cv.notify_all()
-        ready = []
-        for sender, pending in self._pending.items():
-            n = self._expected.get(sender, 0)
-            while n in pending:
-                ready.append(pending.pop(n))
-                n += 1
-            self._expected[sender] = n
-        return ready
-
-    def _upstream_clock(self) -> tuple[float, bool] | None:
-        if not self._clocks:
-            return None
-        if any(not virtual for _, virtual in self._clocks.values()):
-            return local_clock(), False
-        return min(c for c, _ in self._clocks.values()), True
-
-    # --- the loop (plain ray runner) ---------------------------------------------------------
-    def run_loop(self) -> dict[str, Any]:
-        """Run until the group's sources end (or stop()) and every upstream group has finished."""
-        ex = self.executor
-        assert ex is not None, "setup() first"
-        order = self.plan.nodes
-        active = list(ex.sources)
-        t0 = time.perf_counter()
-        try:
-            self._send(ex.start(order), local_clock(), False)
-            while True:
-                did_work = False
-                for msg in self._take_ready():
-                    sender, _, clock, virtual, deliveries, eos = msg
-                    self._clocks[sender] = (clock, virtual)
-                    external: list = []
-                    for dst, port, packet in deliveries:
-                        external += ex.deliver(dst, port, packet)
-                    if eos:
-                        self._eos.add(sender)
-                    if ex.ticking and not active:
-                        now = self._upstream_clock()
-                        if now is not None:
-                            external += ex.tick(now[0])
-                    now = self._upstream_clock() or (local_clock(), False)
-                    heartbeat = not now[1] and time.monotonic() - self._last_send > HEARTBEAT_S
-                    self._send(external, now[0], now[1], force=heartbeat)
-                    did_work = True
-                if self._stop.is_set():
-                    active = []
-                if active:
-                    external = []
-                    for name in list(active):
-                        out = ex.read_source(name)
-                        if out is None:
-                            active.remove(name)
-                        else:
-                            external += out
-                    clock, virtual = self._own_clock(active)
-                    if ex.ticking:
-                        external += ex.tick(clock)
-                    heartbeat = time.monotonic() - self._last_send > HEARTBEAT_S
-                    self._send(external, clock, virtual, force=heartbeat and not virtual)
-                    did_work = True
-                elif ex.ticking:
-                    now = self._upstream_clock()
-                    if now is not None and not now[1]:  # live: tick on the wall clock when idle
-                        self._send(ex.tick(now[0]), now[0], False)
-                if not active and self.plan.upstream <= self._eos and not self._has_pending():
-                    break
-                if not did_work:
-                    with self._cv:
-                        if not self._inbox:
-                            self._cv.wait(0.001 if ex.ticking else 0.05)
-            clock, virtual = self._upstream_clock() or self._own_clock([])
-            self._send(ex.flush(order), clock, virtual)
-            self._send([], clock, virtual, eos=True)
-            self._drain_inflight()
-        finally:
-            wall_s = time.perf_counter() - t0
-            counters, reports = ex.counters(), ex.reports()
-            ex.close()
-        return self._result(wall_s, counters, reports)
-
-    def _own_clock(self, active: list[str]) -> tuple[float, bool]:
-        virtual = [self.nodes[n].virtual_time for n in active]  # type: ignore[attr-defined]
-        if virtual and all(v is not None for v in virtual):
-            return float(min(virtual)), True  # type: ignore[type-var]
-        return local_clock(), False
-
-    def _has_pending(self) -> bool:
-        with self._cv:
-            return bool(self._inbox) or any(self._pending.values())
-
-    def _drain_inflight(self) -> None:
-        import ray
-
-        refs = [r for q in self._inflight.values() for r in q]
-        if refs:
-            ray.get(refs)
-
-    def _result(self, wall_s: float, counters: dict, reports: dict) -> dict[str, Any]:
-        ex = self.executor
-        assert ex is not None
-        return {
-            "group": self.plan.name,
-            "stats": ex.stats,
-            "counters": counters,
-            "reports": reports,
-            "latency": ex.latency.values,
-            "source_samples": sum(ex.stats[n].samples_out for n in ex.sources),
-            "wall_s": wall_s,
-            "pid": os.getpid(),
-            "torch_imported": "torch" in sys.modules,  # the runtime path must stay torch-free
-        }
+        return sources_progress(list(self.stepper.sources.values())) if self.stepper else None
 
     def ping(self) -> int:
         return os.getpid()
 
+    # --- the loop ----------------------------------------------------------------------------
+    def run_loop(self) -> dict[str, Any]:
+        """Step until the group ends; return its statistics (see :func:`group_result`)."""
+        st, outbox = self.stepper, self.outbox
+        assert st is not None and outbox is not None, "setup() first"
+        try:
+            while not st.done:
+                with self._step_lock:
+                    inbound = self.inbox.take_ready()
+                    had_sources = bool(st.active)
+                    out = st.step(inbound, stop=self._stop.is_set(), quiet=self._quiet.is_set())
+                    self._send(out, eos=st.done)
+                if not inbound and not had_sources and not st.done:
+                    self.inbox.wait(0.001 if st.executor.ticking else 0.02)
+            outbox.drain(5.0)
+        finally:
+            counters, reports = st.executor.counters(), st.executor.reports()
+            for name, extra in (("kept_overflow", outbox.kept_overflow), ("stale_batches", self.inbox.stale)):
+                if extra:
+                    counters.setdefault(self.plan.nodes[0], {})[name] = extra
+            st.executor.close()
+        return group_result(st, time.perf_counter() - self._t0, counters, reports)
 
-# --- driver helpers shared with the compiled runner --------------------------------------------------
-def open_remote(spec: GraphSpec, actor_of: dict[str, Any]) -> dict[tuple[str, str], StreamInfo]:
-    """Open every node inside its actor, in topological order (errors as in :func:`open_graph`)."""
-    import ray
-
-    infos: dict[tuple[str, str], StreamInfo] = {}
-    incoming: dict[str, list] = {n: [] for n in spec.nodes}
-    for e in spec.edges:
-        incoming[e.dst].append(e)
-    for name in spec.order():
-        inputs = {e.dst_port: infos[(e.src, e.src_port)].to_dict() for e in incoming[name] if not e.feedback}
-        result = _get(ray, actor_of[name].open_node.remote(name, inputs))
-        if result[0] == "mismatch":
-            upstream = next((f" (from {e.src}.{e.src_port})" for e in incoming[name] if e.dst_port == result[1]), "")
-            raise ConfigError(spec.file, f"{result[2]}{upstream}", node=name, key=f"input {result[1]}")
-        if result[0] == "error":
-            raise ConfigError(spec.file, result[1], node=name)
-        for port, d in result[1].items():
-            infos[(name, port)] = StreamInfo.from_dict(d)
-    for e in spec.edges:
-        if e.feedback:
-            result = _get(ray, actor_of[e.dst].open_feedback.remote(e.dst, e.dst_port, infos[(e.src, e.src_port)].to_dict()))
-            if result[0] == "mismatch":
-                raise ConfigError(spec.file, f"{result[2]} (fed back from {e.src}.{e.src_port})", node=e.dst,
-                                  key=f"input {e.dst_port}")
-    return infos
-
-
-def _get(ray: Any, ref: Any, timeout: float | None = None) -> Any:
-    """``ray.get`` that re-raises a node's own error (UserError, ValueError, ...) unwrapped."""
-    try:
-        return ray.get(ref, timeout=timeout)
-    except ray.exceptions.RayTaskError as exc:
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, UserError):
-            raise cause from None
-        raise
+    def _send(self, out: list, eos: bool) -> None:
+        st, outbox = self.stepper, self.outbox
+        assert st is not None and outbox is not None
+        batches = st.batches(out, eos=eos)
+        clock = st.clock()
+        if not eos and clock is not None and not clock[1] and time.monotonic() - self._last_send > HEARTBEAT_S:
+            for group in st.plan.clock_to:  # live and idle: tell ticking receivers the time
+                batches.setdefault(group, Batch(st.plan.name, clock))
+        for group in sorted(batches):
+            outbox.send(group, batches[group], self._stop.is_set)
+        if batches:
+            self._last_send = time.monotonic()
 
 
-def make_actors(spec: GraphSpec, plans: list[GroupPlan], group_of: dict[str, str],
-                max_concurrency: int = 1, worker: type | None = None) -> dict[str, Any]:
-    """One actor per group (``{group name: handle}``), each holding freshly constructed nodes.
+# --- the driver --------------------------------------------------------------------------------------
+class Driver:
+    """Creates, opens, watches, checkpoints and restarts one run's group actors."""
 
-    ``max_concurrency > 1`` makes threaded actors (the ``ray`` runner's loop plus incoming batches).
-    """
-    import ray
+    def __init__(self, spec: GraphSpec, runner: str, worker: type = GroupActor, max_concurrency: int = 4 + MAX_INFLIGHT,
+                 observer: Callable[[str, dict], None] | None = None, restarts: bool = True) -> None:
+        import ray
 
-    options: dict[str, Any] = {"max_concurrency": max_concurrency}
-    check_resources(spec, plans, ray.cluster_resources())
-    if (warning := unfused_live_warning(spec, group_of)):
-        print(f"warning: {warning}", file=sys.stderr)
-    cls = ray.remote(worker or GroupWorker)
-    routes, sinks = spec.routes(), spec.sinks()
-    actors = {}
-    for plan in plans:
+        self.ray = ray
+        self.spec, self.runner = spec, runner
+        self.plans, self.group_of = plan_groups(spec)
+        self.by_name = {p.name: p for p in self.plans}
+        self.worker = ray.remote(worker)
+        self.max_concurrency = max_concurrency
+        self.observer = observer or (lambda event, info: None)
+        self.actors: dict[str, Any] = {}
+        self.epochs: dict[str, int] = {p.name: 0 for p in self.plans}
+        self.infos: dict[tuple[str, str], StreamInfo] = {}
+        self.checkpoints: dict[str, dict] = {}
+        self.restarts: dict[str, int] = {}
+        self.pids: dict[str, int] = {}
+        self.spare: Any = None
+        self.downtime: dict[str, float] = {}
+        self.spare_ready = False
+        self.can_restart = restarts
+        check_resources(spec, self.plans, ray.cluster_resources())
+        if (warning := unfused_live_warning(spec, self.group_of)):
+            log.warning(warning)
+
+    # --- calls ---------------------------------------------------------------------------------
+    def get(self, ref: Any, what: str, timeout: float = CALL_TIMEOUT_S) -> Any:
+        """A bounded ``ray.get``; a node's UserError comes back unwrapped."""
+        ray = self.ray
+        ready, _ = ray.wait([ref], timeout=timeout)
+        if not ready:
+            raise UserError(f"{self.spec.file}: {what} did not answer within {timeout:g} s")
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, UserError):
+                raise cause from None
+            raise
+
+    def spawn(self, resources: dict[str, float]) -> Any:
+        """A new (unconfigured) group actor."""
+        return self.worker.options(max_concurrency=self.max_concurrency, **actor_options(resources)).remote()
+
+    def configure(self, plan: GroupPlan, actor: Any) -> Any:
+        spec = self.spec
         node_specs = {n: (spec.nodes[n].kind, spec.nodes[n].params) for n in plan.nodes}
-        actors[plan.name] = cls.options(**options, **actor_options(plan.resources)).remote(
-            plan, node_specs, routes, sinks, group_of)
-    return actors
+        return actor.configure.remote(spec.file, plan, node_specs, spec.routes(), spec.sinks(), self.group_of,
+                                      self.epochs[plan.name], logging.getLogger("spikeloop").getEffectiveLevel())
+
+    def _spare(self) -> None:
+        """Start a spare actor (no resources asked) with the node modules imported: a restart then
+        skips starting a Ray worker process (seconds), the largest part of its time."""
+        self.spare = self.spawn({})
+        self.spare_ref = self.spare.warm.remote(sorted({n.kind for n in self.spec.nodes.values()}))
+        self.spare_ready = False
+
+    def check_spare(self) -> None:
+        """Note (log, observer "spare_ready") when the spare actor has started."""
+        if self.spare is not None and not self.spare_ready and self.ray.wait([self.spare_ref], timeout=0)[0]:
+            self.spare_ready = True
+            log.debug("spare actor ready")
+            self.observer("spare_ready", {})
+
+    def create(self, plan: GroupPlan) -> Any:
+        """An actor for ``plan``: the spare if it fits (no resources asked), else a new one."""
+        if self.spare is not None and not plan.resources:
+            actor, self.spare = self.spare, None
+        else:
+            actor = self.spawn(plan.resources)
+        error = self.get(self.configure(plan, actor), f"group {plan.name!r} (starting its actor)", START_TIMEOUT_S)
+        if error:
+            raise error_from_line(*error)
+        self.actors[plan.name] = actor
+        return actor
+
+    def _open_one(self, name: str, inputs: dict[str, StreamInfo], incoming: list) -> dict[str, StreamInfo]:
+        actor = self.actors[self.group_of[name]]
+        result = self.get(actor.open_node.remote(name, {p: i.to_dict() for p, i in inputs.items()}, incoming),
+                          f"node {name!r} (opening)")
+        if result[0] == "error":
+            raise error_from_line(result[1], result[2])
+        return {p: StreamInfo.from_dict(d) for p, d in result[1].items()}
+
+    def _feedback_one(self, e: Any, info: StreamInfo) -> None:
+        result = self.get(self.actors[self.group_of[e.dst]].open_feedback.remote(e.dst, e.dst_port, info.to_dict(),
+                                                                                 f"{e.src}.{e.src_port}"),
+                          f"node {e.dst!r} (opening)")
+        if result[0] == "error":
+            raise error_from_line(result[1], result[2])
+
+    def start(self) -> None:
+        """Create every actor, open every node (in topological order), set up the peers."""
+        for plan in self.plans:  # start the actors' processes side by side, then configure them
+            self.actors[plan.name] = self.spawn(plan.resources)
+        log.info("starting %d actors…", len(self.plans))
+        errors = [self.get(self.configure(p, self.actors[p.name]), f"group {p.name!r} (starting its actor)",
+                           START_TIMEOUT_S) for p in self.plans]
+        for error in errors:
+            if error:
+                raise error_from_line(*error)
+        self.infos = open_all(self.spec, self._open_one, self._feedback_one)
+        self.get_all([a.setup.remote(self.actors) for a in self.actors.values()], "setting up the groups")
+        self.pids = dict(zip(self.actors, self.get_all([a.ping.remote() for a in self.actors.values()], "ping")))
+        self.observer("started", {"pids": dict(self.pids)})
+        if self.can_restart and int(self.spec.runtime.get("max_restarts", 3)) > 0 and float(self.spec.runtime.get("checkpoint_s", 5.0) or 0) > 0:
+            self._spare()
+
+    def get_all(self, refs: list, what: str) -> list:
+        return [self.get(r, what) for r in refs]
+
+    # --- restarts ------------------------------------------------------------------------------
+    def reopen(self, plan: GroupPlan) -> None:
+        """Open the nodes of a freshly created group actor with the graph's known descriptions."""
+        from pipeline.runners.opening import incoming_edges, log_wait
+
+        incoming = incoming_edges(self.spec)
+        for name in plan.nodes:
+            inputs = {e.dst_port: self.infos[(e.src, e.src_port)] for e in incoming[name] if not e.feedback}
+            log_wait(self.spec, name)
+            self._open_one(name, inputs, incoming[name])
+        for e in self.spec.edges:
+            if e.feedback and e.dst in plan.nodes:
+                self._feedback_one(e, self.infos[(e.src, e.src_port)])
+
+    def restart(self, group: str) -> Any:
+        """Recreate ``group``'s actor from its last checkpoint; senders re-send what they kept."""
+        t0 = time.perf_counter()
+        plan = self.by_name[group]
+        try:
+            self.ray.kill(self.actors[group])
+        except Exception:  # noqa: BLE001 - already dead
+            pass
+        self.epochs[group] += 1
+        actor = self.create(plan)
+        self.reopen(plan)
+        state = self.checkpoints.get(group)
+        self.get(actor.setup.remote(self.actors, state), f"group {group!r} (restoring)")
+        self.pids[group] = self.get(actor.ping.remote(), "ping")
+        self.loop_ref = actor.run_loop.remote()  # running before the re-sent batches fill its inbox
+        resent = 0
+        for other, handle in self.actors.items():
+            if other == group:
+                continue
+            senders = self.by_name[group].upstream | self.by_name[group].feedback_from
+            position = state["inbox"].get(other) if state else None
+            resent += self.get(handle.set_peer.remote(group, actor, other in senders, position),
+                               f"group {other!r} (re-sending)")
+        if self.spare is None:
+            self._spare()
+        log.info("group %r restarted in %.0f ms from %s; %d batches re-sent", group, (time.perf_counter() - t0) * 1e3,
+                 "its checkpoint of %s" % time.strftime("%H:%M:%S", time.localtime(state["t"])) if state else "the start",
+                 resent)
+        restored = sum(state["stepper"]["executor"]["stats"][n].samples_in for n in plan.nodes
+                       if n in self.spec.sinks()) if state else 0
+        self.observer("restarted", {"group": group, "pid": self.pids[group], "actor": actor,
+                                    "sink_samples_restored": restored})
+        return actor
+
+    def failed_result(self, group: str) -> dict[str, Any] | None:
+        """A dead group's statistics as of its last checkpoint (for the summary of what ran)."""
+        state = self.checkpoints.get(group)
+        if state is None:
+            return None
+        ex = state["stepper"]["executor"]
+        return {"group": group, "stats": ex["stats"], "counters": {}, "reports": {}, "latency": ex["latency"],
+                "e2e": ex["e2e"], "source_samples": 0, "duplicates": 0, "dropped_after_end": 0,
+                "wall_s": 0.0, "pid": self.pids.get(group, -1), "torch_imported": False}
 
 
-def merge_summary(spec: GraphSpec, runner: str, results: list[dict], wall_s: float, stopped_by: str) -> dict[str, Any]:
-    """The run summary from every group's results, nodes in config order (as the local runner)."""
-    stats, counters, reports = {}, {}, {}
-    latency = LatencyStats()
-    for r in results:
-        stats.update(r["stats"])
-        counters.update(r["counters"])
-        reports.update(r["reports"])
-        latency.extend(r["latency"])
-    ordered = {n: stats[n] for n in spec.nodes if n in stats}
-    summary = build_summary(
-        graph=spec.name, runner=runner, wall_s=wall_s, stats=ordered,
-        counters={n: counters.get(n, {}) for n in ordered}, reports={n: reports.get(n, {}) for n in ordered},
-        latency=latency, source_samples=sum(r["source_samples"] for r in results), stopped_by=stopped_by,
-    )
-    summary["groups"] = {r["group"]: {"pid": r["pid"], "torch_imported": r["torch_imported"]} for r in results}
-    return summary
+def _has_loop_between_groups(plans: list[GroupPlan]) -> bool:
+    return any(p.feedback_from for p in plans)
 
 
 # --- the runner --------------------------------------------------------------------------------------
 def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = None,
-        address: str | None = None) -> dict[str, Any]:
-    """Run ``spec`` with one Ray actor per group; return the summary (same keys as ``local``)."""
-    started = ensure_ray(spec.runtime, address)
-    import ray
+        address: str | None = None, observer: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
+    """Run ``spec`` with one Ray actor per group; return the summary (same keys as ``local``).
 
-    plans, group_of = plan_groups(spec)
-    # threads: the loop, incoming batches, control calls. Pushes wait only when an inbox is full
-    # (and then the loop is draining it), so a small pool suffices; large pools slow Ray's calls.
-    actors = make_actors(spec, plans, group_of, max_concurrency=4 + MAX_INFLIGHT)
-    bar = ReplayProgress(progress)
-    stopped_by = "end of data"
-    try:
-        open_remote(spec, {n: actors[g] for n, g in group_of.items()})
-        ticking = {group_of[n] for n, node in spec.instances.items() if node.tick_interval}
-        ray.get([a.setup.remote(actors, ticking) for a in actors.values()])
-        t0 = time.perf_counter()
-        refs = [a.run_loop.remote() for a in actors.values()]
-        source_groups = [g for g in plans if any(isinstance(spec.instances[n], Source) for n in g.nodes)]
-        deadline = None if duration_s is None else time.perf_counter() + duration_s
-        stopped = False
+    ``observer(event, info)`` is told ``"started"`` ({"pids": {group: pid}}), ``"checkpoint"``
+    ({"group"}) and ``"restarted"`` ({"group", "pid"}) (tests and benchmarks use it).
+    """
+    status = StatusLine(progress)
+    status.message("starting Ray…")
+    with StopRequest() as stop:
+        started = ensure_ray(spec.runtime, address)
+        stop.install()  # over the SIGTERM handler ray.init installs
+        import ray
+
+        driver = None
         try:
-            while True:
-                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0.2)
-                if len(ready) == len(refs):
-                    break
-                bar.update(lambda: merge_progress(ray.get([actors[g.name].progress.remote() for g in source_groups])))
-                if not stopped and deadline is not None and time.perf_counter() >= deadline:
-                    stopped_by, stopped = f"duration {duration_s:g} s", True
-                    ray.get([a.stop.remote() for a in actors.values()])
-        except KeyboardInterrupt:
-            stopped_by = "interrupted (Ctrl-C)"
-            ray.get([a.stop.remote() for a in actors.values()])
-        results = [_get(ray, r) for r in refs]
-        wall_s = time.perf_counter() - t0
+            driver = Driver(spec, "ray", observer=observer)
+            status.message("opening nodes…")
+            driver.start()
+            status.close()
+            return _drive(driver, spec, progress, duration_s, stop)
+        finally:
+            status.close()
+            if driver is not None:
+                for a in list(driver.actors.values()) + ([driver.spare] if driver.spare is not None else []):
+                    ray.kill(a)
+            if started:
+                ray.shutdown()
+
+
+def _drive(driver: Driver, spec: GraphSpec, progress: bool, duration_s: float | None, stop: StopRequest) -> dict[str, Any]:
+    ray = driver.ray
+    checkpoint_s = float(spec.runtime.get("checkpoint_s", 5.0) or 0.0)
+    max_restarts = int(spec.runtime.get("max_restarts", 3))
+    bar = ReplayProgress(progress)
+    source_groups = [p.name for p in driver.plans if any(driver.spec.nodes[n].kind in _source_kinds() for n in p.nodes)]
+    live = not source_groups or any(spec.nodes[n].kind in LIVE_SOURCE_KINDS for n in spec.nodes)
+    status = StatusLine(progress and live)
+    loops = _has_loop_between_groups(driver.plans)
+    t0 = time.perf_counter()
+    deadline = None if duration_s is None else t0 + duration_s
+    refs = {g: a.run_loop.remote() for g, a in driver.actors.items()}
+    log.info("graph running (%d actors; checkpoints %s)", len(refs), f"every {checkpoint_s:g} s" if checkpoint_s else "off")
+    results: dict[str, dict] = {}
+    pending_ckpt: dict[str, Any] = {}
+    next_ckpt = time.monotonic() + checkpoint_s if checkpoint_s > 0 else None
+    stopped_by, stopping, failure = "end of data", False, None
+    quiet_seen: list = []
+    try:
+        while len(results) < len(refs):
+            waiting = [r for g, r in refs.items() if g not in results]
+            ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=POLL_S)
+            for group, ref in list(refs.items()):
+                if group in results or ref not in ready:
+                    continue
+                try:
+                    results[group] = driver.get(ref, f"group {group!r}", timeout=1.0)
+                except UserError as exc:  # a node raised (NodeFailure): no restart, stop with its line
+                    failure = f"{spec.file}: {exc}"
+                    log.error(failure)
+                    raise _Failed(group) from None
+                except ray.exceptions.RayActorError:
+                    n = driver.restarts.get(group, 0) + 1
+                    driver.restarts[group] = n
+                    members = driver.by_name[group].nodes
+                    nodes = ("node " if len(members) == 1 else "nodes ") + ", ".join(repr(x) for x in members)
+                    if n > max_restarts:
+                        failure = (f"{spec.file}: {nodes} died {n} times (runtime.max_restarts is {max_restarts});"
+                                   " the run stopped")
+                        log.error(failure)
+                        raise _Failed(group) from None
+                    log.warning("%s: actor died (restart %d of at most %d)", nodes, n, max_restarts)
+                    t_dead = time.monotonic()
+                    actor = driver.restart(group)
+                    down = time.monotonic() - t_dead
+                    driver.downtime[group] = driver.downtime.get(group, 0.0) + down
+                    live = [x for x in driver.by_name[group].nodes if spec.nodes[x].kind in LIVE_SOURCE_KINDS]
+                    if live:
+                        log.warning("live source(s) %s were down about %.2f s (plus the time Ray took to report the "
+                                    "death): what arrived then is lost; live sources cannot rewind", ", ".join(live), down)
+                    pending_ckpt.pop(group, None)
+                    refs[group] = driver.loop_ref
+                    if stopping:
+                        actor.stop.remote()
+            driver.check_spare()
+            # checkpoints: ask on schedule, collect without waiting
+            if next_ckpt is not None and time.monotonic() >= next_ckpt and not stopping:
+                next_ckpt = time.monotonic() + checkpoint_s
+                for group, actor in driver.actors.items():
+                    if group not in results and group not in pending_ckpt:
+                        pending_ckpt[group] = actor.checkpoint.remote()
+            if pending_ckpt:
+                done_ckpt, _ = ray.wait(list(pending_ckpt.values()), num_returns=len(pending_ckpt), timeout=0)
+                for group, ref in list(pending_ckpt.items()):
+                    if ref in done_ckpt:
+                        del pending_ckpt[group]
+                        try:
+                            state = ray.get(ref)
+                        except ray.exceptions.RayError:
+                            continue  # the actor died: its run_loop ref reports it
+                        if state is not None:
+                            _keep_checkpoint(driver, group, state)
+            if loops and not stopping:
+                _check_quiet(driver, results, quiet_seen)
+            if not stopping:
+                if stop:
+                    stopping, stopped_by = True, stop.reason or stopped_by
+                elif deadline is not None and time.perf_counter() >= deadline:
+                    stopping, stopped_by = True, f"duration {duration_s:g} s"
+                if stopping:
+                    log.info("stopping: %s", stopped_by)
+                    for a in driver.actors.values():
+                        a.stop.remote()
+            if bar.enabled and source_groups:
+                bar.update(lambda: merge_progress(_bounded_all(ray, [driver.actors[g].progress.remote() for g in source_groups])))
+            status.update(lambda: _status_snapshot(driver, results))
+    except _Failed:
+        stopped_by = "failure: " + (failure or "a node failed")
+        for a in driver.actors.values():
+            a.stop.remote()
+        for group, ref in refs.items():
+            if group in results or group == _Failed.group:
+                continue
+            try:
+                results[group] = driver.get(ref, f"group {group!r}", timeout=5.0)
+            except Exception:  # noqa: BLE001 - another dead actor: report what its checkpoint has
+                pass
+    except KeyboardInterrupt:
+        stopped_by = "forced exit (second stop signal)"
     finally:
         bar.close()
-        for a in actors.values():
-            ray.kill(a)
-        if started:
-            ray.shutdown()
-    return merge_summary(spec, "ray", results, wall_s, stopped_by)
+        status.close()
+    wall_s = time.perf_counter() - t0
+    ordered = [results[p.name] for p in driver.plans if p.name in results]
+    for p in driver.plans:
+        if p.name not in results and (r := driver.failed_result(p.name)) is not None:
+            ordered.append(r)
+    log.info("run stopped: %s (%.2f s, restarts %s)", stopped_by, wall_s, driver.restarts or "none")
+    summary = merge_summary(spec, driver.runner, ordered, wall_s, stopped_by, driver.restarts, failure)
+    summary["restart_s"] = {g: round(t, 3) for g, t in driver.downtime.items()}  # driver time spent restarting
+    return summary
+
+
+class _Failed(Exception):
+    group: str = ""
+
+    def __init__(self, group: str) -> None:
+        super().__init__(group)
+        _Failed.group = group
+
+
+def _source_kinds() -> set[str]:
+    from pipeline.node import Source
+    from pipeline.registry import NODE_KINDS, node_class
+
+    return {k for k in NODE_KINDS if issubclass(node_class(k), Source)}
+
+
+def _keep_checkpoint(driver: Driver, group: str, state: dict) -> None:
+    """Keep the checkpoint; tell the group's senders to forget the batches it covers."""
+    driver.checkpoints[group] = state
+    plan = driver.by_name[group]
+    for sender in plan.upstream | plan.feedback_from:
+        position = state["inbox"].get(sender)
+        if position is not None:
+            driver.actors[sender].trim.remote(group, position[0], position[1])
+    driver.observer("checkpoint", {"group": group})
+
+
+def _bounded_all(ray: Any, refs: list, timeout: float = 1.0) -> list:
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+    return [ray.get(r) for r in refs if r in ready]
+
+
+def _check_quiet(driver: Driver, results: dict, seen: list) -> None:
+    """A closed loop between groups ends when nothing is in flight anywhere, twice in a row."""
+    ray = driver.ray
+    live = {g: a for g, a in driver.actors.items() if g not in results}
+    statuses = dict(zip(live, _bounded_all(ray, [a.status.remote() for a in live.values()], 1.0)))
+    if len(statuses) != len(live) or not all(s["idle"] or s["done"] for s in statuses.values()):
+        seen.clear()
+        return
+    sent = {(g, d): v for g, s in statuses.items() for d, v in s["sent"].items()}
+    read = {(src, g): v for g, s in statuses.items() for src, v in s["read"].items()}
+    balanced = all(read.get(k) == v for k, v in sent.items() if k[1] in live)
+    snapshot = (sent, read)
+    if balanced and seen and seen[-1] == snapshot:
+        for g, a in live.items():
+            if driver.by_name[g].feedback_from:
+                a.quiet.remote()
+    seen[:] = [snapshot] if balanced else []
+
+
+def _status_snapshot(driver: Driver, results: dict) -> Snapshot:
+    live = {g: a for g, a in driver.actors.items() if g not in results}
+    snap = Snapshot(counters={f"restarts.{g}": n for g, n in driver.restarts.items()})
+    for s in _bounded_all(driver.ray, [a.status.remote() for a in live.values()], 0.5):
+        snap.source_samples += s["source_samples"]
+        snap.sink_samples += s["sink_samples"]
+        snap.in_graph_p50_ms = s["in_graph_p50_ms"] if s["in_graph_p50_ms"] is not None else snap.in_graph_p50_ms
+        snap.e2e_p50_ms = s["e2e_p50_ms"] if s["e2e_p50_ms"] is not None else snap.e2e_p50_ms
+        snap.counters.update(s["counters"])
+    return snap
+
+
+_ = local_clock  # re-exported for older imports

@@ -1,0 +1,227 @@
+"""``spikeloop bench restarts``: what a dead actor costs on the ``ray`` runner.
+
+1. **Kill to first output.** A live graph (LSL inlet -> Bessel -> LSL outlet, fused in one actor,
+   ``runtime.checkpoint_s`` 1 s) is fed 250 Hz by a pusher; its actor process is SIGKILLed
+   ``--kills`` times (each time after two checkpoints of the new incarnation). For each kill:
+   seconds from the kill to the first output sample whose timestamp is later than the kill
+   (what a client sees), and to the driver's "restarted" event. Median and max over the kills.
+   The pusher and the client are threads of this process (a restart takes hundreds of ms, so
+   their shared GIL does not matter at that scale).
+2. **Checkpoint cost.** ``configs/replay_decode.yaml`` (replay at ``speed: max``, 20 ms packets,
+   of the last ``--seconds`` of the bundled recording -> SNN decoder -> Bessel -> capture, every
+   node its own actor) on ``ray``, with checkpoints every
+   ``--interval`` s (default 5, the default of ``runtime.checkpoint_s``) and off, alternated
+   ``--repeats`` times: median source samples per second of each and the relative cost.
+
+Timings on a shared machine are noisy: the load average is printed with the results.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kills", type=int, default=5, help="actor kills in the live run (default 5)")
+    p.add_argument("--interval", type=float, default=5.0, help="checkpoint interval (s) for the throughput part (default 5)")
+    p.add_argument("--repeats", type=int, default=3, help="replay runs with and without checkpoints (default 3 each)")
+    p.add_argument("--seconds", type=float, default=120.0,
+                   help="seconds of the bundled 10-minute recording replayed per throughput run (default 120)")
+    p.add_argument("--skip-kills", action="store_true", help="only the checkpoint-cost part")
+    p.add_argument("--skip-cost", action="store_true", help="only the kill part")
+    p.add_argument("--json", dest="json_path", default=None, help="write the results as JSON")
+
+
+class _Killer:
+    """Kills the group's actor at its 3rd checkpoint after a restart, once the spare actor is up;
+    after each restart, polls the new actor until its sinks have processed a new packet."""
+
+    def __init__(self, group: str, kills: int) -> None:
+        self.group, self.kills = group, kills
+        self.pids: dict[str, int] = {}
+        self.since_restart = 0
+        self.spare_ready = False
+        self.killed_lsl: list[float] = []
+        self.restarted_after: list[float] = []
+        self.output_after: list[float] = []
+        self.handle = None
+        self._t_kill = 0.0
+
+    def __call__(self, event: str, info: dict) -> None:
+        import pylsl
+
+        if event == "started":
+            self.pids.update(info["pids"])
+        elif event == "spare_ready":
+            self.spare_ready = True
+        elif event == "restarted":
+            self.pids[info["group"]] = info["pid"]
+            self.restarted_after.append(time.monotonic() - self._t_kill)
+            self.since_restart = 0
+            self.spare_ready = False
+            threading.Thread(target=self._first_output, args=(info["actor"], info["sink_samples_restored"], self._t_kill),
+                             daemon=True).start()
+        elif event == "checkpoint" and info["group"] == self.group:
+            self.since_restart += 1
+            if self.since_restart >= 3 and self.spare_ready and len(self.killed_lsl) < self.kills:
+                self._t_kill = time.monotonic()
+                self.killed_lsl.append(pylsl.local_clock())
+                self.since_restart = -10**9  # until the restart
+                os.kill(self.pids[self.group], signal.SIGKILL)
+
+    def _first_output(self, actor, restored: int, t_kill: float) -> None:
+        """Poll the restarted actor (every 10 ms) until its sinks processed a packet after restoring."""
+        import ray
+
+        while time.monotonic() - t_kill < 30.0:
+            ready, _ = ray.wait([ref := actor.status.remote()], timeout=1.0)
+            if ready and ray.get(ref)["sink_samples"] > restored:
+                self.output_after.append(time.monotonic() - t_kill)
+                return
+            time.sleep(0.01)
+
+
+def kill_to_output(kills: int) -> dict:
+    import pylsl
+
+    from pipeline.graph import parse_graph
+    from pipeline.lsl import to_lsl_info
+    from pipeline.packet import StreamInfo
+    from pipeline.runners import ray_runner
+
+    tag = uuid.uuid4().hex[:8]
+    src, out = f"bench_rs_in_{tag}", f"bench_rs_out_{tag}"
+    outlet = pylsl.StreamOutlet(to_lsl_info(StreamInfo(src, "Bench", 2, 250.0, "float32", source_id=f"sid-{tag}")))
+    doc = {
+        "name": "restart_bench",
+        "nodes": {
+            "inlet": {"kind": "lsl_inlet", "params": {"name": src, "clock_sync": False, "resolve_timeout_s": 30}},
+            "smooth": {"kind": "bessel", "params": {"order": 2, "cutoff_hz": 20}},
+            "outlet": {"kind": "lsl_outlet", "params": {"name": out}},
+        },
+        "edges": ["inlet -> smooth -> outlet"],
+        "runtime": {"fuse": [["inlet", "smooth", "outlet"]], "checkpoint_s": 1.0, "max_restarts": kills},
+    }
+    spec = parse_graph(doc, "<bench restarts>")
+    killer = _Killer("inlet+smooth+outlet", kills)
+    result: dict = {}
+    duration = 15.0 + 12.0 * kills
+    runner = threading.Thread(target=lambda: result.update(
+        ray_runner.run(spec, progress=False, duration_s=duration, observer=killer)))
+    runner.start()
+    stop = threading.Event()
+
+    def push() -> None:
+        while not stop.is_set():
+            outlet.push_sample([1.0, 2.0], pylsl.local_clock())
+            time.sleep(0.004)
+
+    threading.Thread(target=push, daemon=True).start()
+    found = pylsl.resolve_byprop("name", out, 1, 60.0)
+    if not found:
+        stop.set()
+        runner.join(120)
+        raise RuntimeError("the benchmark graph's outlet did not appear")
+    client = pylsl.StreamInlet(found[0], recover=True)
+    stamps: list[float] = []
+    while runner.is_alive():
+        _, ts = client.pull_chunk(timeout=0.05)
+        stamps.extend(ts)
+    stop.set()
+    runner.join(60)
+    arr = np.array(stamps)
+    to_output = []
+    for t_kill in killer.killed_lsl:
+        after = arr[arr > t_kill]
+        if after.size:
+            # the sample pushed after the kill reaches the client at about its stamp + the live
+            # latency; the first one seen is the resumption (stamps are the pusher's clock)
+            to_output.append(float(after[0] - t_kill))
+    return {
+        "kills": len(killer.killed_lsl),
+        "restarts": result.get("restarts", {}),
+        "kill_to_first_output_stamp_s": to_output,
+        "kill_to_restarted_s": killer.restarted_after,
+        "kill_to_first_output_pushed_s": killer.output_after,
+        "p50_kill_to_first_output_pushed_s": statistics.median(killer.output_after) if killer.output_after else None,
+        "p50_kill_to_first_output_s": statistics.median(to_output) if to_output else None,
+        "max_kill_to_first_output_s": max(to_output) if to_output else None,
+        "p50_kill_to_restarted_s": statistics.median(killer.restarted_after) if killer.restarted_after else None,
+    }
+
+
+def checkpoint_cost(interval: float, repeats: int, seconds: float) -> dict:
+    from pipeline.graph import load_graph
+    from pipeline.runners import ray_runner
+
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            for mode in ("off", "on"):
+                spec = load_graph("configs/replay_decode.yaml",
+                                  ["runtime.fuse=[]", f"runtime.checkpoint_s={interval if mode == 'on' else 0}"])
+                spec = _with_capture(spec, Path(tmp) / f"{mode}{i}.yaml", seconds)
+                summary = ray_runner.run(spec, progress=False)
+                rates[mode].append(summary["samples_per_s"])
+                print(f"  run {i + 1}/{repeats} checkpoints {mode}: {summary['samples_per_s']:,.0f} samples/s "
+                      f"({summary['wall_s']:.1f} s)", flush=True)
+    off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
+    return {"interval_s": interval, "samples_per_s_off": rates["off"], "samples_per_s_on": rates["on"],
+            "median_off": off, "median_on": on, "cost_pct": 100.0 * (off - on) / off}
+
+
+def _with_capture(spec, path: Path, seconds: float):
+    """The replay_decode graph with the scorer replaced by a capture node, ``seconds`` of data."""
+    import yaml
+
+    from pipeline.graph import load_graph
+
+    doc = yaml.safe_load(Path(spec.file).read_text())
+    doc["nodes"]["score"] = {"kind": "capture", "params": {"streams": ["pred", "true"]}}
+    doc["nodes"]["replay"]["params"]["start_s"] = max(0.0, 600.0 - seconds)  # the last `seconds` of 10 min
+    doc["nodes"]["replay"]["params"]["chunk_s"] = 0.02  # 5 samples a packet: actor calls do not dominate
+    for key in ("path",):
+        doc["nodes"]["replay"]["params"][key] = str(Path(doc["nodes"]["replay"]["params"][key]).resolve())
+    doc["nodes"]["decoder"]["params"]["model"] = str(Path(doc["nodes"]["decoder"]["params"]["model"]).resolve())
+    doc["runtime"] = dict(spec.runtime, fuse=[], address=None)
+    path.write_text(yaml.safe_dump(doc))
+    return load_graph(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.runners.ray_runner import ensure_ray
+
+    ensure_ray({}, None)
+    load = os.getloadavg()
+    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": load}
+    print(f"machine load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min), {os.cpu_count()} cores")
+    if not args.skip_kills:
+        print(f"live graph, {args.kills} actor kills:", flush=True)
+        k = kill_to_output(args.kills)
+        results["kills"] = k
+        fmt = lambda xs: ", ".join(f"{x:.3f}" for x in xs)  # noqa: E731
+        print(f"  kill -> actor restarted (s): p50 {k['p50_kill_to_restarted_s']}  [{fmt(k['kill_to_restarted_s'])}]")
+        print(f"  kill -> first output pushed by the restarted graph (s): p50 {k['p50_kill_to_first_output_pushed_s']}"
+              f"  [{fmt(k['kill_to_first_output_pushed_s'])}]")
+        print(f"  kill -> first post-kill sample seen by an LSL client (s, liblsl reconnection included): "
+              f"p50 {k['p50_kill_to_first_output_s']}  [{fmt(k['kill_to_first_output_stamp_s'])}]")
+    if not args.skip_cost:
+        print(f"replay throughput on ray, checkpoints every {args.interval:g} s vs off, {args.repeats} runs each:", flush=True)
+        c = checkpoint_cost(args.interval, args.repeats, args.seconds)
+        results["checkpoint_cost"] = c
+        print(f"  median samples/s: off {c['median_off']:,.0f}, on {c['median_on']:,.0f}; cost {c['cost_pct']:.1f} %")
+    results["load_after"] = os.getloadavg()
+    print(f"machine load average after: {results['load_after'][0]:.1f}")
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
