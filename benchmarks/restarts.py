@@ -32,6 +32,8 @@ import numpy as np
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = ("example:\n  spikeloop bench restarts --kills 5 --skip-cost   (kill -> restarted -> first output)\n"
+                "  spikeloop bench restarts --skip-kills --repeats 3 --seconds 300   (checkpoint cost)")
     p.add_argument("--kills", type=int, default=5, help="actor kills in the live run (default 5)")
     p.add_argument("--interval", type=float, default=5.0, help="checkpoint interval (s) for the throughput part (default 5)")
     p.add_argument("--repeats", type=int, default=3, help="replay runs with and without checkpoints (default 3 each)")

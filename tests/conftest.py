@@ -28,3 +28,16 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray on loopback (2 CPUs), started once and shared by every Ray test of the session."""
+    import ray
+
+    from pipeline.runners.ray_runner import ensure_ray
+
+    if not ray.is_initialized():
+        ensure_ray({"num_cpus": 2}, None)
+    yield ray
+

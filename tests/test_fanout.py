@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from nodes.decoders.evaluation import LINEAR_BASELINE
 from pipeline.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,17 +20,6 @@ MODELS = [str(REPO / "models" / "ann_sample.npz"), str(REPO / "models" / "snn_st
 DECODER_TIMING = ("step_us_p50", "step_us_p99", "offline_x_realtime")
 CONTROLLER_TIMING = ("float_time_us", "quant_time_us", "time_us_p50", "time_us_p99", "wall_s")
 
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    from pipeline.runners.ray_runner import ensure_ray
-
-    started = ensure_ray({"num_cpus": 2}, None)
-    yield
-    if started:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +62,7 @@ def test_jobs_2_equals_serial_decoders(ray_local, recordings, tmp_path, capsys):
     fanned = _eval(tmp_path, "jobs2", recordings[:1], "--jobs", "2")
     assert "2 task(s), ray tasks" in capsys.readouterr().out
     # the same layout, the same models in the same order, every non-timing value identical
-    assert [m["model"] for m in fanned["models"]] == MODELS
+    assert [m["model"] for m in fanned["models"]] == [LINEAR_BASELINE, *MODELS]  # the ridge row comes first
     for m in serial["models"] + fanned["models"]:
         assert all(key in m for key in DECODER_TIMING)
         # (the bundled models were trained on another simulated session: R² is low, but it is a number)
@@ -85,7 +75,7 @@ def test_several_recordings_one_merged_report(ray_local, recordings, tmp_path, c
     fanned = _eval(tmp_path, "jobs2b", recordings[:2], "--jobs", "2")
     assert "4 task(s), ray tasks" in capsys.readouterr().out
     assert [r["recording"] for r in fanned["recordings"]] == recordings[:2]
-    assert [[m["model"] for m in r["models"]] for r in fanned["recordings"]] == [MODELS, MODELS]
+    assert [[m["model"] for m in r["models"]] for r in fanned["recordings"]] == [[LINEAR_BASELINE, *MODELS]] * 2
     assert _strip(fanned, DECODER_TIMING) == _strip(serial, DECODER_TIMING)
     # each recording's part equals that recording evaluated alone, serially
     alone = _eval(tmp_path, "alone", recordings[1:2])

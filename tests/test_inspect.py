@@ -36,8 +36,8 @@ def test_bundled_sample_needs_no_flags(tmp_path, capsys, monkeypatch):
     assert spikes["samples"] == 150000 and spikes["effective_rate"] == pytest.approx(250.0, rel=1e-6)
     assert spikes["duration_s"] == pytest.approx(599.996) and spikes["gaps"] == 0
     assert j["checked"]["mapping"]["neural"] == "spikes" and "error" not in j["checked"]
-    assert j["checked"]["split"]["test"] == [112541, 150000]
-    assert "segments: 293 from target changes" in out
+    assert j["checked"]["split"]["test"] == [112950, 150000]
+    assert "segments: 812 from target changes" in out
 
 
 def test_gaps_offsets_and_a_mapping_that_does_not_fit(tmp_path, capsys, monkeypatch):
@@ -82,7 +82,7 @@ def test_help_has_an_example_and_defaults(capsys):
 
 HELP_COMMANDS = ["run", "check", "synth", "train", "evaluate", "bench", "play", "record", "inspect", "sweep",
                  "bench decoder", "bench latency", "bench controller", "bench fanout", "bench attention",
-                 "bench soak"]
+                 "bench soak", "bench restarts"]
 
 
 def test_help_list_covers_every_command():

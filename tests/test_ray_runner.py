@@ -29,15 +29,6 @@ runtime:
 """
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """A local Ray on loopback, shared by every Ray test in the session (left running for the next)."""
-    import ray
-
-    if not ray.is_initialized():
-        ensure_ray({"num_cpus": 2}, None)
-    yield ray
-
 
 def test_local_ray_listens_on_loopback_only(ray_local):
     nodes = [n for n in ray_local.nodes() if n["Alive"]]
@@ -159,7 +150,7 @@ def test_event_bins_close_on_time_across_actors_without_events(ray_local, write_
 name: binning
 nodes:
   inlet: {{kind: lsl_inlet, params: {{name: {name}, clock_sync: false}}}}
-  bin:   {{kind: event_binner, params: {{bin_s: 0.01, channels: 4, lateness_s: 0.005}}}}
+  bin:   {{kind: event_binner, params: {{bin_s: 0.01, channels: 4, lateness_s: 0.5}}}}
   cap:   {{kind: capture}}
 edges:
   - inlet -> bin -> cap
@@ -180,7 +171,8 @@ edges:
     nodes = result["nodes"]
     assert nodes["inlet"]["samples_out"] == 4
     frames = nodes["cap"]["samples_in"]
-    # every bin from the first tick to the end closed, events or not: about 100 per second
+    # every bin from the first tick to the end closed, events or not: about 100 per second (the
+    # 0.5 s lateness keeps a slow hop between actors on a busy machine from making events late)
     assert frames >= 50, frames
     counters = nodes["bin"]["counters"]
     assert counters["late_events"] + counters["out_of_range"] == 0

@@ -26,14 +26,6 @@ from pipeline.runners.ray_runner import ensure_ray
 from tests import runner_graphs as graphs
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    if not ray.is_initialized():
-        ensure_ray({"num_cpus": 2}, None)
-    yield ray
-
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):

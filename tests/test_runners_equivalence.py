@@ -34,15 +34,6 @@ runtime:
 """
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """A local Ray on loopback, shared by every Ray test in the session (left running for the next)."""
-    import ray
-
-    if not ray.is_initialized():
-        ensure_ray({"num_cpus": 2}, None)
-    yield ray
-
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory) -> Path:

@@ -32,7 +32,8 @@ def test_rss_of_a_child_process_is_sampled_until_it_exits():
 
 
 def test_looping_replay_keeps_scorer_and_metrics_bounded():
-    spec = load_graph("configs/replay_decode.yaml", ["replay.loop=true"])
+    # 40 ms packets: thousands of packets through the scorer in 2 s (chunk_s auto would send 1 s ones)
+    spec = load_graph("configs/replay_decode.yaml", ["replay.loop=true", "replay.chunk_s=0.04"])
     rss: list[int] = []
     stop = threading.Event()
 

@@ -22,17 +22,6 @@ pytest.importorskip("ray.tune", reason="spikeloop sweep needs ray[tune]")
 pytestmark = pytest.mark.slow  # Ray Tune: tens of seconds per sweep on 2 idle cores
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    from pipeline.runners.ray_runner import ensure_ray
-
-    started = ensure_ray({"num_cpus": 2}, None)
-    yield
-    if started:
-        ray.shutdown()
-
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):

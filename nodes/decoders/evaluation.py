@@ -300,7 +300,7 @@ def print_table(results: list[dict[str, Any]], filters: list[str]) -> None:
         bb = r.get("bit_budget") or {}
         rows.append([
             Path(r["model"]).name, r["kind"], *[_fmt(r["r2"][f], ".3f") for f in filters],
-            *[_fmt(r["r2_aligned"][f], ".3f") for f in shifted],
+            *[_fmt(r.get("r2_aligned", {}).get(f), ".3f") for f in shifted],
             _fmt(r["activation_sparsity"], ".3f"), _fmt(r["spikes_per_neuron_per_step"], ".3f"),
             "–" if r.get("spikes_per_step") is None else f"{r['spikes_per_step']:.2f} ("
             + " / ".join(f"{c:.2f}" for c in r["spikes_per_step_per_layer"] or []) + ")",

@@ -35,6 +35,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         raise ValueError("the local runner runs in this process; --address is for the ray runners")
     nodes = spec.instances
     with StopRequest() as stop:
+        freeze_setup_objects()  # before a paced source's clock starts: no full GC pass on the data path
         open_in_process(spec, nodes)
         plan, group_of = single_group(spec)
         stepper = Stepper(plan, nodes, spec.routes(), spec.sinks(), group_of)
@@ -44,7 +45,6 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         status = StatusLine(progress and live)
         read_progress = lambda: sources_progress(sources)  # noqa: E731 (called by the bar at 10 Hz)
         stopped_by, failure = "end of data", None
-        freeze_setup_objects()  # no full GC pass over the imports' objects on the data path
         log.info("graph running (%d nodes in this process)", len(nodes))
         t_start = time.perf_counter()
         deadline = None if duration_s is None else t_start + duration_s
