@@ -19,9 +19,11 @@ import numpy as np
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="models/crnn_sim_q8.npz", help="quantised CRNN model file (default models/crnn_sim_q8.npz)")
-    p.add_argument("--timesteps", type=int, nargs="+", default=[8, 16], metavar="T", help="time steps per scan (default 8 16)")
-    p.add_argument("--decisions", type=int, default=300, help="decisions timed per implementation (default 300)")
+    p.add_argument("--model", default="models/crnn_driver_q8.npz",
+                   help="quantised CRNN model file (default models/crnn_driver_q8.npz, the shipped driving controller)")
+    p.add_argument("--timesteps", type=int, nargs="+", default=None, metavar="T",
+                   help="time steps per scan (default: the model file's shipped T, its 'timesteps' metadata, else 8 16)")
+    p.add_argument("--decisions", type=int, default=1000, help="decisions timed per implementation (default 1000)")
     p.add_argument("--dataset", default=None, metavar="PATH", help="ICRA 2020 traces: also print the test MSE-versus-T table")
     p.add_argument("--world", default="configs/worlds/default.yaml", help="world for the simulator timing")
     p.add_argument("--json", dest="json_path", default=None, help="write the results as JSON")
@@ -55,9 +57,16 @@ def run(args: argparse.Namespace) -> int:
         obs = env.step(gap(obs.scan, obs.state))
     scans, states = np.array(scans), np.array(states)
     results: dict = {"model": args.model, "decisions": args.decisions, "timesteps": {}}
-    print(f"spiking controller {args.model} (L={params.levels}), {args.decisions} decisions, batch 1")
+    timesteps = args.timesteps or ([int(params.meta["timesteps"])] if params.meta.get("timesteps") else [8, 16])
+    import os
+
+    load = os.getloadavg()
+    results["load_average"] = list(load)
+    print(f"spiking controller {args.model} (L={params.levels}), {args.decisions} decisions, batch 1; "
+          f"machine load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores "
+          f"(timings on a loaded machine are upper bounds)")
     print(f"  {'T':>4} {'numpy p50 us':>13} {'numpy p99 us':>13} {'torch p50 us':>13} {'torch p99 us':>13} {'speed-up':>9} {'max |diff|':>11}")
-    for T in args.timesteps:
+    for T in timesteps:
         tn, yn = _times(BifKernel(params, T).step, scans, states)
         tt, yt = _times(TorchBif(params, T).step, scans, states)
         r = {"numpy_p50_us": float(np.median(tn)), "numpy_p99_us": float(np.percentile(tn, 99)),

@@ -33,7 +33,7 @@ def test_sim_node_protocol_by_hand():
     with pytest.raises(StreamMismatch, match="channel count"):
         sim.open_feedback("command", StreamInfo("x", "Control", 2, 20.0))
     first = sim.start()["scan"]  # the first observation comes from start()
-    assert first.data.shape == (1, 543) and np.all(first.data[0, :541] > 0)
+    assert first.data.shape == (1, 543) and np.all(first.data[0, :541] >= 0) and np.mean(first.data[0, :541] > 0) > 0.9
     cmd = lambda u: Packet(np.array([[u]]), first.timestamps, first.t_enter)  # noqa: E731
     stamps = [first.timestamps[0]]
     for _ in range(3):  # one observation per command ...
@@ -74,3 +74,21 @@ def test_spiking_controller_closes_the_loop(write_config, tmp_path):
     assert summary["reports"]["sim"]["steps"] == 100
     assert summary["reports"]["ctl"]["spikes_per_decision"] > 0
     assert summary["nodes"]["ctl"]["counters"] == {"decisions": 100, "bad_scans": 0}
+
+
+DRIVER = REPO / "models" / "crnn_driver_q8.npz"
+
+
+@pytest.mark.skipif(not DRIVER.is_file(), reason=f"shipped driving controller {DRIVER} not built yet")
+def test_shipped_collision_sim_config_runs_the_driver_at_its_stored_T(tmp_path, monkeypatch):
+    from nodes.control.kernels import load_params
+
+    monkeypatch.chdir(REPO)
+    picture = tmp_path / "sim.png"
+    spec = load_graph(REPO / "configs/collision_sim.yaml", [f"sim.episode_s=2", f"sim.picture={picture}"])
+    summary = run(spec, progress=False)
+    assert summary["reports"]["sim"]["steps"] == 40
+    assert summary["nodes"]["controller"]["counters"] == {"decisions": 40, "bad_scans": 0}
+    T = load_params(str(DRIVER)).meta["timesteps"]
+    assert summary["reports"]["controller"]["timesteps"] == T
+    assert picture.read_bytes()[:4] == b"\x89PNG"

@@ -95,13 +95,21 @@ def test_failing_pair_is_named_in_one_line(ray_local, recordings, tmp_path, caps
 
 def test_controllers_closed_loop_per_controller_tasks(ray_local, tmp_path, capsys):
     model = str(REPO / "models" / "crnn_q8.npz")
-    args = ["evaluate", "--model", model, "--closed-loop", "--worlds", "2", "--episode-s", "4"]
+    worlds = [str(REPO / "configs" / "worlds" / f) for f in ("default.yaml", "corridor.yaml")]
+    args = ["evaluate", "--model", model, "--closed-loop", "--worlds", "3", "--episode-s", "4", "--world", *worlds]
     a, b = tmp_path / "serial.json", tmp_path / "jobs.json"
     assert main([*args, "--json", str(a)]) == 0
     assert main([*args, "--json", str(b), "--jobs", "2"]) == 0
-    assert "4 task(s), ray tasks" in capsys.readouterr().out  # float, quantised, spiking, baseline
+    # per family: float, spiking (+ its quantised twin), follow-the-gap, follow-the-gap filled
+    assert "8 task(s), ray tasks" in capsys.readouterr().out
     serial, fanned = json.loads(a.read_text()), json.loads(b.read_text())
-    assert list(fanned["closed_loop"]["controllers"]) == list(serial["closed_loop"]["controllers"])
+    fams = serial["closed_loop"]["families"]
+    assert list(fams) == list(fanned["closed_loop"]["families"]) and len(fams) == 2
+    for name, fam in fams.items():
+        other = fanned["closed_loop"]["families"][name]
+        assert list(other["controllers"]) == list(fam["controllers"])
+        assert list(other["comparisons"]) == list(fam["comparisons"]) and fam["comparisons"]
+        assert fam["controllers"][next(iter(fam["controllers"]))]["episodes"] == 3
     assert _strip(fanned, CONTROLLER_TIMING) == _strip(serial, CONTROLLER_TIMING)
 
 

@@ -36,8 +36,35 @@ def test_mirror_reverses_scan_and_negates_steering():
     m = t.mirrored()
     np.testing.assert_array_equal(m.scans, t.scans[:, ::-1])
     np.testing.assert_array_equal(m.steering, -t.steering)
-    np.testing.assert_array_equal(m.state[:, 0], t.state[:, 0])
-    np.testing.assert_array_equal(m.state[:, 1], -t.state[:, 1])
+    # both state values are turn-direction quantities (sign-symmetric in the data): both negated
+    np.testing.assert_array_equal(m.state, -t.state)
+    assert (t.state[:, 0] > 0).any() and (t.state[:, 0] < 0).any()
+    # simulator episodes keep their speed value: state (v, -omega) mirrors to (v, +omega)
+    sim = t.mirrored(state_signs=(1.0, -1.0))
+    np.testing.assert_array_equal(sim.state[:, 0], t.state[:, 0])
+    np.testing.assert_array_equal(sim.state[:, 1], -t.state[:, 1])
+
+
+@needs_data
+def test_keras_ncp_split_matches_the_public_loader():
+    from nodes.control.dataset import KERAS_TEST_TRACES, ZERO_RETURN_RATE, keras_split, load_traces
+
+    # the public loader: default_rng(20200822).shuffle of the 29 files, the first 7 are the test set
+    order = list(range(29))
+    np.random.default_rng(20200822).shuffle(order)
+    assert tuple(sorted(i + 1 for i in order[:7])) == KERAS_TEST_TRACES
+    split = keras_split(LIDAR_DATASET)
+    assert len(split.test) == 14 and {t.number for t in split.test} == set(KERAS_TEST_TRACES)  # with mirrors
+    test = split.sequences("test")
+    # always-zero MSE on this split: 0.1752 (the dataset README's "about 0.175")
+    assert float(np.mean(test.steering ** 2)) == pytest.approx(0.1752, abs=5e-4)
+    # sequences start at range(0, n - 32, 16) per trace (no tail window), as the public loader cuts them
+    expected = sum(len(range(0, len(t.steering) - SEQ_LEN, 16)) for t in split.test)
+    assert len(test) == expected
+    assert not {t.number for t in split.train} & set(KERAS_TEST_TRACES)
+    # the zero-return rate used by the simulator is the one in the data
+    scans = np.concatenate([t.scans for t in load_traces(LIDAR_DATASET).values()])
+    assert float(np.mean(scans == 0)) == pytest.approx(ZERO_RETURN_RATE, abs=2e-4)
 
 
 def test_sequences_overlap_by_half_and_cover_the_tail():

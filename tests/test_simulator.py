@@ -67,7 +67,8 @@ def test_same_seed_same_world_and_episode_time(tmp_path):
         obs = env.step(0.5)
         n += 1
     assert n == 1200 and env.summary()["duration_s"] == pytest.approx(60.0)
-    assert obs.scan.min() > 0 and obs.scan.max() <= spec.max_range_m
+    assert obs.scan.min() >= 0 and obs.scan.max() <= spec.max_range_m
+    assert env.summary()["cells_visited"] >= 2
     png = env.plot(tmp_path / "w.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -102,3 +103,91 @@ def test_dagger_episode_is_driven_by_the_learner_and_labelled_by_the_expert():
         replay.step(1.0)
     np.testing.assert_allclose(trace.steering, np.array(labels, dtype=np.float32))
     assert not np.all(trace.steering == 1.0)
+
+
+FAMILIES = ("default", "dense", "corridor", "rooms")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_start_is_clear_of_every_wall(family):
+    from nodes.control.simulator import point_clearance
+
+    spec = WorldSpec.from_file(f"configs/worlds/{family}.yaml")
+    for seed in range(1_000_000, 1_000_060):
+        w = make_world(spec, seed)
+        # the start keeps start_clearance_m from every obstacle, the family's walls included
+        clear = point_clearance(w.start[None, :2], w.circles, w.segments)[0] - spec.robot_radius_m
+        assert clear >= spec.start_clearance_m - 1e-9, (family, seed, clear)
+    if family == "corridor":  # the corridor block and room walls are really there
+        assert len(w.segments) == 8
+    if family == "rooms":
+        assert len(w.segments) >= 4 + 8
+
+
+def test_a_fixed_start_inside_a_wall_is_refused():
+    from pipeline.errors import UserError
+
+    spec = WorldSpec(segments=[[2.0, 0.0, 2.0, 10.0]], start=[2.05, 5.0, 0.0])
+    with pytest.raises(UserError, match="inside an obstacle"):
+        make_world(spec, 0)
+
+
+def test_sensor_noise_and_zero_returns_at_the_measured_rate():
+    from nodes.control.dataset import ZERO_RETURN_RATE
+
+    spec = WorldSpec(episode_s=10.0)
+    env = RobotEnv(spec)
+    zeros, n, dev = 0, 0, []
+    obs = env.reset(5)
+    while not env.done:
+        clean = cast_rays(env.pose[:2], env.pose[2], env.world, spec.max_range_m)
+        zeros += int((obs.scan == 0).sum())
+        n += obs.scan.size
+        ok = (obs.scan > 0) & (clean < spec.max_range_m - 0.1)
+        dev.append(obs.scan[ok] - clean[ok])
+        obs = env.step(0.3)
+    rate = zeros / n  # 200 scans x 541 beams: binomial sd about 0.0003
+    assert rate == pytest.approx(ZERO_RETURN_RATE, abs=0.0015)
+    assert np.std(np.concatenate(dev)) == pytest.approx(spec.range_noise_m, rel=0.1)
+    # the same seed gives the same noisy scans; the ideal sensor has none
+    a = RobotEnv(spec).reset(5).scan
+    np.testing.assert_array_equal(a, RobotEnv(spec).reset(5).scan)
+    ideal = RobotEnv(WorldSpec(episode_s=10.0, range_noise_m=0.0, dropout_rate=0.0))
+    o = ideal.reset(5)
+    np.testing.assert_allclose(o.scan, cast_rays(ideal.pose[:2], ideal.pose[2], ideal.world, 7.7), atol=1e-6)
+
+
+def test_progress_counts_cells_not_just_path():
+    spec = WorldSpec(circles_per_m2=0, boxes_per_m2=0, start=[5.0, 5.0, 0.0], episode_s=10.0)
+    env = RobotEnv(spec)
+    env.reset(0)
+    while not env.done:
+        env.step(1.0)  # circling on the spot: radius 0.27 m
+    circling = env.summary()
+    env.reset(0)
+    while not env.done:
+        env.step(0.0)  # straight: 4 m
+    straight = env.summary()
+    assert circling["path_m"] == pytest.approx(straight["path_m"], rel=1e-3)  # chords of the arc
+    assert circling["cells_visited"] <= 4 and straight["cells_visited"] >= 8
+
+
+def test_gymnasium_style_env():
+    from nodes.control.simulator import LidarNavEnv
+
+    env = LidarNavEnv("configs/worlds/default.yaml")
+    obs, info = env.reset(seed=1_000_000)
+    assert obs.shape == (543,) and obs.dtype == np.float32 and info["steps"] == 0
+    total, steps = 0.0, 0
+    terminated = truncated = False
+    while not (terminated or truncated):
+        obs, reward, terminated, truncated, info = env.step(np.array([0.0]))
+        total += reward
+        steps += 1
+    if terminated:  # driving straight ahead in a cluttered world: a collision ends the episode
+        assert info["collisions"] == 1
+    else:
+        assert steps == 1200
+    assert total == pytest.approx(info["path_m"] + info["cells_visited"] - 1 - 10 * info["collisions"], abs=1e-9)
+    o2, _ = env.reset(seed=1_000_000)
+    np.testing.assert_array_equal(o2, env.reset(seed=1_000_000)[0])

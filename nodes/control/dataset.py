@@ -16,14 +16,28 @@ The standard split (documented choice, printed by the trainer):
   fixed before looking at the result; on these 7 traces a model that always predicts 0 scores
   MSE 0.150 (the dataset README quotes about 0.175 for the split of later work, which is not
   public; two of our test traces, 12 and 25, hardly steer).
-* Mirror augmentation (training traces only): ``scan[::-1]`` with the steering negated; we also
-  negate state column 2 (the angular velocity: mirroring the world mirrors the yaw rate; in the
-  traces it correlates -0.6 ... -0.8 with the previous steering command).
+* Mirror augmentation (training traces only): ``scan[::-1]`` with the steering negated, and BOTH
+  state values negated. Why both (measured on all 8,113 rows): neither value is a forward speed
+  -- each is sign-symmetric around 0 (median 0.0; 48 % / 47 % of rows positive; 1st/99th
+  percentiles -0.90/+1.04 and -0.90/+0.76), so both are turn-direction quantities that change
+  sign in the mirror image; column 2 correlates -0.57 with the previous steering command, and
+  column 1 rises steadily while the steering is held at +1 (trace 4, rows 6-40). The public
+  keras-ncp loader reverses each whole packed input row (``x[:, ::-1]``) and negates the
+  steering; for the state values that is not a sign rule we can copy, so we negate both, the
+  physically consistent mirror of two turn-direction quantities.
 * Sequences of ``SEQ_LEN = 32`` steps with 50 % overlap (stride 16), cut inside each trace.
 * State columns clipped to [-1, 1], as the original code does.
 
-The zeros in the scans (about 1 % of beams) are invalid returns next to close objects (their
-neighbours read about 0.6 m); they are kept as 0, and the simulator never produces them.
+The zeros in the scans (1.27 % of all beams, measured: ``ZERO_RETURN_RATE``) are invalid returns,
+mostly next to close objects (their neighbours read 0.57 m, median); they are kept as 0 here. The
+simulator reproduces them (``nodes.control.simulator.SensorNoise``).
+
+The keras-ncp split (``keras_split``, the split later work reports on): test traces
+``KERAS_TEST_TRACES`` = 7, 8, 10, 19, 23, 25, 27 (``default_rng(20200822).shuffle`` of the 29
+files, first 7), mirror augmentation on train AND test (as the public loader does), 32-step
+sequences every 16 steps with ``range(0, n - 32, 16)`` (no tail window). For early stopping we
+hold out ``KERAS_VAL_TRACES`` (3 of the 22 training traces, seeded) -- the public loader has no
+validation part.
 """
 from __future__ import annotations
 
@@ -46,6 +60,13 @@ TEST_TRACES: tuple[int, ...] = (1, 5, 12, 14, 19, 25, 27)
 """Trace numbers held out for testing: sorted(default_rng(2020).choice(29, 7, replace=False) + 1)."""
 VAL_TRACES: tuple[int, ...] = (18, 21, 24)
 """Training traces used for early stopping only: default_rng(7) choice of 3 of the other 22."""
+KERAS_TEST_TRACES: tuple[int, ...] = (7, 8, 10, 19, 23, 25, 27)
+"""The keras-ncp loader's test traces: sorted(shuffle(default_rng(20200822), 0..28)[:7] + 1)."""
+KERAS_VAL_TRACES: tuple[int, ...] = (17, 20, 24)
+"""Early-stopping traces for the keras-ncp split: sorted(default_rng(7).choice(the other 22, 3, replace=False))."""
+ZERO_RETURN_RATE = 0.0127
+"""Fraction of beams that read exactly 0 in the real scans (all 29 traces, 4.39 M beams)."""
+SPLITS = ("standard", "keras-ncp")
 
 _NAME = re.compile(r"^trace_(\d{4})\.csv(\.gz)?$")
 
@@ -72,10 +93,11 @@ class Trace:
     steering: np.ndarray
     path: Path
 
-    def mirrored(self) -> "Trace":
-        """The mirror image: scan reversed, steering and angular velocity (state column 2) negated."""
-        state = self.state.copy()
-        state[:, 1] *= -1
+    def mirrored(self, state_signs: tuple[float, float] = (-1.0, -1.0)) -> "Trace":
+        """The mirror image: scan reversed, steering negated, state columns multiplied by
+        ``state_signs`` (real traces: both negated, see the module docstring; simulator episodes,
+        whose state is (speed, -turn rate), pass (1, -1))."""
+        state = self.state * np.asarray(state_signs, dtype=np.float32)
         return Trace(self.number, self.scans[:, ::-1].copy(), state, -self.steering, self.path)
 
 
@@ -170,17 +192,23 @@ class Sequences:
         return self.scans.shape[0]
 
 
-def cut_sequences(traces: list[Trace], seq_len: int = SEQ_LEN, stride: int = SEQ_STRIDE) -> Sequences:
-    """Cut each trace into windows of ``seq_len`` steps every ``stride`` steps (the tail that does
-    not fill a window gets one extra window aligned to the trace's end, so no step is dropped)."""
+def cut_sequences(traces: list[Trace], seq_len: int = SEQ_LEN, stride: int = SEQ_STRIDE,
+                  tail: bool = True) -> Sequences:
+    """Cut each trace into windows of ``seq_len`` steps every ``stride`` steps. With ``tail`` the
+    rest that does not fill a window gets one extra window aligned to the trace's end (no step
+    dropped); without it the starts are ``range(0, n - seq_len, stride)`` as in the keras-ncp
+    loader."""
     scans, state, steer = [], [], []
     for t in traces:
         n = len(t.steering)
-        if n < seq_len:
+        if n < seq_len or (not tail and n == seq_len):
             continue
-        starts = list(range(0, n - seq_len + 1, stride))
-        if starts[-1] != n - seq_len:
-            starts.append(n - seq_len)
+        if not tail:
+            starts = list(range(0, n - seq_len, stride))
+        else:
+            starts = list(range(0, n - seq_len + 1, stride))
+            if starts[-1] != n - seq_len:
+                starts.append(n - seq_len)
         for s in starts:
             scans.append(t.scans[s:s + seq_len])
             state.append(t.state[s:s + seq_len])
@@ -195,9 +223,10 @@ class Split:
     train: list[Trace]
     val: list[Trace]
     test: list[Trace]
+    name: str = "standard"
 
     def sequences(self, part: str) -> Sequences:
-        return cut_sequences(getattr(self, part))
+        return cut_sequences(getattr(self, part), tail=self.name != "keras-ncp")
 
 
 def standard_split(root: str | Path, mirror: bool = True) -> Split:
@@ -210,3 +239,23 @@ def standard_split(root: str | Path, mirror: bool = True) -> Split:
         train = train + [t.mirrored() for t in train]
         val = val + [t.mirrored() for t in val]
     return Split(train, val, test)
+
+
+def keras_split(root: str | Path) -> Split:
+    """The keras-ncp split (see the module docstring): test traces ``KERAS_TEST_TRACES`` with their
+    mirror images, validation ``KERAS_VAL_TRACES`` (+ mirrors), training the other 19 (+ mirrors)."""
+    traces = load_traces(root)
+    held = set(KERAS_TEST_TRACES) | set(KERAS_VAL_TRACES)
+    with_mirrors = lambda ts: ts + [t.mirrored() for t in ts]  # noqa: E731
+    return Split(with_mirrors([t for i, t in sorted(traces.items()) if i not in held]),
+                 with_mirrors([traces[i] for i in KERAS_VAL_TRACES]),
+                 with_mirrors([traces[i] for i in KERAS_TEST_TRACES]), name="keras-ncp")
+
+
+def get_split(root: str | Path, name: str = "standard") -> Split:
+    """``"standard"`` (:func:`standard_split`) or ``"keras-ncp"`` (:func:`keras_split`)."""
+    if name == "standard":
+        return standard_split(root)
+    if name == "keras-ncp":
+        return keras_split(root)
+    raise UserError(f"unknown split {name!r}; choose one of: {', '.join(SPLITS)}")

@@ -6,13 +6,22 @@ quantised and spiking networks' MSE side by side for a sweep of T (``--timesteps
 the decision time (p50/p99 microseconds, one scan at a time, batch 1, numpy). A table, a JSON
 report (``--json``) and a plot of MSE versus T (``--plot``).
 
-Closed loop (``--closed-loop --worlds N``): N seeded random worlds (``--world`` file, default
-``configs/worlds/default.yaml``, seeds ``--seed`` ... ``--seed``+N-1), one episode each, for the
-float, quantised and spiking controllers and the follow-the-gap baseline: collision-free episode
-rate, mean distance between collisions, minimum clearance per episode (median and 5th percentile
-over episodes), mean path length. The episodes run directly through the environment interface
-with the controllers batched over worlds (the same numpy kernels the graph nodes run; a test
-checks that an episode through the graph gives the identical trajectory).
+Both real-trace splits are scored side by side (``standard`` and ``keras-ncp``; ``--split`` picks
+one).
+
+Closed loop (``--closed-loop --worlds N``): N TEST worlds (seeds from
+``SEED_RANGES['test']``, never used in training or model selection) of every world family
+(``--world`` files, default the four in ``configs/worlds``), sensor noise on unless
+``--no-sensor-noise``, one episode each, for each model's float network (the SAME weights, run
+unquantised), its quantised network and its spiking (BIF) conversion, and the follow-the-gap
+baseline. The spiking controller drives with its quantised twin computed alongside on the same
+inputs; when no decision differs the quantised run is that same run (reported as such), else it
+is run separately. Per controller: collision-free rate with a Wilson 95 % interval, collisions,
+cells visited and path (progress), minimum clearance. Per family, paired by world: spiking vs
+float and spiking vs follow-the-gap, exact McNemar p, the rate difference with a 95 % interval
+(Newcombe), and the cells-visited difference (95 % t interval). The episodes run directly through
+the environment interface with the controllers batched over worlds (the same numpy kernels the
+graph nodes run; a test checks that an episode through the graph gives the identical trajectory).
 """
 from __future__ import annotations
 
@@ -145,92 +154,293 @@ def run_episodes(controller, seeds: list[int], spec, progress: bool = True, desc
     return [env.summary() | {"_env": env} for env in envs]
 
 
+def wilson_ci(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score 95 % interval of a rate k/n (as fractions)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (float(max(0.0, mid - half)), float(min(1.0, mid + half)))
+
+
+def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    """Exact (binomial) McNemar test of paired outcomes a, b (bool per world: collision-free).
+
+    Returns the discordant counts (only a / only b), the two-sided p value and the rate
+    difference a - b with a 95 % interval (Newcombe's method 10, from the Wilson intervals).
+    """
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    n = len(a)
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    p = 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+    p1, p2 = a.mean(), b.mean()
+    l1, u1 = wilson_ci(int(a.sum()), n)
+    l2, u2 = wilson_ci(int(b.sum()), n)
+    # Newcombe (1998) method 10 for paired proportions, with the phi correlation of the pairs
+    n11, n22 = int(np.sum(a & b)), int(np.sum(~a & ~b))
+    den = np.sqrt(float((n11 + only_a) * (only_b + n22) * (n11 + only_b) * (only_a + n22)))
+    phi = (n11 * n22 - only_a * only_b) / den if den > 0 else 0.0
+    d = p1 - p2
+    lo = d - np.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    hi = d + np.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return {"only_first": only_a, "only_second": only_b, "p_value": p, "difference": float(d),
+            "difference_ci95": [float(lo), float(hi)]}
+
+
+def paired_mean_diff(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Mean of x - y over paired worlds with a 95 % t interval."""
+    from scipy.stats import t as student
+
+    d = np.asarray(x, float) - np.asarray(y, float)
+    m = float(d.mean())
+    if len(d) < 2:
+        return {"difference": m, "difference_ci95": [m, m]}
+    half = float(student.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+    return {"difference": m, "difference_ci95": [m - half, m + half]}
+
+
 def closed_loop_stats(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Aggregate per-episode results (metres, counts)."""
+    """Aggregate per-episode results (metres, counts); the per-episode outcomes are kept for pairing."""
     coll = np.array([r["collisions"] for r in results])
     path = np.array([r["path_m"] for r in results])
+    cells = np.array([r["cells_visited"] for r in results])
     clear = np.array([r["min_clearance_m"] for r in results])
     total_coll = int(coll.sum())
+    free = int(np.sum(coll == 0))
     return {
         "episodes": len(results),
-        "collision_free_rate": float(np.mean(coll == 0)),
+        "collision_free_rate": free / len(results),
+        "collision_free_ci95": list(wilson_ci(free, len(results))),
         "collisions": total_coll,
         "mean_distance_between_collisions_m": float(path.sum() / total_coll) if total_coll else None,
         "min_clearance_median_m": float(np.median(clear)),
         "min_clearance_p5_m": float(np.percentile(clear, 5)),
         "mean_path_m": float(path.mean()),
+        "mean_cells_visited": float(cells.mean()),
         "per_episode_collisions": coll.tolist(),
+        "per_episode_cells": cells.tolist(),
     }
 
 
-def closed_loop_controllers(models: list[str], spec, n_worlds: int, timesteps: int) -> list[tuple[str, Callable[[], Any]]]:
-    """``(name, make)`` of every controller the closed-loop comparison drives, in report order."""
-    from nodes.control.planners import FollowTheGap
+class ShadowedSpiking:
+    """The spiking controller driving, its quantised twin computed on the same inputs alongside:
+    counts the decisions where they differ (``differ``, |spiking - quantised| > ``tol``) out of
+    ``decisions``. With none differing, the quantised controller's closed-loop run IS this run."""
 
-    seeds = range(n_worlds)
-    loaded = [(m, load_params(m)) for m in models]
-    controllers: list[tuple[str, Callable[[], Any]]] = []
-    for m, p in loaded:
-        stem = Path(m).stem
-        if p.levels is None:
-            controllers.append((f"float ({stem})", lambda p=p: CrnnKernel(p, len(seeds), "float")))
-        else:
-            if not any(q.levels is None for _, q in loaded):
-                controllers.append((f"float ({stem}, unquantised weights)", lambda p=p: CrnnKernel(p, len(seeds), "float")))
-            controllers.append((f"quantised L={p.levels} ({stem})", lambda p=p: CrnnKernel(p, len(seeds), "quant")))
-            controllers.append((f"spiking T={timesteps} ({stem})", lambda p=p: BifKernel(p, timesteps, len(seeds))))
-    controllers.append(("follow-the-gap (baseline)", lambda: _Batched(lambda: FollowTheGap(
-        robot_radius_m=spec.robot_radius_m, max_turn_rad_s=spec.max_turn_rad_s), len(seeds))))
-    return controllers
+    def __init__(self, params: CrnnParams, timesteps: int, batch: int, tol: float = 1e-9) -> None:
+        self.bif = BifKernel(params, timesteps, batch)
+        self.quant = CrnnKernel(params, batch, "quant")
+        self.tol, self.decisions, self.differ, self.max_diff = tol, 0, 0, 0.0
+        self.spikes = 0.0
 
-
-def closed_loop_controller_names(models: list[str], timesteps: int = 16) -> list[str]:
-    """The names :func:`closed_loop_report` gives its controllers, in order (reads the model files)."""
-    return [name for name, _ in closed_loop_controllers(models, None, 1, timesteps)]
+    def step(self, scans: np.ndarray, states: np.ndarray) -> np.ndarray:
+        u = self.bif.step(scans, states)
+        q = self.quant.step(scans, states)
+        d = np.abs(u - q)
+        self.decisions += len(u)
+        self.differ += int(np.sum(d > self.tol))
+        self.max_diff = max(self.max_diff, float(d.max()))
+        self.spikes += float(self.bif.last_spikes.sum())
+        return u
 
 
-def closed_loop_report(models: list[str], world: str, n_worlds: int, seed: int, timesteps: int,
-                       episode_s: float | None, pictures: str | None = None, progress: bool = True,
-                       only: list[int] | None = None) -> dict[str, Any]:
-    """Drive every controller (or those at positions ``only``) through the same ``n_worlds`` worlds."""
+DEFAULT_FAMILIES = ("configs/worlds/default.yaml", "configs/worlds/dense.yaml",
+                    "configs/worlds/corridor.yaml", "configs/worlds/rooms.yaml")
+BASELINES = (("follow-the-gap (baseline)", False), ("follow-the-gap, invalid returns filled", True))
+
+
+def family_spec(world: str, episode_s: float | None, sensor_noise: bool):
+    """The :class:`WorldSpec` of one family file with the run's episode length and sensor setting."""
     from nodes.control.simulator import WorldSpec
 
     spec = WorldSpec.from_file(world)
     if episode_s:
         spec.episode_s = episode_s
-    seeds = list(range(seed, seed + n_worlds))
-    controllers = closed_loop_controllers(models, spec, n_worlds, timesteps)
-    if only is not None:
-        controllers = [controllers[i] for i in only]
-    rep: dict[str, Any] = {"world": world, "seeds": [seeds[0], seeds[-1]], "episode_s": spec.episode_s,
-                           "timesteps": timesteps, "controllers": {}}
-    for name, make in controllers:
-        t0 = time.perf_counter()
-        results = run_episodes(make(), seeds, spec, progress, desc=name)
-        stats = closed_loop_stats(results)
+    if not sensor_noise:
+        spec.range_noise_m, spec.dropout_rate = 0.0, 0.0
+    return spec
+
+
+def closed_loop_seeds(n_worlds: int, seed: int) -> list[int]:
+    """The ``n_worlds`` TEST seeds from ``SEED_RANGES['test'][0] + seed`` on."""
+    from nodes.control.simulator import SEED_RANGES
+
+    return list(range(SEED_RANGES["test"][0] + seed, SEED_RANGES["test"][0] + seed + n_worlds))
+
+
+def _model_names(m: str, levels: int | None, timesteps: int) -> tuple[str, str, str]:
+    stem = Path(m).stem
+    fname = f"float ({stem})" if levels is None else f"float, same weights ({stem})"
+    return fname, f"spiking T={timesteps} ({stem})", f"quantised L={levels} ({stem})"
+
+
+def closed_loop_units(models: list[str]) -> list[tuple[str, Any]]:
+    """The closed-loop work of one family as independent units, in report order (reads the model
+    files): ``("float", model)`` per model, ``("spiking", model)`` per quantised model (the spiking
+    run with its quantised twin alongside, plus the separate quantised run when they differ), and
+    ``("gap", fill_invalid)`` per follow-the-gap baseline. :func:`run_unit` runs one."""
+    units: list[tuple[str, Any]] = []
+    for m in models:
+        units.append(("float", m))
+        if load_params(m).levels is not None:
+            units.append(("spiking", m))
+    return units + [("gap", fill) for _, fill in BASELINES]
+
+
+def run_unit(unit: tuple[str, Any], spec, seeds: list[int], timesteps: int, pictures: str | None = None,
+             progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Drive one unit of :func:`closed_loop_units` through the worlds ``seeds`` of family ``spec``:
+    ``{controller name: stats}`` (one entry, or spiking and quantised for a ``spiking`` unit)."""
+    from nodes.control.planners import FollowTheGap
+
+    out: dict[str, dict[str, Any]] = {}
+
+    def record(name: str, results: list[dict[str, Any]], t0: float, extra: dict | None = None) -> None:
+        stats = closed_loop_stats(results) | (extra or {})
         stats["wall_s"] = time.perf_counter() - t0
-        rep["controllers"][name] = stats
+        out[name] = stats
         if pictures:
-            slug = "_".join("".join(c if c.isalnum() else " " for c in name).split())  # model stem included
-            for r in results[:3]:
-                r["_env"].plot(Path(pictures) / f"{slug}_seed{r['seed']}.png", title=f"{name}, seed {r['seed']}: "
-                               f"{r['collisions']} collisions, {r['path_m']:.1f} m")
+            slug = "_".join("".join(c if c.isalnum() else " " for c in name).split())
+            r = results[0]
+            r["_env"].plot(Path(pictures) / f"{spec.name}_{slug}_seed{r['seed']}.png",
+                           title=f"{name} in a '{spec.name}' world (seed {r['seed']}): {r['collisions']} collisions, "
+                                 f"{r['path_m']:.1f} m, {r['cells_visited']} cells")
+
+    kind, arg = unit
+    t0 = time.perf_counter()
+    if kind == "gap":
+        gname = next(g for g, fill in BASELINES if fill == arg)
+        gap = _Batched(lambda: FollowTheGap(robot_radius_m=spec.robot_radius_m,
+                                            max_turn_rad_s=spec.max_turn_rad_s, fill_invalid=arg), len(seeds))
+        record(gname, run_episodes(gap, seeds, spec, progress, f"{spec.name}: {gname}"), t0)
+        return out
+    p = load_params(arg)
+    fname, sname, qname = _model_names(arg, p.levels, timesteps)
+    if kind == "float":
+        record(fname, run_episodes(CrnnKernel(p, len(seeds), "float"), seeds, spec, progress, f"{spec.name}: {fname}"), t0)
+        return out
+    ctl = ShadowedSpiking(p, timesteps, len(seeds))
+    res = run_episodes(ctl, seeds, spec, progress, f"{spec.name}: {sname}")
+    shadow = {"quantised_decisions_compared": ctl.decisions, "quantised_decisions_differing": ctl.differ,
+              "max_abs_diff_quantised": ctl.max_diff, "spikes_per_decision": ctl.spikes / max(ctl.decisions, 1)}
+    record(sname, res, t0, shadow)
+    if ctl.differ == 0:  # identical decisions on identical inputs: the same trajectories
+        out[qname] = dict(out[sname], identical_to=sname)
+    else:
+        t0 = time.perf_counter()
+        record(qname, run_episodes(CrnnKernel(p, len(seeds), "quant"), seeds, spec, progress, f"{spec.name}: {qname}"), t0)
+    return out
+
+
+def family_report(world: str, spec, models: list[str], timesteps: int,
+                  parts: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """One family's report from the :func:`run_unit` results ``parts`` (in unit order): the
+    controllers, then the paired comparisons (spiking vs float of each model, every spiking vs
+    every baseline), computed here so serial and fanned-out runs give the same report."""
+    controllers: dict[str, Any] = {}
+    for part in parts:
+        controllers.update(part)
+    outcomes = {name: (np.array(st["per_episode_collisions"]) == 0, np.array(st["per_episode_cells"]))
+                for name, st in controllers.items()}
+
+    def compare(a: str, b: str) -> dict[str, Any]:
+        return mcnemar_exact(outcomes[a][0], outcomes[b][0]) | {"cells": paired_mean_diff(outcomes[a][1], outcomes[b][1])}
+
+    comparisons: dict[str, Any] = {}
+    for m in models:
+        levels = load_params(m).levels
+        if levels is None:
+            continue
+        fname, sname, _ = _model_names(m, levels, timesteps)
+        comparisons[f"{sname} vs {fname}"] = compare(sname, fname)
+    for name in controllers:
+        if name.startswith("spiking"):
+            for gname, _ in BASELINES:
+                comparisons[f"{name} vs {gname}"] = compare(name, gname)
+    return {"world": world, "episode_s": spec.episode_s, "controllers": controllers, "comparisons": comparisons}
+
+
+def closed_loop_report(models: list[str], worlds: list[str], n_worlds: int, seed: int, timesteps: int,
+                       episode_s: float | None, pictures: str | None = None, progress: bool = True,
+                       sensor_noise: bool = True) -> dict[str, Any]:
+    """Every model (float path of its weights; quantised and spiking if it is quantised) and
+    follow-the-gap in ``n_worlds`` TEST worlds of every family in ``worlds`` (seeds
+    ``SEED_RANGES['test'][0] + seed`` on), with paired comparisons per family. Serial; the
+    fan-out (``pipeline.cluster.evaluate``) runs the same units as tasks and assembles the same way."""
+    seeds = closed_loop_seeds(n_worlds, seed)
+    units = closed_loop_units(models)
+    rep: dict[str, Any] = {"seeds": [seeds[0], seeds[-1]], "timesteps": timesteps, "sensor_noise": sensor_noise,
+                           "families": {}}
+    for world in worlds:
+        spec = family_spec(world, episode_s, sensor_noise)
+        parts = [run_unit(u, spec, seeds, timesteps, pictures, progress) for u in units]
+        rep["families"][spec.name] = family_report(world, spec, models, timesteps, parts)
     return rep
 
 
 def print_closed_loop(rep: dict[str, Any]) -> None:
-    print(f"\nclosed loop: world {rep['world']}, seeds {rep['seeds'][0]}..{rep['seeds'][1]}, "
-          f"{rep['episode_s']:g} s episodes")
-    print(f"  {'controller':<44} {'coll-free':>9} {'collisions':>10} {'m/collision':>11} "
-          f"{'clear p50':>9} {'clear p5':>8} {'path m':>7}")
-    for name, s in rep["controllers"].items():
-        mdc = s["mean_distance_between_collisions_m"]
-        print(f"  {name:<44} {100 * s['collision_free_rate']:>8.0f}% {s['collisions']:>10} "
-              f"{'-' if mdc is None else f'{mdc:.1f}':>11} {s['min_clearance_median_m']:>9.2f} "
-              f"{s['min_clearance_p5_m']:>8.2f} {s['mean_path_m']:>7.1f}")
+    from pipeline.console import console
+
+    c = console()
+    c.print(f"\nclosed loop: test seeds {rep['seeds'][0]}..{rep['seeds'][1]} in every family, "
+            f"sensor noise {'on' if rep['sensor_noise'] else 'OFF'}; collision-free with Wilson 95 % interval")
+    for fam_name, fam in rep["families"].items():
+        c.print(f"\n[bold]{fam_name}[/bold] ({fam['world']}, {fam['episode_s']:g} s episodes)")
+        c.print(f"  {'controller':<46} {'collision-free':>22} {'collisions':>10} {'cells':>6} {'path m':>7} {'clear p50':>9}")
+        for name, st in fam["controllers"].items():
+            lo, hi = st["collision_free_ci95"]
+            note = "  (= spiking, identical decisions)" if "identical_to" in st else ""
+            c.print(f"  {name:<46} {100 * st['collision_free_rate']:>6.1f}% [{100 * lo:5.1f}, {100 * hi:5.1f}] "
+                    f"{st['collisions']:>10} {st['mean_cells_visited']:>6.1f} {st['mean_path_m']:>7.1f} "
+                    f"{st['min_clearance_median_m']:>9.2f}{note}", highlight=False)
+            if "quantised_decisions_compared" in st and "identical_to" not in st:
+                c.print(f"    spiking vs quantised twin: {st['quantised_decisions_differing']} of "
+                        f"{st['quantised_decisions_compared']} decisions differ (max |diff| {st['max_abs_diff_quantised']:.1e}); "
+                        f"{st['spikes_per_decision']:.0f} spikes per decision", highlight=False)
+        for name, cmp_ in fam["comparisons"].items():
+            lo, hi = cmp_["difference_ci95"]
+            cl, ch = cmp_["cells"]["difference_ci95"]
+            c.print(f"  {name}: collision-free {100 * cmp_['difference']:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}], "
+                    f"McNemar exact p = {cmp_['p_value']:.3g} ({cmp_['only_first']} vs {cmp_['only_second']} discordant); "
+                    f"cells {cmp_['cells']['difference']:+.1f} [{cl:+.1f}, {ch:+.1f}]", highlight=False)
 
 
 # --- CLI entry -----------------------------------------------------------------------------------
+def _shipped_timesteps(models: list[str]) -> int:
+    """T for the closed loop: the model file's ``timesteps`` metadata (the shipped T), else 16."""
+    for m in models:
+        t = load_params(m).meta.get("timesteps")
+        if t:
+            return int(t)
+    return 16
+
+def offline_split_report(m: str, seqs, split: str, timesteps: list[int]) -> dict[str, Any]:
+    """:func:`offline_report` of model file ``m`` on the test sequences of real-trace split
+    ``split``, with the split the model was trained on (``trained_on_split``)."""
+    params = load_params(m)
+    sp = params.meta.get("split", {})
+    trained = "simulator" if sp is None else (sp.get("name") or "standard")
+    return offline_report(m, params, seqs, timesteps) | {"split": split, "trained_on_split": trained}
+
+
+def print_offline_split(rep: dict[str, Any]) -> None:
+    """:func:`print_offline` under a ``[split]`` header, with a note when the model was trained on the other split."""
+    split, trained = rep["split"], rep["trained_on_split"]
+    note = "" if trained in (split, "simulator") else (f" (NOTE: {Path(rep['model']).name} was trained on the {trained} "
+                                                       "split: these test traces include some of its training traces)")
+    print(f"\n[{split} split]{note}", end="")
+    print_offline(rep)
+
+
+def closed_loop_timesteps(args: argparse.Namespace, timesteps: list[int]) -> int:
+    """T for the closed loop: the largest ``--timesteps`` if given, else the model file's shipped T."""
+    return max(timesteps) if args.timesteps else _shipped_timesteps(args.model)
+
+
 def evaluate_controllers(args: argparse.Namespace) -> int:
     """``spikeloop evaluate --model M... [--dataset PATH] [--closed-loop --worlds N]``."""
     timesteps = list(args.timesteps) if args.timesteps else list(DEFAULT_TIMESTEPS)
@@ -238,23 +448,26 @@ def evaluate_controllers(args: argparse.Namespace) -> int:
         raise UserError(f"--timesteps must be >= 1, got {timesteps}")
     report: dict[str, Any] = {}
     if args.closed_loop:
-        n = args.worlds or 50
+        n = args.worlds or 200
         if n < 1:
             raise UserError(f"--worlds must be >= 1, got {n}")
-        world = args.world or "configs/worlds/default.yaml"
-        rep = closed_loop_report(args.model, world, n, args.seed, max(timesteps) if args.timesteps else 16,
-                                 args.episode_s, args.pictures)
+        worlds = list(args.world) if args.world else list(DEFAULT_FAMILIES)
+        T = closed_loop_timesteps(args, timesteps)
+        rep = closed_loop_report(args.model, worlds, n, args.seed, T, args.episode_s, args.pictures,
+                                 sensor_noise=not getattr(args, "no_sensor_noise", False))
         print_closed_loop(rep)
         report["closed_loop"] = rep
     if args.dataset:
-        from nodes.control.dataset import standard_split
+        from nodes.control.dataset import get_split
 
-        seqs = standard_split(args.dataset).sequences("test")
+        splits = [args.split] if getattr(args, "split", None) else ["standard", "keras-ncp"]
         reps = []
-        for m in args.model:
-            rep = offline_report(m, load_params(m), seqs, timesteps)
-            print_offline(rep)
-            reps.append(rep)
+        for split in splits:
+            seqs = get_split(args.dataset, split).sequences("test")
+            for m in args.model:
+                rep = offline_split_report(m, seqs, split, timesteps)
+                print_offline_split(rep)
+                reps.append(rep)
         report["offline"] = reps
         plot = args.plot or "evaluate_controller_mse_vs_T.png"
         if any("sweep" in r for r in reps):

@@ -86,7 +86,7 @@ def _sequences(run_episode: Callable[[RobotEnv, int], Trace], episodes: int, see
         t = run_episode(env, seed + i)
         traces.append(t)
         if mirror:
-            traces.append(t.mirrored())
+            traces.append(t.mirrored(state_signs=(1.0, -1.0)))  # sim state = (speed, -turn rate)
     return cut_sequences(traces, SEQ_LEN, SEQ_STRIDE)
 
 

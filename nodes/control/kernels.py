@@ -13,10 +13,19 @@ Network (Lechner et al. ICRA 2020; Su et al. arXiv 2408.09403), channel-last lay
 541 beams give 179 -> 59 -> 28 positions with "valid" convolutions, exactly the 28 features of the
 reference network, so no cropping is needed.
 
+Other conv stacks and RNN sizes (e.g. the smaller driving controller, ``DRIVER_LAYERS``) are
+described in the model file's metadata (``conv_layers``: [[name, out_channels, kernel, stride,
+signed], ...]; the RNN size follows from the weights); the last conv layer's output (L, C) is
+flattened position-major into L*C features. The last conv layer has a signed quantiser, the
+others unsigned (ReLU).
+
 Input preprocessing (the same in training and at run time): ranges are clipped to
 ``RANGE_CLIP_M`` and divided by it, so x is in [0, 1]; far-away detail above 5 m is irrelevant for
 avoiding obstacles at 20 Hz and clipping removes most of the difference between the real room's
-far field and the simulator's walls.
+far field and the simulator's walls. Models whose metadata says ``"invalid_returns": "fill"``
+first replace each 0 reading (an invalid return of the scanner) by the smallest valid reading
+within 2 beams (:func:`fill_invalid`; conservative: invalid returns come next to close objects);
+this is part of the input encoding, identical for the float, quantised and spiking networks.
 
 Three kernels share one parameter set:
 
@@ -55,21 +64,51 @@ HIDDEN = 32
 QUANT_LAYERS = ("conv1", "conv2", "conv3", "conv4", "rnn")
 
 
-def conv_lengths(n_in: int = N_BEAMS) -> list[int]:
-    """Output lengths of the conv stack for ``n_in`` beams ("valid" padding): 541 -> 179, 59, 28, 28."""
+DRIVER_LAYERS = (  # the driving controller: 10-beam (5 deg) sectors, then a small stack
+    ("conv1", 8, 11, 10, False),
+    ("conv2", 8, 5, 3, False),
+    ("conv3", 2, 1, 1, True),
+)
+"""Conv stack of the driving controller: 541 -> 54 x 8 -> 17 x 8 -> 17 x 2 = 34 features."""
+
+
+def conv_lengths(n_in: int = N_BEAMS, layers=CONV_LAYERS) -> list[int]:
+    """Output lengths of a conv stack for ``n_in`` beams ("valid" padding): 541 -> 179, 59, 28, 28."""
     out = []
-    for _, _, k, s, _ in CONV_LAYERS:
+    for _, _, k, s, _ in layers:
         n_in = (n_in - k) // s + 1
         out.append(n_in)
     return out
 
 
-N_FEATURES = conv_lengths()[-1]  # 28
+def n_features(layers=CONV_LAYERS) -> int:
+    """Features the conv stack hands to the RNN: last length x last channels (28 for the reference)."""
+    return conv_lengths(N_BEAMS, layers)[-1] * layers[-1][1]
 
 
-def preprocess(scans: np.ndarray) -> np.ndarray:
-    """Ranges (B, 541) in metres -> network input (B, 541, 1) in [0, 1]."""
-    x = np.minimum(np.asarray(scans, dtype=np.float64), RANGE_CLIP_M) / RANGE_CLIP_M
+N_FEATURES = n_features()  # 28
+
+
+def fill_invalid(scans: np.ndarray, width: int = 2) -> np.ndarray:
+    """Replace 0 readings (invalid returns) by the smallest valid reading within ``width`` beams
+    (0 stays where no neighbour is valid). scans (..., 541) metres -> same shape, float64."""
+    r = np.asarray(scans, dtype=np.float64)
+    bad = r <= 0
+    if not bad.any():
+        return r
+    v = np.where(bad, np.inf, r)
+    m = v.copy()
+    for d in range(1, width + 1):
+        m[..., d:] = np.minimum(m[..., d:], v[..., :-d])
+        m[..., :-d] = np.minimum(m[..., :-d], v[..., d:])
+    out = np.where(bad, m, r)
+    return np.where(np.isfinite(out), out, 0.0)
+
+
+def preprocess(scans: np.ndarray, fill: bool = False) -> np.ndarray:
+    """Ranges (B, 541) in metres -> network input (B, 541, 1) in [0, 1] (``fill``: :func:`fill_invalid` first)."""
+    r = fill_invalid(scans) if fill else np.asarray(scans, dtype=np.float64)
+    x = np.minimum(r, RANGE_CLIP_M) / RANGE_CLIP_M
     return x[..., None]
 
 
@@ -115,11 +154,26 @@ class CrnnParams:
     def levels(self) -> int | None:
         return self.meta.get("levels")
 
+    @property
+    def conv_layers(self) -> tuple:
+        """[(name, out_channels, kernel, stride, signed), ...] (the reference stack unless the file says otherwise)."""
+        layers = self.meta.get("conv_layers")
+        return CONV_LAYERS if not layers else tuple((str(n), int(c), int(k), int(s), bool(g)) for n, c, k, s, g in layers)
+
+    @property
+    def quant_layers(self) -> tuple[str, ...]:
+        return tuple(name for name, *_ in self.conv_layers) + ("rnn",)
+
+    @property
+    def fill(self) -> bool:
+        """Whether invalid (0) returns are filled before the network (:func:`fill_invalid`)."""
+        return self.meta.get("invalid_returns") == "fill"
+
     def step_of(self, layer: str) -> float:
         return float(self.arrays[f"{layer}_step"])
 
     def bounds(self, layer: str) -> tuple[int, int]:
-        signed = layer in ("conv4", "rnn")
+        signed = layer == "rnn" or any(name == layer and g for name, _, _, _, g in self.conv_layers)
         return level_bounds(int(self.meta["levels"]), signed)
 
 
@@ -140,33 +194,35 @@ class CrnnKernel:
         a = params.arrays
         self.params, self.mode, self.batch = params, mode, batch
         n = N_BEAMS
+        self.layers_spec, self.fill = params.conv_layers, params.fill
         self.convs = []
-        for name, _, _, stride, _ in CONV_LAYERS:
+        for name, _, _, stride, _ in self.layers_spec:
             conv = _Conv(a[f"{name}_w"], a[f"{name}_b"], stride, n)
             n = conv.n_out
             self.convs.append(conv)
-        self.wx = a["rnn_wx"].astype(np.float64).T.copy()  # (30, 32)
+        self.hidden = int(a["rnn_wh"].shape[0])
+        self.wx = a["rnn_wx"].astype(np.float64).T.copy()  # (features + 2, hidden)
         self.wh = a["rnn_wh"].astype(np.float64).T.copy()  # (32, 32)
         self.b = a["rnn_b"].astype(np.float64)
         self.wo = a["out_w"].astype(np.float64).T.copy()  # (32, 1)
         self.bo = a["out_b"].astype(np.float64)
-        self.q = {name: (params.step_of(name), *params.bounds(name)) for name in QUANT_LAYERS} if mode == "quant" else {}
+        self.q = {name: (params.step_of(name), *params.bounds(name)) for name in params.quant_layers} if mode == "quant" else {}
         self.reset()
 
     def reset(self) -> None:
         """Zero the hidden state (start of an episode or sequence)."""
-        self.h = np.zeros((self.batch, HIDDEN))
+        self.h = np.zeros((self.batch, self.hidden))
 
     def features(self, scans: np.ndarray) -> np.ndarray:
-        """Conv stack: scans (B, 541) metres -> features (B, 28)."""
-        x = preprocess(scans)
-        for (name, _, _, _, signed), conv in zip(CONV_LAYERS, self.convs):
+        """Conv stack: scans (B, 541) metres -> features (B, F) (F = 28 for the reference stack)."""
+        x = preprocess(scans, self.fill)
+        for (name, _, _, _, signed), conv in zip(self.layers_spec, self.convs):
             x = conv(x)
             if self.mode == "quant":
                 x = quantise(x, *self.q[name])
             elif not signed:
                 x = np.maximum(x, 0.0)
-        return x[..., 0]
+        return x.reshape(x.shape[0], -1)
 
     def step(self, scans: np.ndarray, state: np.ndarray) -> np.ndarray:
         """One decision per stream: scans (B, 541) metres, state (B, 2) -> steering (B,)."""
@@ -202,16 +258,33 @@ class _Bif:
     def reset(self) -> None:
         self.v = np.full(self.shape, self.theta / 2.0)
         self.s = np.zeros(self.shape)
+        self.quiet = True  # no neuron can fire until a current arrives (V(0) = theta/2)
 
-    def __call__(self, current: np.ndarray | None) -> np.ndarray:
-        """Integrate ``current`` (or nothing), fire; return the spikes in {-1, 0, +1}."""
+    def fire(self, current: np.ndarray | None) -> np.ndarray | None:
+        """Integrate ``current`` (or nothing) and fire; the spikes in {-1, 0, +1}, or None when no
+        neuron fired. A population that received no current and fired nothing in its previous
+        step cannot fire now (its state did not change), so it is skipped: exact, and the reason
+        a settled network costs almost nothing per step."""
         if current is not None:
             self.v += current
-        spikes = ((self.v >= self.theta) & (self.s < self.n_max)).astype(np.float64)
-        spikes -= (self.v < 0.0) & (self.s > self.n_min)
+            self.quiet = False
+        elif self.quiet:
+            return None
+        up = (self.v >= self.theta) & (self.s < self.n_max)
+        down = (self.v < 0.0) & (self.s > self.n_min)
+        if not (up.any() or down.any()):
+            self.quiet = True
+            return None
+        spikes = up.astype(np.float64)
+        spikes -= down
         self.v -= spikes * self.theta
         self.s += spikes
         return spikes
+
+    def __call__(self, current: np.ndarray | None) -> np.ndarray:
+        """Integrate ``current`` (or nothing), fire; return the spikes in {-1, 0, +1}."""
+        spikes = self.fire(current)
+        return np.zeros(self.shape) if spikes is None else spikes
 
 
 class BifKernel:
@@ -239,22 +312,23 @@ class BifKernel:
 
     def _build(self) -> None:
         b, tw = self.batch, self.twin
-        lengths = conv_lengths()
+        lengths = conv_lengths(N_BEAMS, tw.layers_spec)
         self.layers = [
-            _Bif((b, n, c), *tw.q[name]) for (name, c, _, _, _), n in zip(CONV_LAYERS, lengths)
+            _Bif((b, n, c), *tw.q[name]) for (name, c, _, _, _), n in zip(tw.layers_spec, lengths)
         ]
-        self.rnn = _Bif((b, HIDDEN), *tw.q["rnn"])
-        self.wx_feat, self.wx_state = tw.wx[:N_FEATURES], tw.wx[N_FEATURES:]
+        self.rnn = _Bif((b, tw.hidden), *tw.q["rnn"])
+        nf = tw.wx.shape[0] - N_STATE
+        self.wx_feat, self.wx_state = tw.wx[:nf], tw.wx[nf:]
 
     def reset(self) -> None:
         """Zero the recurrent state h (start of an episode)."""
-        self.h = np.zeros((self.batch, HIDDEN))
+        self.h = np.zeros((self.batch, self.twin.hidden))
         self.last_spikes = np.zeros(self.batch)
 
     def step(self, scans: np.ndarray, state: np.ndarray) -> np.ndarray:
         """One decision per stream: scans (B, 541) metres, state (B, 2) -> steering (B,)."""
         tw = self.twin
-        x = preprocess(scans)
+        x = preprocess(scans, tw.fill)
         for layer in self.layers:
             layer.reset()
         self.rnn.reset()
@@ -264,19 +338,26 @@ class BifKernel:
         thetas = [layer.theta for layer in self.layers]
         for t in range(self.timesteps):
             current = tw.convs[0](x) if t == 0 else None  # analog input + bias at the first step
-            out = self.layers[0](current)
-            count += np.abs(out).sum(axis=(1, 2))
-            for conv, layer, theta_in in zip(tw.convs[1:], self.layers[1:], thetas[:-1]):
-                active = out.any()
-                current = conv(out * theta_in, bias=(t == 0)) if (active or t == 0) else None
-                out = layer(current)
+            out = self.layers[0].fire(current)
+            if out is not None:
                 count += np.abs(out).sum(axis=(1, 2))
-            current = (out[..., 0] * thetas[-1]) @ self.wx_feat
+            for conv, layer, theta_in in zip(tw.convs[1:], self.layers[1:], thetas[:-1]):
+                if out is not None:
+                    current = conv(out * theta_in, bias=(t == 0))
+                elif t == 0:  # no input spikes yet: the bias alone, delivered once
+                    current = np.broadcast_to(conv.b, (self.batch, conv.n_out, conv.c_out))
+                else:
+                    current = None
+                out = layer.fire(current)
+                if out is not None:
+                    count += np.abs(out).sum(axis=(1, 2))
+            current = None if out is None else (out.reshape(self.batch, -1) * thetas[-1]) @ self.wx_feat
             if t == 0:
-                current = current + rnn_in0
-            hs = self.rnn(current)
-            count += np.abs(hs).sum(axis=1)
-            acc += (hs * self.rnn.theta) @ tw.wo
+                current = rnn_in0 if current is None else current + rnn_in0
+            hs = self.rnn.fire(current)
+            if hs is not None:
+                count += np.abs(hs).sum(axis=1)
+                acc += (hs * self.rnn.theta) @ tw.wo
         self.h = self.rnn.theta * self.rnn.s
         self.last_spikes = count
         return acc[:, 0]

@@ -55,6 +55,7 @@ class RobotSim(Node):
         seed: world seed (obstacles and start pose).
         episode_s: episode length in seconds (default: the world file's, 60 s).
         picture: write a PNG of the world and the trajectory here when the episode ends (optional).
+        label: the controller's name for the picture's title (optional).
     """
 
     kind: ClassVar[str] = "robot_sim"
@@ -63,11 +64,11 @@ class RobotSim(Node):
     feedback_inputs: ClassVar[tuple[str, ...]] = ("command",)
 
     def __init__(self, world: str = DEFAULT_WORLD, seed: int = 0, episode_s: float | None = None,
-                 picture: str | None = None) -> None:
+                 picture: str | None = None, label: str | None = None) -> None:
         from nodes.control.simulator import RobotEnv
 
         self.env = RobotEnv.from_file(world, episode_s=episode_s)
-        self.world_path, self.seed, self.picture = world, int(seed), picture
+        self.world_path, self.seed, self.picture, self.label = world, int(seed), picture, label
         self.rate = self.env.spec.rate_hz
         self._counts = {"commands": 0, "bad_commands": 0, "late_commands": 0}
         self._picture_written: str | None = None
@@ -107,7 +108,12 @@ class RobotSim(Node):
 
     def _finish(self) -> None:
         if self.picture and self._picture_written is None:
-            self._picture_written = str(self.env.plot(self.picture))
+            title = ""
+            if self.label:
+                sm = self.env.summary()
+                title = (f"{self.label} in a '{self.env.spec.name}' world (seed {self.seed}): {sm['collisions']} collisions, "
+                         f"{sm['path_m']:.1f} m, {sm['cells_visited']} cells")
+            self._picture_written = str(self.env.plot(self.picture, title=title))
 
     def counters(self) -> dict[str, int]:
         return dict(self._counts, collisions=getattr(self.env, "collisions", 0))
@@ -195,17 +201,20 @@ class BifController(_Controller):
 
     Args:
         model: quantised CRNN model file (trained with ``--levels L``).
-        timesteps: T, simulation steps per scan.
+        timesteps: T, simulation steps per scan (default: the model file's ``timesteps``, the T at
+            which its spiking output equals the quantised one; 16 if the file has none).
     """
 
     kind: ClassVar[str] = "bif_controller"
 
-    def __init__(self, model: str, timesteps: int = 16) -> None:
+    def __init__(self, model: str, timesteps: int | None = None) -> None:
         from nodes.control.kernels import BifKernel
 
         params = _load(model)
         if params.levels is None:
             raise UserError(f"{model}: the spiking controller needs a quantised model (train with --levels L)")
+        if timesteps is None:
+            timesteps = int(params.meta.get("timesteps") or 16)
         self.kernel = BifKernel(params, timesteps=int(timesteps), batch=1)
         self._spikes = 0.0
 

@@ -30,10 +30,15 @@ class FollowTheGap:
         max_turn_rad_s: turn rate at steering 1 (to turn the heading error into a command).
         gain: steering per radian of heading error, in units of max_turn_rad_s per second.
         fov_deg: only beams within +-fov_deg/2 of the heading are considered.
+        fill_invalid: replace 0 readings (invalid returns) by their smallest valid neighbour
+            within 2 beams first (``nodes.control.kernels.fill_invalid``); without it a single
+            zero return becomes the "nearest obstacle" and its bubble blanks the scan.
     """
 
     def __init__(self, robot_radius_m: float = 0.2, margin_m: float = 0.25, gap_range_m: float = 1.5,
-                 max_turn_rad_s: float = 1.5, gain: float = 1.5, fov_deg: float = 200.0) -> None:
+                 max_turn_rad_s: float = 1.5, gain: float = 1.5, fov_deg: float = 200.0,
+                 fill_invalid: bool = False) -> None:
+        self.fill = fill_invalid
         self.bubble = robot_radius_m + margin_m
         self.gap_range = gap_range_m
         self.gain = gain / max_turn_rad_s
@@ -43,6 +48,10 @@ class FollowTheGap:
         """No state."""
 
     def __call__(self, scan: np.ndarray, state: np.ndarray | None = None) -> float:
+        if self.fill:
+            from nodes.control.kernels import fill_invalid
+
+            scan = fill_invalid(scan)
         r = np.where(self.use, np.asarray(scan, dtype=float), 0.0)
         r = np.where(r <= 0, 0.0, r)
         valid = np.flatnonzero(self.use)

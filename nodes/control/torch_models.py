@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nodes.control.kernels import CONV_LAYERS, HIDDEN, N_FEATURES, N_STATE, QUANT_LAYERS, RANGE_CLIP_M, level_bounds
+from nodes.control.kernels import CONV_LAYERS, HIDDEN, N_STATE, RANGE_CLIP_M, level_bounds, n_features
 
 
 class LearnedStepQuantiser(nn.Module):
@@ -38,38 +38,41 @@ class CRNN(nn.Module):
     forward(scans (B, N, 541) metres, state (B, N, 2), h0 (B, 32) or None) -> (steering (B, N), h (B, 32)).
     """
 
-    def __init__(self, levels: int | None = None) -> None:
+    def __init__(self, levels: int | None = None, conv_layers=CONV_LAYERS, hidden: int = HIDDEN) -> None:
         super().__init__()
         convs, c_in = [], 1
-        for _, c_out, k, s, _ in CONV_LAYERS:
+        self.conv_layers, self.hidden = tuple(tuple(c) for c in conv_layers), hidden
+        for _, c_out, k, s, _ in self.conv_layers:
             convs.append(nn.Conv1d(c_in, c_out, k, stride=s))
             c_in = c_out
         self.convs = nn.ModuleList(convs)
-        self.wx = nn.Linear(N_FEATURES + N_STATE, HIDDEN)
-        self.wh = nn.Linear(HIDDEN, HIDDEN, bias=False)
-        self.out = nn.Linear(HIDDEN, 1)
+        self.wx = nn.Linear(n_features(self.conv_layers) + N_STATE, hidden)
+        self.wh = nn.Linear(hidden, hidden, bias=False)
+        self.out = nn.Linear(hidden, 1)
         self.levels = levels
+        self.quant_names = tuple(name for name, *_ in self.conv_layers) + ("rnn",)
         self.quant = nn.ModuleDict()
         if levels is not None:
-            for name in QUANT_LAYERS:
-                self.quant[name] = LearnedStepQuantiser(levels, signed=name in ("conv4", "rnn"))
+            signed = {name: g for name, _, _, _, g in self.conv_layers} | {"rnn": True}
+            for name in self.quant_names:
+                self.quant[name] = LearnedStepQuantiser(levels, signed=signed[name])
 
     def features(self, scans: torch.Tensor) -> torch.Tensor:
-        """scans (M, 541) metres -> (M, 28)."""
+        """scans (M, 541) metres -> (M, F) features, flattened position-major as in the numpy kernel."""
         x = torch.clamp(scans, max=RANGE_CLIP_M).unsqueeze(1) / RANGE_CLIP_M
-        for (name, _, _, _, signed), conv in zip(CONV_LAYERS, self.convs):
+        for (name, _, _, _, signed), conv in zip(self.conv_layers, self.convs):
             x = conv(x)
             if self.levels is not None:
                 x = self.quant[name](x)
             elif not signed:
                 x = torch.relu(x)
-        return x[:, 0, :]
+        return x.transpose(1, 2).reshape(x.shape[0], -1)
 
     def forward(self, scans: torch.Tensor, state: torch.Tensor, h: torch.Tensor | None = None):
         b, n = scans.shape[:2]
         f = self.features(scans.reshape(b * n, -1)).reshape(b, n, -1)
         xin = self.wx(torch.cat([f, torch.clamp(state, -1, 1)], dim=-1))
-        h = torch.zeros(b, HIDDEN, dtype=scans.dtype) if h is None else h
+        h = torch.zeros(b, self.hidden, dtype=scans.dtype) if h is None else h
         outs = []
         for t in range(n):
             z = xin[:, t] + self.wh(h)
@@ -85,7 +88,7 @@ class CRNN(nn.Module):
         self.levels = None
         b, n = scans.shape[:2]
         x = torch.clamp(scans.reshape(b * n, -1), max=RANGE_CLIP_M).unsqueeze(1) / RANGE_CLIP_M
-        for (name, _, _, _, signed), conv in zip(CONV_LAYERS, self.convs):
+        for (name, _, _, _, signed), conv in zip(self.conv_layers, self.convs):
             x = conv(x)
             top = torch.quantile(x.abs().flatten()[:200000], 0.999).item()
             self.quant[name].step.fill_(max(top, 1e-3) / (levels - 1))
@@ -97,7 +100,7 @@ class CRNN(nn.Module):
     def export(self) -> dict[str, np.ndarray]:
         """Arrays for :class:`nodes.control.kernels.CrnnParams` (float32 weights, float64 steps)."""
         arrays: dict[str, np.ndarray] = {}
-        for (name, *_), conv in zip(CONV_LAYERS, self.convs):
+        for (name, *_), conv in zip(self.conv_layers, self.convs):
             arrays[f"{name}_w"] = conv.weight.detach().numpy().astype(np.float32)
             arrays[f"{name}_b"] = conv.bias.detach().numpy().astype(np.float32)
         arrays["rnn_wx"] = self.wx.weight.detach().numpy().astype(np.float32)
@@ -106,16 +109,16 @@ class CRNN(nn.Module):
         arrays["out_w"] = self.out.weight.detach().numpy().astype(np.float32)
         arrays["out_b"] = self.out.bias.detach().numpy().astype(np.float32)
         if self.levels is not None:
-            for name in QUANT_LAYERS:
+            for name in self.quant_names:
                 arrays[f"{name}_step"] = np.float64(self.quant[name].step.detach().item())
         return arrays
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], levels: int | None = None) -> "CRNN":
+    def from_arrays(cls, arrays: dict[str, np.ndarray], levels: int | None = None, conv_layers=CONV_LAYERS) -> "CRNN":
         """Build from exported arrays; quantiser steps are loaded when present and ``levels`` is set."""
-        model = cls(levels)
+        model = cls(levels, conv_layers, int(np.asarray(arrays["rnn_wh"]).shape[0]))
         with torch.no_grad():
-            for (name, *_), conv in zip(CONV_LAYERS, model.convs):
+            for (name, *_), conv in zip(model.conv_layers, model.convs):
                 conv.weight.copy_(torch.from_numpy(np.asarray(arrays[f"{name}_w"], dtype=np.float32)))
                 conv.bias.copy_(torch.from_numpy(np.asarray(arrays[f"{name}_b"], dtype=np.float32)))
             model.wx.weight.copy_(torch.from_numpy(np.asarray(arrays["rnn_wx"], dtype=np.float32)))
@@ -124,7 +127,7 @@ class CRNN(nn.Module):
             model.out.weight.copy_(torch.from_numpy(np.asarray(arrays["out_w"], dtype=np.float32)))
             model.out.bias.copy_(torch.from_numpy(np.asarray(arrays["out_b"], dtype=np.float32)))
             if levels is not None and "rnn_step" in arrays:
-                for name in QUANT_LAYERS:
+                for name in model.quant_names:
                     model.quant[name].step.fill_(float(arrays[f"{name}_step"]))
         return model
 
@@ -142,11 +145,13 @@ class TorchBif:
         a = params.arrays
         self.F, self.T = F, timesteps
         t = lambda k: torch.from_numpy(np.asarray(a[k], dtype=np.float64))  # noqa: E731
-        self.convs = [(t(f"{n}_w"), t(f"{n}_b"), s) for n, _, _, s, _ in CONV_LAYERS]
-        self.q = [(params.step_of(n), *params.bounds(n)) for n in QUANT_LAYERS]
+        self.convs = [(t(f"{n}_w"), t(f"{n}_b"), s) for n, _, _, s, _ in params.conv_layers]
+        self.q = [(params.step_of(n), *params.bounds(n)) for n in params.quant_layers]
         self.wx, self.wh, self.b = t("rnn_wx"), t("rnn_wh"), t("rnn_b")
         self.wo, self.bo = t("out_w"), t("out_b")
-        self.h = torch.zeros(1, HIDDEN, dtype=torch.float64)
+        self.hidden = self.wh.shape[0]
+        self.fill = params.fill
+        self.h = torch.zeros(1, self.hidden, dtype=torch.float64)
 
     @staticmethod
     def _fire(v, s, theta, n_min, n_max):
@@ -158,15 +163,18 @@ class TorchBif:
     @torch.no_grad()
     def step(self, scan: np.ndarray, state: np.ndarray) -> np.ndarray:
         F = self.F
-        x = torch.clamp(torch.from_numpy(np.asarray(scan, dtype=np.float64)), max=RANGE_CLIP_M).unsqueeze(1) / RANGE_CLIP_M
+        from nodes.control.kernels import fill_invalid
+
+        r = fill_invalid(scan) if self.fill else np.asarray(scan, dtype=np.float64)
+        x = torch.clamp(torch.from_numpy(r), max=RANGE_CLIP_M).unsqueeze(1) / RANGE_CLIP_M
         n_in, vs, ss = x.shape[-1], [], []
         for (w, _, stride), (theta, *_rest) in zip(self.convs, self.q):
             n_in = (n_in - w.shape[-1]) // stride + 1
             vs.append(torch.full((1, w.shape[0], n_in), theta / 2, dtype=torch.float64))
             ss.append(torch.zeros((1, w.shape[0], n_in), dtype=torch.float64))
         theta_h, hmin, hmax = self.q[-1]
-        vh = torch.full((1, HIDDEN), theta_h / 2, dtype=torch.float64)
-        sh = torch.zeros((1, HIDDEN), dtype=torch.float64)
+        vh = torch.full((1, self.hidden), theta_h / 2, dtype=torch.float64)
+        sh = torch.zeros((1, self.hidden), dtype=torch.float64)
         st = torch.clamp(torch.from_numpy(np.asarray(state, dtype=np.float64)), -1, 1)
         acc = self.bo.clone().unsqueeze(0)
         for t in range(self.T):
@@ -179,7 +187,8 @@ class TorchBif:
                 if cur is not None:
                     vs[i] += cur
                 inp = self._fire(vs[i], ss[i], *q)
-            cur = (inp[:, 0, :] * self.q[3][0]) @ self.wx[:, :-2].T
+            feats = inp.transpose(1, 2).reshape(1, -1)  # position-major, as the numpy kernel
+            cur = (feats * self.q[-2][0]) @ self.wx[:, :-2].T
             if t == 0:
                 cur = cur + st @ self.wx[:, -2:].T + self.h @ self.wh.T + self.b
             vh += cur

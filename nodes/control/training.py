@@ -10,7 +10,7 @@ episodes driven by the controller ``M`` and labelled by the expert (DAgger).
 * Loss: MSE of the steering over every step of 32-step sequences, h0 = 0 per sequence.
 * Optional augmentation (``FitConfig.augment``, off by default: it did not lower the validation
   MSE): per-sequence range scaling by U(0.85, 1.15) plus N(0, 3 cm) noise.
-* Adam, fixed seed (torch, numpy), ``torch.set_num_threads(2)``; after every epoch the numpy
+* Adam, fixed seed (torch, numpy), ``torch.set_num_threads(1)``; after every epoch the numpy
   kernel of the exported model (the code that runs in graphs) is scored on the validation traces
   and the best export is kept; training stops after ``patience`` epochs without improvement,
   ``epochs`` epochs or ``max_minutes``.
@@ -28,7 +28,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from nodes.control.dataset import SEQ_LEN, SEQ_STRIDE, TEST_TRACES, VAL_TRACES, Sequences, standard_split
+from nodes.control.dataset import (KERAS_TEST_TRACES, KERAS_VAL_TRACES, SEQ_LEN, SEQ_STRIDE, TEST_TRACES, VAL_TRACES,
+                                   Sequences, get_split)
 from nodes.control.kernels import RANGE_CLIP_M, CrnnKernel, CrnnParams, conv_lengths
 from pipeline.errors import UserError
 
@@ -44,9 +45,10 @@ class FitConfig:
     weight_decay: float = 1e-4
     max_minutes: float = 4.0
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
     progress: bool = True
     augment: bool = False  # per-sequence range scaling x U(0.85, 1.15) and N(0, 0.03 m) range noise
+    dual: bool = False  # quantised model: also train its float path (same weights) on the same targets
 
 
 def kernel_mse(arrays: dict[str, np.ndarray], meta: dict[str, Any], seqs: Sequences) -> float:
@@ -90,6 +92,11 @@ def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitC
                 x = torch.clamp(x * scale + 0.03 * torch.randn_like(x), min=0.0)
             pred, _ = model(x, ss[idx])
             loss = torch.mean((pred - ys[idx]) ** 2)
+            if cfg.dual and model.levels is not None:  # the same weights must also drive as a float network
+                levels, model.levels = model.levels, None
+                pred_f, _ = model(x, ss[idx])
+                model.levels = levels
+                loss = loss + torch.mean((pred_f - ys[idx]) ** 2)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -112,7 +119,7 @@ def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitC
     return best[1], best[0], epoch + 1
 
 
-def base_metadata(levels: int | None, dataset: str) -> dict[str, Any]:
+def base_metadata(levels: int | None, dataset: str, split: str = "standard") -> dict[str, Any]:
     """Architecture and data description stored in every controller model file."""
     return {
         "family": "controller",
@@ -126,8 +133,10 @@ def base_metadata(levels: int | None, dataset: str) -> dict[str, Any]:
         "output": "steering in [-1, 1], +1 turns left (towards beam 540)",
         "rate_hz": 20.0,
         "dataset": dataset,
-        "split": {"test_traces": list(TEST_TRACES), "val_traces": list(VAL_TRACES),
-                  "seq_len": SEQ_LEN, "seq_stride": SEQ_STRIDE, "mirror": True},
+        "split": ({"name": "standard", "test_traces": list(TEST_TRACES), "val_traces": list(VAL_TRACES),
+                   "seq_len": SEQ_LEN, "seq_stride": SEQ_STRIDE, "mirror": True} if split == "standard" else
+                  {"name": split, "test_traces": list(KERAS_TEST_TRACES), "val_traces": list(KERAS_VAL_TRACES),
+                   "seq_len": SEQ_LEN, "seq_stride": SEQ_STRIDE, "mirror": "train, val and test"}),
     }
 
 
@@ -148,10 +157,12 @@ def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict], 
     levels = args.levels
     if levels is not None and not 2 <= levels <= 256:
         raise UserError(f"--levels must be in 2..256, got {levels}")
-    split = standard_split(args.dataset)
+    split_name = getattr(args, "split", None) or "standard"
+    split = get_split(args.dataset, split_name)
     train, val, test = split.sequences("train"), split.sequences("val"), split.sequences("test")
-    print(f"dataset {args.dataset}: {len(split.train)} training traces (with mirrors), "
-          f"{len(split.val)} validation, test traces {list(TEST_TRACES)}; "
+    test_numbers = sorted({t.number for t in split.test})
+    print(f"dataset {args.dataset}, {split_name} split: {len(split.train)} training traces (with mirrors), "
+          f"{len(split.val)} validation, test traces {test_numbers}; "
           f"{len(train)} / {len(val)} / {len(test)} sequences of {SEQ_LEN} steps")
     sim_note = None
     if args.sim_episodes:
@@ -174,7 +185,7 @@ def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict], 
               f"-> {len(dag)} sequences")
         train = _concat(train, dag)
         dagger_note = {"episodes": args.dagger_episodes, "seed": args.seed + 2000, "driver": str(args.init)}
-    meta = base_metadata(levels, str(args.dataset))
+    meta = base_metadata(levels, str(args.dataset), split_name)
     meta["sim_expert"] = sim_note
     meta["dagger"] = dagger_note
     init_meta: dict[str, Any] = {}
@@ -195,6 +206,8 @@ def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict], 
         cfg.max_minutes = args.max_minutes
     if getattr(args, "patience", None):  # shared option (also used by the decoders)
         cfg.patience = args.patience
+    if getattr(args, "augment", None):
+        cfg.augment = True
     if args.init:
         cfg.lr = 1e-3
     for name in ("lr", "threads", "batch_size"):  # shared options (defined by the decoder family)

@@ -42,14 +42,22 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     opt = family_options(p, "collision-avoidance controllers (model family 'controller')")
 
     opt("--dataset", default=None, metavar="PATH", help="ICRA 2020 LiDAR traces: score float/quantised/spiking test MSE")
+    opt("--split", choices=("standard", "keras-ncp"), default=None,
+        help="controllers: real-trace test split to score (default: both, side by side)")
     opt("--timesteps", type=int, nargs="+", default=None, metavar="T",
-        help="spiking time steps per scan to sweep (default 1 2 4 6 8 10 12 16 24 32; closed loop uses the largest, default 16)")
+        help="spiking time steps per scan to sweep (default 1 2 4 6 8 10 12 16 24 32); the closed loop uses the largest "
+             "given, else the model file's stored T (its lossless T; 16 if it has none)")
     opt("--plot", default=None, metavar="PNG", help="plot of test MSE versus T (default evaluate_controller_mse_vs_T.png)")
-    opt("--closed-loop", action="store_true", default=None, help="drive the simulated robot in N seeded random worlds")
-    opt("--worlds", type=int, default=None, metavar="N", help="number of worlds for --closed-loop (default 50)")
-    opt("--world", default=None, metavar="YAML", help="world description (default configs/worlds/default.yaml)")
+    opt("--closed-loop", action="store_true", default=None,  # e.g. --model models/crnn_driver_q8.npz --closed-loop --worlds 200 --episode-s 20
+        help="drive the simulated robot in N test worlds of every world family (float, quantised, spiking, follow-the-gap; "
+             "paired McNemar tests, Wilson intervals)")
+    opt("--worlds", type=int, default=None, metavar="N", help="test worlds per family for --closed-loop (default 200)")
+    opt("--world", nargs="+", default=None, metavar="YAML",
+        help="world family files (default the four in configs/worlds: default, dense, corridor, rooms)")
     opt("--episode-s", type=float, default=None, metavar="S", help="episode length in seconds (default: the world's, 60)")
-    opt("--pictures", default=None, metavar="DIR", help="write PNGs of the first 3 worlds per controller here")
+    opt("--no-sensor-noise", action="store_true", default=None,
+        help="ideal LiDAR (no range noise, no zero returns); default: noise and 1.27 %% zero returns as measured")
+    opt("--pictures", default=None, metavar="DIR", help="write a PNG of the first world per controller and family here")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,7 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _add_fanout_options(p: argparse.ArgumentParser) -> None:
     """Options of the fan-out (issue 15, pipeline.cluster): each (model, recording) pair as a Ray task."""
     g = p.add_argument_group(
-        "fan-out (each model x recording pair as a Ray task; same table and JSON as the serial run)")
+        "fan-out (decoders: each model x recording pair as a Ray task; controllers: each model x split offline, "
+        "each world family x controller in closed loop; same table and JSON as the serial run)")
     g.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="run the pairs as tasks on a local Ray (loopback only) with N CPUs (default: serial, in this process)")
     g.add_argument("--address", default=None, metavar="ADDR",

@@ -22,6 +22,7 @@ TRAINERS: dict[str, str] = {
     "lstm": "nodes.decoders.training:run_cli",
     # collision-avoidance controllers (issue 4): nodes.control
     "crnn": "nodes.control.training:train_crnn",
+    "crnn_driver": "nodes.control.driving:train_driver",
 }
 
 
@@ -52,6 +53,11 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     opt = family_options(p, "collision-avoidance controllers (--model crnn)")
 
     opt("--dataset", default=None, metavar="PATH", help="directory of the ICRA 2020 LiDAR traces (trace_0001.csv.gz ...)")
+    opt("--split", choices=("standard", "keras-ncp"), default=None,
+        help="controllers: real-trace split: 'standard' (test traces 1,5,12,14,19,25,27) or 'keras-ncp' "
+             "(test traces 7,8,10,19,23,25,27 with mirrors, the split later work reports on); default standard")
+    opt("--augment", action="store_true", default=None,
+        help="controllers: per-sequence range scaling x U(0.85, 1.15) and N(0, 3 cm) range noise while training")
     opt("--levels", type=int, default=None, metavar="L", help="quantise with L levels and fine-tune (QCRNN); omit for the float CRNN")
     opt("--init", default=None, metavar="MODEL", help="start from this model file (e.g. the float CRNN before quantising)")
     opt("--sim-episodes", type=int, default=None, metavar="N", help="add N episodes of the simulator's expert planner to the training data")
@@ -59,6 +65,13 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
         help="add N simulator episodes driven by the --init controller and labelled by the expert (DAgger)")
     opt("--epochs", type=int, default=None, metavar="N", help="maximum epochs (default 60; early stopping on the validation traces)")
     opt("--max-minutes", type=float, default=None, metavar="M", help="stop training after M minutes (default 4)")
+    opt("--rounds", type=int, default=None, metavar="N", help="crnn_driver: DAgger rounds after the expert round (default 4)")
+    opt("--episodes", type=int, default=None, metavar="N", help="crnn_driver: episodes per world family per round (default 6)")
+    opt("--val-worlds", type=int, default=None, metavar="N", help="crnn_driver: validation worlds per family for model selection (default 20)")
+    opt("--worlds-files", nargs="+", default=None, metavar="YAML",
+        help="crnn_driver: world families to train in (default the 4 in configs/worlds)")
+    opt("--episode-s", type=float, default=None, metavar="S", help="crnn_driver: episode length in seconds (default 30)")
+    opt("--cache", default=None, metavar="DIR", help="crnn_driver: keep/reuse the expert episodes here (data-only .npz)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

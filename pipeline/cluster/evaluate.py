@@ -7,9 +7,13 @@ given the per-model results): one table and one JSON. With one recording the JSO
 serial layout; with several it is ``{"recordings": [report, ...]}`` in the order given (also when
 run serially, without ``--jobs``), and each plot gets the recording's stem in its name.
 
-Controllers: offline scoring on the LiDAR test traces runs one task per model file; closed-loop
-driving runs one task per controller (float, quantised, spiking of each model, and the baseline),
-each over all the worlds.
+Controllers: offline scoring on the LiDAR test traces runs one task per (split, model file);
+closed-loop driving runs one task per (world family, controller): each model's float network, each
+quantised model's spiking network (with its quantised twin alongside, and the separate quantised
+run when their decisions differ), and each follow-the-gap baseline, over all the family's test
+worlds. The driver merges the per-episode results and computes the per-family paired comparisons
+(McNemar, intervals) with the same function the serial path uses
+(:func:`nodes.control.evaluation.family_report`), so the report is the serial one.
 
 Results equal the serial run's except the fields that time something on the machine that ran it,
 named in :data:`TIMING_FIELDS` (a test compares serial and ``--jobs 2`` JSON with exactly these
@@ -54,23 +58,20 @@ def decoder_pair(model: str, data: Any, filters: list[str], chunk: int, keep_cur
     return result
 
 
-def controller_offline(model: str, seqs: Any, timesteps: list[int]) -> dict[str, Any]:
-    """One controller model file on the test sequences (:func:`nodes.control.evaluation.offline_report`)."""
-    from nodes.control.evaluation import offline_report
-    from nodes.control.kernels import load_params
+def controller_offline(model: str, seqs: Any, split: str, timesteps: list[int]) -> dict[str, Any]:
+    """One controller model file on one split's test sequences (:func:`nodes.control.evaluation.offline_split_report`)."""
+    from nodes.control.evaluation import offline_split_report
 
-    return offline_report(model, load_params(model), seqs, timesteps)
+    return offline_split_report(model, seqs, split, timesteps)
 
 
-def controller_closed_loop(models: list[str], world: str, n_worlds: int, seed: int, timesteps: int,
-                           episode_s: float | None, pictures: str | None, index: int) -> tuple[str, dict[str, Any]]:
-    """Controller number ``index`` of the closed-loop comparison, over all worlds."""
-    from nodes.control.evaluation import closed_loop_report
+def controller_closed_loop(unit: tuple[str, Any], world: str, episode_s: float | None, sensor_noise: bool,
+                           seeds: list[int], timesteps: int, pictures: str | None) -> dict[str, dict[str, Any]]:
+    """One unit of :func:`nodes.control.evaluation.closed_loop_units` (one controller, or spiking with
+    its quantised twin) in the worlds ``seeds`` of one family: ``{controller name: stats}``."""
+    from nodes.control.evaluation import family_spec, run_unit
 
-    rep = closed_loop_report(models, world, n_worlds, seed, timesteps, episode_s, pictures, progress=False,
-                             only=[index])
-    ((name, stats),) = rep["controllers"].items()
-    return name, stats
+    return run_unit(tuple(unit), family_spec(world, episode_s, sensor_noise), seeds, timesteps, pictures, progress=False)
 
 
 # --- the command --------------------------------------------------------------------------------
@@ -131,40 +132,48 @@ def evaluate_decoders(args: argparse.Namespace, ex: Executor) -> int:
 
 
 def evaluate_controllers(args: argparse.Namespace, ex: Executor) -> int:
-    """Controllers: offline scores one task per model file; closed loop one task per controller."""
-    from nodes.control.evaluation import (DEFAULT_TIMESTEPS, closed_loop_controller_names, plot_sweep,
-                                          print_closed_loop, print_offline)
+    """Controllers: offline scores one task per (split, model file); closed loop one task per
+    (world family, controller unit), assembled (comparisons included) as the serial path does."""
+    from nodes.control.evaluation import (DEFAULT_FAMILIES, DEFAULT_TIMESTEPS, closed_loop_seeds, closed_loop_timesteps,
+                                          closed_loop_units, family_report, family_spec, plot_sweep,
+                                          print_closed_loop, print_offline_split)
 
     timesteps = list(args.timesteps) if args.timesteps else list(DEFAULT_TIMESTEPS)
     if any(t < 1 for t in timesteps):
         raise UserError(f"--timesteps must be >= 1, got {timesteps}")
     report: dict[str, Any] = {}
     if args.closed_loop:
-        n = args.worlds or 50
+        n = args.worlds or 200
         if n < 1:
             raise UserError(f"--worlds must be >= 1, got {n}")
-        world = args.world or "configs/worlds/default.yaml"
-        t_cl = max(timesteps) if args.timesteps else 16
-        names = closed_loop_controller_names(args.model, t_cl)
-        tasks = [Task(f"closed loop: {name}", "pipeline.cluster.evaluate:controller_closed_loop",
-                      (list(args.model), world, n, args.seed, t_cl, args.episode_s, args.pictures, i))
-                 for i, name in enumerate(names)]
-        from nodes.control.simulator import WorldSpec
-
-        spec = WorldSpec.from_file(world)
-        rep: dict[str, Any] = {"world": world, "seeds": [args.seed, args.seed + n - 1],
-                               "episode_s": args.episode_s or spec.episode_s, "timesteps": t_cl,
-                               "controllers": dict(ex.map(tasks, desc="closed loop"))}
+        worlds = list(args.world) if args.world else list(DEFAULT_FAMILIES)
+        t_cl = closed_loop_timesteps(args, timesteps)
+        noise = not getattr(args, "no_sensor_noise", False)
+        seeds = closed_loop_seeds(n, args.seed)
+        units = closed_loop_units(list(args.model))
+        specs = [family_spec(w, args.episode_s, noise) for w in worlds]  # reads every file on the driver: errors early
+        tasks = [Task(f"closed loop: {spec.name}: {u[0]} {u[1]}", "pipeline.cluster.evaluate:controller_closed_loop",
+                      (u, w, args.episode_s, noise, seeds, t_cl, args.pictures))
+                 for w, spec in zip(worlds, specs) for u in units]
+        parts = ex.map(tasks, desc="closed loop")
+        rep: dict[str, Any] = {"seeds": [seeds[0], seeds[-1]], "timesteps": t_cl, "sensor_noise": noise, "families": {}}
+        for i, (w, spec) in enumerate(zip(worlds, specs)):
+            rep["families"][spec.name] = family_report(w, spec, list(args.model), t_cl,
+                                                       parts[i * len(units):(i + 1) * len(units)])
         print_closed_loop(rep)
         report["closed_loop"] = rep
     if args.dataset:
-        from nodes.control.dataset import standard_split
+        from nodes.control.dataset import get_split
 
-        seqs = ex.put(standard_split(args.dataset).sequences("test"))
-        reps = ex.map([Task(m, "pipeline.cluster.evaluate:controller_offline", (m, seqs, timesteps)) for m in args.model],
-                      desc="offline")
+        splits = [args.split] if getattr(args, "split", None) else ["standard", "keras-ncp"]
+        tasks = []
+        for split in splits:
+            seqs = ex.put(get_split(args.dataset, split).sequences("test"))
+            tasks += [Task(f"{m} on the {split} split", "pipeline.cluster.evaluate:controller_offline",
+                           (m, seqs, split, timesteps)) for m in args.model]
+        reps = ex.map(tasks, desc="offline")
         for rep in reps:
-            print_offline(rep)
+            print_offline_split(rep)
         report["offline"] = reps
         plot = args.plot or "evaluate_controller_mse_vs_T.png"
         if any("sweep" in r for r in reps):

@@ -1,0 +1,134 @@
+"""Closed-loop evaluation statistics and the small driving architecture's lossless conversion."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nodes.control.evaluation import ShadowedSpiking, closed_loop_report, mcnemar_exact, run_episodes, wilson_ci
+from nodes.control.kernels import DRIVER_LAYERS, BifKernel, CrnnKernel, CrnnParams, fill_invalid
+from nodes.control.simulator import WorldSpec
+
+
+def test_wilson_interval_known_values():
+    # Wilson 95 % for 190/200: (0.9102, 0.9726); for 0/20 the upper bound is 0.161
+    lo, hi = wilson_ci(190, 200)
+    assert lo == pytest.approx(0.9102, abs=5e-4) and hi == pytest.approx(0.9726, abs=5e-4)
+    lo, hi = wilson_ci(0, 20)
+    assert lo == 0.0 and hi == pytest.approx(0.1611, abs=5e-4)
+
+
+def test_mcnemar_exact_counts_only_discordant_pairs():
+    a = np.array([True] * 180 + [True] * 12 + [False] * 2 + [False] * 6)
+    b = np.array([True] * 180 + [False] * 12 + [True] * 2 + [False] * 6)
+    r = mcnemar_exact(a, b)
+    assert (r["only_first"], r["only_second"]) == (12, 2)
+    # two-sided exact binomial: 2 * P(X <= 2 | n=14, 1/2) = 2 * 106 / 16384
+    assert r["p_value"] == pytest.approx(2 * 106 / 16384, rel=1e-9)
+    assert r["difference"] == pytest.approx(0.05)
+    lo, hi = r["difference_ci95"]
+    assert lo < 0.05 < hi and lo > 0  # significant: the interval excludes 0
+    same = mcnemar_exact(a, a)
+    assert same["p_value"] == 1.0 and same["difference"] == 0.0
+
+
+def test_fill_invalid_uses_the_nearest_valid_neighbours():
+    r = np.array([[2.0, 0.0, 3.0, 1.0, 0.0, 0.0, 5.0]])
+    f = fill_invalid(r)
+    np.testing.assert_allclose(f, [[2.0, 1.0, 3.0, 1.0, 1.0, 1.0, 5.0]])
+    assert fill_invalid(np.zeros((1, 7))).max() == 0.0  # nothing valid nearby: stays 0
+
+
+def _driver_params(levels: int = 8) -> CrnnParams:
+    torch = pytest.importorskip("torch")
+    from nodes.control.torch_models import CRNN
+    from nodes.control.training import base_metadata
+
+    torch.manual_seed(1)
+    m = CRNN(levels, DRIVER_LAYERS, 32)
+    rng = np.random.default_rng(0)
+    scans = torch.from_numpy(rng.uniform(0.2, 7.0, (4, 8, 541)).astype(np.float32))
+    state = torch.from_numpy(rng.uniform(-1, 1, (4, 8, 2)).astype(np.float32))
+    m.init_steps(scans, state)
+    meta = base_metadata(levels, "test") | {"conv_layers": [list(c) for c in DRIVER_LAYERS], "invalid_returns": "fill"}
+    return CrnnParams(m.export(), meta)
+
+
+def test_driver_architecture_converts_losslessly_and_matches_torch():
+    torch = pytest.importorskip("torch")
+    from nodes.control.torch_models import CRNN, TorchBif
+
+    params = _driver_params()
+    rng = np.random.default_rng(3)
+    scans = rng.uniform(0.1, 7.0, (5, 12, 541))
+    scans[rng.random(scans.shape) < 0.013] = 0.0  # zero returns, filled by the input encoding
+    state = rng.uniform(-1, 1, (5, 12, 2))
+    q = CrnnKernel(params, mode="quant").run(scans, state)
+    s, spikes = BifKernel(params, timesteps=2 * params.levels + 8, batch=5).run(scans, state)
+    assert np.max(np.abs(s - q)) < 1e-9 and np.all(spikes > 0)
+    s1, _ = BifKernel(params, timesteps=1, batch=5).run(scans, state)
+    assert np.max(np.abs(s1 - q)) > 1e-3  # too few steps: not yet equal
+    # the torch twin (features flattened position-major, as the numpy kernel) on pre-filled scans
+    filled = fill_invalid(scans)
+    for levels, mode in ((None, "float"), (params.levels, "quant")):
+        m = CRNN.from_arrays(params.arrays, levels, DRIVER_LAYERS).double()
+        with torch.no_grad():
+            t, _ = m(torch.from_numpy(filled), torch.from_numpy(state))
+        np.testing.assert_allclose(t.numpy(), CrnnKernel(params, mode=mode).run(scans, state), atol=1e-9)
+    tb = TorchBif(params, 2 * params.levels + 8)
+    out = [tb.step(scans[0, i:i + 1], state[0, i:i + 1])[0] for i in range(12)]
+    np.testing.assert_allclose(out, s[0], atol=1e-9)
+
+
+def test_spiking_shadow_and_family_report():
+    params = _driver_params()
+    spec = WorldSpec(episode_s=1.0)
+    ctl = ShadowedSpiking(params, 2 * params.levels + 8, batch=3)
+    res = run_episodes(ctl, [1, 2, 3], spec, progress=False)
+    assert ctl.decisions == 3 * 20 and ctl.differ == 0 and len(res) == 3
+    few = ShadowedSpiking(params, 1, batch=3)
+    run_episodes(few, [1, 2, 3], spec, progress=False)
+    assert few.differ > 0  # the shadow does see a difference when there is one
+
+
+def test_closed_loop_report_pairs_controllers_per_family(tmp_path):
+    from pipeline.modelfile import save_model
+
+    params = _driver_params()
+    path = tmp_path / "drv.npz"
+    save_model(path, params.arrays, params.meta)
+    rep = closed_loop_report([str(path)], ["configs/worlds/default.yaml", "configs/worlds/rooms.yaml"], 3, 0,
+                             2 * params.levels + 8, 1.0, progress=False)
+    assert set(rep["families"]) == {"default", "rooms"} and rep["sensor_noise"] is True
+    fam = rep["families"]["rooms"]
+    names = list(fam["controllers"])
+    assert any(n.startswith("float, same weights") for n in names) and any(n.startswith("spiking") for n in names)
+    assert any(n.startswith("quantised") for n in names) and "follow-the-gap (baseline)" in names
+    for st in fam["controllers"].values():
+        assert st["episodes"] == 3 and len(st["collision_free_ci95"]) == 2 and st["mean_cells_visited"] >= 1
+    assert len(fam["comparisons"]) == 3 and "follow-the-gap, invalid returns filled" in names
+    assert all(0 <= c["p_value"] <= 1 for c in fam["comparisons"].values())
+
+
+def test_driver_training_runs_dagger_rounds_and_stores_the_lossless_T(tmp_path):
+    pytest.importorskip("torch")
+    import argparse
+
+    from nodes.control.driving import train_driver
+    from nodes.control.kernels import load_params
+
+    out = tmp_path / "drv.npz"
+    args = argparse.Namespace(out=str(out), seed=0, levels=4, worlds_files=["configs/worlds/default.yaml"],
+                              episode_s=2.0, episodes=1, rounds=1, val_worlds=2, epochs=1, max_minutes=5,
+                              init=None, cache=str(tmp_path / "cache"))
+    assert train_driver(args) == 0
+    p = load_params(str(out))
+    hist = p.meta["dagger"]["history"]
+    assert [h["round"] for h in hist][0] == 0 and p.meta["dagger"]["selected_round"] in (0, 1)
+    assert p.meta["levels"] == 4 and p.meta["invalid_returns"] == "fill" and p.meta["timesteps"] >= 4
+    assert list(map(list, p.conv_layers)) == [list(c) for c in DRIVER_LAYERS]
+    assert any((tmp_path / "cache").glob("expert_*.npz"))  # expert episodes kept for a rerun
+    assert any((tmp_path / "cache").glob("dagger_*_round1_*.npz"))  # and the DAgger round's episodes
+    # continuing from the file runs further rounds on top of its history
+    args.init, args.out = str(out), str(tmp_path / "drv2.npz")
+    assert train_driver(args) == 0
+    assert load_params(args.out).meta["dagger"]["history"][0]["round"] == 0
