@@ -79,8 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _add_fanout_options(p: argparse.ArgumentParser) -> None:
     """Options of the fan-out (issue 15, pipeline.cluster): each (model, recording) pair as a Ray task."""
     g = p.add_argument_group(
-        "fan-out (decoders: each model x recording pair as a Ray task; controllers: each model x split offline, "
-        "each world family x controller in closed loop; same table and JSON as the serial run)")
+        "fan-out (Ray tasks; the same table and JSON as the serial run)",
+        "decoders: one task per model x recording; controllers: one per model x split offline, "
+        "one per world family x controller in closed loop")
     g.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="run the pairs as tasks on a local Ray (loopback only) with N CPUs (default: serial, in this process)")
     g.add_argument("--address", default=None, metavar="ADDR",
