@@ -230,7 +230,7 @@ GRAPH = """
 name: bench_latency
 description: LSL in -> Bessel -> SNN decoder -> LSL out (spikeloop bench latency)
 nodes:
-  inlet:   {{kind: lsl_inlet, params: {{name: {in_name}, clock_sync: false, max_block_s: 0.005, wait: {wait}}}}}
+  inlet:   {{kind: lsl_inlet, params: {{name: {in_name}, clock_sync: false, max_block_s: 0.005, wait: {wait}, resolve_timeout_s: 30}}}}
   smooth:  {{kind: bessel, params: {{order: 4, cutoff_hz: 6.25, mode: causal}}}}
   decoder: {{kind: decoder, params: {{model: {model}}}}}
   outlet:  {{kind: lsl_outlet, params: {{name: {out_name}}}}}
@@ -244,7 +244,7 @@ EVENT_GRAPH = """
 name: bench_latency_events
 description: LSL spike events -> event_binner -> Bessel -> SNN decoder -> LSL out (spikeloop bench latency --events)
 nodes:
-  inlet:   {{kind: lsl_inlet, params: {{name: {in_name}, clock_sync: false, max_block_s: 0.005, wait: {wait}}}}}
+  inlet:   {{kind: lsl_inlet, params: {{name: {in_name}, clock_sync: false, max_block_s: 0.005, wait: {wait}, resolve_timeout_s: 30}}}}
   bins:    {{kind: event_binner, params: {{bin_s: {bin_s}, events: spikes, channels: {channels}, binarize: true}}}}
   smooth:  {{kind: bessel, params: {{order: 4, cutoff_hz: 6.25, mode: causal}}}}
   decoder: {{kind: decoder, params: {{model: {model}}}}}

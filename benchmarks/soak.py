@@ -45,6 +45,7 @@ from typing import Any, Callable
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+CHANNELS = 96
 REPLAY_CONFIG = REPO / "configs" / "replay_decode.yaml"
 DEFAULT_MODEL = REPO / "models" / "snn_streaming_sample.npz"
 PARTS = ("replay", "live")
@@ -56,20 +57,6 @@ RSS (process and children) is sampled every --interval s; growth and MB/hour exc
 example:
   spikeloop bench soak --minutes 10 --json soak.json --plot soak_rss.png
   spikeloop bench soak --minutes 30 --part replay --runner ray
-"""
-
-LIVE_GRAPH = """
-name: soak_live
-description: LSL in -> Bessel -> SNN decoder -> LSL out (spikeloop bench soak)
-nodes:
-  inlet:   {{kind: lsl_inlet, params: {{name: {in_name}, clock_sync: false, max_block_s: 0.005, resolve_timeout_s: 30}}}}
-  smooth:  {{kind: bessel, params: {{order: 4, cutoff_hz: 6.25, mode: causal}}}}
-  decoder: {{kind: decoder, params: {{model: {model}}}}}
-  outlet:  {{kind: lsl_outlet, params: {{name: {out_name}}}}}
-edges:
-  - inlet -> smooth -> decoder -> outlet
-runtime:
-  fuse: [[inlet, smooth, decoder, outlet]]
 """
 
 
@@ -236,23 +223,34 @@ def run_replay(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                      not args.no_progress, args.warmup_s)
 
 
+def _push_until(name: str, rate: float, stop: threading.Event, pushed: list[int]) -> None:
+    """Push 96-channel Poisson counts on LSL stream ``name`` at ``rate`` Hz until ``stop``; count them."""
+    import pylsl
+
+    outlet = pylsl.StreamOutlet(pylsl.StreamInfo(name, "SpikeCounts", CHANNELS, rate, "float32", name))
+    rng = np.random.default_rng(0)
+    t0, i = pylsl.local_clock(), 0
+    while not stop.is_set():
+        delay = t0 + i / rate - pylsl.local_clock()
+        if delay > 0:
+            time.sleep(delay)
+        outlet.push_sample(rng.poisson(0.08, CHANNELS).astype(np.float32))
+        i += 1
+        pushed[0] = i
+
+
 def run_live(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    from benchmarks.latency import _outlet, push_paced
+    from benchmarks.latency import GRAPH  # the same live chain as the latency benchmark, fused
 
     tag = uuid.uuid4().hex[:8]
     in_name, out_name = f"soak_in_{tag}", f"soak_out_{tag}"
     config = workdir / "live.yaml"
-    config.write_text(LIVE_GRAPH.format(in_name=in_name, out_name=out_name, model=args.model))
-    outlet = _outlet(in_name, args.rate)
+    config.write_text(GRAPH.format(in_name=in_name, out_name=out_name, model=args.model, wait="auto",
+                                   fuse="[[inlet, smooth, decoder, outlet]]"))
     stop = threading.Event()
-    pushed: list[int] = []
-
-    def pusher() -> None:
-        rng = np.random.default_rng(0)
-        while not stop.is_set():
-            pushed.append(len(push_paced(outlet, args.rate, 1.0, rng, until=stop)))
-
-    thread = threading.Thread(target=pusher, daemon=True, name="soak-pusher")
+    pushed = [0]
+    thread = threading.Thread(target=_push_until, args=(in_name, args.rate, stop, pushed), daemon=True,
+                              name="soak-pusher")
     thread.start()
     try:
         cmd = [sys.executable, "-m", "pipeline", "run", str(config), "--runner", args.runner]
@@ -261,7 +259,7 @@ def run_live(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     finally:
         stop.set()
         thread.join(5.0)
-    result["pushed"] = int(sum(pushed))
+    result["pushed"] = int(pushed[0])
     result["rate_hz"] = args.rate
     return result
 

@@ -62,3 +62,17 @@ def test_looping_replay_keeps_scorer_and_metrics_bounded():
     # every packet through the graph was timed, in fixed-size histograms (checked in test_metrics)
     assert summary["nodes"]["score"]["calls"] == summary["nodes"]["score"]["packets_in"] > 2000
     assert summary["latency"]["count"] == summary["nodes"]["score"]["packets_in"]
+
+
+def test_live_part_pushes_and_samples_rss(tmp_path):
+    """`spikeloop bench soak --part live` end to end for a few seconds: the chain runs, RSS is sampled."""
+    import json
+
+    from pipeline.cli import main
+
+    out = tmp_path / "soak.json"
+    assert main(["bench", "soak", "--part", "live", "--minutes", "0.12", "--interval", "1", "--warmup", "1",
+                 "--no-progress", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    (live,) = report["rows"]
+    assert live["pushed"] > 100 and len(live["samples"]) >= 3

@@ -441,17 +441,25 @@ def closed_loop_timesteps(args: argparse.Namespace, timesteps: list[int]) -> int
     return max(timesteps) if args.timesteps else _shipped_timesteps(args.model)
 
 
-def evaluate_controllers(args: argparse.Namespace) -> int:
-    """``spikeloop evaluate --model M... [--dataset PATH] [--closed-loop --worlds N]``."""
+def evaluation_options(args: argparse.Namespace) -> tuple[list[int], int, list[str]]:
+    """``--timesteps`` (default :data:`DEFAULT_TIMESTEPS`), ``--worlds`` (default 200) and ``--world``
+    files (default every family) of a controller evaluation, checked; shared by the serial and
+    fan-out paths."""
     timesteps = list(args.timesteps) if args.timesteps else list(DEFAULT_TIMESTEPS)
     if any(t < 1 for t in timesteps):
         raise UserError(f"--timesteps must be >= 1, got {timesteps}")
+    n = args.worlds or 200
+    if n < 1:
+        raise UserError(f"--worlds must be >= 1, got {n}")
+    worlds = list(args.world) if args.world else list(DEFAULT_FAMILIES)
+    return timesteps, n, worlds
+
+
+def evaluate_controllers(args: argparse.Namespace) -> int:
+    """``spikeloop evaluate --model M... [--dataset PATH] [--closed-loop --worlds N]``."""
+    timesteps, n, worlds = evaluation_options(args)
     report: dict[str, Any] = {}
     if args.closed_loop:
-        n = args.worlds or 200
-        if n < 1:
-            raise UserError(f"--worlds must be >= 1, got {n}")
-        worlds = list(args.world) if args.world else list(DEFAULT_FAMILIES)
         T = closed_loop_timesteps(args, timesteps)
         rep = closed_loop_report(args.model, worlds, n, args.seed, T, args.episode_s, args.pictures,
                                  sensor_noise=not getattr(args, "no_sensor_noise", False))

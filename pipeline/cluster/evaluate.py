@@ -134,19 +134,13 @@ def evaluate_decoders(args: argparse.Namespace, ex: Executor) -> int:
 def evaluate_controllers(args: argparse.Namespace, ex: Executor) -> int:
     """Controllers: offline scores one task per (split, model file); closed loop one task per
     (world family, controller unit), assembled (comparisons included) as the serial path does."""
-    from nodes.control.evaluation import (DEFAULT_FAMILIES, DEFAULT_TIMESTEPS, closed_loop_seeds, closed_loop_timesteps,
-                                          closed_loop_units, family_report, family_spec, plot_sweep,
+    from nodes.control.evaluation import (closed_loop_seeds, closed_loop_timesteps, closed_loop_units,
+                                          evaluation_options, family_report, family_spec, plot_sweep,
                                           print_closed_loop, print_offline_split)
 
-    timesteps = list(args.timesteps) if args.timesteps else list(DEFAULT_TIMESTEPS)
-    if any(t < 1 for t in timesteps):
-        raise UserError(f"--timesteps must be >= 1, got {timesteps}")
+    timesteps, n, worlds = evaluation_options(args)
     report: dict[str, Any] = {}
     if args.closed_loop:
-        n = args.worlds or 200
-        if n < 1:
-            raise UserError(f"--worlds must be >= 1, got {n}")
-        worlds = list(args.world) if args.world else list(DEFAULT_FAMILIES)
         t_cl = closed_loop_timesteps(args, timesteps)
         noise = not getattr(args, "no_sensor_noise", False)
         seeds = closed_loop_seeds(n, args.seed)
