@@ -41,3 +41,13 @@ def ray_local():
         ensure_ray({"num_cpus": 2}, None)
     yield ray
 
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Stop the shared Ray before pytest prints its summary, so Ray's forwarded worker logs come
+    first and the summary stays the last line of the run (CI reads it)."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
