@@ -455,6 +455,11 @@ def evaluation_options(args: argparse.Namespace) -> tuple[list[int], int, list[s
     return timesteps, n, worlds
 
 
+def offline_splits(args: argparse.Namespace) -> list[str]:
+    """The real-trace splits an evaluation scores: ``--split``, else both (standard and keras-ncp)."""
+    return [args.split] if getattr(args, "split", None) else ["standard", "keras-ncp"]
+
+
 def evaluate_controllers(args: argparse.Namespace) -> int:
     """``spikeloop evaluate --model M... [--dataset PATH] [--closed-loop --worlds N]``."""
     timesteps, n, worlds = evaluation_options(args)
@@ -468,7 +473,7 @@ def evaluate_controllers(args: argparse.Namespace) -> int:
     if args.dataset:
         from nodes.control.dataset import get_split
 
-        splits = [args.split] if getattr(args, "split", None) else ["standard", "keras-ncp"]
+        splits = offline_splits(args)
         reps = []
         for split in splits:
             seqs = get_split(args.dataset, split).sequences("test")

@@ -135,7 +135,7 @@ def evaluate_controllers(args: argparse.Namespace, ex: Executor) -> int:
     """Controllers: offline scores one task per (split, model file); closed loop one task per
     (world family, controller unit), assembled (comparisons included) as the serial path does."""
     from nodes.control.evaluation import (closed_loop_seeds, closed_loop_timesteps, closed_loop_units,
-                                          evaluation_options, family_report, family_spec, plot_sweep,
+                                          evaluation_options, family_report, family_spec, offline_splits, plot_sweep,
                                           print_closed_loop, print_offline_split)
 
     timesteps, n, worlds = evaluation_options(args)
@@ -159,9 +159,8 @@ def evaluate_controllers(args: argparse.Namespace, ex: Executor) -> int:
     if args.dataset:
         from nodes.control.dataset import get_split
 
-        splits = [args.split] if getattr(args, "split", None) else ["standard", "keras-ncp"]
         tasks = []
-        for split in splits:
+        for split in offline_splits(args):
             seqs = ex.put(get_split(args.dataset, split).sequences("test"))
             tasks += [Task(f"{m} on the {split} split", "pipeline.cluster.evaluate:controller_offline",
                            (m, seqs, split, timesteps)) for m in args.model]
