@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -33,7 +34,8 @@ def test_session_is_listed_and_stopped_cleanly_with_its_summary(tmp_path):
         end = time.monotonic() + 120.0
         while time.monotonic() < end and run.poll() is None:
             listed = _cli(cluster).stdout
-            if "rig1" in listed and "running" in listed and "replay_decode" in listed:
+            flowing = re.search(r"rig1 .*running.*│\s*[1-9][\d,]* / [\d,]+\s*│", listed)
+            if flowing and "replay_decode" in listed:  # started and moving data, not still starting actors
                 break
             time.sleep(2.0)
         assert "rig1" in listed and "running" in listed, listed
