@@ -36,6 +36,7 @@ from pipeline.node import Node, Source
 from pipeline.packet import Packet
 from pipeline.runners.executor import GroupExecutor
 from pipeline.runners.plan import GroupPlan
+from pipeline.runners.probe import install as install_probe
 
 Delivery = tuple[str, str, Packet]
 """``(destination node, destination port, packet)``."""
@@ -86,6 +87,7 @@ class Stepper:
         self.last_seq: dict[tuple[str, str], int] = {}
         self.duplicates = 0
         self._clock_sent: dict[str, Clock | None] = {}
+        self.probe = install_probe(self)  # None unless SPIKELOOP_PROBE is set (a diagnostic)
 
     # --- the graph clock -----------------------------------------------------------------------
     def clock(self) -> Clock | None:
