@@ -56,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="decoder model file (default: the bundled sample)")
     p.add_argument("--startup-timeout", type=float, default=120.0, metavar="S",
                    help="longest wait for a graph to start publishing (default 120)")
+    p.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE",
+                   help="also run each runner with this environment variable set (repeatable; e.g. "
+                        "SPIKELOOP_POLL_YIELD=0: the inlet's poll does not yield the CPU)")
     p.add_argument("--pull-cost", action="store_true",
                    help="only measure the CPU cost of one LSL pull: pylsl's pull_chunk vs the inlet's direct "
                         "liblsl call (in this process, 20,000 pulls; seconds)")
@@ -89,7 +92,7 @@ def summarize_probe(path: Path, skip_s: float = 1.0) -> dict[str, Any]:
     processed = node_cpu.sum(axis=1) if node_cpu.size else np.zeros(int(keep.sum()), dtype=np.int64)
     stages_cpu = {"inlet: pull that returned the data": pull_cpu,
                   "inlet: pulls that found nothing (waiting)": wait_cpu,
-                  "inlet: rest of read (copy, health, packet)": read_cpu - pull_cpu - wait_cpu}
+                  "inlet: rest of read (wait loop, copy, health, packet)": read_cpu - pull_cpu - wait_cpu}
     for k, name in enumerate(nodes):
         if np.any(node_cpu[:, k]):
             stages_cpu[f"node {name}: process"] = node_cpu[:, k]
@@ -158,6 +161,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     runners = args.runner or list(RUNNERS)
     variants = [("freeze", {})] + ([("no freeze", {"SPIKELOOP_GC_FREEZE": "0"})] if args.no_gc_freeze else [])
+    for item in args.variant:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"bench latency-path: --variant takes KEY=VALUE, got {item!r}")
+        variants.append((item, {key: value}))
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="spikeloop_path_") as tmp:
         root = Path(tmp)
@@ -165,9 +173,9 @@ def run(args: argparse.Namespace) -> int:
         for rep in range(args.repeats):
             for runner in runners:
                 for variant, extra in variants:
-                    label = f"{runner}, {args.wait}" + ("" if variant == "freeze" else ", no gc freeze")
+                    label = f"{runner}, {args.wait}" + {"freeze": "", "no freeze": ", no gc freeze"}.get(variant, f", {variant}")
                     print(f"[run {rep + 1}/{args.repeats}] {args.rate:g} Hz, {label} ...", flush=True)
-                    work = root / f"r{rep}_{runner}_{variant.replace(' ', '_')}"
+                    work = root / f"r{rep}_{runner}_{len(results)}"
                     probe_dir = work / "probe"
                     env = {"SPIKELOOP_PROBE": str(probe_dir), **extra}
                     row = run_graph(work, runner, True, args.wait, args.rate, args.duration, model,
@@ -176,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
                     row.pop("latencies_ms", None)
                     entry = {"runner": runner, "variant": variant, "repeat": rep, "path": label,
                              "load_1min": row.get("load_1min"), "outside": {k: row.get(k) for k in (
-                                 "p50_ms", "p99_ms", "max_ms", "lost", "samples", "cpu_pct", "cpu_busiest_pct")},
+                                 "p50_ms", "p99_ms", "max_ms", "lost", "samples", "cpu_pct", "cpu_busiest_pct", "push_err_p50_ms",
+                                 "push_err_p99_ms")},
                              "threads_top": row.get("threads_top", []), "error": row.get("error"),
                              "probe": [summarize_probe(f) for f in files]}
                     if not files and not entry["error"]:
@@ -211,7 +220,9 @@ def _print(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     for r in results:
         head = (f"{r['path']} (run {r['repeat'] + 1}; load {_f(r['load_1min'], 2)}): outside p50/p99 "
                 f"{_f(r['outside']['p50_ms'], 3)} / {_f(r['outside']['p99_ms'], 3)} ms, lost "
-                f"{r['outside']['lost']}/{r['outside']['samples']}, CPU {_f(r['outside']['cpu_pct'], 0)} %")
+                f"{r['outside']['lost']}/{r['outside']['samples']}, CPU {_f(r['outside']['cpu_pct'], 0)} %, "
+                f"pusher schedule error p50/p99 {_f(r['outside']['push_err_p50_ms'], 3)} / "
+                f"{_f(r['outside']['push_err_p99_ms'], 3)} ms")
         if r["error"]:
             out.print(f"{head}\n  error: {r['error']}")
             continue
