@@ -39,7 +39,8 @@ from benchmarks.latency import DEFAULT_MODEL, RUNNERS, WAITS, model_for_rate, ru
 
 EPILOG = ("example: spikeloop bench latency-path --runner local --runner ray --duration 10 --json out/path.json\n"
           "         (add --no-gc-freeze to compare the collector setting;\n"
-          "          spikeloop bench latency-path --pull-cost: the CPU cost of one LSL pull alone)")
+          "          spikeloop bench latency-path --pull-cost: the CPU cost of one LSL pull alone;\n"
+          "          spikeloop bench latency-path --node-cost: Bessel + decoder on one sample, warm vs cold)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -62,6 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pull-cost", action="store_true",
                    help="only measure the CPU cost of one LSL pull: pylsl's pull_chunk vs the inlet's direct "
                         "liblsl call (in this process, 20,000 pulls; seconds)")
+    p.add_argument("--node-cost", action="store_true",
+                   help="only measure the CPU cost of the Bessel + decoder process() on one sample, back to back "
+                        "vs. one every 4 ms (cold caches); in this process, seconds")
     p.add_argument("--keep", metavar="DIR", help="keep the probe files (npz) in this directory")
     p.add_argument("--json", dest="json_path", metavar="PATH", help="also write the figures as JSON")
 
@@ -158,6 +162,14 @@ def run(args: argparse.Namespace) -> int:
         if args.json_path:
             Path(args.json_path).write_text(json.dumps({"benchmark": "latency-path --pull-cost", "date": time.strftime(
                 "%Y-%m-%d %H:%M:%S %Z"), "load_1min": os.getloadavg()[0], "pull_cpu_us": costs}, indent=2) + "\n")
+        return 0
+    if args.node_cost:
+        costs = node_cost(args.model)
+        for label, c in costs.items():
+            print(f"Bessel + decoder process, {label}: {c['p50_us']:.1f} µs p50 / {c['p99_us']:.1f} p99 (CPU)")
+        if args.json_path:
+            Path(args.json_path).write_text(json.dumps({"benchmark": "latency-path --node-cost", "date": time.strftime(
+                "%Y-%m-%d %H:%M:%S %Z"), "load_1min": os.getloadavg()[0], "cpu_us": costs}, indent=2) + "\n")
         return 0
     runners = args.runner or list(RUNNERS)
     variants = [("freeze", {})] + ([("no freeze", {"SPIKELOOP_GC_FREEZE": "0"})] if args.no_gc_freeze else [])
@@ -306,4 +318,43 @@ def pull_cost(pulls: int = 20_000, channels: int = 96) -> dict[str, dict[str, fl
                 raise RuntimeError(f"pull cost: {label} returned {len(stamps)} samples, expected 1")
         out[label] = {"empty_p50_us": float(np.median(empty)) / 1e3, "empty_p99_us": float(np.percentile(empty, 99)) / 1e3,
                       "one_p50_us": float(np.median(one)) / 1e3, "one_p99_us": float(np.percentile(one, 99)) / 1e3}
+    inlet.close_stream()  # before the outlet goes (liblsl would log a broken transmission)
+    del inlet
+    return out
+
+
+# --- the nodes alone, warm and cold -----------------------------------------------------------------
+def node_cost(model: str, calls: int = 400, gap_s: float = 0.004) -> dict[str, dict[str, float]]:
+    """CPU µs (p50 / p99) of the benchmark's Bessel and decoder ``process`` on one 96-channel sample:
+    back to back (warm caches), after a ``gap_s`` sleep, and after ``gap_s`` of spinning in another
+    loop (what the graph does between two 250 Hz samples). Nodes opened as in the graph."""
+    from nodes.decoders.node import Decoder
+    from nodes.filters.bessel import BesselFilter
+    from pipeline.packet import Packet, StreamInfo
+
+    info = StreamInfo(name="bench", type="SpikeCounts", channel_count=96, nominal_rate=250.0, dtype="float32")
+    bessel = BesselFilter(order=4, cutoff_hz=6.25, mode="causal")
+    decoder = Decoder(model=model)
+    decoder.open({"in": bessel.open({"in": info})["out"]})
+    rng = np.random.default_rng(0)
+
+    def one() -> None:
+        x = rng.poisson(0.08, (1, 96)).astype(np.float32)
+        decoder.process("in", bessel.process("in", Packet(x, np.array([1.0]), 0.0))["out"])
+
+    def spin(s: float) -> None:
+        end = time.perf_counter() + s
+        while time.perf_counter() < end:
+            pass
+
+    out: dict[str, dict[str, float]] = {}
+    for label, between in (("back to back", lambda: None), (f"after a {gap_s * 1e3:g} ms sleep", lambda: time.sleep(gap_s)),
+                           (f"after {gap_s * 1e3:g} ms spinning elsewhere", lambda: spin(gap_s))):
+        cpu = np.empty(calls, dtype=np.int64)
+        for i in range(calls):
+            between()
+            c0 = time.thread_time_ns()
+            one()
+            cpu[i] = time.thread_time_ns() - c0
+        out[label] = {"p50_us": float(np.median(cpu)) / 1e3, "p99_us": float(np.percentile(cpu, 99)) / 1e3}
     return out

@@ -68,7 +68,7 @@ class InletWait:
         self._per_arrival = 1.0  # median samples per waited-for arrival (the last 16)
         self._since_update = 0
         self.polls = 0  # zero-timeout pulls that found nothing (a measure of the CPU spent polling)
-        self.polite = os.environ.get("SPIKELOOP_POLL_YIELD", "1") != "0" and hasattr(os, "sched_yield")
+        self.polite = os.environ.get("SPIKELOOP_POLL_YIELD", "0") == "1" and hasattr(os, "sched_yield")
 
     def pull(self, pull_chunk: Callable[[float], tuple[Any, Any]], clock: Callable[[], float]) -> tuple[Any, Any, int]:
         """Return ``(data, stamps, n)`` (``n == 0``: nothing came within ``max_block_s``).
@@ -112,11 +112,13 @@ class InletWait:
     def _poll(self, pull_chunk: Callable[[float], tuple[Any, Any]], until: float) -> tuple[Any, Any, int]:
         """Pull with a zero timeout until data comes or ``until`` (``perf_counter`` s).
 
-        Between two empty pulls the thread yields the CPU (``sched_yield``; about a µs when no one
-        else wants this core): the sample being polled for must first be received by liblsl's own
-        thread in this process, and the sender may share this core too; a poller that does not
-        yield delays both (on a 2-core machine, the sender's schedule error p99 went from 0.25 ms
-        to 1.2-1.4 ms while a graph polled). ``SPIKELOOP_POLL_YIELD=0`` turns it off (diagnostic).
+        ``SPIKELOOP_POLL_YIELD=1`` (an experiment, off by default) makes the thread yield the CPU
+        (``sched_yield``) between two empty pulls, so liblsl's receive thread and a sender sharing
+        the core are not held off by the poller (on a 2-core machine the sender's schedule error p99
+        went from 0.25 ms to 1.2-1.4 ms while a graph polled). It is off because on a busy machine
+        a yield hands the core to a CPU-bound process for up to a scheduler slice (ms): a spinning
+        inlet then managed only about 450 polls per second at load 9, and the A/B under load did not
+        show a latency gain (docs/RESULTS.md, "Live latency: where the time goes").
         """
         data, stamps, n = None, (), 0
         polite = self.polite
