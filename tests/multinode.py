@@ -1,4 +1,4 @@
-"""A multi-node Ray cluster on this machine for tests: a head and worker nodes, each its own ``ray start``.
+"""A multi-node Ray cluster on this machine for tests: a head and worker nodes (Ray's ``cluster_utils``).
 
 Every node is a real Ray node (its own raylet and object store) on loopback, with the custom
 resources it is given (``{"rig": 1}``, ``{"gpu_box": 1}``), so Ray's scheduler places actors by
@@ -11,6 +11,7 @@ is not disturbed) for its nodes and every actor it has seen, with the actor's pi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -35,46 +36,79 @@ ray.shutdown()
 """
 
 
+_HOST = r"""
+import json, sys
+import ray._private.utils
+ray._private.utils.write_ray_address = lambda *a, **k: None  # no /tmp/ray/ray_current_cluster: "auto" stays someone else's
+from ray.cluster_utils import Cluster
+head_cpus, workers, temp_dir = int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+common = {"node_ip_address": "127.0.0.1", "object_store_memory": 80 * 2**20}
+cluster = Cluster(initialize_head=True, head_node_args=dict(common, num_cpus=head_cpus, include_dashboard=False,
+                                                          temp_dir=temp_dir))
+for w in workers:
+    cluster.add_node(**common, num_cpus=int(w.get("num_cpus", 0)), resources=dict(w.get("resources", {})))
+cluster.wait_for_nodes()
+print("ADDRESS " + cluster.address, flush=True)
+try:
+    sys.stdin.read()  # until the test closes our stdin (or ends us)
+finally:
+    cluster.shutdown()
+"""
+
+
 class MultiNodeCluster(LocalCluster):
-    """A head node (``head_cpus`` CPUs) and one worker node per entry of ``workers``.
+    """A head node (``head_cpus`` CPUs) and one worker node per entry of ``workers``, on loopback.
+
+    Built with Ray's own test-cluster utility (``ray.cluster_utils.Cluster``) in a host process of
+    its own (``ray start`` cannot join a loopback-only head: a joining node swaps 127.0.0.1 for the
+    machine's network address). Each node is a real raylet with its own object store and resources.
 
     Args:
         head_cpus: CPUs of the head node.
         workers: per worker node ``{"num_cpus": N, "resources": {"rig": 1}}``.
-        startup_s: longest wait for each node to come up (s).
+        startup_s: longest wait for the whole cluster to come up (s).
     """
 
-    def __init__(self, head_cpus: int, workers: list[dict[str, Any]], startup_s: float = 120.0) -> None:
-        super().__init__(num_cpus=head_cpus, startup_s=startup_s)
-        self.workers: list[subprocess.Popen] = []
+    def __init__(self, head_cpus: int, workers: list[dict[str, Any]], startup_s: float = 180.0) -> None:
+        import tempfile
+        import uuid
+
+        # what LocalCluster.__init__ sets up, without its `ray start` head
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="slm_", dir="/tmp"))
+        self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+                        RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=uuid.uuid4().hex + uuid.uuid4().hex)
+        self._seen: dict[int, float] = {}
+        self.log_path = self.temp_dir / "host.log"
+        self.proc = subprocess.Popen([sys.executable, "-c", _HOST, str(head_cpus), json.dumps(workers),
+                                      str(self.temp_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=open(self.log_path, "w"), env=self.env, text=True, start_new_session=True)
         try:
-            for w in workers:
-                self.add_node(int(w.get("num_cpus", 0)), dict(w.get("resources", {})), startup_s)
+            self.address = self._read_address(startup_s)
+            self.pids()
             self.wait_for_nodes(1 + len(workers), startup_s)
         except BaseException:
             self.stop()
             raise
 
-    def add_node(self, num_cpus: int, resources: dict[str, float], startup_s: float) -> None:
-        """Start a worker node (``ray start --address HEAD --block``) and wait until it says it runs."""
-        ray_bin = Path(sys.executable).with_name("ray")
-        log = self.temp_dir / f"worker{len(self.workers)}.log"
-        cmd = [str(ray_bin) if ray_bin.exists() else "ray", "start", f"--address={self.address}", "--block",
-               "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", f"--resources={json.dumps(resources)}",
-               "--disable-usage-stats"]
-        proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=self.env,
-                                start_new_session=True)
-        self.workers.append(proc)
-        end = time.monotonic() + startup_s
-        while "Ray runtime started" not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > end:
-                tail = log.read_text(errors="replace").strip().splitlines()[-3:] or ["(no output)"]
-                raise RuntimeError(f"worker node {resources} did not come up within {startup_s:g} s: {' | '.join(tail)}")
-            time.sleep(0.2)
-        self.pids()
+    def _read_address(self, timeout_s: float) -> str:
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if sel.select(timeout=0.5):
+                line = self.proc.stdout.readline()
+                if line.startswith("ADDRESS "):
+                    return line.split()[1]
+                if not line and self.proc.poll() is not None:
+                    break
+            self.pids()
+        tail = self.log_path.read_text(errors="replace").strip().splitlines()[-2:] or ["(no output)"]
+        raise RuntimeError(f"multi-node Ray cluster did not come up within {timeout_s:g} s: {' | '.join(tail)}")
 
     def wait_for_nodes(self, n: int, timeout_s: float) -> dict[str, Any]:
-        """Wait until ``n`` nodes are alive (the raylets register with the head); the query's answer."""
+        """Wait until ``n`` nodes are alive; the cluster query's answer (see :func:`where`)."""
         end = time.monotonic() + timeout_s
         while True:
             found = where(self.address, self.env)
@@ -85,32 +119,16 @@ class MultiNodeCluster(LocalCluster):
                                    f"after {timeout_s:g} s")
             time.sleep(0.5)
 
-    def pids(self) -> list[int]:
-        import psutil
-
-        pids = super().pids()
-        for proc in getattr(self, "workers", []):
-            try:
-                root = psutil.Process(proc.pid)
-                procs = [root, *root.children(recursive=True)]
-            except psutil.Error:
-                continue
-            for p in procs:
-                try:
-                    self._seen.setdefault(p.pid, p.create_time())
-                    pids.append(p.pid)
-                except psutil.Error:
-                    continue
-        return pids
-
     def stop(self, grace_s: float = 10.0) -> None:
+        """Close the host's stdin (it shuts the cluster down), then end whatever is left of its tree."""
+        self.pids()
+        try:
+            if self.proc.stdin and not self.proc.stdin.closed:
+                self.proc.stdin.close()
+            self.proc.wait(30.0)
+        except (subprocess.TimeoutExpired, OSError):
+            pass
         super().stop(grace_s)
-        for proc in getattr(self, "workers", []):
-            try:
-                proc.wait(5.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5.0)
 
 
 def where(address: str, env: dict[str, str], timeout: float = 60.0) -> dict[str, Any]:
