@@ -68,8 +68,6 @@ def test_killed_session_is_marked_dead_with_last_seen_and_pruned(tmp_path):
         assert entry["stopped_by"].startswith("dead: driver gone")
         assert entry["last_seen"] <= killed_at and killed_at - entry["last_seen"] < 30.0
         assert entry["stats"]["sink_samples"] > 0  # its last figures are kept
-        table = _sessions(cluster)  # the table shows it dead, with the clock time it was last seen
-        assert "dead: driver gone" in table.stdout and time.strftime("%H:%M", time.localtime(entry["last_seen"])) in table.stdout
 
         # Ray ends the actors of a dead driver: nothing of the run is left running on the cluster
         end = time.monotonic() + 30.0
@@ -81,8 +79,10 @@ def test_killed_session_is_marked_dead_with_last_seen_and_pruned(tmp_path):
             time.sleep(1.0)
         assert not left, left
 
-        stop = _sessions(cluster, "--stop", "rig9")
+        stop = _sessions(cluster, "--stop", "rig9")  # then the table: dead, with the clock time it was last seen
         assert stop.returncode == 0 and "had already ended" in stop.stdout, stop.stdout + stop.stderr
+        assert "dead: driver gone" in stop.stdout
+        assert time.strftime("%H:%M", time.localtime(entry["last_seen"])) in stop.stdout, stop.stdout
         pruned = _sessions(cluster, "--prune", "--json")
         assert "forgot 1 ended session(s): rig9" in pruned.stdout
         assert json.loads(pruned.stdout.strip().splitlines()[-1]) == []
