@@ -400,8 +400,11 @@ def summarise(spec: SweepSpec, results) -> tuple[list[dict[str, Any]], dict[str,
             how = "ended early (patience or time limit)"
         else:
             how = "stopped by ASHA" if spec.scheduler else "stopped"
+        resumed = 0 if df is None or "resumed_from_epoch" not in df else int(df["resumed_from_epoch"].fillna(0).max())
+        if resumed:
+            how += f" (resumed after epoch {resumed})"
         rows.append({"trial": trial_id, "config": {k: (r.config or {}).get(k) for k in spec.space},
-                     "epochs": epochs, f"best_{spec.metric}": best,
+                     "epochs": epochs, "resumed_from_epoch": resumed, f"best_{spec.metric}": best,
                      f"last_{spec.metric}": scores[-1] if scores else None, "status": how, "path": r.path})
     scored = [row for row in rows if row[f"best_{spec.metric}"] is not None]
     best_row = None
