@@ -133,3 +133,41 @@ def test_decoder_trainer_continued_from_a_saved_state_repeats_the_uninterrupted_
     assert all(np.array_equal(again[-1][1][k], seen[-1][1][k]) for k in seen[-1][1])
     assert part_meta["training"]["history"] == whole_meta["training"]["history"]
     assert all(np.array_equal(part_arrays[k], whole_arrays[k]) for k in whole_arrays)
+
+
+def test_crnn_fit_continued_from_a_saved_state_repeats_the_uninterrupted_epochs(tmp_path):
+    """The controller trainer too (a slice of the real LiDAR traces; augmentation on, so every RNG counts)."""
+    import numpy as np
+
+    from tests.conftest import LIDAR_DATASET
+
+    if not LIDAR_DATASET.is_dir():
+        pytest.skip(f"LiDAR traces not found at {LIDAR_DATASET} (set SPIKELOOP_LIDAR_DATASET)")
+    import torch
+
+    from nodes.control.dataset import Sequences, get_split
+    from nodes.control.torch_models import CRNN
+    from nodes.control.training import FitConfig, base_metadata, fit
+    from pipeline.trainstate import TrainState
+
+    split = get_split(LIDAR_DATASET, "standard")
+    cut = lambda s, n: Sequences(s.scans[:n], s.state[:n], s.steering[:n])  # noqa: E731
+    train, val = cut(split.sequences("train"), 48), cut(split.sequences("val"), 16)
+    meta = base_metadata(None, str(LIDAR_DATASET))
+    cfg = FitConfig(epochs=4, patience=4, seed=3, progress=False, augment=True)
+    seen, saved = [], tmp_path / "state"
+
+    def keep(record, arrays, m, state):
+        seen.append((record["val_mse"], arrays))
+        if record["epoch"] == 1:
+            state.save(saved)
+
+    torch.manual_seed(3)
+    whole, whole_mse, whole_epochs = fit(CRNN(None), train, val, meta, cfg, on_epoch=keep)
+    again = []
+    torch.manual_seed(3)
+    part, part_mse, part_epochs = fit(CRNN(None), train, val, meta, cfg, resume=TrainState.load(saved),
+                                      on_epoch=lambda r, a, m, s: again.append((r["val_mse"], a)))
+    assert [v for v, _ in again] == [v for v, _ in seen[2:]]
+    assert (part_mse, part_epochs) == (whole_mse, whole_epochs)
+    assert all(np.array_equal(part[k], whole[k]) for k in whole)
