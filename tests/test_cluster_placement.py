@@ -96,4 +96,4 @@ def test_resources_no_node_has_are_refused_in_one_line(cluster, tmp_path):
     done = _run(cluster, apart, timeout=90.0)
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
     lines = [x for x in done.stderr.splitlines() if "no node of the Ray cluster has all of it" in x]
-    assert len(lines) == 1 and "gpu_box=1, rig=1" in lines[0] and "node 'replay'" in lines[0], done.stderr
+    assert len(lines) == 1 and "asks for gpu_box=1, rig=1 on one machine" in lines[0] and "node 'replay'" in lines[0], done.stderr

@@ -41,6 +41,10 @@ def _shown(resources: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in sorted(keep.items())) or "nothing"
 
 
+def _who(nodes: list[str]) -> str:
+    return f"node {nodes[0]} asks" if len(nodes) == 1 else f"nodes {', '.join(nodes)} (fused) ask"
+
+
 def check_placement(spec: Any, plans: list, nodes: list[dict[str, Any]]) -> None:
     """Refuse groups no single alive node can host, or custom resources over-asked in total.
 
@@ -66,7 +70,7 @@ def check_placement(spec: Any, plans: list, nodes: list[dict[str, Any]]) -> None
         fits = [n for n in alive if all(n.get("Resources", {}).get(k, 0.0) >= v for k, v in wanted.items())]
         if not fits:
             ask = ", ".join(f"{k}={v:g}" for k, v in sorted(wanted.items()))
-            raise ConfigError(spec.file, f"nodes {', '.join(plan.nodes)} ask for {ask} on one machine, but no "
+            raise ConfigError(spec.file, f"{_who(plan.nodes)} for {ask} on one machine, but no "
                               f"node of the Ray cluster has all of it ({machines})",
                               node=plan.nodes[0], key="resources")
         for key, value in wanted.items():
