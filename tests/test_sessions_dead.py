@@ -1,4 +1,5 @@
-"""A session whose driver is killed (SIGKILL) is marked dead in ``spikeloop sessions``, not left running.
+"""A session whose driver is killed (SIGKILL) is marked dead in ``spikeloop sessions``, not left running;
+one whose driver is frozen (SIGSTOP) is shown stale, and running again once it resumes.
 
 Real parts: a loopback Ray cluster (``ray start``), a ``spikeloop run --address --session`` subprocess
 killed with SIGKILL once it moves data, ``spikeloop sessions --json`` polled until the entry says
@@ -16,6 +17,7 @@ import time
 import pytest
 
 from benchmarks.sessions import REPO, LocalCluster
+from pipeline.sessions import HEARTBEAT_S, STALE_AFTER_S
 from tests.multinode import where
 
 pytestmark = pytest.mark.slow
@@ -54,6 +56,23 @@ def test_killed_session_is_marked_dead_with_last_seen_and_pruned(tmp_path):
         alive = [a for a in where(cluster.address, cluster.env)["actors"]
                  if a["job"] == job and "GroupActor" in a["cls"] and a["state"] == "ALIVE"]
         assert alive, "the run's actors should be running before the kill"
+
+        # a driver that stops answering (SIGSTOP) but whose job Ray still counts alive: shown stale, with
+        # when it was last seen; once it runs again (SIGCONT) its heartbeats make it "running" again
+        run.send_signal(signal.SIGSTOP)
+        time.sleep(STALE_AFTER_S + 2 * HEARTBEAT_S)
+        stale = _sessions(cluster)
+        assert "stale (running, no heartbeat; last seen" in stale.stdout, stale.stdout
+        frozen = _entry(cluster, "rig9")
+        assert not frozen.get("ended")
+        run.send_signal(signal.SIGCONT)
+        end = time.monotonic() + 60.0
+        while time.monotonic() < end:
+            entry = _entry(cluster, "rig9")
+            if entry["last_seen"] > frozen["last_seen"]:
+                break
+            time.sleep(1.0)
+        assert entry["last_seen"] > frozen["last_seen"] and not entry.get("ended"), entry
 
         run.send_signal(signal.SIGKILL)
         run.wait(10)
