@@ -26,9 +26,11 @@ Per-layer input-current hook
 ``transforms[l]`` (a callable ``f(cur) -> cur``, or None; float32 of shape ``(units,)`` per step for
 SNN_Streaming, ``(n, steps, units)`` per window for SNN_3D, ``(n, units)`` for the ANN) rescales
 layer ``l``'s synaptic current ``W·x + b`` before the reset term and the membrane update (e.g. an
-attention module). With any transform set, SNN_Streaming runs its plain per-step numpy path; without, it runs the
-compiled loop of :mod:`nodes.decoders.lif_loop` (numba), which gives the same result bit for bit
-and skips silent inputs.
+attention module). SNN_Streaming runs the compiled loop of :mod:`nodes.decoders.lif_loop` (numba),
+which gives the same result bit for bit and skips silent inputs; with causal ASA (``attention:
+asa``) it runs the compiled ASA loop (``lif_stack_asa_run``, same spikes as the numpy
+``CausalASA`` and the torch model); with any other transform set (or ``compiled_asa = False``) it
+runs the plain per-step numpy path.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ import numpy as np
 
 from nodes.decoders.attention import attention_transforms
 from nodes.decoders.features import FeatureSpec, features, next_history
-from nodes.decoders.lif_loop import lif_stack_run
+from nodes.decoders.lif_loop import lif_stack_asa_run, lif_stack_run
 
 GRID_BITS = 14
 """Spiking models' weights, biases and thresholds are multiples of 2**-GRID_BITS."""
@@ -195,24 +197,90 @@ class SNNStreamingKernel(Kernel):
         self.w_in_t = w_in_t
         self.bias = np.concatenate(self.b)
         self.transforms = attention_transforms(self.arrays, meta, self.sizes)  # attention: asa → causal ASA
+        self._asa = self._pack_asa()
+        self.compiled_asa = self._asa is not None  # False: the per-step numpy CausalASA path (keeps last_gain)
         self.reset()
         self._run_compiled(np.zeros((0, c), dtype=F32))  # compile (or load the cache) now, not on the first live step
+        if self._asa is not None:
+            self._run_compiled_asa(np.zeros((0, c), dtype=F32))
+
+    def _pack_asa(self) -> dict[str, Any] | None:
+        """The causal ASA modules as arrays for :func:`lif_stack_asa_run`, or None (no ASA, or a
+        transform the compiled loop does not know)."""
+        from nodes.decoders.attention import CausalASA
+
+        if not any(t is not None for t in self.transforms):
+            return None
+        if not all(t is None or (type(t) is CausalASA and t.batch == 1) for t in self.transforms):
+            return None
+        mods = {l: t for l, t in enumerate(self.transforms) if t is not None}
+        windows = {t.window for t in mods.values()}
+        if len(windows) != 1:
+            return None
+        K = windows.pop()
+        L = len(self.sizes)
+        has_fc2 = any(t.fc2 is not None for t in mods.values())
+        if has_fc2 and not all(t.fc2 is not None for t in mods.values()):
+            return None
+        H = max(self.arrays[f"asa{l}.fc1"].shape[0] for l in mods)
+        ks = {np.asarray(self.arrays[f"asa{l}.conv_im"]).shape[2] for l in mods}
+        if len(ks) != 1:
+            return None
+        k = ks.pop()
+        fc1 = np.zeros((L, H, K))
+        fc2 = np.zeros((L, H))
+        conv_im, conv_rest = np.zeros((L, 2, k)), np.zeros((L, 2, k))
+        ratio, top_k = np.full(L, 0.5), np.zeros(L, dtype=np.int64)
+        attended = np.zeros(L, dtype=np.bool_)
+        for l, t in mods.items():
+            attended[l] = True
+            f1 = np.asarray(self.arrays[f"asa{l}.fc1"], dtype=np.float64)
+            fc1[l, :f1.shape[0]] = f1
+            if has_fc2:
+                fc2[l, :f1.shape[0]] = np.asarray(self.arrays[f"asa{l}.fc2"], dtype=np.float64).reshape(-1)
+            conv_im[l] = np.asarray(self.arrays[f"asa{l}.conv_im"], dtype=np.float64).reshape(2, k)
+            conv_rest[l] = np.asarray(self.arrays[f"asa{l}.conv_rest"], dtype=np.float64).reshape(2, k)
+            ratio[l], top_k[l] = t.ratio, t.k
+        return {"attended": attended, "fc1": fc1, "fc2": fc2, "has_fc2": bool(has_fc2), "conv_im": conv_im,
+                "conv_rest": conv_rest, "ratio": ratio, "top_k": top_k, "window": K, "layers": sorted(mods)}
 
     def reset(self) -> None:
         super().reset()
         self.mem = np.zeros(self.n_neurons, dtype=F32)
         self.spk = np.zeros(self.n_neurons, dtype=F32)
+        if getattr(self, "_asa", None) is not None:
+            self._ring = np.zeros((self._asa["window"], self.n_neurons), dtype=np.float64)
+            self._pos = np.zeros(1, dtype=np.int64)
+            self._gain = np.ones(self.n_neurons, dtype=F32)
+
+    def _asa_active(self) -> bool:
+        return self._asa is not None and self.compiled_asa
 
     def state(self) -> dict[str, np.ndarray]:
-        return {**super().state(), "mem": self.mem.copy(), "spk": self.spk.copy()}
+        out = {**super().state(), "mem": self.mem.copy(), "spk": self.spk.copy()}
+        if self._asa_active():  # the compiled loop's ring, in the numpy CausalASA's format (interchangeable)
+            K, o, p = self._asa["window"], self.offsets, int(self._pos[0])
+            idx = [(p + 1 + i) % K for i in range(K - 1)]  # the last K − 1 currents, oldest first
+            for l in self._asa["layers"]:
+                out[f"transform{l}.hist"] = self._ring[idx, o[l]:o[l + 1]][None].copy()
+        return out
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
         super().restore(state)
         self.mem = np.array(state["mem"], dtype=F32)
         self.spk = np.array(state["spk"], dtype=F32)
+        if self._asa is not None:
+            K, o = self._asa["window"], self.offsets
+            self._ring = np.zeros((K, self.n_neurons), dtype=np.float64)
+            self._pos = np.zeros(1, dtype=np.int64)  # next write at slot 0: slots 1..K−1 hold the history
+            for l in self._asa["layers"]:
+                hist = np.asarray(state[f"transform{l}.hist"], dtype=np.float64)  # checked by CausalASA.restore
+                self._ring[1:, o[l]:o[l + 1]] = hist[0]
 
     def _forward(self, x: np.ndarray, activity: Activity | None) -> np.ndarray:
-        if any(t is not None for t in self.transforms):
+        if self._asa_active():
+            spikes, mem_out = self._run_compiled_asa(x)
+        elif any(t is not None for t in self.transforms):
             spikes, mem_out = self._run_plain(x)
         else:
             spikes, mem_out = self._run_compiled(x)
@@ -239,6 +307,17 @@ class SNNStreamingKernel(Kernel):
         mem_out = np.empty((n, self.sizes[-1]), dtype=F32)
         lif_stack_run(np.ascontiguousarray(x, dtype=F32), self.w_in_t, self.bias, self.beta, self.thr,
                       self.offsets, self.mem, self.spk, spikes_all, mem_out)
+        return [spikes_all[:, o[l]:o[l + 1]] for l in range(len(self.sizes))], mem_out
+
+    def _run_compiled_asa(self, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """All steps of ``x`` in the compiled loop with the causal ASA (:func:`lif_stack_asa_run`)."""
+        n, o, a = x.shape[0], self.offsets, self._asa
+        spikes_all = np.empty((n, self.n_neurons), dtype=np.bool_)
+        mem_out = np.empty((n, self.sizes[-1]), dtype=F32)
+        lif_stack_asa_run(np.ascontiguousarray(x, dtype=F32), self.w_in_t, self.bias, self.beta, self.thr,
+                          self.offsets, self.mem, self.spk, spikes_all, mem_out, a["attended"], a["fc1"], a["fc2"],
+                          a["has_fc2"], a["conv_im"], a["conv_rest"], a["ratio"], a["top_k"], self._ring, self._pos,
+                          self._gain)
         return [spikes_all[:, o[l]:o[l + 1]] for l in range(len(self.sizes))], mem_out
 
     def _run_plain(self, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
