@@ -46,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="streams per batch (snn_streaming) / windows per batch (default: the trainer's, 32); more streams "
                         "= fewer sequential steps per epoch")
+    p.add_argument("--window", type=int, default=None,
+                   help="truncated-BPTT window in 4 ms steps (snn_streaming; default: the trainer's, 160)")
     p.add_argument("--patience", type=int, default=None, help="epochs without a better validation R² before stopping (default 6)")
     p.add_argument("--asa-ratio", type=float, default=0.5, help="ASA ratio λ (default 0.5)")
     p.add_argument("--asa-reduction", type=int, default=1, help="ASA reduction (default 1)")
@@ -70,6 +72,9 @@ def _train(kind: str, seed: int, attention: str, args: argparse.Namespace, data,
         cfg.patience = int(args.patience)
     if getattr(args, "batch_size", None):
         cfg.batch_size = int(args.batch_size)
+    if getattr(args, "window", None):
+        cfg.window = int(args.window)
+        cfg.burn_in = min(cfg.burn_in, cfg.window // 2)  # the first window must keep steps for the loss
     arrays, meta = train(kind, data, cfg, source=args.recording)
     save_model(path, arrays, meta)
 
@@ -237,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
                            "loss": "MSE + rate_penalty x spikes per neuron per step, same in both arms", "rate_penalties": penalties,
                            "asa_ratio": args.asa_ratio, "asa_reduction": args.asa_reduction,
                            "init": getattr(args, "init", None), "lr": getattr(args, "lr", None),
-                           "batch_size": getattr(args, "batch_size", None)},
+                           "batch_size": getattr(args, "batch_size", None), "window": getattr(args, "window", None)},
               "rows": rows, "comparison": comp, "fronts": front_summary, "plots": plots}
     json_path = Path(args.json_path) if args.json_path else out_dir / "attention.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -208,3 +208,28 @@ def test_asa_arm_fine_tuned_from_a_plain_model_starts_as_that_model() -> None:
     y_a, s_a = run_in_chunks(make_kernel(arrays_asa, meta_asa), counts, [(0, len(counts))])
     assert s_p[0].mean() > 0.01
     assert np.array_equal(y_p, y_a) and all(np.array_equal(p, q) for p, q in zip(s_p, s_a))
+
+
+def test_rate_fronts_summary_and_plot(tmp_path) -> None:
+    """The sweep's reading of the target: the best plain mean R² is the reference; each arm's point
+    with the fewest spikes within 0.005 R² of it, and its spike reduction."""
+    from benchmarks.attention import fronts
+    from nodes.decoders.attention_report import plot_rate_fronts
+
+    rows = []
+    table = {("none", 0.0): (0.630, 0.140), ("none", 1.0): (0.628, 0.110), ("none", 3.0): (0.600, 0.060),
+             ("asa", 0.0): (0.629, 0.150), ("asa", 1.0): (0.627, 0.090), ("asa", 3.0): (0.610, 0.050)}
+    for (att, w), (r2, rate) in table.items():
+        for seed, jitter in enumerate((-0.001, 0.0, 0.001)):
+            rows.append({"kind": "snn_streaming", "attention": att, "rate_penalty": w, "seed": seed,
+                         "r2": r2 + jitter, "rate_overall": rate + jitter / 10})
+    (f,) = fronts(rows)
+    assert f["reference"]["rate_penalty"] == 0.0 and f["reference"]["r2"] == pytest.approx(0.630)
+    assert f["best_none"]["rate_penalty"] == 1.0 and f["best_none"]["spike_reduction"] == pytest.approx(1 - 0.11 / 0.14)
+    assert f["best_asa"]["rate_penalty"] == 1.0 and f["best_asa"]["spike_reduction"] == pytest.approx(1 - 0.09 / 0.14)
+    assert f["met_spikes"] is True  # 36 % fewer
+    rows_bad = [r for r in rows if not (r["attention"] == "asa" and r["rate_penalty"] == 1.0)]
+    (g,) = fronts(rows_bad)
+    assert g["best_asa"]["rate_penalty"] == 0.0 and g["met_spikes"] is False  # ASA at w=0 spikes more
+    png = plot_rate_fronts(rows, tmp_path / "fronts.png")
+    assert png.stat().st_size > 10_000

@@ -443,14 +443,18 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 class LSTMKernel(Kernel):
-    """LSTM baseline: 32 ms counts every 4 ms → LayerNorm → 1-layer LSTM (32) → linear 2, state
-    ``(h, c)`` carried. Gate order i, f, g, o as in ``torch.nn.LSTM``."""
+    """LSTM baseline: 32 ms counts every 4 ms → LayerNorm (or a per-channel z-score, arrays
+    ``in_mean``/``in_std``) → 1-layer LSTM (32) → linear 2, state ``(h, c)`` carried. Gate order i, f, g, o as in ``torch.nn.LSTM``."""
 
     kind = "lstm"
 
     def __init__(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         super().__init__(arrays, meta)
-        self.ln_g, self.ln_b = self._get("ln_g"), self._get("ln_b")
+        self.zscore = "in_mean" in self.arrays  # z-score per channel (train mean/std) instead of LayerNorm
+        if self.zscore:
+            self.in_mean, self.in_std = self._get("in_mean"), self._get("in_std")
+        else:
+            self.ln_g, self.ln_b = self._get("ln_g"), self._get("ln_b")
         self.w_ih, self.w_hh = self._get("w_ih"), self._get("w_hh")
         self.b_ih, self.b_hh = self._get("b_ih"), self._get("b_hh")
         self.w_out, self.b_out = self._get("w_out"), self._get("b_out")
@@ -472,7 +476,7 @@ class LSTMKernel(Kernel):
 
     def _forward(self, x: np.ndarray, activity: Activity | None) -> np.ndarray:
         n, H = x.shape[0], self.hidden
-        xn = layer_norm(x, self.ln_g, self.ln_b)
+        xn = (x - self.in_mean) / self.in_std if self.zscore else layer_norm(x, self.ln_g, self.ln_b)
         gx = xn @ self.w_ih.T + (self.b_ih + self.b_hh)  # (n, 4H)
         hs = np.empty((n, H), dtype=F32)
         h, c = self.h, self.c

@@ -302,9 +302,14 @@ class LSTMDecoder(nn.Module):
 
     kind = "lstm"
 
-    def __init__(self, channels: int, hidden: int = 32, outputs: int = 2) -> None:
+    def __init__(self, channels: int, hidden: int = 32, outputs: int = 2, zscore: bool = False) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(channels)
+        # input normalisation: LayerNorm over channels (default), or a z-score per channel with the
+        # training part's mean and std (arrays in_mean, in_std; as the ANN)
+        self.zscore = zscore
+        self.norm = None if zscore else nn.LayerNorm(channels)
+        self.register_buffer("in_mean", torch.zeros(channels))
+        self.register_buffer("in_std", torch.ones(channels))
         self.lstm = nn.LSTM(channels, hidden)
         self.out = nn.Linear(hidden, outputs)
         self.hidden = hidden
@@ -314,7 +319,7 @@ class LSTMDecoder(nn.Module):
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
         """``x`` (T, B, C) → ``(y (T, B, 2), (h, c))``."""
-        xn = self.norm(x)
+        xn = (x - self.in_mean) / self.in_std if self.zscore else self.norm(x)
         if self.training and self.input_noise > 0:
             xn = xn + self.input_noise * torch.randn_like(xn)
         h, state = self.lstm(self.drop(xn), state)
@@ -322,13 +327,17 @@ class LSTMDecoder(nn.Module):
 
     def export(self) -> dict[str, np.ndarray]:
         f = lambda t: t.detach().numpy().astype(np.float32)  # noqa: E731
-        return {"ln_g": f(self.norm.weight), "ln_b": f(self.norm.bias),
+        norm = ({"in_mean": f(self.in_mean), "in_std": f(self.in_std)} if self.zscore
+                else {"ln_g": f(self.norm.weight), "ln_b": f(self.norm.bias)})
+        return {**norm,
                 "w_ih": f(self.lstm.weight_ih_l0), "w_hh": f(self.lstm.weight_hh_l0),
                 "b_ih": f(self.lstm.bias_ih_l0), "b_hh": f(self.lstm.bias_hh_l0),
                 "w_out": f(self.out.weight), "b_out": f(self.out.bias)}
 
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        pairs = {"ln_g": self.norm.weight, "ln_b": self.norm.bias, "w_ih": self.lstm.weight_ih_l0,
+        norm = ({"in_mean": self.in_mean, "in_std": self.in_std} if self.zscore
+                else {"ln_g": self.norm.weight, "ln_b": self.norm.bias})
+        pairs = {**norm, "w_ih": self.lstm.weight_ih_l0,
                  "w_hh": self.lstm.weight_hh_l0, "b_ih": self.lstm.bias_ih_l0, "b_hh": self.lstm.bias_hh_l0,
                  "w_out": self.out.weight, "b_out": self.out.bias}
         with torch.no_grad():
@@ -354,7 +363,7 @@ def build(kind: str, meta: dict[str, Any]) -> nn.Module:
         steps = int(meta["features"].get("steps", 1)) if kind == "ann_3d" else 1
         return ANN(channels * steps, tuple(arch["layers"][:-1]), outputs)
     if kind == "lstm":
-        return LSTMDecoder(channels, int(arch["hidden"]), outputs)
+        return LSTMDecoder(channels, int(arch["hidden"]), outputs, zscore=str(arch.get("norm", "")).startswith("z-score"))
     raise ValueError(f"unknown decoder kind {kind!r}")
 
 

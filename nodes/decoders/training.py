@@ -19,7 +19,7 @@ The model file is data only (``pipeline.modelfile.save_model``), family ``decode
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -57,6 +57,8 @@ class TrainConfig:
     dropout: float = 0.0  # snn_3d, lstm: dropout on the normalised input and hidden activity (training only)
     input_noise: float = 0.0  # snn_3d, lstm: std of Gaussian noise on the normalised input (training only)
     learn_neurons: bool = False  # snn_3d: learn one β and one θ per layer (default: fixed β 0.5, θ 0.5 as in the paper)
+    hidden: int = 0  # lstm: hidden units (0: the default, 32)
+    input_norm: str = "layernorm"  # lstm: "layernorm" over channels, or "zscore" per channel (train mean/std, as the ANN)
     init: str = ""  # start from this model file of the same kind (an ASA arm starts as the plain model: see start_from)
 
 
@@ -123,6 +125,8 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
         if kind == "snn_streaming":  # rebuild from the file's initial values; its trained ones are loaded below
             for key in ("beta", "threshold"):
                 meta["architecture"][key] = meta["architecture"].get(f"{key}_init", meta["architecture"][key])
+    if kind == "lstm" and cfg.hidden and init_arrays is None:
+        meta["architecture"]["hidden"] = int(cfg.hidden)
     if kind == "snn_3d" and cfg.learn_neurons:
         meta["architecture"].update(learn_beta=True, learn_threshold=True,
                                     beta_range=[0.0, 0.995], threshold_min=0.02)
@@ -152,7 +156,13 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
         model.input_noise = float(cfg.input_noise)
     elif cfg.dropout > 0 or cfg.input_noise > 0:
         raise ValueError(f"dropout / input noise are available for snn_3d and lstm, not {kind}")
-    if kind in ("ann", "ann_3d") and init_arrays is None:
+    if kind == "lstm" and cfg.input_norm == "zscore" and init_arrays is None:
+        meta["architecture"]["norm"] = "z-score (train mean/std)"
+        model = build(kind, meta)
+        if hasattr(model, "drop"):
+            model.drop.p = float(cfg.dropout)
+            model.input_noise = float(cfg.input_noise)
+    if (kind in ("ann", "ann_3d") or (kind == "lstm" and getattr(model, "zscore", False))) and init_arrays is None:
         flat = X[tr].reshape(X[tr].shape[0], -1)
         mean = flat.mean(axis=0)
         std = flat.std(axis=0)
@@ -165,6 +175,8 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
     # then fell back to 0.11 at a constant 3e-3 (its surrogate gradients overshoot late in training)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=cfg.lr_patience)
     streaming = kind in ("snn_streaming", "lstm")
+    if streaming and cfg.burn_in >= cfg.window:  # the first window must keep steps for the loss (else it is NaN)
+        cfg = replace(cfg, burn_in=cfg.window // 2)
     Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
     idx_tr = np.arange(tr.start, tr.stop)
     n_tr = len(idx_tr)
@@ -289,7 +301,8 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
         "input": {"snn_streaming": "binarised counts (count > 0)", "snn_3d": "LayerNorm over channels (learned)",
                   "ann": "z-score with train mean/std (arrays in_mean, in_std)",
                   "ann_3d": "z-score with train mean/std (arrays in_mean, in_std)",
-                  "lstm": "LayerNorm over channels (learned)"}[kind],
+                  "lstm": ("z-score with train mean/std (arrays in_mean, in_std)" if getattr(model, "zscore", False)
+                           else "LayerNorm over channels (learned)")}[kind],
     }
     return arrays, meta
 
@@ -333,6 +346,16 @@ def run_cli(args: Any, on_epoch: Callable[[dict, dict, dict], None] | None = Non
         if args.model != "snn_3d":
             raise UserError(f"--learn-neurons applies to snn_3d (snn_streaming always learns its neurons), not {args.model}")
         cfg.learn_neurons = True
+    if getattr(args, "hidden", None) is not None:
+        if args.model != "lstm":
+            raise UserError(f"--hidden applies to lstm, not {args.model}")
+        if args.hidden < 1:
+            raise UserError(f"--hidden must be >= 1, got {args.hidden}")
+        cfg.hidden = int(args.hidden)
+    if getattr(args, "input_norm", None):
+        if args.model != "lstm":
+            raise UserError(f"--input-norm applies to lstm, not {args.model}")
+        cfg.input_norm = args.input_norm
     if getattr(args, "init", None):
         if not Path(args.init).is_file():
             raise UserError(f"--init {args.init}: no such model file")

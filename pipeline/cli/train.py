@@ -48,6 +48,9 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
         help="decoders: dropout on the normalised input and hidden activity of snn_3d/lstm while training (default 0)")
     opt("--input-noise", type=float, default=None, metavar="STD",
         help="decoders: Gaussian noise of this std on the normalised input of snn_3d/lstm while training (default 0)")
+    opt("--hidden", type=int, default=None, metavar="N", help="decoders: lstm hidden units (default 32)")
+    opt("--input-norm", choices=("layernorm", "zscore"), default=None,
+        help="decoders: lstm input normalisation: LayerNorm over channels (default) or a per-channel z-score with the training part's mean/std")
     opt("--learn-neurons", action="store_true", default=None,
         help="decoders: snn_3d learns one β and one θ per layer (default: fixed β 0.5, θ 0.5 as in the paper)")
     opt("--rate-penalty", type=float, default=None, metavar="W",
