@@ -213,7 +213,13 @@ def run(args: argparse.Namespace) -> int:
     points = [{"label": f"{r['kind']} {r['attention']} w{r.get('rate_penalty', 0.0):g} s{r['seed']}", "spikes_per_step": r["spikes_per_step"],
                "r2": r["r2"], "group": r["kind"], "attention": r["attention"]} for r in rows]
     front = plot_front(points, out_dir / "front.png")
-    plots = {"front": str(front), "rate_fronts": str(plot_rate_fronts(rows, out_dir / "rate_fronts.png"))}
+    refs = []
+    if getattr(args, "init", None):  # the model both arms were fine-tuned from, as a reference point
+        init_row = _row(Path(args.init), data, args)
+        refs.append({"label": f"start model ({Path(args.init).name})", "rate_overall": init_row["rate_overall"],
+                     "r2": init_row["r2"]})
+    plots = {"front": str(front),
+             "rate_fronts": str(plot_rate_fronts(rows, out_dir / "rate_fronts.png", references=refs))}
     front_summary = fronts(rows)
     for f in front_summary:
         ref = f["reference"]
@@ -243,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
                            "asa_ratio": args.asa_ratio, "asa_reduction": args.asa_reduction,
                            "init": getattr(args, "init", None), "lr": getattr(args, "lr", None),
                            "batch_size": getattr(args, "batch_size", None), "window": getattr(args, "window", None)},
-              "rows": rows, "comparison": comp, "fronts": front_summary, "plots": plots}
+              "rows": rows, "comparison": comp, "fronts": front_summary, "references": refs, "plots": plots}
     json_path = Path(args.json_path) if args.json_path else out_dir / "attention.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2, default=float))

@@ -133,13 +133,15 @@ def plot_attention(trace: dict[int, np.ndarray], rate_hz: float, path: str | Pat
     return _save(fig, path)
 
 
-def plot_rate_fronts(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+def plot_rate_fronts(rows: list[dict[str, Any]], path: str | Path, title: str = "",
+                     references: list[dict[str, Any]] | None = None) -> Path:
     """R² (y) against spikes per neuron per step (x): one front per arm (with / without ASA).
 
     ``rows``: dicts with ``kind``, ``attention`` ("asa"/"none"), ``rate_penalty``, ``seed``,
     ``r2`` and ``rate_overall`` (spikes per neuron per step). Every model is a small dot; the mean
     over seeds at each penalty is a large marker with ±1 s.d. bars (both axes), joined in penalty
-    order and labelled with the penalty weight.
+    order and labelled with the penalty weight. ``references``: extra single models drawn as stars
+    (dicts with ``label``, ``rate_overall``, ``r2``), e.g. the model the sweep was fine-tuned from.
     """
     plt = _agg()
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
@@ -159,6 +161,8 @@ def plot_rate_fronts(rows: list[dict[str, Any]], path: str | Path, title: str = 
                         textcoords="offset points", color=c)
         ax.errorbar(mx, my, xerr=sx, yerr=sy, color=c, marker="o" if att == "asa" else "s", ms=7, lw=1.2,
                     capsize=2, label=f"{kind}, {'with ASA' if att == 'asa' else 'without ASA'} (mean ± s.d. over seeds)")
+    for ref in references or []:
+        ax.scatter([ref["rate_overall"]], [ref["r2"]], marker="*", s=160, color="black", zorder=5, label=ref["label"])
     ax.set_xlabel("spikes per neuron per 4 ms step (test part, all layers)")
     ax.set_ylabel("R² (test part, no filter)")
     ax.set_title(title or "Firing-rate objective: R² against spikes, with and without ASA at equal penalty")

@@ -41,7 +41,7 @@ import numpy as np
 
 from nodes.decoders.attention import attention_transforms
 from nodes.decoders.features import FeatureSpec, features, next_history
-from nodes.decoders.lif_loop import lif_stack_asa_run, lif_stack_run
+from nodes.decoders.lif_loop import lif_stack_asa_run, lif_stack_run, pack_asa
 
 GRID_BITS = 14
 """Spiking models' weights, biases and thresholds are multiples of 2**-GRID_BITS."""
@@ -241,8 +241,8 @@ class SNNStreamingKernel(Kernel):
             conv_im[l] = np.asarray(self.arrays[f"asa{l}.conv_im"], dtype=np.float64).reshape(2, k)
             conv_rest[l] = np.asarray(self.arrays[f"asa{l}.conv_rest"], dtype=np.float64).reshape(2, k)
             ratio[l], top_k[l] = t.ratio, t.k
-        return {"attended": attended, "fc1": fc1, "fc2": fc2, "has_fc2": bool(has_fc2), "conv_im": conv_im,
-                "conv_rest": conv_rest, "ratio": ratio, "top_k": top_k, "window": K, "layers": sorted(mods)}
+        asa_f, asa_i = pack_asa(L, attended, fc1, fc2, bool(has_fc2), conv_im, conv_rest, ratio, top_k)
+        return {"asa_f": asa_f, "asa_i": asa_i, "window": K, "layers": sorted(mods)}
 
     def reset(self) -> None:
         super().reset()
@@ -250,8 +250,7 @@ class SNNStreamingKernel(Kernel):
         self.spk = np.zeros(self.n_neurons, dtype=F32)
         if getattr(self, "_asa", None) is not None:
             self._ring = np.zeros((self._asa["window"], self.n_neurons), dtype=np.float64)
-            self._pos = np.zeros(1, dtype=np.int64)
-            self._gain = np.ones(self.n_neurons, dtype=F32)
+            self._asa["asa_i"][4] = 0  # ring slot written next
 
     def _asa_active(self) -> bool:
         return self._asa is not None and self.compiled_asa
@@ -259,7 +258,7 @@ class SNNStreamingKernel(Kernel):
     def state(self) -> dict[str, np.ndarray]:
         out = {**super().state(), "mem": self.mem.copy(), "spk": self.spk.copy()}
         if self._asa_active():  # the compiled loop's ring, in the numpy CausalASA's format (interchangeable)
-            K, o, p = self._asa["window"], self.offsets, int(self._pos[0])
+            K, o, p = self._asa["window"], self.offsets, int(self._asa["asa_i"][4])
             idx = [(p + 1 + i) % K for i in range(K - 1)]  # the last K − 1 currents, oldest first
             for l in self._asa["layers"]:
                 out[f"transform{l}.hist"] = self._ring[idx, o[l]:o[l + 1]][None].copy()
@@ -272,7 +271,7 @@ class SNNStreamingKernel(Kernel):
         if self._asa is not None:
             K, o = self._asa["window"], self.offsets
             self._ring = np.zeros((K, self.n_neurons), dtype=np.float64)
-            self._pos = np.zeros(1, dtype=np.int64)  # next write at slot 0: slots 1..K−1 hold the history
+            self._asa["asa_i"][4] = 0  # next write at slot 0: slots 1..K−1 hold the history
             for l in self._asa["layers"]:
                 hist = np.asarray(state[f"transform{l}.hist"], dtype=np.float64)  # checked by CausalASA.restore
                 self._ring[1:, o[l]:o[l + 1]] = hist[0]
@@ -315,9 +314,7 @@ class SNNStreamingKernel(Kernel):
         spikes_all = np.empty((n, self.n_neurons), dtype=np.bool_)
         mem_out = np.empty((n, self.sizes[-1]), dtype=F32)
         lif_stack_asa_run(np.ascontiguousarray(x, dtype=F32), self.w_in_t, self.bias, self.beta, self.thr,
-                          self.offsets, self.mem, self.spk, spikes_all, mem_out, a["attended"], a["fc1"], a["fc2"],
-                          a["has_fc2"], a["conv_im"], a["conv_rest"], a["ratio"], a["top_k"], self._ring, self._pos,
-                          self._gain)
+                          self.offsets, self.mem, self.spk, spikes_all, mem_out, a["asa_f"], a["asa_i"], self._ring)
         return [spikes_all[:, o[l]:o[l + 1]] for l in range(len(self.sizes))], mem_out
 
     def _run_plain(self, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:

@@ -65,15 +65,37 @@ def lif_stack_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta: np.
             mem_out[t, i - last] = mem[i]
 
 
+def pack_asa(n_layers: int, attended: np.ndarray, fc1: np.ndarray, fc2: np.ndarray, has_fc2: bool,
+             conv_im: np.ndarray, conv_rest: np.ndarray, ratio: np.ndarray, top_k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The causal ASA's parameters as the two flat arrays :func:`lif_stack_asa_run` takes (few
+    arguments: numba checks every argument's type on each call, and a live decoder calls once per bin).
+
+    Args (L layers, H scorer width, K window, k conv kernel): attended ``(L,)`` bool; fc1
+    ``(L, H, K)``; fc2 ``(L, H)``; conv_im, conv_rest ``(L, 2, k)`` (maps: 0 = mean, 1 = max);
+    ratio ``(L,)`` λ; top_k ``(L,)`` ``int(λ·units)``.
+
+    Returns:
+        ``asa_f`` float64: fc1, fc2, conv_im, conv_rest, ratio, flattened in that order;
+        ``asa_i`` int64: ``[K, H, k, has_fc2, pos, attended × L, top_k × L]`` (``pos``, the ring
+        slot written next, is updated in place by the loop).
+    """
+    L = n_layers
+    _, H, K = fc1.shape
+    k = conv_im.shape[2]
+    asa_f = np.concatenate([np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
+                            for a in (fc1, fc2, conv_im, conv_rest, ratio)])
+    asa_i = np.concatenate([np.array([K, H, k, int(has_fc2), 0], dtype=np.int64),
+                            np.asarray(attended, dtype=np.int64).reshape(L), np.asarray(top_k, dtype=np.int64).reshape(L)])
+    return asa_f, asa_i
+
+
 @njit(cache=True, nogil=True)
 def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta: np.ndarray,
                       thr: np.ndarray, offsets: np.ndarray, mem: np.ndarray, spk: np.ndarray,
-                      spikes_out: np.ndarray, mem_out: np.ndarray,
-                      attended: np.ndarray, fc1: np.ndarray, fc2: np.ndarray, has_fc2: bool,
-                      conv_im: np.ndarray, conv_rest: np.ndarray, ratio: np.ndarray, top_k: np.ndarray,
-                      ring: np.ndarray, pos: np.ndarray, gain_out: np.ndarray) -> None:
+                      spikes_out: np.ndarray, mem_out: np.ndarray, asa_f: np.ndarray, asa_i: np.ndarray,
+                      ring: np.ndarray) -> None:
     """:func:`lif_stack_run` with the causal ASA (``nodes.decoders.attention.CausalASA``, batch 1)
-    rescaling the synaptic current of the ``attended`` layers, compiled.
+    rescaling the synaptic current of the attended layers, compiled.
 
     The attention arithmetic runs in float64 and the gain is rounded to float32 before the product
     ``float32(cur · gain)``, as in the torch and numpy twins (same spikes; see
@@ -83,30 +105,38 @@ def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta:
     of each part (mean ÷ λ or ÷ (1 − λ)) → ``Conv1d(2 → 1, zero padding)`` over the layer's neurons
     → sigmoid → that part's gain.
 
-    Extra shapes (L layers, N neurons over all layers, K window, H scorer width, k conv kernel):
-        attended: ``(L,)`` bool.
-        fc1: ``(L, H, K)`` float64 (row 0 only if not ``has_fc2``); fc2: ``(L, H)`` float64.
-        conv_im, conv_rest: ``(L, 2, k)`` float64 (input maps: 0 = mean, 1 = max).
-        ratio: ``(L,)`` float64 λ; top_k: ``(L,)`` int64 ``int(λ·units)``.
-        ring: ``(K, N)`` float64, the last K currents of every attended neuron; slot ``pos[0]`` is
-            written next (updated in place with ``pos``).
-        gain_out: ``(N,)`` float32, written: the gains of the last step (1 for unattended layers).
+    Extra arguments: ``asa_f``, ``asa_i`` from :func:`pack_asa` (``asa_i[4]``, the ring position,
+    is updated in place); ``ring`` ``(K, N)`` float64, the last K currents of every neuron (rows
+    of unattended layers unused), updated in place.
     """
     n, c = x.shape
-    n_layers = offsets.shape[0] - 1
-    K = ring.shape[0]
-    H = fc1.shape[1]
-    ks = conv_im.shape[2]
+    N = mem.shape[0]
+    L = offsets.shape[0] - 1
+    K, H, ks, has_fc2 = asa_i[0], asa_i[1], asa_i[2], asa_i[3] != 0
     pad = ks // 2
-    cur = np.empty(mem.shape[0], dtype=np.float32)
-    score = np.empty(mem.shape[0], dtype=np.float64)
-    mean = np.empty(mem.shape[0], dtype=np.float64)
-    mx = np.empty(mem.shape[0], dtype=np.float64)
-    imp = np.zeros(mem.shape[0], dtype=np.bool_)
+    o = 0
+    fc1 = asa_f[o:o + L * H * K].reshape((L, H, K))
+    o += L * H * K
+    fc2 = asa_f[o:o + L * H].reshape((L, H))
+    o += L * H
+    conv_im = asa_f[o:o + L * 2 * ks].reshape((L, 2, ks))
+    o += L * 2 * ks
+    conv_rest = asa_f[o:o + L * 2 * ks].reshape((L, 2, ks))
+    o += L * 2 * ks
+    ratio = asa_f[o:o + L]
+    cur = np.empty(N, dtype=np.float32)
+    score = np.empty(N, dtype=np.float64)
+    imp = np.zeros(N, dtype=np.bool_)
+    m_im = np.zeros((2, N), dtype=np.float64)  # mean ÷ λ and max of the important part (0 elsewhere)
+    m_re = np.zeros((2, N), dtype=np.float64)  # the same for the rest
     hid = np.empty(H, dtype=np.float64)
+    order = np.empty(K, dtype=np.int64)
     for t in range(n):
-        p = pos[0]
-        for l in range(n_layers):
+        p = asa_i[4]
+        for j in range(K):  # ring slots oldest first: slot p + 1 is the oldest after writing slot p
+            q = p + 1 + j
+            order[j] = q - K if q >= K else q
+        for l in range(L):
             a, b = offsets[l], offsets[l + 1]
             for i in range(a, b):
                 cur[i] = bias[i]
@@ -121,57 +151,58 @@ def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta:
                     if spk[j] != 0:
                         for i in range(a, b):
                             cur[i] += w_in_t[c + j, i]
-            if attended[l]:
+            if asa_i[5 + l] != 0:
                 for i in range(a, b):
                     ring[p, i] = np.float64(cur[i])
-                # score, mean and max over the time-ordered window (oldest = slot p + 1)
-                for i in range(a, b):
+                for i in range(a, b):  # score, mean and max over the time-ordered window
                     s = 0.0
                     tot = 0.0
-                    m = -np.inf
+                    mx = -np.inf
                     if has_fc2:
                         for h in range(H):
-                            hid[h] = 0.0
-                    for j in range(K):
-                        v = ring[(p + 1 + j) % K, i]
-                        tot += v
-                        if v > m:
-                            m = v
-                        if has_fc2:
-                            for h in range(H):
-                                hid[h] += fc1[l, h, j] * v
-                        else:
-                            s += fc1[l, 0, j] * v
-                    if has_fc2:
+                            acc = 0.0
+                            for j in range(K):
+                                acc += fc1[l, h, j] * ring[order[j], i]
+                            hid[h] = acc
                         for h in range(H):
                             if hid[h] > 0.0:
                                 s += fc2[l, h] * hid[h]
+                    else:
+                        for j in range(K):
+                            s += fc1[l, 0, j] * ring[order[j], i]
+                    for j in range(K):
+                        v = ring[order[j], i]
+                        tot += v
+                        mx = max(mx, v)
                     score[i] = s
-                    mean[i] = tot / K
-                    mx[i] = m
-                kk = top_k[l]
-                for i in range(a, b):  # rank by score, ties to the lower index (a stable descending sort)
-                    r = 0
+                    m_im[0, i] = tot / K  # mean for now; split into the two parts below
+                    m_im[1, i] = mx
+                kk = asa_i[5 + L + l]
+                for i in range(a, b):  # rank by score; ties to the lower index (a stable descending sort)
                     si = score[i]
-                    for j in range(a, b):
-                        sj = score[j]
-                        if sj > si or (sj == si and j < i):
-                            r += 1
+                    r = 0
+                    for j in range(a, i):
+                        r += score[j] >= si
+                    for j in range(i + 1, b):
+                        r += score[j] > si
                     imp[i] = r < kk
                 lam = ratio[l]
                 for i in range(a, b):
-                    part = imp[i]
-                    z = 0.0
+                    mean, mx = m_im[0, i], m_im[1, i]
+                    if imp[i]:
+                        m_im[0, i], m_im[1, i], m_re[0, i], m_re[1, i] = mean / lam, mx, 0.0, 0.0
+                    else:
+                        m_im[0, i], m_im[1, i], m_re[0, i], m_re[1, i] = 0.0, 0.0, mean / (1.0 - lam), mx
+                for i in range(a, b):  # Conv1d(2 → 1) over the layer's neurons, zero padding, then σ
+                    z_im = 0.0
+                    z_re = 0.0
                     for q in range(ks):
                         src = i + q - pad
-                        if src < a or src >= b or imp[src] != part:
-                            continue  # zero padding; the other part's positions are 0 in this part's maps
-                        if part:
-                            z += conv_im[l, 0, q] * (mean[src] / lam) + conv_im[l, 1, q] * mx[src]
-                        else:
-                            z += conv_rest[l, 0, q] * (mean[src] / (1.0 - lam)) + conv_rest[l, 1, q] * mx[src]
+                        if src >= a and src < b:
+                            z_im += conv_im[l, 0, q] * m_im[0, src] + conv_im[l, 1, q] * m_im[1, src]
+                            z_re += conv_rest[l, 0, q] * m_re[0, src] + conv_rest[l, 1, q] * m_re[1, src]
+                    z = z_im if imp[i] else z_re
                     g = np.float32(1.0 / (1.0 + np.exp(-z)))
-                    gain_out[i] = g
                     cur[i] = np.float32(cur[i] * g)
             for i in range(a, b):
                 current = cur[i] - thr[i] * spk[i]
@@ -181,7 +212,7 @@ def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta:
                 fired = m32 > thr[i]
                 spk[i] = np.float32(1.0) if fired else np.float32(0.0)
                 spikes_out[t, i] = fired
-        pos[0] = (p + 1) % K
-        last = offsets[n_layers - 1]
-        for i in range(last, offsets[n_layers]):
+        asa_i[4] = p + 1 if p + 1 < K else 0
+        last = offsets[L - 1]
+        for i in range(last, offsets[L]):
             mem_out[t, i - last] = mem[i]
