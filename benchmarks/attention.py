@@ -39,6 +39,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "both arms (with and without ASA) train at each weight (default 0: MSE only)")
     p.add_argument("--epochs", type=int, default=15, help="maximum training epochs per model (default 15)")
     p.add_argument("--max-minutes", type=float, default=2.0, help="training time limit per model in minutes (default 2)")
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="start both arms from this trained plain model of the kind (fine-tuning; the ASA arm starts "
+                        "as exactly this model: ASA gains 0.5 and the attended layers' weights doubled); default: train from scratch")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the trainer's, 0.003)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="streams per batch (snn_streaming) / windows per batch (default: the trainer's, 32); more streams "
+                        "= fewer sequential steps per epoch")
+    p.add_argument("--window", type=int, default=None,
+                   help="truncated-BPTT window in 4 ms steps (snn_streaming; default: the trainer's, 160)")
+    p.add_argument("--patience", type=int, default=None, help="epochs without a better validation R² before stopping (default 6)")
     p.add_argument("--asa-ratio", type=float, default=0.5, help="ASA ratio λ (default 0.5)")
     p.add_argument("--asa-reduction", type=int, default=1, help="ASA reduction (default 1)")
     p.add_argument("--latency-steps", type=int, default=3000, help="bins timed one per packet per model (default 3000)")
@@ -54,7 +64,17 @@ def _train(kind: str, seed: int, attention: str, args: argparse.Namespace, data,
     from pipeline.modelfile import save_model
 
     cfg = TrainConfig(seed=seed, epochs=args.epochs, max_minutes=args.max_minutes, attention=attention,
-                      asa_ratio=args.asa_ratio, asa_reduction=args.asa_reduction, rate_penalty=rate_penalty)
+                      asa_ratio=args.asa_ratio, asa_reduction=args.asa_reduction, rate_penalty=rate_penalty,
+                      init=getattr(args, "init", None) or "", progress=False)
+    if getattr(args, "lr", None):
+        cfg.lr = float(args.lr)
+    if getattr(args, "patience", None):
+        cfg.patience = int(args.patience)
+    if getattr(args, "batch_size", None):
+        cfg.batch_size = int(args.batch_size)
+    if getattr(args, "window", None):
+        cfg.window = int(args.window)
+        cfg.burn_in = min(cfg.burn_in, cfg.window // 2)  # the first window must keep steps for the loss
     arrays, meta = train(kind, data, cfg, source=args.recording)
     save_model(path, arrays, meta)
 
@@ -120,10 +140,47 @@ def compare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def fronts(rows: list[dict[str, Any]], tolerance: float = 0.005) -> list[dict[str, Any]]:
+    """Per kind: the issue-16 target read off the two fronts (means over seeds at each penalty).
+
+    The reference is the best plain arm (highest mean R², usually penalty 0). For each arm, the
+    point with the fewest spikes per neuron per step whose mean R² is within ``tolerance`` of the
+    reference, and its spike reduction against the reference (target: ASA ≥ 30 %).
+    """
+    out = []
+    for kind in sorted({r["kind"] for r in rows}):
+        means = {}
+        for r in rows:
+            if r["kind"] != kind:
+                continue
+            key = (r["attention"], float(r.get("rate_penalty", 0.0)))
+            means.setdefault(key, []).append(r)
+        pts = {k: {"r2": float(np.mean([r["r2"] for r in v])), "rate": float(np.mean([r["rate_overall"] for r in v])),
+                   "seeds": len(v)} for k, v in means.items()}
+        plain = {k: v for k, v in pts.items() if k[0] == "none"}
+        if not plain:
+            continue
+        ref_key = max(plain, key=lambda k: plain[k]["r2"])
+        ref = plain[ref_key]
+        entry = {"kind": kind, "reference": {"attention": "none", "rate_penalty": ref_key[1], **ref},
+                 "points": [{"attention": k[0], "rate_penalty": k[1], **v} for k, v in sorted(pts.items())]}
+        for arm in ("none", "asa"):
+            ok = [(k, v) for k, v in pts.items() if k[0] == arm and v["r2"] >= ref["r2"] - tolerance]
+            if ok:
+                k, v = min(ok, key=lambda kv: kv[1]["rate"])
+                entry[f"best_{arm}"] = {"rate_penalty": k[1], **v, "spike_reduction": 1.0 - v["rate"] / ref["rate"]}
+            else:
+                entry[f"best_{arm}"] = None
+        b = entry["best_asa"]
+        entry["met_spikes"] = bool(b is not None and b["spike_reduction"] >= 0.30)
+        out.append(entry)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from pipeline.console import console
 
-    from nodes.decoders.attention_report import attention_trace, plot_attention, plot_front
+    from nodes.decoders.attention_report import attention_trace, plot_attention, plot_front, plot_rate_fronts
     from nodes.decoders.data import load_data
     from pipeline.modelfile import load_model
 
@@ -156,7 +213,27 @@ def run(args: argparse.Namespace) -> int:
     points = [{"label": f"{r['kind']} {r['attention']} w{r.get('rate_penalty', 0.0):g} s{r['seed']}", "spikes_per_step": r["spikes_per_step"],
                "r2": r["r2"], "group": r["kind"], "attention": r["attention"]} for r in rows]
     front = plot_front(points, out_dir / "front.png")
-    plots = {"front": str(front)}
+    refs = []
+    if getattr(args, "init", None):  # the model both arms were fine-tuned from, as a reference point
+        init_row = _row(Path(args.init), data, args)
+        refs.append({"label": f"start model ({Path(args.init).name})", "rate_overall": init_row["rate_overall"],
+                     "r2": init_row["r2"]})
+    plots = {"front": str(front),
+             "rate_fronts": str(plot_rate_fronts(rows, out_dir / "rate_fronts.png", references=refs))}
+    front_summary = fronts(rows)
+    for f in front_summary:
+        ref = f["reference"]
+        con.print(f"{f['kind']}: best plain mean R² {ref['r2']:.3f} at penalty {ref['rate_penalty']:g}, "
+                  f"{ref['rate']:.4f} spikes/neuron/step")
+        for arm in ("none", "asa"):
+            b = f[f"best_{arm}"]
+            name = "with ASA" if arm == "asa" else "without ASA"
+            if b is None:
+                con.print(f"  {name}: no penalty keeps the mean R² within 0.005 of it")
+            else:
+                con.print(f"  {name}: fewest spikes within 0.005 R²: penalty {b['rate_penalty']:g}, R² {b['r2']:.3f}, "
+                          f"{b['rate']:.4f} spikes/neuron/step ({-100 * b['spike_reduction']:+.1f} %)")
+        con.print(f"  target (ASA ≥ 30 % fewer spikes at R² within 0.005): {'met' if f['met_spikes'] else 'NOT met'}")
     sl = data.split["test"]
     stretch = data.spikes[sl][: int(4 * data.rate_hz)]
     for kind in kinds:
@@ -169,8 +246,10 @@ def run(args: argparse.Namespace) -> int:
     report = {"recording": args.recording, "seeds": seeds, "kinds": kinds,
               "training": {"epochs": args.epochs, "max_minutes": args.max_minutes,
                            "loss": "MSE + rate_penalty x spikes per neuron per step, same in both arms", "rate_penalties": penalties,
-                           "asa_ratio": args.asa_ratio, "asa_reduction": args.asa_reduction},
-              "rows": rows, "comparison": comp, "plots": plots}
+                           "asa_ratio": args.asa_ratio, "asa_reduction": args.asa_reduction,
+                           "init": getattr(args, "init", None), "lr": getattr(args, "lr", None),
+                           "batch_size": getattr(args, "batch_size", None), "window": getattr(args, "window", None)},
+              "rows": rows, "comparison": comp, "fronts": front_summary, "references": refs, "plots": plots}
     json_path = Path(args.json_path) if args.json_path else out_dir / "attention.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2, default=float))

@@ -97,8 +97,10 @@ def per_step(path: str, counts: np.ndarray, steps: int) -> dict[str, Any]:
             if spk_th is not None:
                 same_spikes &= all(np.array_equal(a[0], b) for a, b in zip(spk_np[i], spk_th))
     med_np, med_th = float(np.median(t_np)), float(np.median(t_th))
+    att = (meta.get("attention") or {}).get("kind", "none")
     return {
-        "model": path, "kind": meta["kind"], "steps": steps,
+        "model": path, "kind": meta["kind"], "attention": att, "steps": steps,
+        "compiled_asa": bool(getattr(kernel, "compiled_asa", False)),
         "numpy_us_p50": med_np, "numpy_us_p99": float(np.percentile(t_np, 99)),
         "torch_us_p50": med_th, "torch_us_p99": float(np.percentile(t_th, 99)),
         "speedup_p50": med_th / med_np, "identical_spikes": bool(same_spikes), "max_rel_output_diff": max_err,
@@ -172,6 +174,19 @@ def run(args: argparse.Namespace) -> int:
                       "yes" if r["identical_spikes"] else "NO", f"{r['decoder_x_realtime']:.0f}",
                       f"{r['decoder_bessel_x_realtime']:.0f}")
     console().print(table)
+    # ASA against the plain model of the same kind given alongside (issue 16 target: ≤ 1.3× at p50)
+    for r in results:
+        if r.get("attention", "none") == "none":
+            continue
+        plain = next((q for q in results if q["kind"] == r["kind"] and q.get("attention", "none") == "none"), None)
+        if plain is None:
+            continue
+        ratio = r["numpy_us_p50"] / plain["numpy_us_p50"]
+        r["step_ratio_to_plain_p50"] = ratio
+        r["step_ratio_to_plain_p99"] = r["numpy_us_p99"] / plain["numpy_us_p99"]
+        console().print(f"{Path(r['model']).name}: ASA step ({'compiled' if r['compiled_asa'] else 'numpy'}) "
+                        f"×{ratio:.2f} the plain step at p50 (×{r['step_ratio_to_plain_p99']:.2f} at p99) of "
+                        f"{Path(plain['model']).name} (target ≤ 1.3×: {'met' if ratio <= 1.3 else 'NOT met'})")
     if args.json_path:
         Path(args.json_path).write_text(json.dumps({"source": source, "results": results}, indent=2))
         print(f"wrote {args.json_path}")

@@ -54,7 +54,9 @@ def test_snn_streaming_asa_spike_exact(reduction: int, tmp_path) -> None:
     with torch.no_grad():
         y_t, _, spk_t = model(x, record=True)
     y_ref = y_t[:, 0].numpy() * arrays["target_scale"] + arrays["target_mean"]
-    y, spikes = run_in_chunks(make_kernel(arrays, meta), counts, random_chunks(len(counts), reduction))
+    kernel = make_kernel(arrays, meta)
+    assert kernel.compiled_asa  # the compiled (numba) ASA loop is what runs, and what is checked here
+    y, spikes = run_in_chunks(kernel, counts, random_chunks(len(counts), reduction))
     for l, s in enumerate(spikes):
         ref = spk_t[l][:, 0].numpy() > 0
         assert 0.01 < ref.mean() < 0.9, f"layer {l} firing rate {ref.mean()} makes the test weak"
@@ -141,3 +143,93 @@ def test_attention_plots_and_layer_activity(tmp_path) -> None:
     front = plot_front([{"label": "a", "spikes_per_step": act["spikes_per_step"], "r2": 0.5, "group": "snn_streaming",
                          "attention": "asa"}, {"label": "b", "spikes_per_step": 9.0, "r2": 0.4}], tmp_path / "f.png")
     assert png.stat().st_size > 10_000 and front.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("reduction", [1, 2])
+def test_compiled_asa_equals_numpy_asa_and_shares_its_state(reduction: int) -> None:
+    """Issue 16: the compiled ASA step gives the numpy CausalASA path's spikes and outputs bit for bit,
+    and a state() saved by either path resumes exactly in the other."""
+    arrays, meta = _asa_model_file("snn_streaming", seed=20 + reduction, reduction=reduction)
+    counts = poisson_counts(2500, C, seed=30 + reduction)
+    fast, slow = make_kernel(arrays, meta), make_kernel(arrays, meta)
+    slow.compiled_asa = False
+    assert fast.compiled_asa and fast._asa["layers"] == [0, 1]
+    chunks = random_chunks(len(counts), 40 + reduction)
+    y_f, s_f = run_in_chunks(fast, counts, chunks)
+    y_s, s_s = run_in_chunks(slow, counts, chunks)
+    for l in range(3):
+        assert 0.01 < s_s[l].mean() < 0.9, f"layer {l} firing rate {s_s[l].mean()} makes the test weak"
+        mismatch = np.argwhere(s_f[l] != s_s[l])
+        assert mismatch.size == 0, f"layer {l}: first spike mismatch at step {mismatch[0][0]}"
+    assert np.array_equal(y_f, y_s)
+    # the ASA really acts: the gains are not all equal, so the spikes differ from the model without it
+    plain_meta = {**meta, "attention": {"kind": "none"}}
+    plain_arrays = {k: v for k, v in arrays.items() if not k.startswith("asa")}
+    _, plain = run_in_chunks(make_kernel(plain_arrays, plain_meta), counts, [(0, len(counts))])
+    assert not np.array_equal(plain[0], s_f[0])
+    # state interchange: the compiled ring is saved in the numpy CausalASA's format
+    st_f, st_s = fast.state(), slow.state()
+    assert set(st_f) == set(st_s)
+    for k in st_f:
+        assert np.array_equal(st_f[k], st_s[k]), k
+    more = poisson_counts(600, C, seed=50 + reduction)
+    a, b = make_kernel(arrays, meta), make_kernel(arrays, meta)
+    b.compiled_asa = False
+    a.restore(st_s)  # numpy-path state → compiled kernel
+    b.restore(st_f)  # compiled state → numpy-path kernel
+    y_a, sp_a = run_in_chunks(a, more, random_chunks(len(more), 7))
+    y_b, sp_b = run_in_chunks(b, more, [(0, len(more))])
+    assert np.array_equal(y_a, y_b) and all(np.array_equal(p, q) for p, q in zip(sp_a, sp_b))
+    cold = make_kernel(arrays, meta)  # without the restored state the run differs: the state matters
+    y_c, _ = run_in_chunks(cold, more, [(0, len(more))])
+    assert not np.array_equal(y_c, y_a)
+
+
+def test_asa_arm_fine_tuned_from_a_plain_model_starts_as_that_model() -> None:
+    """``--init plain.npz --attention asa``: gains 0.5 and doubled attended weights give the plain
+    model's spikes bit for bit before any training step (a fair start for the sweep's ASA arm)."""
+    from nodes.decoders.training import start_from
+
+    torch.manual_seed(3)
+    meta = base_metadata("snn_streaming", C)
+    plain = build("snn_streaming", meta)
+    with torch.no_grad():
+        for layer in plain.layers:
+            layer.fc.weight.mul_(3.0)
+    arrays = {**plain.export(), "target_scale": np.ones(2, np.float32), "target_mean": np.zeros(2, np.float32)}
+    meta_asa = {**meta, "attention": attention_metadata("snn_streaming", "asa")}
+    model = build("snn_streaming", meta_asa)
+    how = start_from(model, arrays, meta_asa)
+    assert "doubled" in how
+    arrays_asa = {**model.export(), "target_scale": arrays["target_scale"], "target_mean": arrays["target_mean"]}
+    assert np.array_equal(arrays_asa["W0"], 2 * arrays["W0"]) and not np.any(arrays_asa["asa0.conv_im"])
+    counts = poisson_counts(1500, C, seed=4)
+    y_p, s_p = run_in_chunks(make_kernel(arrays, meta), counts, [(0, len(counts))])
+    y_a, s_a = run_in_chunks(make_kernel(arrays_asa, meta_asa), counts, [(0, len(counts))])
+    assert s_p[0].mean() > 0.01
+    assert np.array_equal(y_p, y_a) and all(np.array_equal(p, q) for p, q in zip(s_p, s_a))
+
+
+def test_rate_fronts_summary_and_plot(tmp_path) -> None:
+    """The sweep's reading of the target: the best plain mean R² is the reference; each arm's point
+    with the fewest spikes within 0.005 R² of it, and its spike reduction."""
+    from benchmarks.attention import fronts
+    from nodes.decoders.attention_report import plot_rate_fronts
+
+    rows = []
+    table = {("none", 0.0): (0.630, 0.140), ("none", 1.0): (0.628, 0.110), ("none", 3.0): (0.600, 0.060),
+             ("asa", 0.0): (0.629, 0.150), ("asa", 1.0): (0.627, 0.090), ("asa", 3.0): (0.610, 0.050)}
+    for (att, w), (r2, rate) in table.items():
+        for seed, jitter in enumerate((-0.001, 0.0, 0.001)):
+            rows.append({"kind": "snn_streaming", "attention": att, "rate_penalty": w, "seed": seed,
+                         "r2": r2 + jitter, "rate_overall": rate + jitter / 10})
+    (f,) = fronts(rows)
+    assert f["reference"]["rate_penalty"] == 0.0 and f["reference"]["r2"] == pytest.approx(0.630)
+    assert f["best_none"]["rate_penalty"] == 1.0 and f["best_none"]["spike_reduction"] == pytest.approx(1 - 0.11 / 0.14)
+    assert f["best_asa"]["rate_penalty"] == 1.0 and f["best_asa"]["spike_reduction"] == pytest.approx(1 - 0.09 / 0.14)
+    assert f["met_spikes"] is True  # 36 % fewer
+    rows_bad = [r for r in rows if not (r["attention"] == "asa" and r["rate_penalty"] == 1.0)]
+    (g,) = fronts(rows_bad)
+    assert g["best_asa"]["rate_penalty"] == 0.0 and g["met_spikes"] is False  # ASA at w=0 spikes more
+    png = plot_rate_fronts(rows, tmp_path / "fronts.png")
+    assert png.stat().st_size > 10_000

@@ -101,3 +101,25 @@ def test_lstm_matches_torch_with_state_carried():
     y_ref = y_t[:, 0].numpy() * arrays["target_scale"] + arrays["target_mean"]
     y, _ = run_in_chunks(make_kernel(arrays, meta), counts, random_chunks(len(counts), 9))
     np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-5 * np.abs(y_ref).max())
+
+
+def test_lstm_with_zscore_input_matches_torch():
+    """``--input-norm zscore``: per-channel train mean/std instead of LayerNorm, same in both."""
+    torch.manual_seed(5)
+    meta = base_metadata("lstm", C)
+    meta["architecture"]["norm"] = "z-score (train mean/std)"
+    model = build("lstm", meta)
+    with torch.no_grad():
+        model.in_mean.copy_(torch.linspace(0.5, 2.0, C))
+        model.in_std.copy_(torch.linspace(0.8, 1.6, C))
+    arrays = {**model.export(), "target_scale": np.array([120.0, 80.0], np.float32),
+              "target_mean": np.array([1.0, -2.0], np.float32)}
+    assert "in_mean" in arrays and "ln_g" not in arrays
+    counts = poisson_counts(2000, C, seed=6)
+    with torch.no_grad():
+        y_t, _ = from_arrays(arrays, meta)(torch.from_numpy(features(FeatureSpec.from_dict(meta["features"]), counts))[:, None, :])
+    y_ref = y_t[:, 0].numpy() * arrays["target_scale"] + arrays["target_mean"]
+    kernel = make_kernel(arrays, meta)
+    assert kernel.zscore
+    y, _ = run_in_chunks(kernel, counts, random_chunks(len(counts), 3))
+    np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-5 * np.abs(y_ref).max())

@@ -94,6 +94,8 @@ def attention_trace(arrays: dict[str, np.ndarray], meta: dict[str, Any], counts:
     """Gains of each attended layer for every step of ``counts``: ``{layer: (n, units)}``
     (SNN_3D: mean over a window's 7 inner steps)."""
     kernel = make_kernel(arrays, meta)
+    if hasattr(kernel, "compiled_asa"):
+        kernel.compiled_asa = False  # the numpy CausalASA path records every step's gains (same spikes)
     mods = kernel.transforms
     layers = [l for l, t in enumerate(mods) if t is not None]
     if not layers:
@@ -128,4 +130,42 @@ def plot_attention(trace: dict[int, np.ndarray], rate_hz: float, path: str | Pat
     ax.set_xlabel("time (s)")
     ax.legend(fontsize=8)
     fig.suptitle(title or "ASA gains per channel (input-current scale before the membrane)")
+    return _save(fig, path)
+
+
+def plot_rate_fronts(rows: list[dict[str, Any]], path: str | Path, title: str = "",
+                     references: list[dict[str, Any]] | None = None) -> Path:
+    """R² (y) against spikes per neuron per step (x): one front per arm (with / without ASA).
+
+    ``rows``: dicts with ``kind``, ``attention`` ("asa"/"none"), ``rate_penalty``, ``seed``,
+    ``r2`` and ``rate_overall`` (spikes per neuron per step). Every model is a small dot; the mean
+    over seeds at each penalty is a large marker with ±1 s.d. bars (both axes), joined in penalty
+    order and labelled with the penalty weight. ``references``: extra single models drawn as stars
+    (dicts with ``label``, ``rate_overall``, ``r2``), e.g. the model the sweep was fine-tuned from.
+    """
+    plt = _agg()
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    arms = sorted({(r["kind"], r["attention"]) for r in rows})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (kind, att) in enumerate(arms):
+        c = colours[i % len(colours)]
+        mine = [r for r in rows if (r["kind"], r["attention"]) == (kind, att)]
+        ax.scatter([r["rate_overall"] for r in mine], [r["r2"] for r in mine], s=12, color=c, alpha=0.45)
+        pens = sorted({float(r.get("rate_penalty", 0.0)) for r in mine})
+        mx, my, sx, sy = [], [], [], []
+        for w in pens:
+            g = [r for r in mine if float(r.get("rate_penalty", 0.0)) == w]
+            x, y = np.array([r["rate_overall"] for r in g]), np.array([r["r2"] for r in g])
+            mx.append(x.mean()); my.append(y.mean()); sx.append(x.std()); sy.append(y.std())
+            ax.annotate(f"w={w:g}", (mx[-1], my[-1]), fontsize=7, xytext=(5, -10 if att == "asa" else 5),
+                        textcoords="offset points", color=c)
+        ax.errorbar(mx, my, xerr=sx, yerr=sy, color=c, marker="o" if att == "asa" else "s", ms=7, lw=1.2,
+                    capsize=2, label=f"{kind}, {'with ASA' if att == 'asa' else 'without ASA'} (mean ± s.d. over seeds)")
+    for ref in references or []:
+        ax.scatter([ref["rate_overall"]], [ref["r2"]], marker="*", s=160, color="black", zorder=5, label=ref["label"])
+    ax.set_xlabel("spikes per neuron per 4 ms step (test part, all layers)")
+    ax.set_ylabel("R² (test part, no filter)")
+    ax.set_title(title or "Firing-rate objective: R² against spikes, with and without ASA at equal penalty")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return _save(fig, path)

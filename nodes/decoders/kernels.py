@@ -26,9 +26,11 @@ Per-layer input-current hook
 ``transforms[l]`` (a callable ``f(cur) -> cur``, or None; float32 of shape ``(units,)`` per step for
 SNN_Streaming, ``(n, steps, units)`` per window for SNN_3D, ``(n, units)`` for the ANN) rescales
 layer ``l``'s synaptic current ``W·x + b`` before the reset term and the membrane update (e.g. an
-attention module). With any transform set, SNN_Streaming runs its plain per-step numpy path; without, it runs the
-compiled loop of :mod:`nodes.decoders.lif_loop` (numba), which gives the same result bit for bit
-and skips silent inputs.
+attention module). SNN_Streaming runs the compiled loop of :mod:`nodes.decoders.lif_loop` (numba),
+which gives the same result bit for bit and skips silent inputs; with causal ASA (``attention:
+asa``) it runs the compiled ASA loop (``lif_stack_asa_run``, same spikes as the numpy
+``CausalASA`` and the torch model); with any other transform set (or ``compiled_asa = False``) it
+runs the plain per-step numpy path.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ import numpy as np
 
 from nodes.decoders.attention import attention_transforms
 from nodes.decoders.features import FeatureSpec, features, next_history
-from nodes.decoders.lif_loop import lif_stack_run
+from nodes.decoders.lif_loop import lif_stack_asa_run, lif_stack_run, pack_asa
 
 GRID_BITS = 14
 """Spiking models' weights, biases and thresholds are multiples of 2**-GRID_BITS."""
@@ -195,24 +197,89 @@ class SNNStreamingKernel(Kernel):
         self.w_in_t = w_in_t
         self.bias = np.concatenate(self.b)
         self.transforms = attention_transforms(self.arrays, meta, self.sizes)  # attention: asa → causal ASA
+        self._asa = self._pack_asa()
+        self.compiled_asa = self._asa is not None  # False: the per-step numpy CausalASA path (keeps last_gain)
         self.reset()
         self._run_compiled(np.zeros((0, c), dtype=F32))  # compile (or load the cache) now, not on the first live step
+        if self._asa is not None:
+            self._run_compiled_asa(np.zeros((0, c), dtype=F32))
+
+    def _pack_asa(self) -> dict[str, Any] | None:
+        """The causal ASA modules as arrays for :func:`lif_stack_asa_run`, or None (no ASA, or a
+        transform the compiled loop does not know)."""
+        from nodes.decoders.attention import CausalASA
+
+        if not any(t is not None for t in self.transforms):
+            return None
+        if not all(t is None or (type(t) is CausalASA and t.batch == 1) for t in self.transforms):
+            return None
+        mods = {l: t for l, t in enumerate(self.transforms) if t is not None}
+        windows = {t.window for t in mods.values()}
+        if len(windows) != 1:
+            return None
+        K = windows.pop()
+        L = len(self.sizes)
+        has_fc2 = any(t.fc2 is not None for t in mods.values())
+        if has_fc2 and not all(t.fc2 is not None for t in mods.values()):
+            return None
+        H = max(self.arrays[f"asa{l}.fc1"].shape[0] for l in mods)
+        ks = {np.asarray(self.arrays[f"asa{l}.conv_im"]).shape[2] for l in mods}
+        if len(ks) != 1:
+            return None
+        k = ks.pop()
+        fc1 = np.zeros((L, H, K))
+        fc2 = np.zeros((L, H))
+        conv_im, conv_rest = np.zeros((L, 2, k)), np.zeros((L, 2, k))
+        ratio, top_k = np.full(L, 0.5), np.zeros(L, dtype=np.int64)
+        attended = np.zeros(L, dtype=np.bool_)
+        for l, t in mods.items():
+            attended[l] = True
+            f1 = np.asarray(self.arrays[f"asa{l}.fc1"], dtype=np.float64)
+            fc1[l, :f1.shape[0]] = f1
+            if has_fc2:
+                fc2[l, :f1.shape[0]] = np.asarray(self.arrays[f"asa{l}.fc2"], dtype=np.float64).reshape(-1)
+            conv_im[l] = np.asarray(self.arrays[f"asa{l}.conv_im"], dtype=np.float64).reshape(2, k)
+            conv_rest[l] = np.asarray(self.arrays[f"asa{l}.conv_rest"], dtype=np.float64).reshape(2, k)
+            ratio[l], top_k[l] = t.ratio, t.k
+        asa_f, asa_i = pack_asa(L, attended, fc1, fc2, bool(has_fc2), conv_im, conv_rest, ratio, top_k)
+        return {"asa_f": asa_f, "asa_i": asa_i, "window": K, "layers": sorted(mods)}
 
     def reset(self) -> None:
         super().reset()
         self.mem = np.zeros(self.n_neurons, dtype=F32)
         self.spk = np.zeros(self.n_neurons, dtype=F32)
+        if getattr(self, "_asa", None) is not None:
+            self._ring = np.zeros((self._asa["window"], self.n_neurons), dtype=np.float64)
+            self._asa["asa_i"][4] = 0  # ring slot written next
+
+    def _asa_active(self) -> bool:
+        return self._asa is not None and self.compiled_asa
 
     def state(self) -> dict[str, np.ndarray]:
-        return {**super().state(), "mem": self.mem.copy(), "spk": self.spk.copy()}
+        out = {**super().state(), "mem": self.mem.copy(), "spk": self.spk.copy()}
+        if self._asa_active():  # the compiled loop's ring, in the numpy CausalASA's format (interchangeable)
+            K, o, p = self._asa["window"], self.offsets, int(self._asa["asa_i"][4])
+            idx = [(p + 1 + i) % K for i in range(K - 1)]  # the last K − 1 currents, oldest first
+            for l in self._asa["layers"]:
+                out[f"transform{l}.hist"] = self._ring[idx, o[l]:o[l + 1]][None].copy()
+        return out
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
         super().restore(state)
         self.mem = np.array(state["mem"], dtype=F32)
         self.spk = np.array(state["spk"], dtype=F32)
+        if self._asa is not None:
+            K, o = self._asa["window"], self.offsets
+            self._ring = np.zeros((K, self.n_neurons), dtype=np.float64)
+            self._asa["asa_i"][4] = 0  # next write at slot 0: slots 1..K−1 hold the history
+            for l in self._asa["layers"]:
+                hist = np.asarray(state[f"transform{l}.hist"], dtype=np.float64)  # checked by CausalASA.restore
+                self._ring[1:, o[l]:o[l + 1]] = hist[0]
 
     def _forward(self, x: np.ndarray, activity: Activity | None) -> np.ndarray:
-        if any(t is not None for t in self.transforms):
+        if self._asa_active():
+            spikes, mem_out = self._run_compiled_asa(x)
+        elif any(t is not None for t in self.transforms):
             spikes, mem_out = self._run_plain(x)
         else:
             spikes, mem_out = self._run_compiled(x)
@@ -239,6 +306,15 @@ class SNNStreamingKernel(Kernel):
         mem_out = np.empty((n, self.sizes[-1]), dtype=F32)
         lif_stack_run(np.ascontiguousarray(x, dtype=F32), self.w_in_t, self.bias, self.beta, self.thr,
                       self.offsets, self.mem, self.spk, spikes_all, mem_out)
+        return [spikes_all[:, o[l]:o[l + 1]] for l in range(len(self.sizes))], mem_out
+
+    def _run_compiled_asa(self, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """All steps of ``x`` in the compiled loop with the causal ASA (:func:`lif_stack_asa_run`)."""
+        n, o, a = x.shape[0], self.offsets, self._asa
+        spikes_all = np.empty((n, self.n_neurons), dtype=np.bool_)
+        mem_out = np.empty((n, self.sizes[-1]), dtype=F32)
+        lif_stack_asa_run(np.ascontiguousarray(x, dtype=F32), self.w_in_t, self.bias, self.beta, self.thr,
+                          self.offsets, self.mem, self.spk, spikes_all, mem_out, a["asa_f"], a["asa_i"], self._ring)
         return [spikes_all[:, o[l]:o[l + 1]] for l in range(len(self.sizes))], mem_out
 
     def _run_plain(self, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
@@ -364,14 +440,18 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 class LSTMKernel(Kernel):
-    """LSTM baseline: 32 ms counts every 4 ms → LayerNorm → 1-layer LSTM (32) → linear 2, state
-    ``(h, c)`` carried. Gate order i, f, g, o as in ``torch.nn.LSTM``."""
+    """LSTM baseline: 32 ms counts every 4 ms → LayerNorm (or a per-channel z-score, arrays
+    ``in_mean``/``in_std``) → 1-layer LSTM (32) → linear 2, state ``(h, c)`` carried. Gate order i, f, g, o as in ``torch.nn.LSTM``."""
 
     kind = "lstm"
 
     def __init__(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         super().__init__(arrays, meta)
-        self.ln_g, self.ln_b = self._get("ln_g"), self._get("ln_b")
+        self.zscore = "in_mean" in self.arrays  # z-score per channel (train mean/std) instead of LayerNorm
+        if self.zscore:
+            self.in_mean, self.in_std = self._get("in_mean"), self._get("in_std")
+        else:
+            self.ln_g, self.ln_b = self._get("ln_g"), self._get("ln_b")
         self.w_ih, self.w_hh = self._get("w_ih"), self._get("w_hh")
         self.b_ih, self.b_hh = self._get("b_ih"), self._get("b_hh")
         self.w_out, self.b_out = self._get("w_out"), self._get("b_out")
@@ -393,7 +473,7 @@ class LSTMKernel(Kernel):
 
     def _forward(self, x: np.ndarray, activity: Activity | None) -> np.ndarray:
         n, H = x.shape[0], self.hidden
-        xn = layer_norm(x, self.ln_g, self.ln_b)
+        xn = (x - self.in_mean) / self.in_std if self.zscore else layer_norm(x, self.ln_g, self.ln_b)
         gx = xn @ self.w_ih.T + (self.b_ih + self.b_hh)  # (n, 4H)
         hs = np.empty((n, H), dtype=F32)
         h, c = self.h, self.c

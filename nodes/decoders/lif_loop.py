@@ -63,3 +63,156 @@ def lif_stack_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta: np.
         last = offsets[n_layers - 1]
         for i in range(last, offsets[n_layers]):
             mem_out[t, i - last] = mem[i]
+
+
+def pack_asa(n_layers: int, attended: np.ndarray, fc1: np.ndarray, fc2: np.ndarray, has_fc2: bool,
+             conv_im: np.ndarray, conv_rest: np.ndarray, ratio: np.ndarray, top_k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The causal ASA's parameters as the two flat arrays :func:`lif_stack_asa_run` takes (few
+    arguments: numba checks every argument's type on each call, and a live decoder calls once per bin).
+
+    Args (L layers, H scorer width, K window, k conv kernel): attended ``(L,)`` bool; fc1
+    ``(L, H, K)``; fc2 ``(L, H)``; conv_im, conv_rest ``(L, 2, k)`` (maps: 0 = mean, 1 = max);
+    ratio ``(L,)`` λ; top_k ``(L,)`` ``int(λ·units)``.
+
+    Returns:
+        ``asa_f`` float64: fc1, fc2, conv_im, conv_rest, ratio, flattened in that order;
+        ``asa_i`` int64: ``[K, H, k, has_fc2, pos, attended × L, top_k × L]`` (``pos``, the ring
+        slot written next, is updated in place by the loop).
+    """
+    L = n_layers
+    _, H, K = fc1.shape
+    k = conv_im.shape[2]
+    asa_f = np.concatenate([np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
+                            for a in (fc1, fc2, conv_im, conv_rest, ratio)])
+    asa_i = np.concatenate([np.array([K, H, k, int(has_fc2), 0], dtype=np.int64),
+                            np.asarray(attended, dtype=np.int64).reshape(L), np.asarray(top_k, dtype=np.int64).reshape(L)])
+    return asa_f, asa_i
+
+
+@njit(cache=True, nogil=True)
+def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta: np.ndarray,
+                      thr: np.ndarray, offsets: np.ndarray, mem: np.ndarray, spk: np.ndarray,
+                      spikes_out: np.ndarray, mem_out: np.ndarray, asa_f: np.ndarray, asa_i: np.ndarray,
+                      ring: np.ndarray) -> None:
+    """:func:`lif_stack_run` with the causal ASA (``nodes.decoders.attention.CausalASA``, batch 1)
+    rescaling the synaptic current of the attended layers, compiled.
+
+    The attention arithmetic runs in float64 and the gain is rounded to float32 before the product
+    ``float32(cur · gain)``, as in the torch and numpy twins (same spikes; see
+    :mod:`nodes.decoders.attention_torch`). Per attended layer and step: the current enters a ring
+    of the last ``K`` currents; score = ``fc1`` (or ``fc2·relu(fc1·)``) over the time-ordered window;
+    the ``top_k`` largest scores are "important" (ties → lower index); mean and max over the window
+    of each part (mean ÷ λ or ÷ (1 − λ)) → ``Conv1d(2 → 1, zero padding)`` over the layer's neurons
+    → sigmoid → that part's gain.
+
+    Extra arguments: ``asa_f``, ``asa_i`` from :func:`pack_asa` (``asa_i[4]``, the ring position,
+    is updated in place); ``ring`` ``(K, N)`` float64, the last K currents of every neuron (rows
+    of unattended layers unused), updated in place.
+    """
+    n, c = x.shape
+    N = mem.shape[0]
+    L = offsets.shape[0] - 1
+    K, H, ks, has_fc2 = asa_i[0], asa_i[1], asa_i[2], asa_i[3] != 0
+    pad = ks // 2
+    o = 0
+    fc1 = asa_f[o:o + L * H * K].reshape((L, H, K))
+    o += L * H * K
+    fc2 = asa_f[o:o + L * H].reshape((L, H))
+    o += L * H
+    conv_im = asa_f[o:o + L * 2 * ks].reshape((L, 2, ks))
+    o += L * 2 * ks
+    conv_rest = asa_f[o:o + L * 2 * ks].reshape((L, 2, ks))
+    o += L * 2 * ks
+    ratio = asa_f[o:o + L]
+    cur = np.empty(N, dtype=np.float32)
+    score = np.empty(N, dtype=np.float64)
+    imp = np.zeros(N, dtype=np.bool_)
+    m_im = np.zeros((2, N), dtype=np.float64)  # mean ÷ λ and max of the important part (0 elsewhere)
+    m_re = np.zeros((2, N), dtype=np.float64)  # the same for the rest
+    hid = np.empty(H, dtype=np.float64)
+    order = np.empty(K, dtype=np.int64)
+    for t in range(n):
+        p = asa_i[4]
+        for j in range(K):  # ring slots oldest first: slot p + 1 is the oldest after writing slot p
+            q = p + 1 + j
+            order[j] = q - K if q >= K else q
+        for l in range(L):
+            a, b = offsets[l], offsets[l + 1]
+            for i in range(a, b):
+                cur[i] = bias[i]
+            if l == 0:
+                for j in range(c):
+                    v = x[t, j]
+                    if v != 0:
+                        for i in range(a, b):
+                            cur[i] += w_in_t[j, i] * v
+            else:
+                for j in range(offsets[l - 1], offsets[l]):
+                    if spk[j] != 0:
+                        for i in range(a, b):
+                            cur[i] += w_in_t[c + j, i]
+            if asa_i[5 + l] != 0:
+                for i in range(a, b):
+                    ring[p, i] = np.float64(cur[i])
+                for i in range(a, b):  # score, mean and max over the time-ordered window
+                    s = 0.0
+                    tot = 0.0
+                    mx = -np.inf
+                    if has_fc2:
+                        for h in range(H):
+                            acc = 0.0
+                            for j in range(K):
+                                acc += fc1[l, h, j] * ring[order[j], i]
+                            hid[h] = acc
+                        for h in range(H):
+                            if hid[h] > 0.0:
+                                s += fc2[l, h] * hid[h]
+                    else:
+                        for j in range(K):
+                            s += fc1[l, 0, j] * ring[order[j], i]
+                    for j in range(K):
+                        v = ring[order[j], i]
+                        tot += v
+                        mx = max(mx, v)
+                    score[i] = s
+                    m_im[0, i] = tot / K  # mean for now; split into the two parts below
+                    m_im[1, i] = mx
+                kk = asa_i[5 + L + l]
+                for i in range(a, b):  # rank by score; ties to the lower index (a stable descending sort)
+                    si = score[i]
+                    r = 0
+                    for j in range(a, i):
+                        r += score[j] >= si
+                    for j in range(i + 1, b):
+                        r += score[j] > si
+                    imp[i] = r < kk
+                lam = ratio[l]
+                for i in range(a, b):
+                    mean, mx = m_im[0, i], m_im[1, i]
+                    if imp[i]:
+                        m_im[0, i], m_im[1, i], m_re[0, i], m_re[1, i] = mean / lam, mx, 0.0, 0.0
+                    else:
+                        m_im[0, i], m_im[1, i], m_re[0, i], m_re[1, i] = 0.0, 0.0, mean / (1.0 - lam), mx
+                for i in range(a, b):  # Conv1d(2 → 1) over the layer's neurons, zero padding, then σ
+                    z_im = 0.0
+                    z_re = 0.0
+                    for q in range(ks):
+                        src = i + q - pad
+                        if src >= a and src < b:
+                            z_im += conv_im[l, 0, q] * m_im[0, src] + conv_im[l, 1, q] * m_im[1, src]
+                            z_re += conv_rest[l, 0, q] * m_re[0, src] + conv_rest[l, 1, q] * m_re[1, src]
+                    z = z_im if imp[i] else z_re
+                    g = np.float32(1.0 / (1.0 + np.exp(-z)))
+                    cur[i] = np.float32(cur[i] * g)
+            for i in range(a, b):
+                current = cur[i] - thr[i] * spk[i]
+                m32 = np.float32(beta[i] * mem[i])
+                m32 = np.float32(m32 + current)
+                mem[i] = m32
+                fired = m32 > thr[i]
+                spk[i] = np.float32(1.0) if fired else np.float32(0.0)
+                spikes_out[t, i] = fired
+        asa_i[4] = p + 1 if p + 1 < K else 0
+        last = offsets[L - 1]
+        for i in range(last, offsets[L]):
+            mem_out[t, i - last] = mem[i]

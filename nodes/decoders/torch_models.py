@@ -193,13 +193,30 @@ class SNN3D(nn.Module):
     kind = "snn_3d"
 
     def __init__(self, channels: int, hidden: tuple[int, ...] = (32, 48), outputs: int = 2,
-                 beta: float = 0.5, threshold: float = 0.5) -> None:
+                 beta: float | tuple = 0.5, threshold: float | tuple = 0.5, learn: bool = False) -> None:
         super().__init__()
         sizes = [channels, *hidden, outputs]
+        n = len(sizes) - 1
+        betas = list(beta) if isinstance(beta, (list, tuple)) else [beta] * n
+        thrs = list(threshold) if isinstance(threshold, (list, tuple)) else [threshold] * n
         self.norm = nn.LayerNorm(channels)
-        self.layers = nn.ModuleList(LIFLayer(sizes[i], sizes[i + 1], beta, threshold, learn=False) for i in range(len(sizes) - 1))
+        # learn: one trained β and θ per layer (kept valid by constrain()); else fixed (the paper's setting)
+        self.layers = nn.ModuleList(LIFLayer(sizes[i], sizes[i + 1], float(betas[i]), float(thrs[i]), learn=learn)
+                                    for i in range(n))
         self.out_scale = nn.Parameter(torch.ones(outputs))
         self.sizes = sizes
+        self.learn = learn
+        # training-only regularisation (identity in eval mode, so kernels and exports are unchanged)
+        self.drop = nn.Dropout(0.0)  # on the normalised input and on every hidden layer's spikes
+        self.input_noise = 0.0  # std of Gaussian noise added to the normalised input
+
+    @torch.no_grad()
+    def constrain(self) -> None:
+        """Trained neuron parameters stay valid: β in [0, BETA_MAX], θ ≥ THRESHOLD_MIN."""
+        if self.learn:
+            for layer in self.layers:
+                layer.lif.beta.clamp_(0.0, BETA_MAX)
+                layer.lif.threshold.clamp_(min=THRESHOLD_MIN)
 
     def forward(self, x: torch.Tensor, record: bool = False, record_grad: bool = False):
         """``x`` (B, steps, C) → ``(y (B, 2), spikes)``; spikes: per layer (B, steps, units) if ``record``
@@ -208,8 +225,11 @@ class SNN3D(nn.Module):
         ``layer.transform`` (if set) maps the layer's currents over the whole window, (B, steps, units)."""
         B, steps, _ = x.shape
         inp = self.norm(x)
+        if self.training and self.input_noise > 0:
+            inp = inp + self.input_noise * torch.randn_like(inp)
         rec = []
-        for layer in self.layers:  # layer by layer over the window: a transform sees (B, steps, units)
+        for l, layer in enumerate(self.layers):  # layer by layer over the window: a transform sees (B, steps, units)
+            inp = self.drop(inp)  # the input of every layer; identity unless training with dropout
             cur_all = layer.fc(inp)
             if layer.transform is not None:
                 cur_all = layer.transform(cur_all)
@@ -282,27 +302,42 @@ class LSTMDecoder(nn.Module):
 
     kind = "lstm"
 
-    def __init__(self, channels: int, hidden: int = 32, outputs: int = 2) -> None:
+    def __init__(self, channels: int, hidden: int = 32, outputs: int = 2, zscore: bool = False) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(channels)
+        # input normalisation: LayerNorm over channels (default), or a z-score per channel with the
+        # training part's mean and std (arrays in_mean, in_std; as the ANN)
+        self.zscore = zscore
+        self.norm = None if zscore else nn.LayerNorm(channels)
+        self.register_buffer("in_mean", torch.zeros(channels))
+        self.register_buffer("in_std", torch.ones(channels))
         self.lstm = nn.LSTM(channels, hidden)
         self.out = nn.Linear(hidden, outputs)
         self.hidden = hidden
+        # training-only regularisation (identity in eval mode, so kernels and exports are unchanged)
+        self.drop = nn.Dropout(0.0)  # on the normalised input and on h before the readout
+        self.input_noise = 0.0  # std of Gaussian noise added to the normalised input
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
         """``x`` (T, B, C) → ``(y (T, B, 2), (h, c))``."""
-        h, state = self.lstm(self.norm(x), state)
-        return self.out(h), state
+        xn = (x - self.in_mean) / self.in_std if self.zscore else self.norm(x)
+        if self.training and self.input_noise > 0:
+            xn = xn + self.input_noise * torch.randn_like(xn)
+        h, state = self.lstm(self.drop(xn), state)
+        return self.out(self.drop(h)), state
 
     def export(self) -> dict[str, np.ndarray]:
         f = lambda t: t.detach().numpy().astype(np.float32)  # noqa: E731
-        return {"ln_g": f(self.norm.weight), "ln_b": f(self.norm.bias),
+        norm = ({"in_mean": f(self.in_mean), "in_std": f(self.in_std)} if self.zscore
+                else {"ln_g": f(self.norm.weight), "ln_b": f(self.norm.bias)})
+        return {**norm,
                 "w_ih": f(self.lstm.weight_ih_l0), "w_hh": f(self.lstm.weight_hh_l0),
                 "b_ih": f(self.lstm.bias_ih_l0), "b_hh": f(self.lstm.bias_hh_l0),
                 "w_out": f(self.out.weight), "b_out": f(self.out.bias)}
 
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        pairs = {"ln_g": self.norm.weight, "ln_b": self.norm.bias, "w_ih": self.lstm.weight_ih_l0,
+        norm = ({"in_mean": self.in_mean, "in_std": self.in_std} if self.zscore
+                else {"ln_g": self.norm.weight, "ln_b": self.norm.bias})
+        pairs = {**norm, "w_ih": self.lstm.weight_ih_l0,
                  "w_hh": self.lstm.weight_hh_l0, "b_ih": self.lstm.bias_ih_l0, "b_hh": self.lstm.bias_hh_l0,
                  "w_out": self.out.weight, "b_out": self.out.bias}
         with torch.no_grad():
@@ -322,13 +357,13 @@ def build(kind: str, meta: dict[str, Any]) -> nn.Module:
                                              per_neuron=bool(arch.get("per_neuron", False)),
                                              tau_ms=tuple(arch.get("tau_init_ms", (8.0, 400.0)))), meta)
     if kind == "snn_3d":
-        return attach_attention(SNN3D(channels, tuple(arch["layers"][:-1]), outputs, float(arch["beta"][0]),
-                                      float(arch["threshold"][0])), meta)
+        return attach_attention(SNN3D(channels, tuple(arch["layers"][:-1]), outputs, tuple(arch["beta"]),
+                                      tuple(arch["threshold"]), learn=bool(arch.get("learn_beta", False))), meta)
     if kind in ("ann", "ann_3d"):
         steps = int(meta["features"].get("steps", 1)) if kind == "ann_3d" else 1
         return ANN(channels * steps, tuple(arch["layers"][:-1]), outputs)
     if kind == "lstm":
-        return LSTMDecoder(channels, int(arch["hidden"]), outputs)
+        return LSTMDecoder(channels, int(arch["hidden"]), outputs, zscore=str(arch.get("norm", "")).startswith("z-score"))
     raise ValueError(f"unknown decoder kind {kind!r}")
 
 

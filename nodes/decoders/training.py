@@ -19,7 +19,7 @@ The model file is data only (``pipeline.modelfile.save_model``), family ``decode
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -54,6 +54,12 @@ class TrainConfig:
     asa_window: int = 4  # causal ASA (snn_streaming): current + 3 past steps
     weight_decay: float = 0.0  # Adam L2 penalty on every parameter (against overfitting a 5-minute training part)
     rate_penalty: float = 0.0  # SNNs: loss += rate_penalty · mean spikes per neuron per step (issue 16)
+    dropout: float = 0.0  # snn_3d, lstm: dropout on the normalised input and hidden activity (training only)
+    input_noise: float = 0.0  # snn_3d, lstm: std of Gaussian noise on the normalised input (training only)
+    learn_neurons: bool = False  # snn_3d: learn one β and one θ per layer (default: fixed β 0.5, θ 0.5 as in the paper)
+    hidden: int = 0  # lstm: hidden units (0: the default, 32)
+    input_norm: str = "layernorm"  # lstm: "layernorm" over channels, or "zscore" per channel (train mean/std, as the ANN)
+    init: str = ""  # start from this model file of the same kind (an ASA arm starts as the plain model: see start_from)
 
 
 def validation_r2(arrays: dict[str, np.ndarray], meta: dict[str, Any], data: DecoderData, part: str = "val") -> float:
@@ -62,6 +68,32 @@ def validation_r2(arrays: dict[str, np.ndarray], meta: dict[str, Any], data: Dec
     sl = data.split[part]
     y = kernel.run(data.spikes[sl])
     return r2(data.velocity[sl], y)
+
+
+def start_from(model: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> str:
+    """Load a trained model file's ``arrays`` into ``model`` (same kind); return how.
+
+    If ``model`` has ASA modules and the file has none (a plain model), the ASA arm starts as
+    exactly the plain model: the two attention convs start at zero (every gain σ(0) = 0.5) and the
+    attended layers' weights and biases are doubled, so the rescaled currents equal the plain
+    ones bit for bit (powers of two) and fine-tuning both arms starts from the same function.
+    """
+    from nodes.decoders.attention_torch import export_attention
+
+    layers = list(getattr(model, "layers", []))
+    attended = [l for l, layer in enumerate(layers) if getattr(layer, "asa", None) is not None]
+    if not attended or any(k.startswith("asa") for k in arrays):
+        model.load_arrays(arrays)
+        return "loaded as is"
+    fresh = export_attention(layers)
+    arrays = dict(arrays)
+    for k, v in fresh.items():
+        arrays[k] = np.zeros_like(v) if k.endswith(("conv_im", "conv_rest")) else v
+    for l in attended:
+        arrays[f"W{l}"] = np.asarray(arrays[f"W{l}"], dtype=np.float32) * np.float32(2)
+        arrays[f"b{l}"] = np.asarray(arrays[f"b{l}"], dtype=np.float32) * np.float32(2)
+    model.load_arrays(arrays)
+    return f"plain model with ASA added on layers {attended} (convs 0: gains 0.5; those layers' W, b doubled)"
 
 
 def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source: str = "",
@@ -86,6 +118,22 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     meta = base_metadata(kind, data.channels, data.rate_hz)
+    init_arrays: dict[str, np.ndarray] | None = None
+    if cfg.init:
+        from pipeline.modelfile import load_model
+
+        init_arrays, init_meta = load_model(cfg.init)
+        if init_meta.get("kind") != kind:
+            raise ValueError(f"--init {cfg.init}: a {init_meta.get('kind')} model, not {kind}")
+        meta["architecture"] = dict(init_meta["architecture"])
+        if kind == "snn_streaming":  # rebuild from the file's initial values; its trained ones are loaded below
+            for key in ("beta", "threshold"):
+                meta["architecture"][key] = meta["architecture"].get(f"{key}_init", meta["architecture"][key])
+    if kind == "lstm" and cfg.hidden and init_arrays is None:
+        meta["architecture"]["hidden"] = int(cfg.hidden)
+    if kind == "snn_3d" and cfg.learn_neurons:
+        meta["architecture"].update(learn_beta=True, learn_threshold=True,
+                                    beta_range=[0.0, 0.995], threshold_min=0.02)
     from nodes.decoders.attention import attention_metadata
 
     meta["attention"] = attention_metadata(kind, cfg.attention, cfg.asa_ratio, cfg.asa_reduction, cfg.asa_window,
@@ -100,7 +148,25 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
     extra: dict[str, np.ndarray] = {"target_scale": t_scale, "target_mean": t_mean}
 
     model = build(kind, meta)
-    if kind in ("ann", "ann_3d"):
+    init_how = ""
+    if init_arrays is not None:
+        t_mean = np.asarray(init_arrays["target_mean"], dtype=np.float32)  # keep the file's output scaling
+        t_scale = np.asarray(init_arrays["target_scale"], dtype=np.float32)
+        Y = ((data.velocity - t_mean) / t_scale).astype(np.float32)
+        extra = {"target_scale": t_scale, "target_mean": t_mean}
+        init_how = start_from(model, init_arrays, meta)
+    if hasattr(model, "drop"):
+        model.drop.p = float(cfg.dropout)
+        model.input_noise = float(cfg.input_noise)
+    elif cfg.dropout > 0 or cfg.input_noise > 0:
+        raise ValueError(f"dropout / input noise are available for snn_3d and lstm, not {kind}")
+    if kind == "lstm" and cfg.input_norm == "zscore" and init_arrays is None:
+        meta["architecture"]["norm"] = "z-score (train mean/std)"
+        model = build(kind, meta)
+        if hasattr(model, "drop"):
+            model.drop.p = float(cfg.dropout)
+            model.input_noise = float(cfg.input_noise)
+    if (kind in ("ann", "ann_3d") or (kind == "lstm" and getattr(model, "zscore", False))) and init_arrays is None:
         flat = X[tr].reshape(X[tr].shape[0], -1)
         mean = flat.mean(axis=0)
         std = flat.std(axis=0)
@@ -113,6 +179,8 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
     # then fell back to 0.11 at a constant 3e-3 (its surrogate gradients overshoot late in training)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=cfg.lr_patience)
     streaming = kind in ("snn_streaming", "lstm")
+    if streaming and cfg.burn_in >= cfg.window:  # the first window must keep steps for the loss (else it is NaN)
+        cfg = replace(cfg, burn_in=cfg.window // 2)
     Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
     idx_tr = np.arange(tr.start, tr.stop)
     n_tr = len(idx_tr)
@@ -219,6 +287,12 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
             break
     bar.close()
     val_r2, arrays, best_epoch = best
+    if kind == "snn_3d" and cfg.learn_neurons and best_epoch >= 0:  # the TRAINED β/θ, one per layer
+        arch = meta["architecture"]
+        arch["beta_init"], arch["threshold_init"] = arch["beta"], arch["threshold"]
+        n_layers = len(arch["layers"])
+        arch["beta"] = [float(np.asarray(arrays[f"beta{l}"]).reshape(-1)[0]) for l in range(n_layers)]
+        arch["threshold"] = [float(np.asarray(arrays[f"thr{l}"]).reshape(-1)[0]) for l in range(n_layers)]
     if kind == "snn_streaming" and best_epoch >= 0:  # record the TRAINED neuron parameters
         arch = meta["architecture"]
         arch["beta_init"], arch["threshold_init"] = arch["beta"], arch["threshold"]
@@ -233,7 +307,9 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
         "window": cfg.window if streaming else None, "burn_in": cfg.burn_in if streaming else None,
         "loss": "MSE on normalised velocity" + (f" + {cfg.rate_penalty:g} x spikes per neuron per step"
                                                  if cfg.rate_penalty > 0 and kind in ("snn_streaming", "snn_3d") else ""),
-        "rate_penalty": cfg.rate_penalty, "weight_decay": cfg.weight_decay, "optimizer": "Adam", "lr_schedule": f"halve after {cfg.lr_patience} epochs without a better validation R2",
+        "rate_penalty": cfg.rate_penalty, "weight_decay": cfg.weight_decay,
+        "dropout": cfg.dropout, "input_noise": cfg.input_noise, "init": cfg.init or None,
+        "init_how": init_how or None, "optimizer": "Adam", "lr_schedule": f"halve after {cfg.lr_patience} epochs without a better validation R2",
         "torch": torch.__version__,
         "history": history,
     }
@@ -243,7 +319,8 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
         "input": {"snn_streaming": "binarised counts (count > 0)", "snn_3d": "LayerNorm over channels (learned)",
                   "ann": "z-score with train mean/std (arrays in_mean, in_std)",
                   "ann_3d": "z-score with train mean/std (arrays in_mean, in_std)",
-                  "lstm": "LayerNorm over channels (learned)"}[kind],
+                  "lstm": ("z-score with train mean/std (arrays in_mean, in_std)" if getattr(model, "zscore", False)
+                           else "LayerNorm over channels (learned)")}[kind],
     }
     return arrays, meta
 
@@ -278,6 +355,32 @@ def run_cli(args: Any, on_epoch: Callable[[dict, dict, dict, Any], None] | None 
         if args.model not in ("snn_streaming", "snn_3d"):
             raise UserError(f"--rate-penalty applies to spiking decoders (snn_streaming, snn_3d), not {args.model}")
         cfg.rate_penalty = float(args.rate_penalty)
+    for name in ("dropout", "input_noise"):
+        value = getattr(args, name, None)
+        if value is not None:
+            if not (0 <= value < 1 if name == "dropout" else value >= 0):
+                raise UserError(f"--{name.replace('_', '-')} must be {'in [0, 1)' if name == 'dropout' else '>= 0'}, got {value}")
+            if value > 0 and args.model not in ("snn_3d", "lstm"):
+                raise UserError(f"--{name.replace('_', '-')} applies to snn_3d and lstm, not {args.model}")
+            setattr(cfg, name, float(value))
+    if getattr(args, "learn_neurons", False):
+        if args.model != "snn_3d":
+            raise UserError(f"--learn-neurons applies to snn_3d (snn_streaming always learns its neurons), not {args.model}")
+        cfg.learn_neurons = True
+    if getattr(args, "hidden", None) is not None:
+        if args.model != "lstm":
+            raise UserError(f"--hidden applies to lstm, not {args.model}")
+        if args.hidden < 1:
+            raise UserError(f"--hidden must be >= 1, got {args.hidden}")
+        cfg.hidden = int(args.hidden)
+    if getattr(args, "input_norm", None):
+        if args.model != "lstm":
+            raise UserError(f"--input-norm applies to lstm, not {args.model}")
+        cfg.input_norm = args.input_norm
+    if getattr(args, "init", None):
+        if not Path(args.init).is_file():
+            raise UserError(f"--init {args.init}: no such model file")
+        cfg.init = str(args.init)
     for name in ("attention", "asa_ratio", "asa_reduction", "asa_window"):  # issue 5: ASA options
         if getattr(args, name, None) is not None:
             setattr(cfg, name, getattr(args, name))
@@ -288,8 +391,13 @@ def run_cli(args: Any, on_epoch: Callable[[dict, dict, dict, Any], None] | None 
     except ValueError as exc:
         raise UserError(f"--attention/--asa-*: {exc}") from None
     data = load_data(args.recording, mapping_from_args(args))
-    arrays, meta = train(args.model, data, cfg, source=str(args.recording), on_epoch=on_epoch,
-                         resume=getattr(args, "resume_state", None))
+    try:
+        arrays, meta = train(args.model, data, cfg, source=str(args.recording), on_epoch=on_epoch,
+                             resume=getattr(args, "resume_state", None))
+    except ValueError as exc:
+        if not cfg.init:
+            raise
+        raise UserError(f"train {args.model}: {exc}") from None
     path = save_model(args.out, arrays, meta)
     t = meta["training"]
     size = Path(path).stat().st_size

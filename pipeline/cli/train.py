@@ -44,6 +44,15 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     opt("--asa-window", type=int, default=None, metavar="STEPS", help="decoders: causal ASA window in 4 ms steps, current + past (snn_streaming; default 4)")
     opt("--weight-decay", type=float, default=None, metavar="L2",
         help="decoders: Adam weight decay (L2) on every parameter (default 0)")
+    opt("--dropout", type=float, default=None, metavar="P",
+        help="decoders: dropout on the normalised input and hidden activity of snn_3d/lstm while training (default 0)")
+    opt("--input-noise", type=float, default=None, metavar="STD",
+        help="decoders: Gaussian noise of this std on the normalised input of snn_3d/lstm while training (default 0)")
+    opt("--hidden", type=int, default=None, metavar="N", help="decoders: lstm hidden units (default 32)")
+    opt("--input-norm", choices=("layernorm", "zscore"), default=None,
+        help="decoders: lstm input normalisation: LayerNorm over channels (default) or a per-channel z-score with the training part's mean/std")
+    opt("--learn-neurons", action="store_true", default=None,
+        help="decoders: snn_3d learns one β and one θ per layer (default: fixed β 0.5, θ 0.5 as in the paper)")
     opt("--rate-penalty", type=float, default=None, metavar="W",
         help="decoders: add W x (spikes per neuron per step) to the MSE loss of snn_streaming/snn_3d (default 0: MSE only)")
 
@@ -59,7 +68,8 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     opt("--augment", action="store_true", default=None,
         help="controllers: per-sequence range scaling x U(0.85, 1.15) and N(0, 3 cm) range noise while training")
     opt("--levels", type=int, default=None, metavar="L", help="quantise with L levels and fine-tune (QCRNN); omit for the float CRNN")
-    opt("--init", default=None, metavar="MODEL", help="start from this model file (e.g. the float CRNN before quantising)")
+    opt("--init", default=None, metavar="MODEL", help="start from this model file (e.g. the float CRNN before quantising; "
+        "decoders: a model of the same kind, e.g. a plain SNN to fine-tune with ASA or a rate penalty)")
     opt("--sim-episodes", type=int, default=None, metavar="N", help="add N episodes of the simulator's expert planner to the training data")
     opt("--dagger-episodes", type=int, default=None, metavar="N",
         help="add N simulator episodes driven by the --init controller and labelled by the expert (DAgger)")

@@ -1,0 +1,77 @@
+"""Issue 16: training options against overfitting (--dropout, --input-noise, --learn-neurons for
+SNN_3D) and fine-tuning from a model file (--init): recorded in the model file, refused where
+they do not apply, and the kernels stay exact (dropout/noise act in training only)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.cli import main
+from pipeline.modelfile import load_model
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    from pipeline.recordings.synth import SynthParams, generate
+
+    path = tmp_path_factory.mktemp("rec") / "reach.xdfz"
+    generate(path, SynthParams(channels=12, seed=9), 48.0, progress=False)
+    return str(path)
+
+
+def test_snn_3d_learns_its_neurons_with_dropout_and_noise(recording, tmp_path):
+    import torch
+
+    from nodes.decoders.data import load_data
+    from nodes.decoders.features import FeatureSpec, features
+    from nodes.decoders.kernels import make_kernel
+    from nodes.decoders.torch_models import from_arrays
+
+    out = str(tmp_path / "s3.npz")
+    rc = main(["train", "--model", "snn_3d", "--recording", recording, "--out", out, "--epochs", "2",
+               "--dropout", "0.2", "--input-noise", "0.3", "--learn-neurons", "--weight-decay", "1e-4"])
+    assert rc == 0
+    arrays, meta = load_model(out)
+    t, arch = meta["training"], meta["architecture"]
+    assert t["dropout"] == 0.2 and t["input_noise"] == 0.3 and t["weight_decay"] == 1e-4
+    assert arch["learn_beta"] is True and arch["beta_init"] == [0.5, 0.5, 0.5]
+    assert arch["beta"] != [0.5, 0.5, 0.5]  # trained
+    assert all(0.0 <= b <= 0.995 for b in arch["beta"]) and all(th >= 0.02 for th in arch["threshold"])
+    assert [float(np.asarray(arrays[f"beta{l}"]).reshape(-1)[0]) for l in range(3)] == arch["beta"]
+    # the kernel reproduces the trained torch model (dropout and noise are off outside training)
+    data = load_data(recording)
+    counts = data.spikes[data.split["test"]][:600]
+    with torch.no_grad():
+        y_t, spk_t = from_arrays(arrays, meta)(torch.from_numpy(features(FeatureSpec.from_dict(meta["features"]), counts)), record=True)
+    kernel = make_kernel(arrays, meta)
+    kernel.record = True
+    kernel.run(counts)
+    for l in range(3):
+        assert np.array_equal(kernel.last_record["spikes"][l], spk_t[l].numpy() > 0), f"layer {l}"
+
+
+def test_lstm_dropout_and_init_fine_tunes(recording, tmp_path):
+    first, second = str(tmp_path / "l0.npz"), str(tmp_path / "l1.npz")
+    assert main(["train", "--model", "lstm", "--recording", recording, "--out", first, "--epochs", "1",
+                 "--dropout", "0.3", "--window", "40", "--batch-size", "4"]) == 0
+    assert main(["train", "--model", "lstm", "--recording", recording, "--out", second, "--epochs", "1",
+                 "--init", first, "--window", "40", "--batch-size", "4", "--lr", "1e-4"]) == 0
+    a0, m0 = load_model(first)
+    a1, m1 = load_model(second)
+    assert m0["training"]["dropout"] == 0.3 and m1["training"]["init"] == first
+    assert np.array_equal(a0["target_scale"], a1["target_scale"])  # the file's output scaling is kept
+    # fine-tuned from the first model: close to it, not a fresh start
+    d = np.abs(a1["w_ih"] - a0["w_ih"]).max()
+    assert 0 < d < 0.05 * np.abs(a0["w_ih"]).max()
+
+
+def test_regularisation_options_are_refused_where_they_do_not_apply(recording, tmp_path, capsys):
+    out = str(tmp_path / "x.npz")
+    assert main(["train", "--model", "snn_streaming", "--recording", recording, "--out", out, "--dropout", "0.2"]) == 2
+    assert "snn_3d and lstm" in capsys.readouterr().err
+    assert main(["train", "--model", "ann", "--recording", recording, "--out", out, "--learn-neurons"]) == 2
+    assert "snn_3d" in capsys.readouterr().err
+    assert main(["train", "--model", "lstm", "--recording", recording, "--out", out, "--dropout", "1.5"]) == 2
+    assert "[0, 1)" in capsys.readouterr().err
+    assert main(["train", "--model", "lstm", "--recording", recording, "--out", out, "--init", str(tmp_path / "none.npz")]) == 2
+    assert "no such model file" in capsys.readouterr().err
