@@ -32,7 +32,8 @@ default 3)
     The driver asks every running group for a checkpoint (its nodes' ``state()`` plus sequence
     numbers, ticks, statistics and how far it has read each sender's batches) on that schedule and
     keeps the latest one per group; each sender then forgets the batches the checkpoint covers.
-    Senders keep the batches sent since the receiver's last checkpoint (at most
+    Senders keep the batches sent since the receiver's last checkpoint (only while restarts are on:
+    ``checkpoint_s`` and ``max_restarts`` both > 0; at most
     :data:`MAX_KEPT_BYTES` per receiver; beyond that the oldest are forgotten and counted as
     ``kept_overflow``). When an actor dies the driver notices (it polls every 0.1 s, never an
     unbounded wait), creates a new actor, opens its nodes, restores the checkpoint and has the
@@ -250,8 +251,9 @@ class Outbox:
         wait: ``wait(refs, timeout) -> ready`` (``ray.wait``).
     """
 
-    def __init__(self, name: str, epoch: int, push: Callable, wait: Callable) -> None:
+    def __init__(self, name: str, epoch: int, push: Callable, wait: Callable, keep: bool = True) -> None:
         self.name, self.epoch = name, epoch
+        self.keep = keep  # False when restarts are off: nothing is ever re-sent
         self._push, self._wait = push, wait
         self.sent: dict[str, int] = {}
         self.kept: dict[str, deque] = {}
@@ -265,14 +267,15 @@ class Outbox:
             number = self.sent.get(group, 0)
             self.sent[group] = number + 1
             envelope = (self.name, self.epoch, number, batch)
-            size = sum(p.data.nbytes + p.timestamps.nbytes for _, _, p in batch.deliveries) + 64
-            kept = self.kept.setdefault(group, deque())
-            kept.append((number, size, envelope))
-            self.kept_bytes[group] = self.kept_bytes.get(group, 0) + size
-            while self.kept_bytes[group] > MAX_KEPT_BYTES and len(kept) > 1:
-                _, old, _ = kept.popleft()
-                self.kept_bytes[group] -= old
-                self.kept_overflow += 1
+            if self.keep:
+                size = sum(p.data.nbytes + p.timestamps.nbytes for _, _, p in batch.deliveries) + 64
+                kept = self.kept.setdefault(group, deque())
+                kept.append((number, size, envelope))
+                self.kept_bytes[group] = self.kept_bytes.get(group, 0) + size
+                while self.kept_bytes[group] > MAX_KEPT_BYTES and len(kept) > 1:
+                    _, old, _ = kept.popleft()
+                    self.kept_bytes[group] -= old
+                    self.kept_overflow += 1
             ref = self._push(group, envelope)
             inflight = self.inflight.setdefault(group, deque())
             inflight.append(ref)
@@ -340,17 +343,19 @@ class GroupActor:
     # --- construction and opening (errors come back as text: one line, no Ray traceback) --------
     def configure(self, file: str, plan: GroupPlan, node_specs: dict[str, tuple[str, dict[str, Any]]],
                   routes: dict, sinks: set[str], group_of: dict[str, str], epoch: int = 0,
-                  log_level: int = logging.INFO) -> tuple[str, str] | None:
+                  log_level: int = logging.INFO, keep: bool = True) -> tuple[str, str] | None:
         """Become ``plan``'s group (incarnation ``epoch``) and construct its nodes; an error as text.
 
         Log records of the nodes (``spikeloop.node.<name>``) go to this process's stderr, which
-        Ray forwards to the driver's terminal, at the driver's level."""
+        Ray forwards to the driver's terminal, at the driver's level. ``keep``: keep sent batches
+        for re-sending after a receiver's restart (off when restarts are off)."""
         from pipeline.log import setup_logging
 
         setup_logging(logging.getLevelName(log_level))
         self.file, self.plan, self.node_specs = file, plan, node_specs
         self.routes, self.sinks, self.group_of = routes, sinks, group_of
         self.epoch = epoch
+        self.keep = keep
         self.inbox = Inbox(plan)
         self._t0 = time.perf_counter()
         try:
@@ -387,7 +392,7 @@ class GroupActor:
         self.stepper = Stepper(self.plan, self.nodes, self.routes, self.sinks, self.group_of)
         self.outbox = Outbox(self.plan.name, self.epoch,
                              lambda g, env: self.peers[g].push.remote(env),
-                             lambda refs, t: ray.wait(refs, num_returns=len(refs), timeout=t)[0])
+                             lambda refs, t: ray.wait(refs, num_returns=len(refs), timeout=t)[0], self.keep)
         if state is not None:
             self.stepper.restore(state["stepper"])
             self.inbox.position = {k: tuple(v) for k, v in state["inbox"].items()}
@@ -583,7 +588,8 @@ class Driver:
         spec = self.spec
         node_specs = {n: (spec.nodes[n].kind, spec.nodes[n].params) for n in plan.nodes}
         return actor.configure.remote(spec.file, plan, node_specs, spec.routes(), spec.sinks(), self.group_of,
-                                      self.epochs[plan.name], logging.getLogger("spikeloop").getEffectiveLevel())
+                                      self.epochs[plan.name], logging.getLogger("spikeloop").getEffectiveLevel(),
+                                      restarts_enabled(spec.runtime))
 
     def _spare(self) -> None:
         """Start a spare actor (no resources asked) with the node modules imported: a restart then
