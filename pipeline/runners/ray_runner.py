@@ -552,6 +552,9 @@ class Driver:
         self.stopping: Callable[[], bool] = lambda: False
         """True when a stop was asked during start-up (see :meth:`get`); off once the graph runs."""
         check_resources(spec, self.plans, ray.cluster_resources())
+        from pipeline.cluster.placement import check_placement
+
+        check_placement(spec, self.plans, ray.nodes())  # per machine: a group no node can host would wait forever
         if (warning := unfused_live_warning(spec, self.group_of)):
             log.warning(warning)
 
