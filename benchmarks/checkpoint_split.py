@@ -1,6 +1,11 @@
-"""``PYTHONPATH=. python benchmarks/checkpoint_split.py`` (ray runner, about 4 min): 3 interleaved pairs: checkpoints every 5 s with restarts (spare actor, kept batches) vs checkpoints
-every 5 s with max_restarts 0 (no spare, nothing kept): separates the cost of taking checkpoints
-from the cost of being ready to restart."""
+"""``PYTHONPATH=. python benchmarks/checkpoint_split.py`` (ray runner, about 4 min).
+
+3 interleaved pairs of ``configs/replay_decode.yaml`` runs (as ``spikeloop bench restarts``'s
+cost part): checkpoints every 5 s with restarts on (warm spare actor, senders keep batches)
+against checkpoints every 5 s with ``max_restarts: 0`` (no spare, nothing kept). Separates the
+cost of taking checkpoints from the cost of being ready to restart. Prints samples/s per run and
+the per-pair cost.
+"""
 import os, statistics, tempfile, time
 from pathlib import Path
 from benchmarks.restarts import _with_capture
