@@ -34,7 +34,9 @@ edges:
 runtime: {{num_cpus: 2}}
 """)
     out = tmp_path / "summary.json"
-    env = dict(os.environ, PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0")
+    # its own local Ray: not the session's shared one (ray.init exports RAY_ADDRESS to children)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0")
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(path), "--runner", runner, "--no-progress",
                              "--json", str(out)], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -54,7 +56,8 @@ runtime: {{num_cpus: 2}}
         time.sleep(0.5)  # well inside the 60 s the inlet would wait
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        stdout, _ = proc.communicate(timeout=45)
+        stdout, rest = proc.communicate(timeout=45)  # reads the rest of stderr alongside the reader
+        lines.append(rest or "")
         took = time.monotonic() - t0
     finally:
         if proc.poll() is None:
@@ -62,7 +65,7 @@ runtime: {{num_cpus: 2}}
             proc.wait(10)
     reader.join(5)
     print(f"{runner}: SIGTERM during start-up -> exit in {took:.2f} s (rc {proc.returncode})")
-    assert proc.returncode == 0, "".join(lines[-20:])
+    assert proc.returncode == 0, "".join(lines[-20:]) + stdout
     summary = json.loads(out.read_text())
     assert summary["stopped_by"] == "terminated (SIGTERM) (during start-up)"
     assert summary["runner"] == runner
