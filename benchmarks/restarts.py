@@ -1,6 +1,6 @@
-"""``spikeloop bench restarts``: what a dead actor costs on the ``ray`` runner.
+"""``spikeloop bench restarts``: what a dead actor costs on the Ray runners.
 
-1. **Kill to first output.** A live graph (LSL inlet -> Bessel -> LSL outlet, fused in one actor,
+1. **Kill to first output** (on ``--runner``). A live graph (LSL inlet -> Bessel -> LSL outlet, fused in one actor,
    ``runtime.checkpoint_s`` 1 s) is fed 250 Hz by a pusher; its actor process is SIGKILLed
    ``--kills`` times (each time after two checkpoints of the new incarnation). For each kill:
    seconds from the kill to the first output sample whose timestamp is later than the kill
@@ -9,9 +9,12 @@
    their shared GIL does not matter at that scale).
 2. **Checkpoint cost.** ``configs/replay_decode.yaml`` (replay at ``speed: max``, 20 ms packets,
    of the last ``--seconds`` of the bundled recording -> SNN decoder -> Bessel -> capture, every
-   node its own actor) on ``ray``, with checkpoints every
-   ``--interval`` s (default 5, the default of ``runtime.checkpoint_s``) and off, alternated
-   ``--repeats`` times: median source samples per second of each and the relative cost.
+   node its own actor) on ``--runner`` (``ray`` or ``ray-compiled``), with checkpoints every
+   ``--interval`` s (default 5, the default of ``runtime.checkpoint_s``) and off, in ``--repeats``
+   interleaved pairs (off/on, then on/off, ...): source samples per second of each run, the
+   per-pair cost (1 - on/off) with its median and spread, and the work the checkpoints did,
+   counted rather than timed (checkpoints taken, bytes pickled, seconds the groups spent in
+   ``state()`` per second of run).
 
 Timings on a shared machine are noisy: the load average is printed with the results.
 """
@@ -33,10 +36,12 @@ import numpy as np
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = ("example:\n  spikeloop bench restarts --kills 5 --skip-cost   (kill -> restarted -> first output)\n"
-                "  spikeloop bench restarts --skip-kills --repeats 3 --seconds 300   (checkpoint cost)")
+                "  spikeloop bench restarts --skip-kills --runner ray-compiled   (checkpoint cost, 5 pairs)")
     p.add_argument("--kills", type=int, default=5, help="actor kills in the live run (default 5)")
     p.add_argument("--interval", type=float, default=5.0, help="checkpoint interval (s) for the throughput part (default 5)")
-    p.add_argument("--repeats", type=int, default=3, help="replay runs with and without checkpoints (default 3 each)")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved pairs of replay runs, checkpoints off and on (default 5)")
+    p.add_argument("--runner", choices=("ray", "ray-compiled"), default="ray",
+                   help="runner of both parts (default ray)")
     p.add_argument("--seconds", type=float, default=120.0,
                    help="seconds of the bundled 10-minute recording replayed per throughput run (default 120)")
     p.add_argument("--skip-kills", action="store_true", help="only the checkpoint-cost part")
@@ -93,14 +98,15 @@ class _Killer:
             time.sleep(0.01)
 
 
-def kill_to_output(kills: int) -> dict:
+def kill_to_output(kills: int, runner_name: str = "ray") -> dict:
     import pylsl
 
     from pipeline.graph import parse_graph
     from pipeline.lsl import to_lsl_info
     from pipeline.packet import StreamInfo
-    from pipeline.runners import ray_runner
+    from pipeline.runners import get_runner
 
+    run = get_runner(runner_name)
     tag = uuid.uuid4().hex[:8]
     src, out = f"bench_rs_in_{tag}", f"bench_rs_out_{tag}"
     outlet = pylsl.StreamOutlet(to_lsl_info(StreamInfo(src, "Bench", 2, 250.0, "float32", source_id=f"sid-{tag}")))
@@ -119,7 +125,7 @@ def kill_to_output(kills: int) -> dict:
     result: dict = {}
     duration = 15.0 + 12.0 * kills
     runner = threading.Thread(target=lambda: result.update(
-        ray_runner.run(spec, progress=False, duration_s=duration, observer=killer)))
+        run(spec, progress=False, duration_s=duration, observer=killer)))
     runner.start()
     stop = threading.Event()
 
@@ -162,24 +168,36 @@ def kill_to_output(kills: int) -> dict:
     }
 
 
-def checkpoint_cost(interval: float, repeats: int, seconds: float) -> dict:
+def checkpoint_cost(interval: float, repeats: int, seconds: float, runner: str = "ray") -> dict:
     from pipeline.graph import load_graph
-    from pipeline.runners import ray_runner
+    from pipeline.runners import get_runner
 
+    run = get_runner(runner)
     rates: dict[str, list[float]] = {"off": [], "on": []}
+    work: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeats):
-            for mode in ("off", "on"):
+            for mode in (("off", "on") if i % 2 == 0 else ("on", "off")):  # interleaved, order alternated
                 spec = load_graph("configs/replay_decode.yaml",
                                   ["runtime.fuse=[]", f"runtime.checkpoint_s={interval if mode == 'on' else 0}"])
                 spec = _with_capture(spec, Path(tmp) / f"{mode}{i}.yaml", seconds)
-                summary = ray_runner.run(spec, progress=False)
+                summary = run(spec, progress=False)
                 rates[mode].append(summary["samples_per_s"])
-                print(f"  run {i + 1}/{repeats} checkpoints {mode}: {summary['samples_per_s']:,.0f} samples/s "
-                      f"({summary['wall_s']:.1f} s)", flush=True)
+                ck = summary.get("checkpoints") or {}
+                if mode == "on":
+                    work.append(dict(ck, wall_s=summary["wall_s"]))
+                print(f"  pair {i + 1}/{repeats} checkpoints {mode}: {summary['samples_per_s']:,.0f} samples/s "
+                      f"({summary['wall_s']:.1f} s; checkpoints {ck.get('count', 0)}, {ck.get('bytes', 0):,} bytes, "
+                      f"state() {ck.get('state_s', 0.0) * 1e3:.1f} ms; load {os.getloadavg()[0]:.1f})", flush=True)
     off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
-    return {"interval_s": interval, "samples_per_s_off": rates["off"], "samples_per_s_on": rates["on"],
-            "median_off": off, "median_on": on, "cost_pct": 100.0 * (off - on) / off}
+    pair_cost = [100.0 * (1.0 - b / a) for a, b in zip(rates["off"], rates["on"])]
+    state_frac = [w["state_s_per_s"] for w in work if w.get("state_s_per_s") is not None]
+    return {"runner": runner, "interval_s": interval, "samples_per_s_off": rates["off"], "samples_per_s_on": rates["on"],
+            "median_off": off, "median_on": on, "cost_pct": 100.0 * (off - on) / off,
+            "pair_cost_pct": pair_cost, "median_pair_cost_pct": statistics.median(pair_cost),
+            "pair_cost_range_pct": [min(pair_cost), max(pair_cost)], "work": work,
+            "median_state_s_per_s": statistics.median(state_frac) if state_frac else None,
+            "median_bytes_per_s": statistics.median([w["bytes_per_s"] for w in work if w.get("bytes_per_s") is not None] or [0])}
 
 
 def _with_capture(spec, path: Path, seconds: float):
@@ -208,8 +226,8 @@ def run(args: argparse.Namespace) -> int:
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": load}
     print(f"machine load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min), {os.cpu_count()} cores")
     if not args.skip_kills:
-        print(f"live graph, {args.kills} actor kills:", flush=True)
-        k = kill_to_output(args.kills)
+        print(f"live graph on {args.runner}, {args.kills} actor kills:", flush=True)
+        k = kill_to_output(args.kills, args.runner)
         results["kills"] = k
         fmt = lambda xs: ", ".join(f"{x:.3f}" for x in xs)  # noqa: E731
         print(f"  kill -> actor restarted (s): p50 {k['p50_kill_to_restarted_s']}  [{fmt(k['kill_to_restarted_s'])}]")
@@ -218,10 +236,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"  kill -> first post-kill sample seen by an LSL client (s, liblsl reconnection included): "
               f"p50 {k['p50_kill_to_first_output_s']}  [{fmt(k['kill_to_first_output_stamp_s'])}]")
     if not args.skip_cost:
-        print(f"replay throughput on ray, checkpoints every {args.interval:g} s vs off, {args.repeats} runs each:", flush=True)
-        c = checkpoint_cost(args.interval, args.repeats, args.seconds)
+        print(f"replay throughput on {args.runner}, checkpoints every {args.interval:g} s vs off, "
+              f"{args.repeats} interleaved pairs:", flush=True)
+        c = checkpoint_cost(args.interval, args.repeats, args.seconds, args.runner)
         results["checkpoint_cost"] = c
-        print(f"  median samples/s: off {c['median_off']:,.0f}, on {c['median_on']:,.0f}; cost {c['cost_pct']:.1f} %")
+        lo, hi = c["pair_cost_range_pct"]
+        print(f"  median samples/s: off {c['median_off']:,.0f}, on {c['median_on']:,.0f}; cost of the medians "
+              f"{c['cost_pct']:.1f} %; per pair median {c['median_pair_cost_pct']:.1f} % (range {lo:.1f} .. {hi:.1f} %)")
+        if c["median_state_s_per_s"] is not None:
+            print(f"  work: the groups spent {100 * c['median_state_s_per_s']:.3f} % of the run's wall time in state() "
+                  f"(summed over groups), {c['median_bytes_per_s']:,.0f} checkpoint bytes per second (medians)")
     results["load_after"] = os.getloadavg()
     print(f"machine load average after: {results['load_after'][0]:.1f}")
     if args.json_path:

@@ -38,7 +38,7 @@ import yaml
 
 from pipeline.errors import ConfigError, UserError, one_line
 from pipeline.params import MissingParamError, ParamTypeError, check_params, coerce, param_annotations, type_name
-from pipeline.node import Node, StreamMismatch
+from pipeline.node import Layout, Node, StreamMismatch
 from pipeline.packet import StreamInfo
 from pipeline.registry import NODE_KINDS, node_class
 
@@ -100,11 +100,16 @@ class Edge:
 
 @dataclass
 class GraphSpec:
-    """A validated graph: node specs, constructed nodes, edges and runtime options.
+    """A validated graph: node specs, their ports, edges and runtime options (data, no nodes).
+
+    Loading a graph constructs no node: params are type-checked and each node's ports come from
+    its kind's :meth:`~pipeline.node.Node.layout`. Nodes are constructed where they run (the
+    ``local`` runner in its process, the Ray runners inside each actor), or on first use of
+    :attr:`instances` (``spikeloop check``, notebooks, tests).
 
     Attributes:
         nodes: node specs by name, in config order.
-        instances: the constructed (not yet opened) nodes by name.
+        layouts: each node's ports and tick interval, by name.
         edges: every edge, chains expanded.
         runtime: the ``runtime`` section with defaults filled in.
         file: the config path, for error messages.
@@ -114,14 +119,23 @@ class GraphSpec:
     description: str
     file: str
     nodes: dict[str, NodeSpec]
-    instances: dict[str, Node]
+    layouts: dict[str, Layout]
     edges: list[Edge]
     runtime: dict[str, Any]
+    _instances: dict[str, Node] | None = field(default=None, repr=False)
+
+    @property
+    def instances(self) -> dict[str, Node]:
+        """The graph's nodes, constructed (not opened) on first use, in this process; a node's
+        refusal is a one-line ConfigError naming the file and the node."""
+        if self._instances is None:
+            self._instances = {name: _construct(self.file, spec) for name, spec in self.nodes.items()}
+        return self._instances
 
     def routes(self) -> dict[tuple[str, str], list[tuple[str, str]]]:
         """``(src, src_port) -> [(dst, dst_port), ...]`` for every output port (possibly empty)."""
         table: dict[tuple[str, str], list[tuple[str, str]]] = {
-            (name, port): [] for name, node in self.instances.items() for port in node.outputs
+            (name, port): [] for name, layout in self.layouts.items() for port in layout.outputs
         }
         for e in self.edges:
             table[(e.src, e.src_port)].append((e.dst, e.dst_port))
@@ -325,19 +339,19 @@ def parse_graph(doc: Any, file: str, overrides: list[str] | tuple[str, ...] = ()
         raise ConfigError(file, "'nodes' must be a non-empty mapping of node name -> {kind, params}")
 
     specs = {name: _parse_node(file, name, entry) for name, entry in raw_nodes.items()}
-    instances = {name: _construct(file, spec) for name, spec in specs.items()}
+    layouts = {name: _layout(file, spec) for name, spec in specs.items()}
     raw_edges = doc.get("edges") or []
     if not isinstance(raw_edges, list):
         raise ConfigError(file, "'edges' must be a list of 'a -> b' strings or {from, to} mappings")
-    edges = [e for i, item in enumerate(raw_edges) for e in _parse_edge_item(file, i, item, instances)]
-    _check_edges(file, edges, instances)
+    edges = [e for i, item in enumerate(raw_edges) for e in _parse_edge_item(file, i, item, layouts)]
+    _check_edges(file, edges, layouts)
     runtime = _parse_runtime(file, doc.get("runtime") or {}, specs)
     return GraphSpec(
         name=str(doc.get("name") or Path(file).stem),
         description=str(doc.get("description") or ""),
         file=file,
         nodes=specs,
-        instances=instances,
+        layouts=layouts,
         edges=edges,
         runtime=runtime,
     )
@@ -379,6 +393,16 @@ def _parse_node(file: str, name: Any, entry: Any) -> NodeSpec:
     return NodeSpec(name=name, kind=kind, params=values, resources=dict(resources))
 
 
+def _layout(file: str, spec: NodeSpec) -> Layout:
+    """A node's ports without constructing it; a refusal becomes ``FILE: node 'X': <its message>``."""
+    try:
+        return node_class(spec.kind).layout(spec.params)
+    except ConfigError:
+        raise
+    except (UserError, ValueError, TypeError, KeyError, OSError) as exc:
+        raise ConfigError(file, node_message(exc), node=spec.name) from None
+
+
 def _construct(file: str, spec: NodeSpec) -> Node:
     """Construct one node; anything it refuses becomes ``FILE: node 'X': <its message>``."""
     try:
@@ -399,7 +423,7 @@ def node_message(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _parse_endpoint(file: str, text: str, where: str, instances: dict[str, Node]) -> tuple[str, str | None]:
+def _parse_endpoint(file: str, text: str, where: str, instances: dict[str, Layout]) -> tuple[str, str | None]:
     text = text.strip()
     name, _, port = text.partition(".")
     if name not in instances:
@@ -407,30 +431,30 @@ def _parse_endpoint(file: str, text: str, where: str, instances: dict[str, Node]
     return name, (port or None)
 
 
-def _pick_port(file: str, node: Node, port: str | None, direction: str, where: str) -> str:
+def _pick_port(file: str, name: str, node: Layout, port: str | None, direction: str, where: str) -> str:
     ports = node.outputs if direction == "output" else node.inputs
     if port is None:
         if len(ports) == 1:
             return ports[0]
         if not ports:
-            raise ConfigError(file, f"{where}: node has no {direction} ports", node=node.name, key="edges")
+            raise ConfigError(file, f"{where}: node has no {direction} ports", node=name, key="edges")
         raise ConfigError(
             file,
             f"{where}: node has several {direction} ports ({', '.join(ports)}); name one, "
-            f"e.g. {node.name}.{ports[0]}",
-            node=node.name,
+            f"e.g. {name}.{ports[0]}",
+            node=name,
             key="edges",
         )
     if port not in ports:
         valid = tuple(ports)
         raise ConfigError(
             file, f"{where}: no {direction} port {port!r}" + (nearest(port, valid) if valid else f" (it has no {direction} ports)"),
-            node=node.name, key="edges",
+            node=name, key="edges",
         )
     return port
 
 
-def _parse_edge_item(file: str, index: int, item: Any, instances: dict[str, Node]) -> list[Edge]:
+def _parse_edge_item(file: str, index: int, item: Any, instances: dict[str, Layout]) -> list[Edge]:
     where = f"edges[{index}]"
     if isinstance(item, dict):
         unknown = set(item) - {"from", "to", "feedback"}
@@ -454,16 +478,16 @@ def _parse_edge_item(file: str, index: int, item: Any, instances: dict[str, Node
         edges.append(
             Edge(
                 src=src,
-                src_port=_pick_port(file, instances[src], src_port, "output", where),
+                src_port=_pick_port(file, src, instances[src], src_port, "output", where),
                 dst=dst,
-                dst_port=_pick_port(file, instances[dst], dst_port, "input", where),
+                dst_port=_pick_port(file, dst, instances[dst], dst_port, "input", where),
                 feedback=arrow == "~>",
             )
         )
     return edges
 
 
-def _check_edges(file: str, edges: list[Edge], instances: dict[str, Node]) -> None:
+def _check_edges(file: str, edges: list[Edge], instances: dict[str, Layout]) -> None:
     seen: dict[tuple[str, str], Edge] = {}
     for e in edges:
         if (e.dst, e.dst_port) in seen:
@@ -472,8 +496,8 @@ def _check_edges(file: str, edges: list[Edge], instances: dict[str, Node]) -> No
                 node=e.dst, key="edges",
             )
         seen[(e.dst, e.dst_port)] = e
-        if e.feedback and e.dst_port not in type(instances[e.dst]).feedback_inputs:
-            accepts = type(instances[e.dst]).feedback_inputs
+        if e.feedback and e.dst_port not in instances[e.dst].feedback_inputs:
+            accepts = instances[e.dst].feedback_inputs
             raise ConfigError(
                 file,
                 f"edge {e} is marked feedback but port {e.dst_port!r} does not accept feedback"

@@ -19,6 +19,8 @@ on its own in a notebook by calling these methods directly.
 """
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pipeline.packet import Packet, StreamInfo
@@ -70,6 +72,29 @@ def require(
     return info
 
 
+@dataclass(frozen=True)
+class Layout:
+    """What the graph loader needs of a node without constructing it: its ports and tick interval.
+
+    Attributes:
+        inputs, outputs, feedback_inputs: port names, as a constructed node would have them.
+        tick_interval: seconds between ticks, or None.
+    """
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    feedback_inputs: tuple[str, ...] = ()
+    tick_interval: float | None = None
+
+
+def param_value(cls: type, params: dict[str, Any], name: str) -> Any:
+    """``params[name]``, else the default of ``cls.__init__``'s parameter ``name``."""
+    if name in params:
+        return params[name]
+    default = inspect.signature(cls.__init__).parameters[name].default
+    return None if default is inspect.Parameter.empty else default
+
+
 class Node:
     """Base class of every graph step. Subclasses set ``kind``, ports, and override methods.
 
@@ -91,6 +116,14 @@ class Node:
     tick_interval: float | None = None
 
     name: str = ""
+
+    @classmethod
+    def layout(cls, params: dict[str, Any]) -> Layout:
+        """The ports and tick interval a node of this kind has with ``params`` (type-checked),
+        without constructing it: the graph loader wires edges with it, so nodes are constructed
+        only where they run. A kind whose ports or ticks depend on its params overrides this
+        (a test checks it against the constructed node for every shipped config)."""
+        return Layout(tuple(cls.inputs), tuple(cls.outputs), tuple(cls.feedback_inputs), cls.tick_interval)
 
     def open(self, inputs: dict[str, StreamInfo]) -> dict[str, StreamInfo]:
         """Check input descriptions and return output descriptions, keyed by port."""

@@ -32,6 +32,12 @@ def recording(tmp_path_factory):
     return graphs.synth_recording(tmp_path_factory.mktemp("syn") / "syn.xdf", seconds=40.0)
 
 
+@pytest.fixture(scope="module")
+def short_recording(tmp_path_factory):
+    """For ray-compiled (one round per 20 ms packet, a few ms a round on this machine)."""
+    return graphs.synth_recording(tmp_path_factory.mktemp("syn") / "short.xdf", seconds=12.0)
+
+
 class Killer:
     """Observer that SIGKILLs ``group``'s actor after its ``after``-th checkpoint (once per kill)."""
 
@@ -85,7 +91,11 @@ def test_past_max_restarts_the_run_stops_naming_the_node(ray_local, recording, w
     assert summary["nodes"]["replay"]["samples_out"] > 0 and summary["nodes"]["fa"]["samples_in"] > 0
 
 
-def test_live_run_resumes_output_after_a_restart(ray_local, write_config):
+@pytest.mark.parametrize("runner", ["ray", "ray-compiled"])
+def test_live_run_resumes_output_after_a_restart(ray_local, write_config, runner):
+    from pipeline.runners import get_runner
+
+    run = get_runner(runner)
     tag = uuid.uuid4().hex[:8]
     src, out = f"rs_in_{tag}", f"rs_out_{tag}"
     outlet = pylsl.StreamOutlet(to_lsl_info(StreamInfo(src, "Test", 2, 250.0, "float32", source_id=f"sid-{tag}")))
@@ -104,7 +114,7 @@ runtime:
     killer = Killer("inlet+smooth+outlet", after=2)
     result: dict = {}
     thread = threading.Thread(target=lambda: result.update(
-        ray_runner.run(load_graph(write_config(config)), progress=False, duration_s=12.0, observer=killer)))
+        run(load_graph(write_config(config)), progress=False, duration_s=12.0, observer=killer)))
     thread.start()
     stop = threading.Event()
 
@@ -136,28 +146,38 @@ runtime:
     print(f"live output resumed with a sample pushed {after[0] - killer.killed_lsl[0]:.3f} s after the kill")
 
 
-def test_compiled_runner_names_a_dead_node_and_keeps_the_summary(ray_local, recording, write_config, monkeypatch):
-    """ray-compiled does not restart actors (yet): a SIGKILLed actor ends the run within bounded
-    time, with one line naming its nodes and the summary of the groups that survived."""
+@pytest.mark.parametrize("group", ["pick+fa", "replay"])
+def test_compiled_killed_actor_mid_replay_gives_identical_outputs(ray_local, short_recording, write_config, group):
+    """ray-compiled: the compiled graph is torn down, the dead group recreated from its checkpoint,
+    its lost rounds replayed, the graph recompiled; the outputs equal an uninterrupted run's."""
     from pipeline.runners import ray_compiled
 
-    path = write_config(graphs.two_inputs(recording, extra=FUSED))
-    pids: dict = {}
-    original_start, original_rounds = ray_compiled.Driver.start, ray_compiled._rounds
-
-    def start(self):
-        original_start(self)
-        pids.update(self.pids)
-
-    def rounds(*args, **kwargs):  # rounds are running: kill one actor from a timer
-        threading.Timer(0.3, lambda: os.kill(pids["pick+fa"], signal.SIGKILL)).start()
-        return original_rounds(*args, **kwargs)
-
-    monkeypatch.setattr(ray_compiled.Driver, "start", start)
-    monkeypatch.setattr(ray_compiled, "_rounds", rounds)
+    path = write_config(graphs.two_inputs(short_recording, extra=FUSED))
+    local = run_local(load_graph(path), progress=False)
+    killer = Killer(group, after=2)
     t0 = time.monotonic()
-    summary = ray_compiled.run(load_graph(path), progress=False)
+    summary = ray_compiled.run(load_graph(path), progress=False, observer=killer)
+    print(f"compiled run with a restart of {group}: {time.monotonic() - t0:.1f} s, restart_s {summary['restart_s']}")
+    assert killer.killed, "the run ended before the first checkpoint"
+    assert summary["restarts"] == {group: 1}
+    assert summary["stopped_by"] == "end of data"
+    assert "failure" not in summary
+    assert summary["reports"]["cap"] == local["reports"]["cap"]
+    assert all(n["gaps"] == 0 for n in summary["nodes"].values())
+
+
+def test_compiled_past_max_restarts_stops_naming_the_node(ray_local, short_recording, write_config):
+    """ray-compiled with max_restarts 0: a SIGKILLed actor ends the run within bounded time, with
+    one line naming its nodes and the summary of what ran (the dead group's from its checkpoint)."""
+    from pipeline.runners import ray_compiled
+
+    path = write_config(graphs.two_inputs(short_recording, extra=FUSED.replace("}", ", max_restarts: 0}", 1)))
+    killer = Killer("pick+fa")
+    t0 = time.monotonic()
+    summary = ray_compiled.run(load_graph(path), progress=False, observer=killer)
     assert time.monotonic() - t0 < 120
-    assert "nodes 'pick', 'fa' died" in summary["failure"]
+    assert killer.killed
+    assert "nodes 'pick', 'fa' died 1 times" in summary["failure"] and "max_restarts is 0" in summary["failure"]
     assert summary["stopped_by"].startswith("failure")
-    assert summary["nodes"]["replay"]["samples_out"] > 0
+    assert summary["restarts"] == {"pick+fa": 1}
+    assert summary["nodes"]["replay"]["samples_out"] > 0 and summary["nodes"]["fa"]["samples_in"] > 0

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.clock import local_clock
-from pipeline.node import Node, StreamMismatch, require
+from pipeline.node import Layout, Node, StreamMismatch, param_value, require
 from pipeline.packet import Packet, StreamInfo
 
 EVENT_KINDS = ("spikes", "dvs")
@@ -55,6 +55,12 @@ class EventBinner(Node):
     """
 
     kind = "event_binner"
+
+    @classmethod
+    def layout(cls, params: dict[str, Any]) -> Layout:
+        """Ticks every ``tick_s`` (default ``bin_s / 4``)."""
+        tick_s, bin_s = param_value(cls, params, "tick_s"), param_value(cls, params, "bin_s")
+        return Layout(tuple(cls.inputs), tuple(cls.outputs), (), float(tick_s) if tick_s is not None else float(bin_s) / 4)
 
     def __init__(self, bin_s: float = 0.004, events: Literal["spikes", "dvs"] = "spikes", channels: int | None = None,
                  width: int | None = None, height: int | None = None, polarity: bool = True,

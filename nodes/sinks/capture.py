@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import UserError
-from pipeline.node import Sink
+from pipeline.node import Layout, Sink
 from pipeline.packet import Packet, StreamInfo
 
 
@@ -33,6 +33,11 @@ class Capture(Sink):
     """
 
     kind = "capture"
+
+    @classmethod
+    def layout(cls, params: dict[str, Any]) -> Layout:
+        """One input port per name in ``streams`` (default: ``in``)."""
+        return Layout(tuple(params.get("streams") or ["in"]), ())
 
     def __init__(self, streams: list[str] | None = None, keep: int | None = None) -> None:
         if keep is not None and (not isinstance(keep, int) or keep < 0):

@@ -11,7 +11,7 @@ from typing import Any
 
 from pipeline.clock import local_clock
 from pipeline.errors import UserError
-from pipeline.node import Sink
+from pipeline.node import Layout, Sink
 from pipeline.packet import Packet, StreamInfo
 from pipeline.recordings.xdf_writer import LSL_HEADER_KEY
 
@@ -37,6 +37,11 @@ class Recorder(Sink):
     """
 
     kind = "recorder"
+
+    @classmethod
+    def layout(cls, params: dict[str, Any]) -> Layout:
+        """One input port per name in ``streams`` (default: ``in``)."""
+        return Layout(tuple(params.get("streams") or ["in"]), ())
 
     def __init__(self, path: str, streams: list[str] | None = None, overwrite: bool = False) -> None:
         if not path:

@@ -33,7 +33,7 @@ import numpy as np
 
 from pipeline.clock import SPIN_S, local_clock, wait_until
 from pipeline.errors import RecordingError, UserError
-from pipeline.node import Outputs, Source
+from pipeline.node import Layout, Outputs, Source, param_value
 from pipeline.packet import Packet, StreamInfo
 
 _TOL = 1e-6
@@ -51,6 +51,41 @@ MAX_CATCHUP_S = 1.0
 def _nearest(name: str, names: list[str]) -> str:
     close = difflib.get_close_matches(name, names, n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _select_streams(path: Path, streams: list[str] | None, neural: str | None, kinematics: str | None,
+                    markers: str | None, kinematics_kind: str | None) -> tuple[list[str], dict, Any]:
+    """The output port names, the recording's stream descriptions and the mapping (or None)."""
+    from pipeline.recordings import recording_infos
+    from pipeline.recordings.mapping import StreamMapping
+
+    infos = recording_infos(path)  # checks the file exists and is well-formed
+    names = list(infos)
+    mapping: StreamMapping | None = None
+    if neural is not None or kinematics is not None:
+        if streams is not None and (isinstance(streams, str) or not set(streams) <= set(MAPPED_PORTS)):
+            raise UserError(f"replay: with a mapping ('neural'/'kinematics') the ports are "
+                            f"{list(MAPPED_PORTS)}; 'streams' may only choose among them, got {streams!r}")
+        mapping = StreamMapping.from_params(neural, kinematics, markers, kinematics_kind)
+        for s in (mapping.neural, mapping.kinematics, mapping.markers):
+            if s is not None and s not in infos:
+                raise RecordingError(
+                    f"{path}: no stream {s!r}{_nearest(str(s), names)} (streams: {', '.join(names)})"
+                )
+        names = list(dict.fromkeys(streams)) if streams else list(MAPPED_PORTS)
+        streams = None
+    elif markers is not None or kinematics_kind is not None:
+        raise UserError("replay: 'markers'/'kinematics_kind' need a mapping: give 'neural' and/or 'kinematics'")
+    if streams is not None:
+        if isinstance(streams, str) or not streams:
+            raise UserError(f"replay: streams must be a non-empty list of names, got {streams!r}")
+        for s in streams:
+            if s not in infos:
+                raise RecordingError(
+                    f"{path}: no stream {s!r}{_nearest(str(s), names)} (streams: {', '.join(names)})"
+                )
+        names = list(dict.fromkeys(streams))
+    return names, infos, mapping
 
 
 class Replay(Source):
@@ -77,13 +112,20 @@ class Replay(Source):
 
     kind = "replay"
 
+    @classmethod
+    def layout(cls, params: dict[str, Any]) -> Layout:
+        """One output port per selected stream (read from the recording's header)."""
+        path = params.get("path")
+        if not path:
+            raise UserError("replay: param 'path' (a recording file) is required")
+        names, _, _ = _select_streams(Path(path), *(param_value(cls, params, k) for k in
+                                                    ("streams", "neural", "kinematics", "markers", "kinematics_kind")))
+        return Layout((), tuple(names))
+
     def __init__(self, path: str, streams: list[str] | None = None, speed: float | Literal["max"] = 1.0,
                  loop: bool = False, start_s: float = 0.0, chunk_s: float | Literal["auto"] = "auto",
                  neural: str | None = None, kinematics: str | None = None, markers: str | None = None,
                  kinematics_kind: Literal["auto", "position", "velocity"] | None = None) -> None:
-        from pipeline.recordings import recording_infos
-        from pipeline.recordings.mapping import StreamMapping
-
         if not path:
             raise UserError("replay: param 'path' (a recording file) is required")
         if speed != "max" and not (isinstance(speed, (int, float)) and not isinstance(speed, bool) and speed > 0):
@@ -95,32 +137,7 @@ class Replay(Source):
         if start_s < 0:
             raise UserError(f"replay: start_s must be >= 0 s, got {start_s!r}")
         self.path = Path(path)
-        infos = recording_infos(self.path)  # checks the file exists and is well-formed
-        names = list(infos)
-        self.mapping: StreamMapping | None = None
-        if neural is not None or kinematics is not None:
-            if streams is not None and (isinstance(streams, str) or not set(streams) <= set(MAPPED_PORTS)):
-                raise UserError(f"replay: with a mapping ('neural'/'kinematics') the ports are "
-                                f"{list(MAPPED_PORTS)}; 'streams' may only choose among them, got {streams!r}")
-            self.mapping = StreamMapping.from_params(neural, kinematics, markers, kinematics_kind)
-            for s in (self.mapping.neural, self.mapping.kinematics, self.mapping.markers):
-                if s is not None and s not in infos:
-                    raise RecordingError(
-                        f"{self.path}: no stream {s!r}{_nearest(str(s), names)} (streams: {', '.join(names)})"
-                    )
-            names = list(dict.fromkeys(streams)) if streams else list(MAPPED_PORTS)
-            streams = None
-        elif markers is not None or kinematics_kind is not None:
-            raise UserError("replay: 'markers'/'kinematics_kind' need a mapping: give 'neural' and/or 'kinematics'")
-        if streams is not None:
-            if isinstance(streams, str) or not streams:
-                raise UserError(f"replay: streams must be a non-empty list of names, got {streams!r}")
-            for s in streams:
-                if s not in infos:
-                    raise RecordingError(
-                        f"{self.path}: no stream {s!r}{_nearest(str(s), names)} (streams: {', '.join(names)})"
-                    )
-            names = list(dict.fromkeys(streams))
+        names, infos, self.mapping = _select_streams(self.path, streams, neural, kinematics, markers, kinematics_kind)
         self.stream_names = names
         self.outputs = tuple(names)
         self.speed = speed

@@ -11,7 +11,10 @@ mapping. The transports:
 
 - ``local``: one group in a loop, in this process; deterministic, the reference.
 - ``ray``: one group per Ray actor behind a mailbox; checkpoints and restarts of dead actors.
-- ``ray-compiled``: the step bound in a Ray Compiled Graph, one round per ``execute()``.
+- ``ray-compiled``: the step bound in a Ray Compiled Graph, one round per ``execute()``;
+  checkpoints at one round boundary and restarts of dead actors (the graph torn down, the dead
+  group recreated and its lost rounds replayed, the graph recompiled). Both Ray runners share the
+  checkpoint schedule and restart budget (:mod:`pipeline.runners.restarts`).
 - :mod:`pipeline.runners.inprocess`: several groups in one process (tests of the multi-group
   semantics without Ray).
 

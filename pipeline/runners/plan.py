@@ -85,7 +85,7 @@ def _link(spec: GraphSpec, plans: list[GroupPlan], group_of: dict[str, str]) -> 
 
 def _clock_targets(spec: GraphSpec, plans: list[GroupPlan], group_of: dict[str, str]) -> None:
     """``clock_to``: downstream groups from which a ticking group can be reached."""
-    ticking = {group_of[n] for n, node in spec.instances.items() if node.tick_interval}
+    ticking = {group_of[n] for n, layout in spec.layouts.items() if layout.tick_interval}
     by_name = {p.name: p for p in plans}
     needs: dict[str, bool] = {}
 

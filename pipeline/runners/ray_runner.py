@@ -32,7 +32,8 @@ default 3)
     The driver asks every running group for a checkpoint (its nodes' ``state()`` plus sequence
     numbers, ticks, statistics and how far it has read each sender's batches) on that schedule and
     keeps the latest one per group; each sender then forgets the batches the checkpoint covers.
-    Senders keep the batches sent since the receiver's last checkpoint (at most
+    Senders keep the batches sent since the receiver's last checkpoint (only while restarts are on:
+    ``checkpoint_s`` and ``max_restarts`` both > 0; at most
     :data:`MAX_KEPT_BYTES` per receiver; beyond that the oldest are forgotten and counted as
     ``kept_overflow``). When an actor dies the driver notices (it polls every 0.1 s, never an
     unbounded wait), creates a new actor, opens its nodes, restores the checkpoint and has the
@@ -70,6 +71,7 @@ from pipeline.runners.opening import (
     open_node,
 )
 from pipeline.runners.plan import LIVE_SOURCE_KINDS, GroupPlan, plan_groups, unfused_live_warning  # noqa: F401
+from pipeline.runners.restarts import CheckpointSchedule, CheckpointStats, RestartBudget, checkpoint_interval, restarts_enabled
 from pipeline.runners.progress import ReplayProgress, merge_progress, sources_progress
 from pipeline.runners.signals import StopRequest
 from pipeline.runners.status import Snapshot, StatusLine
@@ -260,8 +262,9 @@ class Outbox:
         wait: ``wait(refs, timeout) -> ready`` (``ray.wait``).
     """
 
-    def __init__(self, name: str, epoch: int, push: Callable, wait: Callable) -> None:
+    def __init__(self, name: str, epoch: int, push: Callable, wait: Callable, keep: bool = True) -> None:
         self.name, self.epoch = name, epoch
+        self.keep = keep  # False when restarts are off: nothing is ever re-sent
         self._push, self._wait = push, wait
         self.sent: dict[str, int] = {}
         self.kept: dict[str, deque] = {}
@@ -275,14 +278,15 @@ class Outbox:
             number = self.sent.get(group, 0)
             self.sent[group] = number + 1
             envelope = (self.name, self.epoch, number, batch)
-            size = sum(p.data.nbytes + p.timestamps.nbytes for _, _, p in batch.deliveries) + 64
-            kept = self.kept.setdefault(group, deque())
-            kept.append((number, size, envelope))
-            self.kept_bytes[group] = self.kept_bytes.get(group, 0) + size
-            while self.kept_bytes[group] > MAX_KEPT_BYTES and len(kept) > 1:
-                _, old, _ = kept.popleft()
-                self.kept_bytes[group] -= old
-                self.kept_overflow += 1
+            if self.keep:
+                size = sum(p.data.nbytes + p.timestamps.nbytes for _, _, p in batch.deliveries) + 64
+                kept = self.kept.setdefault(group, deque())
+                kept.append((number, size, envelope))
+                self.kept_bytes[group] = self.kept_bytes.get(group, 0) + size
+                while self.kept_bytes[group] > MAX_KEPT_BYTES and len(kept) > 1:
+                    _, old, _ = kept.popleft()
+                    self.kept_bytes[group] -= old
+                    self.kept_overflow += 1
             ref = self._push(group, envelope)
             inflight = self.inflight.setdefault(group, deque())
             inflight.append(ref)
@@ -350,17 +354,19 @@ class GroupActor:
     # --- construction and opening (errors come back as text: one line, no Ray traceback) --------
     def configure(self, file: str, plan: GroupPlan, node_specs: dict[str, tuple[str, dict[str, Any]]],
                   routes: dict, sinks: set[str], group_of: dict[str, str], epoch: int = 0,
-                  log_level: int = logging.INFO) -> tuple[str, str] | None:
+                  log_level: int = logging.INFO, keep: bool = True) -> tuple[str, str] | None:
         """Become ``plan``'s group (incarnation ``epoch``) and construct its nodes; an error as text.
 
         Log records of the nodes (``spikeloop.node.<name>``) go to this process's stderr, which
-        Ray forwards to the driver's terminal, at the driver's level."""
+        Ray forwards to the driver's terminal, at the driver's level. ``keep``: keep sent batches
+        for re-sending after a receiver's restart (off when restarts are off)."""
         from pipeline.log import setup_logging
 
         setup_logging(logging.getLevelName(log_level))
         self.file, self.plan, self.node_specs = file, plan, node_specs
         self.routes, self.sinks, self.group_of = routes, sinks, group_of
         self.epoch = epoch
+        self.keep = keep
         self.inbox = Inbox(plan)
         self._t0 = time.perf_counter()
         try:
@@ -397,7 +403,7 @@ class GroupActor:
         self.stepper = Stepper(self.plan, self.nodes, self.routes, self.sinks, self.group_of)
         self.outbox = Outbox(self.plan.name, self.epoch,
                              lambda g, env: self.peers[g].push.remote(env),
-                             lambda refs, t: ray.wait(refs, num_returns=len(refs), timeout=t)[0])
+                             lambda refs, t: ray.wait(refs, num_returns=len(refs), timeout=t)[0], self.keep)
         if state is not None:
             self.stepper.restore(state["stepper"])
             self.inbox.position = {k: tuple(v) for k, v in state["inbox"].items()}
@@ -455,8 +461,11 @@ class GroupActor:
             st = self.stepper
             if st is None or st.done:
                 return None
-            return {"stepper": st.checkpoint(), "inbox": dict(self.inbox.position), "epoch": self.epoch,
-                    "t": time.time()}
+            t = time.perf_counter()
+            state = {"stepper": st.checkpoint(), "inbox": dict(self.inbox.position), "epoch": self.epoch,
+                     "t": time.time()}
+            state["cost_s"] = time.perf_counter() - t
+            return state
 
     def status(self) -> dict[str, Any]:
         """Counts for the driver: quiet detection and the live status line."""
@@ -520,6 +529,26 @@ class GroupActor:
 
 
 # --- the driver --------------------------------------------------------------------------------------
+class StartupStopped(Exception):
+    """A stop (Ctrl-C, SIGTERM, SIGHUP) came while the actors were starting or opening.
+
+    Attributes:
+        during: what the driver was waiting for.
+    """
+
+    def __init__(self, during: str) -> None:
+        super().__init__(during)
+        self.during = during
+
+
+def stopped_during_startup(spec: GraphSpec, runner: str, stop: StopRequest, during: str, t0: float) -> dict[str, Any]:
+    """The summary of a run stopped before its graph ran (no node processed anything)."""
+    log.info("stopped during start-up (%s) after %.2f s: %s", during, time.perf_counter() - t0, stop.reason)
+    summary = merge_summary(spec, runner, [], time.perf_counter() - t0, f"{stop.reason} (during start-up)")
+    summary["startup_s"] = round(time.perf_counter() - t0, 3)
+    return summary
+
+
 class Driver:
     """Creates, opens, watches, checkpoints and restarts one run's group actors."""
 
@@ -538,12 +567,16 @@ class Driver:
         self.epochs: dict[str, int] = {p.name: 0 for p in self.plans}
         self.infos: dict[tuple[str, str], StreamInfo] = {}
         self.checkpoints: dict[str, dict] = {}
-        self.restarts: dict[str, int] = {}
+        self.budget = RestartBudget(str(spec.file), spec.runtime)
+        self.checkpoint_stats = CheckpointStats()
+        self.restarts: dict[str, int] = self.budget.restarts
         self.pids: dict[str, int] = {}
         self.spare: Any = None
-        self.downtime: dict[str, float] = {}
+        self.downtime: dict[str, float] = self.budget.downtime
         self.spare_ready = False
         self.can_restart = restarts
+        self.stopping: Callable[[], bool] = lambda: False
+        """True when a stop was asked during start-up (see :meth:`get`); off once the graph runs."""
         check_resources(spec, self.plans, ray.cluster_resources())
         from pipeline.cluster.placement import check_placement
 
@@ -553,9 +586,19 @@ class Driver:
 
     # --- calls ---------------------------------------------------------------------------------
     def get(self, ref: Any, what: str, timeout: float = CALL_TIMEOUT_S) -> Any:
-        """A bounded ``ray.get``; a node's UserError comes back unwrapped."""
+        """A bounded ``ray.get``; a node's UserError comes back unwrapped.
+
+        While :attr:`stopping` says so (a stop request during start-up), it waits in slices of
+        :data:`POLL_S` and raises :class:`StartupStopped` as soon as a stop is asked."""
         ray = self.ray
-        ready, _ = ray.wait([ref], timeout=timeout)
+        end = time.monotonic() + timeout
+        while True:
+            if self.stopping():
+                raise StartupStopped(what)
+            left = end - time.monotonic()
+            ready, _ = ray.wait([ref], timeout=max(0.0, min(left, POLL_S)))
+            if ready or left <= POLL_S:
+                break
         if not ready:
             raise UserError(f"{self.spec.file}: {what} did not answer within {timeout:g} s")
         try:
@@ -574,7 +617,8 @@ class Driver:
         spec = self.spec
         node_specs = {n: (spec.nodes[n].kind, spec.nodes[n].params) for n in plan.nodes}
         return actor.configure.remote(spec.file, plan, node_specs, spec.routes(), spec.sinks(), self.group_of,
-                                      self.epochs[plan.name], logging.getLogger("spikeloop").getEffectiveLevel())
+                                      self.epochs[plan.name], logging.getLogger("spikeloop").getEffectiveLevel(),
+                                      restarts_enabled(spec.runtime))
 
     def _spare(self) -> None:
         """Start a spare actor (no resources asked) with the node modules imported: a restart then
@@ -631,7 +675,7 @@ class Driver:
         self.get_all([a.setup.remote(self.actors) for a in self.actors.values()], "setting up the groups")
         self.pids = dict(zip(self.actors, self.get_all([a.ping.remote() for a in self.actors.values()], "ping")))
         self.observer("started", {"pids": dict(self.pids)})
-        if self.can_restart and int(self.spec.runtime.get("max_restarts", 3)) > 0 and float(self.spec.runtime.get("checkpoint_s", 5.0) or 0) > 0:
+        if self.can_restart and restarts_enabled(self.spec.runtime):
             self._spare()
 
     def get_all(self, refs: list, what: str) -> list:
@@ -651,9 +695,12 @@ class Driver:
             if e.feedback and e.dst in plan.nodes:
                 self._feedback_one(e, self.infos[(e.src, e.src_port)])
 
-    def restart(self, group: str) -> Any:
-        """Recreate ``group``'s actor from its last checkpoint; senders re-send what they kept."""
-        t0 = time.perf_counter()
+    def recreate(self, group: str) -> tuple[Any, dict[str, Any] | None]:
+        """Replace ``group``'s (dead) actor by a new one (the warm spare if it fits), its nodes opened
+        and restored from the group's last checkpoint; return ``(actor, checkpoint or None)``.
+
+        Shared by both Ray runners; the caller then brings back what the group lost since that
+        checkpoint (its own way) and calls :meth:`restarted`."""
         plan = self.by_name[group]
         try:
             self.ray.kill(self.actors[group])
@@ -665,6 +712,25 @@ class Driver:
         state = self.checkpoints.get(group)
         self.get(actor.setup.remote(self.actors, state), f"group {group!r} (restoring)")
         self.pids[group] = self.get(actor.ping.remote(), "ping")
+        return actor, state
+
+    def restarted(self, group: str, actor: Any, state: dict[str, Any] | None, t0: float, how: str) -> None:
+        """After a restart: start a new spare, log it, tell the observer (``"restarted"``)."""
+        plan = self.by_name[group]
+        if self.spare is None:
+            self._spare()
+        log.info("group %r restarted in %.0f ms from %s; %s", group, (time.perf_counter() - t0) * 1e3,
+                 "its checkpoint of %s" % time.strftime("%H:%M:%S", time.localtime(state["t"])) if state else "the start",
+                 how)
+        restored = sum(state["stepper"]["executor"]["stats"][n].samples_in for n in plan.nodes
+                       if n in self.spec.sinks()) if state else 0
+        self.observer("restarted", {"group": group, "pid": self.pids[group], "actor": actor,
+                                    "sink_samples_restored": restored})
+
+    def restart(self, group: str) -> Any:
+        """Recreate ``group``'s actor from its last checkpoint; senders re-send what they kept."""
+        t0 = time.perf_counter()
+        actor, state = self.recreate(group)
         self.loop_ref = actor.run_loop.remote()  # running before the re-sent batches fill its inbox
         resent = 0
         for other, handle in self.actors.items():
@@ -674,15 +740,7 @@ class Driver:
             position = state["inbox"].get(other) if state else None
             resent += self.get(handle.set_peer.remote(group, actor, other in senders, position),
                                f"group {other!r} (re-sending)")
-        if self.spare is None:
-            self._spare()
-        log.info("group %r restarted in %.0f ms from %s; %d batches re-sent", group, (time.perf_counter() - t0) * 1e3,
-                 "its checkpoint of %s" % time.strftime("%H:%M:%S", time.localtime(state["t"])) if state else "the start",
-                 resent)
-        restored = sum(state["stepper"]["executor"]["stats"][n].samples_in for n in plan.nodes
-                       if n in self.spec.sinks()) if state else 0
-        self.observer("restarted", {"group": group, "pid": self.pids[group], "actor": actor,
-                                    "sink_samples_restored": restored})
+        self.restarted(group, actor, state, t0, f"{resent} batches re-sent")
         return actor
 
     def failed_result(self, group: str) -> dict[str, Any] | None:
@@ -714,6 +772,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     """
     status = StatusLine(progress)
     status.message("starting Ray…")
+    t_start = time.perf_counter()
     with StopRequest() as stop:
         started = ensure_ray(spec.runtime, address)
         stop.install()  # over the SIGTERM handler ray.init installs
@@ -721,6 +780,9 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
 
         driver = handle = summary = None
         try:
+            if stop:  # asked while Ray started
+                summary = stopped_during_startup(spec, "ray", stop, "starting Ray", t_start)
+                return summary
             if address or session:
                 from pipeline.sessions import SessionHandle
 
@@ -732,7 +794,13 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
                                 " ".join(str(exc).split())[:200])
             driver = Driver(spec, "ray", observer=observer)
             status.message("opening nodes…")
-            driver.start()
+            driver.stopping = lambda: bool(stop)
+            try:
+                driver.start()
+            except StartupStopped as exc:
+                summary = stopped_during_startup(spec, "ray", stop, exc.during, t_start)
+                return summary
+            driver.stopping = lambda: False
             status.close()
             summary = _drive(driver, spec, progress, duration_s, stop, handle)
             return summary
@@ -750,8 +818,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
 def _drive(driver: Driver, spec: GraphSpec, progress: bool, duration_s: float | None, stop: StopRequest,
            session: Any = None) -> dict[str, Any]:
     ray = driver.ray
-    checkpoint_s = float(spec.runtime.get("checkpoint_s", 5.0) or 0.0)
-    max_restarts = int(spec.runtime.get("max_restarts", 3))
+    schedule = CheckpointSchedule(checkpoint_interval(spec.runtime))
     bar = ReplayProgress(progress)
     source_groups = [p.name for p in driver.plans if any(driver.spec.nodes[n].kind in _source_kinds() for n in p.nodes)]
     live = not source_groups or any(spec.nodes[n].kind in LIVE_SOURCE_KINDS for n in spec.nodes)
@@ -760,10 +827,9 @@ def _drive(driver: Driver, spec: GraphSpec, progress: bool, duration_s: float | 
     t0 = time.perf_counter()
     deadline = None if duration_s is None else t0 + duration_s
     refs = {g: a.run_loop.remote() for g, a in driver.actors.items()}
-    log.info("graph running (%d actors; checkpoints %s)", len(refs), f"every {checkpoint_s:g} s" if checkpoint_s else "off")
+    log.info("graph running (%d actors; checkpoints %s)", len(refs), schedule.describe())
     results: dict[str, dict] = {}
     pending_ckpt: dict[str, Any] = {}
-    next_ckpt = time.monotonic() + checkpoint_s if checkpoint_s > 0 else None
     stopped_by, stopping, failure = "end of data", False, None
     quiet_seen: list = []
     try:
@@ -780,32 +846,20 @@ def _drive(driver: Driver, spec: GraphSpec, progress: bool, duration_s: float | 
                     log.error(failure)
                     raise _Failed(group) from None
                 except ray.exceptions.RayActorError:
-                    n = driver.restarts.get(group, 0) + 1
-                    driver.restarts[group] = n
-                    members = driver.by_name[group].nodes
-                    nodes = ("node " if len(members) == 1 else "nodes ") + ", ".join(repr(x) for x in members)
-                    if n > max_restarts:
-                        failure = (f"{spec.file}: {nodes} died {n} times (runtime.max_restarts is {max_restarts});"
-                                   " the run stopped")
-                        log.error(failure)
+                    failure = driver.budget.death(group, driver.by_name[group].nodes)
+                    if failure:
                         raise _Failed(group) from None
-                    log.warning("%s: actor died (restart %d of at most %d)", nodes, n, max_restarts)
                     t_dead = time.monotonic()
                     actor = driver.restart(group)
-                    down = time.monotonic() - t_dead
-                    driver.downtime[group] = driver.downtime.get(group, 0.0) + down
-                    live = [x for x in driver.by_name[group].nodes if spec.nodes[x].kind in LIVE_SOURCE_KINDS]
-                    if live:
-                        log.warning("live source(s) %s were down about %.2f s (plus the time Ray took to report the "
-                                    "death): what arrived then is lost; live sources cannot rewind", ", ".join(live), down)
+                    driver.budget.restarted(group, time.monotonic() - t_dead, driver.by_name[group].nodes,
+                                            {n: s.kind for n, s in spec.nodes.items()})
                     pending_ckpt.pop(group, None)
                     refs[group] = driver.loop_ref
                     if stopping:
                         actor.stop.remote()
             driver.check_spare()
             # checkpoints: ask on schedule, collect without waiting
-            if next_ckpt is not None and time.monotonic() >= next_ckpt and not stopping:
-                next_ckpt = time.monotonic() + checkpoint_s
+            if not stopping and schedule.due():
                 for group, actor in driver.actors.items():
                     if group not in results and group not in pending_ckpt:
                         pending_ckpt[group] = actor.checkpoint.remote()
@@ -859,7 +913,8 @@ def _drive(driver: Driver, spec: GraphSpec, progress: bool, duration_s: float | 
             ordered.append(r)
     log.info("run stopped: %s (%.2f s, restarts %s)", stopped_by, wall_s, driver.restarts or "none")
     summary = merge_summary(spec, driver.runner, ordered, wall_s, stopped_by, driver.restarts, failure)
-    summary["restart_s"] = {g: round(t, 3) for g, t in driver.downtime.items()}  # driver time spent restarting
+    summary.update(driver.budget.summary_fields())  # restart_s: driver time spent restarting
+    summary["checkpoints"] = driver.checkpoint_stats.summary(wall_s)
     return summary
 
 
@@ -881,6 +936,7 @@ def _source_kinds() -> set[str]:
 def _keep_checkpoint(driver: Driver, group: str, state: dict) -> None:
     """Keep the checkpoint; tell the group's senders to forget the batches it covers."""
     driver.checkpoints[group] = state
+    driver.checkpoint_stats.add(state)
     plan = driver.by_name[group]
     for sender in plan.upstream | plan.feedback_from:
         position = state["inbox"].get(sender)

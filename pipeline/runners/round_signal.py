@@ -90,9 +90,11 @@ class RoundNotifier:
             self._fd = None
         return self._fd is not None
 
-    def notify(self) -> None:
-        """Mark the end of this actor's current step (one byte, never blocking)."""
-        index = self.rounds
+    def notify(self, index: int | None = None) -> None:
+        """Mark the end of round ``index`` (default: this notifier's own count of steps), one byte,
+        never blocking."""
+        if index is None:
+            index = self.rounds
         self.rounds += 1
         if self._fd is not None:
             try:

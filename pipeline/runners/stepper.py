@@ -232,6 +232,7 @@ class Stepper:
             "eos": sorted(self.eos),
             "last_seq": dict(self.last_seq),
             "duplicates": self.duplicates,
+            "clock_sent": dict(self._clock_sent),
         })
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -248,3 +249,7 @@ class Stepper:
         self.eos = set(state["eos"])
         self.last_seq = dict(state["last_seq"])
         self.duplicates = int(state["duplicates"])
+        # which clock each receiver was last told (so a restored group sends the clock-only batches
+        # an uninterrupted one would, no more)
+        self._clock_sent = {g: (None if c is None else (float(c[0]), bool(c[1])))
+                            for g, c in state.get("clock_sent", {}).items()}
