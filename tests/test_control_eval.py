@@ -79,6 +79,41 @@ def test_driver_architecture_converts_losslessly_and_matches_torch():
     np.testing.assert_allclose(out, s[0], atol=1e-9)
 
 
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_compiled_spiking_step_equals_the_numpy_engine(reference):
+    """The compiled BIF step (the default engine) is the numpy engine's algorithm: same outputs,
+    same spike counts, same recurrent state, at a lossless T and at a lossy one (T = 3), for the
+    driving stack and the reference stack, batch 1 (a graph node) and batch 4."""
+    if reference:  # the reference stack (4 conv layers, 28 features), shipped L=8 file
+        from nodes.control.kernels import load_params
+        from tests.conftest import REPO
+
+        params = load_params(str(REPO / "models" / "crnn_q8.npz"))
+    else:
+        params = _driver_params()
+    rng = np.random.default_rng(7)
+    scans = rng.uniform(0.1, 7.0, (4, 10, 541))
+    scans[rng.random(scans.shape) < 0.013] = 0.0
+    state = rng.uniform(-1, 1, (4, 10, 2))
+    for T in (3, 2 * params.levels + 4):
+        a = BifKernel(params, timesteps=T, batch=4, engine="numpy")
+        b = BifKernel(params, timesteps=T, batch=4)
+        assert b.engine == "compiled"
+        for t in range(10):
+            ya, yb = a.step(scans[:, t], state[:, t]), b.step(scans[:, t], state[:, t])
+            np.testing.assert_allclose(yb, ya, rtol=0, atol=1e-12)
+            np.testing.assert_array_equal(b.last_spikes, a.last_spikes)
+            np.testing.assert_allclose(b.h, a.h, rtol=0, atol=1e-12)
+        one = BifKernel(params, timesteps=T)  # batch 1 streams like the batch
+        y1 = [one.step(scans[2:3, t], state[2:3, t])[0] for t in range(10)]
+        a.reset()
+        ya = [a.step(scans[:, t], state[:, t])[2] for t in range(10)]
+        np.testing.assert_allclose(y1, ya, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="engine"):
+        BifKernel(params, 4, engine="torch")
+
+
 def test_spiking_shadow_and_family_report():
     params = _driver_params()
     spec = WorldSpec(episode_s=1.0)

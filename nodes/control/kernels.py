@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numba import njit
+from numba.typed import List as TypedList
 
 N_BEAMS = 541
 N_STATE = 2
@@ -295,18 +297,24 @@ class BifKernel:
         timesteps: T, simulation steps per scan (about L-1 plus a few for the layers' corrections
             make it lossless; fewer trade accuracy for time).
         batch: number of independent streams B.
+        engine: "compiled" (default): the input encoding in numpy, then the T steps of all layers
+            in one numba-compiled function (:func:`_bif_decide`), about 10x faster at batch 1;
+            "numpy": the same algorithm as numpy array operations per step (the reference; a test
+            holds the two equal: outputs, spike counts, recurrent state).
 
     Attributes:
         last_spikes: spikes (+1 and -1 both count) emitted in the last ``step``, per stream (B,).
     """
 
-    def __init__(self, params: CrnnParams, timesteps: int = 16, batch: int = 1) -> None:
+    def __init__(self, params: CrnnParams, timesteps: int = 16, batch: int = 1, engine: str = "compiled") -> None:
         if params.levels is None:
             raise ValueError("the spiking controller needs a quantised model file (metadata 'levels')")
         if timesteps < 1:
             raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+        if engine not in ("compiled", "numpy"):
+            raise ValueError(f"engine must be 'compiled' or 'numpy', got {engine!r}")
         self.twin = CrnnKernel(params, batch, mode="quant")  # shares the conversion's weights
-        self.params, self.timesteps, self.batch = params, timesteps, batch
+        self.params, self.timesteps, self.batch, self.engine = params, timesteps, batch, engine
         self._build()
         self.reset()
 
@@ -319,6 +327,21 @@ class BifKernel:
         self.rnn = _Bif((b, tw.hidden), *tw.q["rnn"])
         nf = tw.wx.shape[0] - N_STATE
         self.wx_feat, self.wx_state = tw.wx[:nf], tw.wx[nf:]
+        if self.engine == "compiled":  # the same network as flat arrays for the compiled step
+            ws, bs = TypedList(), TypedList()
+            for (name, *_), conv in zip(tw.layers_spec, tw.convs):
+                w = np.asarray(self.params.arrays[f"{name}_w"], dtype=np.float64)  # (C_out, C_in, k)
+                ws.append(np.ascontiguousarray(w.transpose(2, 1, 0)))  # (k, C_in, C_out)
+                bs.append(conv.b.copy())
+            self._ws, self._bs = ws, bs
+            self._strides = np.array([st for _, _, _, st, _ in tw.layers_spec], dtype=np.int64)
+            self._n_outs = np.array(lengths, dtype=np.int64)
+            qs = [tw.q[name] for name, *_ in tw.layers_spec]
+            self._thetas = np.array([q[0] for q in qs], dtype=np.float64)
+            self._nmins = np.array([q[1] for q in qs], dtype=np.float64)
+            self._nmaxs = np.array([q[2] for q in qs], dtype=np.float64)
+            self._wx_feat = np.ascontiguousarray(self.wx_feat)
+            self._wo = np.ascontiguousarray(tw.wo[:, 0])
 
     def reset(self) -> None:
         """Zero the recurrent state h (start of an episode)."""
@@ -327,6 +350,8 @@ class BifKernel:
 
     def step(self, scans: np.ndarray, state: np.ndarray) -> np.ndarray:
         """One decision per stream: scans (B, 541) metres, state (B, 2) -> steering (B,)."""
+        if self.engine == "compiled":
+            return self._step_compiled(scans, state)
         tw = self.twin
         x = preprocess(scans, tw.fill)
         for layer in self.layers:
@@ -362,6 +387,20 @@ class BifKernel:
         self.last_spikes = count
         return acc[:, 0]
 
+    def _step_compiled(self, scans: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """:meth:`step` through :func:`_bif_decide` (compiled; the same algorithm and weights)."""
+        tw = self.twin
+        x = np.ascontiguousarray(preprocess(scans, tw.fill)[..., 0])  # (B, 541)
+        rnn_in0 = np.clip(state, -1, 1) @ self.wx_state + self.h @ tw.wh + tw.b  # (B, H), as the numpy engine
+        theta_h, hmin, hmax = tw.q["rnn"]
+        acc, s_h, count = _bif_decide(x, self._ws, self._bs, self._strides, self._n_outs, self._thetas,
+                                      self._nmins, self._nmaxs, self._wx_feat, np.ascontiguousarray(rnn_in0),
+                                      float(theta_h), float(hmin), float(hmax), self._wo, float(tw.bo[0]),
+                                      int(self.timesteps))
+        self.h = theta_h * s_h
+        self.last_spikes = count
+        return acc
+
     def run(self, scans: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sequences from a zero state: (B, N, 541), (B, N, 2) -> steering (B, N), spikes (B, N).
 
@@ -377,6 +416,120 @@ class BifKernel:
             spikes[:, t] = self.last_spikes
         self.reset()
         return out, spikes
+
+
+@njit(cache=True, error_model="numpy")
+def _bif_fire(v, s, theta, n_min, n_max):  # pragma: no cover - compiled
+    """Fire a flat BIF population in place (as :meth:`_Bif.fire`); spikes in {-1, 0, +1} and their count."""
+    spikes = np.zeros(v.shape[0])
+    n = 0
+    for i in range(v.shape[0]):
+        if v[i] >= theta and s[i] < n_max:
+            spikes[i] = 1.0
+        elif v[i] < 0.0 and s[i] > n_min:
+            spikes[i] = -1.0
+        else:
+            continue
+        v[i] -= spikes[i] * theta
+        s[i] += spikes[i]
+        n += 1
+    return spikes, n
+
+
+@njit(cache=True, error_model="numpy")
+def _bif_decide(x, ws, bs, strides, n_outs, thetas, nmins, nmaxs, wx_feat, rnn_in0, theta_h, hmin, hmax,
+                wo, bo, T):  # pragma: no cover - compiled
+    """One decision of the BIF controller per stream, compiled (numba); the algorithm of
+    :meth:`BifKernel.step` (numpy engine), step for step.
+
+    x (B, 541) preprocessed scan; ws[l] (k, C_in, C_out) and bs[l] (C_out,) per conv layer;
+    strides, n_outs (layers,); thetas, nmins, nmaxs (layers,) quantiser step and counter bounds;
+    wx_feat (F, H); rnn_in0 (B, H) = the recurrent layer's analog input (state, h(t-1), bias);
+    wo (H,), bo readout. Returns steering (B,), the RNN's spike counters S (B, H) and the spikes
+    emitted per stream (B,). Populations are flat, position-major (index = position * C + channel,
+    the numpy engine's channel-last layout). A layer without input current is fired anyway: its
+    state did not change since it last fired nothing, so it fires nothing (the numpy engine skips it).
+    """
+    B = x.shape[0]
+    L = len(ws)
+    H = wx_feat.shape[1]
+    acc_out = np.empty(B)
+    s_out = np.empty((B, H))
+    count_out = np.zeros(B)
+    for b in range(B):
+        vs = []
+        ss = []
+        for l in range(L):
+            m = n_outs[l] * ws[l].shape[2]
+            vs.append(np.full(m, thetas[l] / 2.0))
+            ss.append(np.zeros(m))
+        vh = np.full(H, theta_h / 2.0)
+        sh = np.zeros(H)
+        acc = bo
+        count = 0.0
+        prev = np.zeros(1)
+        for t in range(T):
+            fired = False
+            for l in range(L):
+                w = ws[l]
+                k, c_in, c_out = w.shape[0], w.shape[1], w.shape[2]
+                st = strides[l]
+                n = n_outs[l]
+                v = vs[l]
+                if l == 0:
+                    if t == 0:  # the analog scan (one input channel) and the bias, at the first step only
+                        for o in range(n):
+                            for co in range(c_out):
+                                z = 0.0
+                                for j in range(k):
+                                    for ci in range(c_in):
+                                        z += x[b, o * st + j] * w[j, ci, co]
+                                v[o * c_out + co] += z + bs[l][co]
+                elif fired:  # spikes of the layer below (times its step), plus the bias at the first step
+                    th_in = thetas[l - 1]
+                    for o in range(n):
+                        for co in range(c_out):
+                            z = 0.0
+                            for j in range(k):
+                                base = (o * st + j) * c_in
+                                for ci in range(c_in):
+                                    u = prev[base + ci]
+                                    if u != 0.0:
+                                        z += (u * th_in) * w[j, ci, co]
+                            if t == 0:
+                                z += bs[l][co]
+                            v[o * c_out + co] += z
+                elif t == 0:  # no input spikes yet: the bias alone, delivered once
+                    for o in range(n):
+                        for co in range(c_out):
+                            v[o * c_out + co] += bs[l][co]
+                prev, nf = _bif_fire(v, ss[l], thetas[l], nmins[l], nmaxs[l])
+                fired = nf > 0
+                count += nf
+            if fired or t == 0:
+                cur = np.zeros(H)
+                if fired:
+                    th = thetas[L - 1]
+                    for f in range(prev.shape[0]):
+                        u = prev[f]
+                        if u != 0.0:
+                            for j in range(H):
+                                cur[j] += (u * th) * wx_feat[f, j]
+                if t == 0:
+                    for j in range(H):
+                        cur[j] += rnn_in0[b, j]
+                for j in range(H):
+                    vh[j] += cur[j]
+            hs, nh = _bif_fire(vh, sh, theta_h, hmin, hmax)
+            if nh > 0:
+                count += nh
+                for j in range(H):
+                    if hs[j] != 0.0:
+                        acc += (hs[j] * theta_h) * wo[j]
+        acc_out[b] = acc
+        s_out[b] = sh
+        count_out[b] = count
+    return acc_out, s_out, count_out
 
 
 def load_params(path: str) -> CrnnParams:
