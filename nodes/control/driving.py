@@ -174,6 +174,9 @@ def train_driver(args: argparse.Namespace) -> int:
         from pipeline.modelfile import load_model
 
         arrays, init_meta = load_model(args.init)
+        if "reflex_w" in arrays:
+            raise UserError(f"{args.init}: has a near-obstacle reflex; continue DAgger from the driver without it "
+                            f"(its 'init' metadata names it) and add the reflex afterwards (--model reflex)")
         if init_meta.get("levels") != levels or init_meta.get("conv_layers") != meta["conv_layers"]:
             raise UserError(f"{args.init}: --init must be a driving controller with L={levels} (train one without --init first)")
         history = list((init_meta.get("dagger") or {}).get("history", []))

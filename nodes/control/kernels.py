@@ -107,6 +107,29 @@ def fill_invalid(scans: np.ndarray, width: int = 2) -> np.ndarray:
     return np.where(np.isfinite(out), out, 0.0)
 
 
+REFLEX_SECTOR_BEAMS = 10
+"""Beams per sector of the near-obstacle reflex (5 degrees): 27 sectors on each side of the
+heading (beams 0-269 and 271-540, mirror images of each other; the dead-ahead beam 270 unused)."""
+_REFLEX_BEAMS = np.r_[0:270, 271:541]
+
+
+def reflex_weights(gain: float, fov_deg: float = 180.0) -> np.ndarray:
+    """Readout weights (54,) of the near-obstacle reflex, in steering per unit of network input
+    (x = range / RANGE_CLIP_M): a sector at angle a within +-fov_deg/2 of the heading pushes the
+    steering away from its side with weight gain * cos(a) per metre of intrusion (+ for obstacles
+    on the right, which steers left); sectors outside the field of view weigh 0."""
+    beams = _REFLEX_BEAMS.reshape(-1, REFLEX_SECTOR_BEAMS)
+    ang = np.deg2rad(-135.0 + 0.5 * beams).mean(axis=1)
+    side = np.where(ang < 0, 1.0, -1.0)
+    return np.where(np.abs(ang) <= np.deg2rad(fov_deg / 2), gain * RANGE_CLIP_M * side * np.cos(ang), 0.0)
+
+
+def reflex_input(x: np.ndarray, bias: float) -> np.ndarray:
+    """The reflex neurons' input current: bias - (mean network input of each sector); x (B, 541)
+    in [0, 1] -> (B, 54). Positive when an obstacle is nearer than bias * RANGE_CLIP_M metres."""
+    return bias - x[:, _REFLEX_BEAMS].reshape(x.shape[0], -1, REFLEX_SECTOR_BEAMS).mean(axis=2)
+
+
 def preprocess(scans: np.ndarray, fill: bool = False) -> np.ndarray:
     """Ranges (B, 541) in metres -> network input (B, 541, 1) in [0, 1] (``fill``: :func:`fill_invalid` first)."""
     r = fill_invalid(scans) if fill else np.asarray(scans, dtype=np.float64)
@@ -171,6 +194,15 @@ class CrnnParams:
         """Whether invalid (0) returns are filled before the network (:func:`fill_invalid`)."""
         return self.meta.get("invalid_returns") == "fill"
 
+    @property
+    def reflex(self) -> tuple[np.ndarray, float, float | None] | None:
+        """The near-obstacle reflex, if the file has one: (readout weights (54,), bias (x units),
+        quantiser step or None); see :func:`reflex_weights` / :func:`reflex_input`."""
+        if "reflex_w" not in self.arrays:
+            return None
+        step = float(self.arrays["reflex_step"]) if "reflex_step" in self.arrays else None
+        return (np.asarray(self.arrays["reflex_w"], dtype=np.float64), float(self.arrays["reflex_b"]), step)
+
     def step_of(self, layer: str) -> float:
         return float(self.arrays[f"{layer}_step"])
 
@@ -209,6 +241,9 @@ class CrnnKernel:
         self.wo = a["out_w"].astype(np.float64).T.copy()  # (32, 1)
         self.bo = a["out_b"].astype(np.float64)
         self.q = {name: (params.step_of(name), *params.bounds(name)) for name in params.quant_layers} if mode == "quant" else {}
+        self.reflex = params.reflex
+        if self.reflex is not None and mode == "quant" and self.reflex[2] is None:
+            raise ValueError("a quantised model with a reflex needs 'reflex_step'")
         self.reset()
 
     def reset(self) -> None:
@@ -226,12 +261,23 @@ class CrnnKernel:
                 x = np.maximum(x, 0.0)
         return x.reshape(x.shape[0], -1)
 
+    def reflex_out(self, scans: np.ndarray) -> np.ndarray:
+        """The near-obstacle reflex's steering (B,) for scans (B, 541) metres (0 without a reflex):
+        ReLU(input) (float) or Q(input) (quantised, levels 0..L-1) times the readout weights."""
+        if self.reflex is None:
+            return np.zeros(len(scans))
+        w, bias, step = self.reflex
+        i = reflex_input(preprocess(scans, self.fill)[..., 0], bias)
+        a = quantise(i, step, 0, int(self.params.levels) - 1) if self.mode == "quant" else np.maximum(i, 0.0)
+        return a @ w
+
     def step(self, scans: np.ndarray, state: np.ndarray) -> np.ndarray:
         """One decision per stream: scans (B, 541) metres, state (B, 2) -> steering (B,)."""
         f = self.features(scans)
         z = np.concatenate([f, np.clip(state, -1, 1)], axis=1) @ self.wx + self.h @ self.wh + self.b
         self.h = quantise(z, *self.q["rnn"]) if self.mode == "quant" else np.tanh(z)
-        return (self.h @ self.wo + self.bo)[:, 0]
+        u = (self.h @ self.wo + self.bo)[:, 0]
+        return u if self.reflex is None else u + self.reflex_out(scans)
 
     def run(self, scans: np.ndarray, state: np.ndarray) -> np.ndarray:
         """Sequences from a zero state: scans (B, N, 541), state (B, N, 2) -> steering (B, N)."""
@@ -245,6 +291,8 @@ class CrnnKernel:
             z = np.concatenate([feats[:, t], np.clip(state[:, t], -1, 1)], axis=1) @ self.wx + self.h @ self.wh + self.b
             self.h = quantise(z, *self.q["rnn"]) if self.mode == "quant" else np.tanh(z)
             out[:, t] = (self.h @ self.wo + self.bo)[:, 0]
+        if self.reflex is not None:
+            out += self.reflex_out(scans.reshape(b * n, -1)).reshape(b, n)
         self.batch = saved
         self.reset()
         return out
@@ -325,6 +373,10 @@ class BifKernel:
             _Bif((b, n, c), *tw.q[name]) for (name, c, _, _, _), n in zip(tw.layers_spec, lengths)
         ]
         self.rnn = _Bif((b, tw.hidden), *tw.q["rnn"])
+        self.reflex_pop = None
+        if tw.reflex is not None:  # the reflex: one BIF population on the analog scan, read out directly
+            w, _, step = tw.reflex
+            self.reflex_pop = _Bif((b, len(w)), step, 0, int(self.params.levels) - 1)
         nf = tw.wx.shape[0] - N_STATE
         self.wx_feat, self.wx_state = tw.wx[:nf], tw.wx[nf:]
         if self.engine == "compiled":  # the same network as flat arrays for the compiled step
@@ -359,6 +411,15 @@ class BifKernel:
         self.rnn.reset()
         count = np.zeros(self.batch)
         acc = np.repeat(tw.bo[None, :], self.batch, axis=0)  # readout bias once
+        if self.reflex_pop is not None:  # reflex: analog input at the first step, spikes read out
+            rw, rbias, _ = tw.reflex
+            self.reflex_pop.reset()
+            ri = reflex_input(x[..., 0], rbias)
+            for t in range(self.timesteps):
+                rs = self.reflex_pop.fire(ri if t == 0 else None)
+                if rs is not None:
+                    count += np.abs(rs).sum(axis=1)
+                    acc[:, 0] += (rs * self.reflex_pop.theta) @ rw
         rnn_in0 = np.clip(state, -1, 1) @ self.wx_state + self.h @ tw.wh + tw.b
         thetas = [layer.theta for layer in self.layers]
         for t in range(self.timesteps):
@@ -397,6 +458,12 @@ class BifKernel:
                                       self._nmins, self._nmaxs, self._wx_feat, np.ascontiguousarray(rnn_in0),
                                       float(theta_h), float(hmin), float(hmax), self._wo, float(tw.bo[0]),
                                       int(self.timesteps))
+        if self.reflex_pop is not None:
+            rw, rbias, rstep = tw.reflex
+            r_acc, r_count = _bif_analog(np.ascontiguousarray(reflex_input(x, rbias)), float(rstep),
+                                         float(self.reflex_pop.n_max), rw, int(self.timesteps))
+            acc = acc + r_acc
+            count = count + r_count
         self.h = theta_h * s_h
         self.last_spikes = count
         return acc
@@ -434,6 +501,30 @@ def _bif_fire(v, s, theta, n_min, n_max):  # pragma: no cover - compiled
         s[i] += spikes[i]
         n += 1
     return spikes, n
+
+
+@njit(cache=True, error_model="numpy")
+def _bif_analog(current, theta, n_max, w, T):  # pragma: no cover - compiled
+    """A BIF population (B, n) (counters 0..n_max) given the analog ``current`` at the first of T
+    steps, its spikes read out through ``w`` (n,): the reflex of :class:`BifKernel`, compiled.
+    Returns the readout sums (B,) and the spikes per stream (B,)."""
+    B, n = current.shape
+    acc = np.zeros(B)
+    count = np.zeros(B)
+    for b in range(B):
+        v = np.full(n, theta / 2.0)
+        s = np.zeros(n)
+        for t in range(T):
+            if t == 0:
+                for i in range(n):
+                    v[i] += current[b, i]
+            spikes, nf = _bif_fire(v, s, theta, 0.0, n_max)
+            if nf > 0:
+                count[b] += nf
+                for i in range(n):
+                    if spikes[i] != 0.0:
+                        acc[b] += (spikes[i] * theta) * w[i]
+    return acc, count
 
 
 @njit(cache=True, error_model="numpy")
