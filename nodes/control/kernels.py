@@ -41,6 +41,12 @@ Three kernels share one parameter set:
   readout integrates Wo * (spikes * theta) + bo without spiking. At rest theta*S equals the
   quantiser's output, so with enough steps the spiking output equals the quantised one.
 
+Near-obstacle reflex (optional; arrays ``reflex_w``, ``reflex_b``, ``reflex_step``; added by
+``spikeloop train --model reflex``, :mod:`nodes.control.reflex`): 54 sector neurons on the same
+input x, current ``reflex_b - mean(x over 10 beams)``, ReLU (float) / Q with L levels (quantised) /
+BIF neurons given that current at the first step (spiking), read out linearly into the steering
+beside the network's readout. It settles in L-1 steps, so it does not raise the lossless T.
+
 All kernels run a batch of B independent streams (``step`` takes (B, 541) and (B, 2)); a graph
 node uses B = 1. Shapes: scans (B, 541) float metres; state (B, 2); output (B,) steering.
 """
