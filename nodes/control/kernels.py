@@ -352,7 +352,8 @@ class BifKernel:
             make it lossless; fewer trade accuracy for time).
         batch: number of independent streams B.
         engine: "compiled" (default): the input encoding in numpy, then the T steps of all layers
-            in one numba-compiled function (:func:`_bif_decide`), about 5x faster at batch 1 (p50 93 vs 440-500 µs measured, driver at T = 10);
+            in one numba-compiled function (:func:`_bif_decide`), about 5x faster at batch 1
+            (p50 93 vs 440-500 us measured, driver at T = 10);
             "numpy": the same algorithm as numpy array operations per step (the reference; a test
             holds the two equal: outputs, spike counts, recurrent state).
 
