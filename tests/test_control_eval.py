@@ -94,7 +94,8 @@ def test_compiled_spiking_step_equals_the_numpy_engine(kind):
     elif kind == "driver+reflex":
         from nodes.control.reflex import with_reflex
 
-        params = CrnnParams(*with_reflex(*_driver_params().__dict__.values(), d0_m=2.0, gain=1.0))
+        base = _driver_params()
+        params = CrnnParams(*with_reflex(base.arrays, base.meta, d0_m=3.5, gain=0.3))  # reach 3.5 m: about half active
     else:
         params = _driver_params()
     rng = np.random.default_rng(7)
