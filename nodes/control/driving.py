@@ -27,6 +27,9 @@ every round that is the best so far, so a run cut short keeps its best model; ``
 continues the DAgger rounds from such a file, ``--cache DIR`` keeps the expert episodes and each
 round's DAgger episodes (a continued run aggregates the earlier rounds' data from there; a round
 is identified by the families, episode length, seed and its number).
+
+The shipped driver adds a fixed near-obstacle reflex afterwards (``spikeloop train --model reflex
+--init DRIVER``, :mod:`nodes.control.reflex`); DAgger continues from the driver without it.
 """
 from __future__ import annotations
 
