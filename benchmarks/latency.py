@@ -109,26 +109,36 @@ class CpuMeter:
     """CPU seconds used by processes and all their descendants (Ray workers included), via psutil.
 
     ``pid``: the root process; ``more``: further roots measured together with it (their trees too).
+    ``threads``: also attribute the CPU to each thread (``threads_top`` in :meth:`end`: the
+    busiest threads, named by process and thread name, e.g. ``ray::CompiledGroupActor / python``).
     """
 
-    def __init__(self, pid: int, *more: int) -> None:
+    def __init__(self, pid: int, *more: int, threads: bool = False) -> None:
         import psutil
 
         self.roots = [psutil.Process(p) for p in (pid, *more)]
         self.start: dict[int, float] = {}
         self.t0 = 0.0
+        self.threads = threads
+        self.start_threads: dict[tuple[int, int], float] = {}
+        self.names: dict[tuple[int, int], str] = {}
 
-    def _snapshot(self) -> dict[int, float]:
+    def _procs(self) -> list:
         import psutil
 
-        out: dict[int, float] = {}
         procs = []
         for root in self.roots:
             try:
                 procs += [root, *root.children(recursive=True)]
             except psutil.Error:
                 continue
-        for proc in {p.pid: p for p in procs}.values():
+        return list({p.pid: p for p in procs}.values())
+
+    def _snapshot(self) -> dict[int, float]:
+        import psutil
+
+        out: dict[int, float] = {}
+        for proc in self._procs():
             try:
                 t = proc.cpu_times()
                 out[proc.pid] = t.user + t.system
@@ -136,23 +146,68 @@ class CpuMeter:
                 continue
         return out
 
+    def _thread_snapshot(self) -> dict[tuple[int, int], float]:
+        """CPU seconds per (pid, thread id); thread names from /proc (Linux)."""
+        import psutil
+
+        out: dict[tuple[int, int], float] = {}
+        for proc in self._procs():
+            try:
+                label = _proc_label(proc)
+                for th in proc.threads():
+                    key = (proc.pid, th.id)
+                    out[key] = th.user_time + th.system_time
+                    if key not in self.names:
+                        try:
+                            comm = Path(f"/proc/{proc.pid}/task/{th.id}/comm").read_text().strip()
+                        except OSError:
+                            comm = "?"
+                        self.names[key] = f"{label} / {comm}"
+            except psutil.Error:
+                continue
+        return out
+
     def begin(self) -> None:
         self.start, self.t0 = self._snapshot(), time.monotonic()
+        if self.threads:
+            self.start_threads = self._thread_snapshot()
 
-    def end(self) -> dict[str, float]:
+    def end(self) -> dict[str, Any]:
         now, wall = self._snapshot(), time.monotonic() - self.t0
+        threads_now = self._thread_snapshot() if self.threads else {}
         used = {pid: now[pid] - self.start.get(pid, 0.0) for pid in now}
         self.used, self.wall = used, wall  # CPU seconds per pid over the window, for callers that attribute them
         if wall <= 0 or not used:
             return {}
-        return {"cpu_pct": 100.0 * sum(used.values()) / wall, "cpu_busiest_pct": 100.0 * max(used.values()) / wall}
+        out: dict[str, Any] = {"cpu_pct": 100.0 * sum(used.values()) / wall,
+                               "cpu_busiest_pct": 100.0 * max(used.values()) / wall}
+        if self.threads:
+            per = sorted(((100.0 * (t - self.start_threads.get(k, 0.0)) / wall, self.names.get(k, "?"))
+                          for k, t in threads_now.items()), reverse=True)
+            out["threads_top"] = [{"thread": name, "cpu_pct": round(pct, 2)} for pct, name in per[:8] if pct > 0.05]
+        return out
+
+
+def _proc_label(proc: Any) -> str:
+    """A short name for a process of the graph's tree: Ray's process title, else the command."""
+    try:
+        cmd = proc.cmdline()
+    except Exception:  # noqa: BLE001 - gone or not ours: a name is enough
+        cmd = []
+    if cmd and cmd[0].startswith("ray::"):
+        return cmd[0].split()[0]
+    if len(cmd) >= 3 and cmd[1] == "-m":
+        return f"{Path(cmd[0]).name} -m {cmd[2]}" + (f" {cmd[3]}" if len(cmd) > 3 else "")
+    return Path(cmd[0]).name if cmd else proc.name()
 
 
 # --- one measurement ----------------------------------------------------------------------------------
 def measure(workdir: Path, in_name: str, out_name: str, rate: float, duration: float, startup_s: float,
             seed: int, events: bool = False, start_graph: Callable[[], subprocess.Popen | None] = lambda: None,
-            stop_sig: int = signal.SIGINT) -> dict[str, Any]:
-    """Run pusher, graph (if any) and receiver; return the row's statistics for one repetition."""
+            stop_sig: int = signal.SIGINT, threads: bool = False) -> dict[str, Any]:
+    """Run pusher, graph (if any) and receiver; return the row's statistics for one repetition.
+
+    ``threads``: also attribute the graph's CPU to its busiest threads (``threads_top``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     settle = 1.0
     pusher = _client("push", workdir, "--name", in_name, "--rate", str(rate), "--duration", str(duration),
@@ -165,7 +220,7 @@ def measure(workdir: Path, in_name: str, out_name: str, rate: float, duration: f
         graph = start_graph()
         receiver = _client("receive", workdir, "--name", out_name, "--startup", str(startup_s),
                            "--settle", str(settle), "--duration", str(duration))
-        meter = CpuMeter(graph.pid) if graph is not None else None
+        meter = CpuMeter(graph.pid, threads=threads) if graph is not None else None
         end = time.monotonic() + startup_s
         while not (workdir / "go").exists() and time.monotonic() < end and pusher.poll() is None:
             if graph is not None and graph.poll() is not None:
@@ -280,7 +335,12 @@ def floor_relay(workdir: Path, rate: float, duration: float, seed: int) -> dict[
 
 
 def run_graph(workdir: Path, runner: str, fused: bool, wait: str, rate: float, duration: float, model: str,
-              startup_s: float, address: str | None, seed: int, events: bool = False) -> dict[str, Any]:
+              startup_s: float, address: str | None, seed: int, events: bool = False,
+              env: dict[str, str] | None = None, threads: bool = False) -> dict[str, Any]:
+    """One graph row: write the graph, run it under ``spikeloop run`` between pusher and receiver.
+
+    ``env``: extra environment variables for the graph's process (and a local Ray's workers, which
+    inherit it), e.g. ``SPIKELOOP_PROBE``; ``threads``: per-thread CPU (see :class:`CpuMeter`)."""
     tag = uuid.uuid4().hex[:8]
     in_name, out_name = f"bench_in_{tag}", f"bench_out_{tag}"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -296,9 +356,11 @@ def run_graph(workdir: Path, runner: str, fused: bool, wait: str, rate: float, d
         cmd += ["--address", address]
 
     def start() -> subprocess.Popen:
-        return subprocess.Popen(cmd, cwd=REPO, stdout=open(workdir / "graph.log", "w"), stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, cwd=REPO, stdout=open(workdir / "graph.log", "w"), stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})})
 
-    result = measure(workdir, in_name, out_name, rate, duration, startup_s, seed, events=events, start_graph=start)
+    result = measure(workdir, in_name, out_name, rate, duration, startup_s, seed, events=events, start_graph=start,
+                     threads=threads)
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
         result["graph_counters"] = {n: s["counters"] for n, s in summary["nodes"].items() if s.get("counters")}

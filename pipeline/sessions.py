@@ -9,7 +9,15 @@ end-to-end p50 latency (ms) and counters. ``spikeloop sessions --address ADDR`` 
 on Ctrl-C (its summary printed and written as usual); its entry is kept, marked ended, with the
 reason and its final counts.
 
-A run that dies without unregistering shows how long ago it was last seen.
+A run whose driver dies without unregistering (SIGKILL, a crash, a lost machine) does not stay
+listed as running: every time the registry is listed or a session registers, it checks each running
+entry against Ray's job table (a driver's job is marked dead by Ray as soon as its process is gone;
+Ray then also ends the run's actors, which the driver owns). Such an entry is marked ended,
+``dead: driver gone``, with the time it was last seen and its last figures; its name is free again.
+An entry whose driver Ray still counts alive but which has sent no heartbeat for
+:data:`STALE_AFTER_S` is shown as stale (with when it was last seen); after :data:`LOST_AFTER_S`
+it is marked ended, ``lost: no heartbeat``, and revived if a heartbeat comes after all.
+``spikeloop sessions --prune`` forgets every ended entry.
 """
 from __future__ import annotations
 
@@ -23,7 +31,26 @@ from typing import Any, Callable
 NAMESPACE = "spikeloop"
 REGISTRY = "spikeloop_sessions"
 HEARTBEAT_S = 2.0
+"""Seconds between a session's updates to the registry."""
+STALE_AFTER_S = 10.0
+"""A running entry without a heartbeat for this long is shown as stale."""
+LOST_AFTER_S = 120.0
+"""A running entry without a heartbeat for this long is marked ended (lost), even if its job lives."""
 KEEP_ENDED = 50
+"""Ended entries kept (oldest forgotten first)."""
+
+
+def dead_jobs() -> dict[str, float]:
+    """Ray jobs (drivers) the cluster knows as dead: job id (hex) -> end time (s since the epoch, 0 if unknown).
+
+    Read from the GCS job table (``ray._private.state.jobs()``, the table behind ``ray list jobs``);
+    an empty dict when it cannot be read (the entries then age by heartbeat only)."""
+    try:
+        from ray._private import state
+
+        return {str(j["JobID"]): float(j.get("EndTime") or 0) / 1000.0 for j in state.jobs() if j.get("IsDead")}
+    except Exception:  # noqa: BLE001 - an unknown layout (another Ray version): heartbeats still age entries
+        return {}
 
 
 def _registry_class():
@@ -36,7 +63,33 @@ def _registry_class():
         def __init__(self) -> None:
             self.sessions: dict[str, dict[str, Any]] = {}
 
+        def reap(self) -> list[str]:
+            """Mark ended the running entries whose driver is dead (Ray's job table) or silent too long."""
+            now, marked = time.time(), []
+            running = [s for s in self.sessions.values() if not s.get("ended")]
+            dead = dead_jobs() if any(s.get("job_id") for s in running) else {}
+            for s in running:
+                job = s.get("job_id")
+                if job and job in dead:
+                    s.update(ended=dead[job] or now, stopped_by="dead: driver gone (Ray marked its job dead)",
+                             dead=True, final=dict(s.get("stats") or {}))
+                elif now - s["last_seen"] > LOST_AFTER_S:
+                    s.update(ended=now, stopped_by=f"lost: no heartbeat for {LOST_AFTER_S:g} s", lost=True,
+                             final=dict(s.get("stats") or {}))
+                else:
+                    continue
+                marked.append(s["name"])
+            return marked
+
+        def prune(self) -> list[str]:
+            """Forget every ended entry; return their names."""
+            gone = [n for n, s in self.sessions.items() if s.get("ended")]
+            for n in gone:
+                del self.sessions[n]
+            return gone
+
         def register(self, name: str, info: dict[str, Any]) -> str:
+            self.reap()
             base, k = name, 1
             while name in self.sessions and not self.sessions[name].get("ended"):
                 k += 1
@@ -52,6 +105,9 @@ def _registry_class():
             s = self.sessions.get(name)
             if s is None:
                 return False
+            if s.get("lost"):  # silent for a while, but alive after all: running again
+                for key in ("lost", "ended", "stopped_by", "final"):
+                    s.pop(key, None)
             s["stats"], s["last_seen"] = stats, time.time()
             return bool(s["stop"])
 
@@ -61,6 +117,7 @@ def _registry_class():
                 s.update(ended=time.time(), stopped_by=stopped_by, final=final, last_seen=time.time())
 
         def request_stop(self, name: str) -> str:
+            self.reap()
             s = self.sessions.get(name)
             if s is None:
                 return "unknown"
@@ -70,6 +127,7 @@ def _registry_class():
             return "requested"
 
         def list(self) -> list[dict[str, Any]]:
+            self.reap()
             return [dict(s) for s in self.sessions.values()]
 
     return SessionRegistry
@@ -97,8 +155,9 @@ class SessionHandle:
         self.ray = ray
         self.reg = registry(create=True)
         wanted = name or f"{Path(config).stem}-{uuid.uuid4().hex[:4]}"
+        ctx = ray.get_runtime_context()
         info = {"config": str(config), "runner": runner, "host": socket.gethostname(), "pid": os.getpid(),
-                "started": time.time()}
+                "started": time.time(), "job_id": str(ctx.get_job_id()), "node_id": str(ctx.get_node_id())}
         self.name: str = ray.get(self.reg.register.remote(wanted, info), timeout=30.0)
         self._pending = None
         self._next = time.monotonic()

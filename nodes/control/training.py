@@ -60,12 +60,14 @@ def kernel_mse(arrays: dict[str, np.ndarray], meta: dict[str, Any], seqs: Sequen
 
 
 def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitConfig, desc: str = "train",
-        on_epoch: Callable[[dict, dict, dict], None] | None = None):
+        on_epoch: Callable[[dict, dict, dict, Any], None] | None = None, resume: Any = None):
     """Train ``model`` (a :class:`CRNN`); return the best ``(arrays, val_mse, epochs_run)``.
 
-    ``on_epoch(record, arrays, meta)``, if given, is called after every epoch with
-    ``{"epoch", "loss", "val_mse", "lr"}``, the epoch's exported arrays and ``meta``
-    (``spikeloop sweep`` reports it to Ray Tune and checkpoints the arrays).
+    ``on_epoch(record, arrays, meta, state)``, if given, is called after every epoch with
+    ``{"epoch", "loss", "val_mse", "lr"}``, the epoch's exported arrays, ``meta`` and the
+    trainer's full state (:class:`pipeline.trainstate.TrainState`; ``spikeloop sweep`` reports to
+    Ray Tune and checkpoints them). ``resume``, such a state, continues that run from its next
+    epoch exactly as if it had not stopped (same model, data and ``cfg``).
     """
     import torch
     from tqdm import tqdm
@@ -76,10 +78,19 @@ def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitC
     xs, ss, ys = (torch.from_numpy(a) for a in (train.scans, train.state, train.steering))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, cfg.patience // 3))
+    from pipeline.trainstate import capture, restore
+
     best = (np.inf, model.export(), 0)
     t0 = time.monotonic()
-    bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", disable=not cfg.progress, leave=False)
-    epoch = 0
+    first_epoch = 0
+    if resume is not None:  # continue a run cut off after an epoch
+        loop = restore(resume, model, opt, sched, rng)
+        first_epoch, best = int(loop["epoch"]), (float(loop["best_val"]), resume.best, int(loop["best_epoch"]))
+        t0 -= float(loop["seconds"])
+        if first_epoch - best[2] >= cfg.patience:
+            first_epoch = cfg.epochs
+    bar = tqdm(range(first_epoch, cfg.epochs), desc=desc, unit="epoch", disable=not cfg.progress, leave=False)
+    epoch = first_epoch - 1 if first_epoch else 0
     for epoch in bar:
         model.train()
         order = rng.permutation(len(train))
@@ -109,8 +120,10 @@ def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitC
             best = (val_mse, arrays, epoch + 1)
         bar.set_postfix(train=f"{np.mean(losses):.4f}", val=f"{val_mse:.4f}", best=f"{best[0]:.4f}")
         if on_epoch is not None:
+            state = capture(model, opt, sched, rng, {"epoch": epoch + 1, "best_val": best[0], "best_epoch": best[2],
+                                                     "seconds": time.monotonic() - t0}, best[1])
             on_epoch({"epoch": epoch, "loss": float(np.mean(losses)), "val_mse": val_mse,
-                      "lr": float(opt.param_groups[0]["lr"])}, arrays, meta)
+                      "lr": float(opt.param_groups[0]["lr"])}, arrays, meta, state)
         if epoch + 1 - best[2] >= cfg.patience:
             break
         if time.monotonic() - t0 > 60 * cfg.max_minutes:
@@ -144,8 +157,11 @@ def _concat(a: Sequences, b: Sequences) -> Sequences:
     return Sequences(*(np.concatenate([x, y]) for x, y in ((a.scans, b.scans), (a.state, b.state), (a.steering, b.steering))))
 
 
-def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict], None] | None = None) -> int:
-    """``spikeloop train --model crnn``: see the module docstring; ``on_epoch``: see :func:`fit`."""
+def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict, Any], None] | None = None) -> int:
+    """``spikeloop train --model crnn``: see the module docstring; ``on_epoch``: see :func:`fit`.
+
+    ``args.resume_state`` (set by ``spikeloop sweep`` when it resumes a trial), if not None, is
+    passed to :func:`fit` as ``resume``."""
     import torch
 
     from nodes.control.torch_models import CRNN
@@ -215,7 +231,8 @@ def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict], 
             setattr(cfg, name, getattr(args, name))
     t0 = time.monotonic()
     arrays, val_mse, epochs = fit(model, train, val, meta, cfg,
-                                  desc=f"crnn{'' if levels is None else f' L={levels}'}", on_epoch=on_epoch)
+                                  desc=f"crnn{'' if levels is None else f' L={levels}'}", on_epoch=on_epoch,
+                                  resume=getattr(args, "resume_state", None))
     test_mse = kernel_mse(arrays, meta, test)
     zero_mse = float(np.mean(test.steering ** 2))
     meta.update({

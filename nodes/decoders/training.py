@@ -65,12 +65,16 @@ def validation_r2(arrays: dict[str, np.ndarray], meta: dict[str, Any], data: Dec
 
 
 def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source: str = "",
-          on_epoch: Callable[[dict, dict, dict], None] | None = None) -> tuple[dict, dict]:
+          on_epoch: Callable[[dict, dict, dict, Any], None] | None = None,
+          resume: Any = None) -> tuple[dict, dict]:
     """Train a decoder of ``kind`` on ``data``; return ``(arrays, metadata)`` for ``save_model``.
 
-    ``on_epoch(record, arrays, meta)``, if given, is called after every epoch with that epoch's
-    history record (``epoch``, ``loss``, ``val_r2``, ``lr``), its exported arrays and the model's
-    metadata so far (used by ``spikeloop sweep`` to report to Ray Tune and checkpoint).
+    ``on_epoch(record, arrays, meta, state)``, if given, is called after every epoch with that
+    epoch's history record (``epoch``, ``loss``, ``val_r2``, ``lr``), its exported arrays, the
+    model's metadata so far and the trainer's full state (:class:`pipeline.trainstate.TrainState`)
+    (used by ``spikeloop sweep`` to report to Ray Tune and checkpoint). ``resume``, a
+    ``TrainState`` from such a call, continues that run from the next epoch, exactly as if it had
+    not stopped (same ``kind``, data and ``cfg``).
     """
     import torch
 
@@ -162,12 +166,22 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
 
     from tqdm import tqdm
 
+    from pipeline.trainstate import capture, restore
+
     t0 = time.perf_counter()
     best = (-np.inf, None, -1)
     history = []
     stale = 0
-    bar = tqdm(range(cfg.epochs), desc=f"train {kind}", unit="epoch", disable=not cfg.progress)
+    first_epoch = 0
     stop_reason = "max epochs"
+    if resume is not None:  # continue a run cut off after an epoch: everything the next epoch depends on
+        loop = restore(resume, model, opt, plateau, rng)
+        first_epoch, stale, history = int(loop["epoch"]), int(loop["stale"]), list(loop["history"])
+        best = (float(loop["best_val"]), resume.best or None, int(loop["best_epoch"]))
+        t0 -= float(loop["seconds"])
+        if stale >= cfg.patience:
+            first_epoch, stop_reason = cfg.epochs, f"early stop ({cfg.patience} epochs without a better validation R2)"
+    bar = tqdm(range(first_epoch, cfg.epochs), desc=f"train {kind}", unit="epoch", disable=not cfg.progress)
     for epoch in bar:
         model.train()
         losses = []
@@ -191,7 +205,11 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
         else:
             stale += 1
         if on_epoch is not None:
-            on_epoch(history[-1], arrays, meta)
+            state = capture(model, opt, plateau, rng, {"epoch": epoch + 1, "stale": stale, "history": history,
+                                                       "best_val": best[0], "best_epoch": best[2],
+                                                       "seconds": time.perf_counter() - t0},
+                            best[1] if best[1] is not None else {})
+            on_epoch(history[-1], arrays, meta, state)
         bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_r2=f"{val:.3f}", best=f"{best[0]:.3f}")
         if stale >= cfg.patience:
             stop_reason = f"early stop ({cfg.patience} epochs without a better validation R2)"
@@ -230,8 +248,11 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
     return arrays, meta
 
 
-def run_cli(args: Any, on_epoch: Callable[[dict, dict, dict], None] | None = None) -> int:
-    """``spikeloop train --model KIND --recording R --out M.npz`` (decoder family); ``on_epoch``: see :func:`train`."""
+def run_cli(args: Any, on_epoch: Callable[[dict, dict, dict, Any], None] | None = None) -> int:
+    """``spikeloop train --model KIND --recording R --out M.npz`` (decoder family); ``on_epoch``: see :func:`train`.
+
+    ``args.resume_state`` (not a command-line option; set by ``spikeloop sweep`` when it resumes a
+    trial), if present and not None, is passed to :func:`train` as ``resume``."""
     from pipeline.errors import UserError
     from pipeline.modelfile import save_model
 
@@ -267,7 +288,8 @@ def run_cli(args: Any, on_epoch: Callable[[dict, dict, dict], None] | None = Non
     except ValueError as exc:
         raise UserError(f"--attention/--asa-*: {exc}") from None
     data = load_data(args.recording, mapping_from_args(args))
-    arrays, meta = train(args.model, data, cfg, source=str(args.recording), on_epoch=on_epoch)
+    arrays, meta = train(args.model, data, cfg, source=str(args.recording), on_epoch=on_epoch,
+                         resume=getattr(args, "resume_state", None))
     path = save_model(args.out, arrays, meta)
     t = meta["training"]
     size = Path(path).stat().st_size

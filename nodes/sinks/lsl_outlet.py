@@ -14,13 +14,21 @@ Timestamps: every sample is pushed with the timestamp it carries in the graph, w
 timestamp of the newest input sample that produced it (DESIGN.md §1). Any LSL client therefore
 measures end-to-end latency as ``pylsl.local_clock() - timestamp``. Packets are pushed through
 at once (no buffering in liblsl).
+
+A one-sample packet of a numeric stream (every packet of a live graph fed sample by sample) is
+copied into a one-row buffer made once and pushed with one liblsl call whose arguments are made
+once too: pylsl's ``push_chunk`` spends several µs per call on conversions and checks, and on a
+live graph every µs of Python costs several times that with cold caches. Longer packets, and
+string streams, go through ``push_chunk``; the samples and timestamps sent are the same.
 """
 from __future__ import annotations
 
+import ctypes
 from typing import Any
 
 import numpy as np
 import pylsl
+from pylsl.util import handle_error
 
 from pipeline.lsl import to_lsl_info
 from pipeline.node import Sink, require
@@ -54,6 +62,7 @@ class LslOutlet(Sink):
         self._info: StreamInfo | None = None
         self._dtype: np.dtype | None = None
         self._pushed = 0
+        self._one: np.ndarray | None = None  # the one-sample push buffer (numeric streams)
 
     def open(self, inputs: dict[str, StreamInfo]) -> dict[str, StreamInfo]:
         info = require(inputs, "in")
@@ -63,6 +72,12 @@ class LslOutlet(Sink):
         self._outlet = pylsl.StreamOutlet(lsl_info, chunk_size=0, max_buffered=max(1, int(np.ceil(self.buffer_s))))
         self._info = info
         self._dtype = np.dtype(info.dtype)
+        self._one = None
+        fn, obj = getattr(self._outlet, "do_push_chunk", None), getattr(self._outlet, "obj", None)
+        if self._dtype.kind != "O" and fn is not None and obj is not None:
+            self._one = np.zeros((1, info.channel_count), dtype=self._dtype)
+            self._one_call = (fn, obj, ctypes.c_void_p(self._one.ctypes.data), ctypes.c_long(info.channel_count),
+                              ctypes.c_int(1))
         self.published = {"name": name, "type": lsl_info.type(), "source_id": lsl_info.source_id()}
         return super().open(inputs)
 
@@ -70,6 +85,15 @@ class LslOutlet(Sink):
         outlet = self._outlet
         if outlet is None:
             raise RuntimeError(f"lsl_outlet {self.name!r}: process() before open()")
+        one = self._one
+        if one is not None and packet.data.shape[0] == 1:
+            one[0] = packet.data[0]  # cast to the stream's dtype as push_chunk would
+            fn, obj, ptr, values, pushthrough = self._one_call
+            err = fn(obj, ptr, values, ctypes.c_double(float(packet.timestamps[0])), pushthrough)
+            if err:
+                handle_error(err)
+            self._pushed += 1
+            return {}
         if self._dtype.kind == "O":  # a string (marker) stream: liblsl takes lists of str
             data = [[str(v) for v in row] for row in packet.data]
         else:
@@ -89,4 +113,5 @@ class LslOutlet(Sink):
                 "samples_pushed": self._pushed}
 
     def close(self) -> None:
+        self._one = None
         self._outlet = None  # liblsl destroys the outlet when the last reference goes

@@ -13,9 +13,10 @@ Waiting (``wait``, see :mod:`nodes.sources.lsl_wait`): ``auto`` (default) predic
 sample of a regular stream will arrive, blocks in liblsl until just before it and polls briefly
 around it: the busy-poll's latency at a small fraction of a core. ``block`` always waits in liblsl
 (no CPU while idle, about 0.2 ms more latency); ``spin`` busy-polls for up to ``spin_s`` (default
-all of ``max_block_s``) before blocking: one core busy per inlet. Irregular streams always block. Samples are
-pulled into a preallocated buffer and **copied** out (pylsl may reuse buffers; a packet must own
-its data).
+all of ``max_block_s``) before blocking: one core busy per inlet. Irregular streams always block.
+Numeric samples are pulled with one liblsl call into buffers made once
+(:mod:`nodes.sources.lsl_pull`; no allocation per pull) and **copied** out (the next pull reuses
+the buffers; a packet must own its data).
 
 Timestamps (seconds on this machine's LSL clock):
 
@@ -61,6 +62,7 @@ from pipeline.errors import UserError
 from pipeline.lsl import PICKS, StreamQuery, describe, from_lsl_info, resolve_one
 from pipeline.node import Outputs, Source
 from pipeline.packet import Packet, StreamInfo
+from nodes.sources.lsl_pull import ChunkPuller, make_puller
 from nodes.sources.lsl_wait import WAIT_MODES, InletWait, WaitMode
 
 MIN_STALL_S = 0.2
@@ -134,6 +136,7 @@ class LslInlet(Source):
         self._uid = ""
         self._where = str(self.query)
         self._buf: np.ndarray | None = None
+        self._puller: ChunkPuller | None = None
         self._health: TimestampHealth | None = None
         self._stall_after: float | None = None
         self._last_data_wall = 0.0
@@ -167,6 +170,7 @@ class LslInlet(Source):
         self._strings = self._info.dtype == "object"
         if not self._strings:
             self._buf = np.empty((self.max_chunk, self._info.channel_count), dtype=self._info.dtype)
+            self._puller = make_puller(self._inlet, self._info.channel_count, self._info.dtype, self.max_chunk)
         self._health = TimestampHealth(self._info.nominal_rate)
         if self._info.irregular:
             self._stall_after = self.irregular_stall_s
@@ -195,6 +199,9 @@ class LslInlet(Source):
         return {"out": Packet(data, stamps, t_enter)}
 
     def _pull(self, timeout: float) -> tuple[Any, Any]:
+        puller = self._puller
+        if puller is not None:  # one liblsl call into buffers made once (nodes.sources.lsl_pull)
+            return puller.pull(timeout)
         inlet = self._inlet
         assert inlet is not None
         if self._strings:
@@ -216,6 +223,7 @@ class LslInlet(Source):
             except Exception:  # noqa: BLE001 - closing a lost stream may fail; nothing to do then
                 pass
             self._inlet = None
+            self._puller = None
 
     # --- faults ----------------------------------------------------------------------------------
     def _check_silence(self) -> None:

@@ -30,6 +30,7 @@ inlet blocks as in ``block`` mode, so no sample waits longer than a blocking rea
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import deque
 from typing import Any, Callable, Literal
@@ -67,6 +68,7 @@ class InletWait:
         self._per_arrival = 1.0  # median samples per waited-for arrival (the last 16)
         self._since_update = 0
         self.polls = 0  # zero-timeout pulls that found nothing (a measure of the CPU spent polling)
+        self.polite = os.environ.get("SPIKELOOP_POLL_YIELD", "0") == "1" and hasattr(os, "sched_yield")
 
     def pull(self, pull_chunk: Callable[[float], tuple[Any, Any]], clock: Callable[[], float]) -> tuple[Any, Any, int]:
         """Return ``(data, stamps, n)`` (``n == 0``: nothing came within ``max_block_s``).
@@ -108,13 +110,26 @@ class InletWait:
         return data, stamps, len(stamps)
 
     def _poll(self, pull_chunk: Callable[[float], tuple[Any, Any]], until: float) -> tuple[Any, Any, int]:
+        """Pull with a zero timeout until data comes or ``until`` (``perf_counter`` s).
+
+        ``SPIKELOOP_POLL_YIELD=1`` (an experiment, off by default) makes the thread yield the CPU
+        (``sched_yield``) between two empty pulls, so liblsl's receive thread and a sender sharing
+        the core are not held off by the poller (on a 2-core machine the sender's schedule error p99
+        went from 0.25 ms to 1.2-1.4 ms while a graph polled). It is off because on a busy machine
+        a yield hands the core to a CPU-bound process for up to a scheduler slice (ms): a spinning
+        inlet then managed only about 450 polls per second at load 9, and the A/B under load did not
+        show a latency gain (docs/RESULTS.md, "Live latency: where the time goes").
+        """
         data, stamps, n = None, (), 0
+        polite = self.polite
         while time.perf_counter() < until:
             data, stamps = pull_chunk(0.0)
             n = len(stamps)
             if n:
                 break
             self.polls += 1
+            if polite:
+                os.sched_yield()
         return data, stamps, n
 
     def _note(self, stamps: Any, n: int, arrival: float | None) -> None:

@@ -11,6 +11,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
     "decoder": ("benchmarks.decoder", "decoder step: numpy kernel vs snntorch (median, p99), offline speed in x real time"),
     "latency": ("benchmarks.latency", "live LSL in -> Bessel -> SNN decoder -> LSL out: push-to-output latency p50/p99/max and lost samples per runner, with the bare LSL floors"),
+    "latency-path": ("benchmarks.latency_path", "where a live graph's time goes per sample (probe): CPU µs per stage (pull, wait, each node, runner bookkeeping), wake-up vs arrival, GC, busiest threads, per runner"),
     "controller": ("benchmarks.controller", "spiking collision-avoidance controller: decision time numpy vs PyTorch (median, p99), simulator episode time, MSE vs T"),
     "restarts": ("benchmarks.restarts", "ray runner: actor kill -> first live output after the restart (p50 over kills), checkpoint cost on replay throughput"),
     "fanout": ("benchmarks.fanout", "spikeloop evaluate --jobs N: wall time serial vs Ray tasks (1 and N in flight), scheduling overhead, Ray start-up"),

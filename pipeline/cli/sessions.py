@@ -6,16 +6,22 @@ import time
 from typing import Any
 
 from pipeline.errors import UserError
+from pipeline.sessions import STALE_AFTER_S
 
 EPILOG = """\
 A session is a `spikeloop run CONFIG --runner ray --address ADDR [--session NAME]`: it registers
 in a small registry actor on the cluster (namespace "spikeloop") and updates its figures every 2 s.
 --stop NAME sets the session's stop flag; the run ends at its next update as on Ctrl-C (summary
 printed and written as usual) and its entry stays, marked ended.
+A session whose driver died (killed, crashed, machine lost) is marked "dead: driver gone" as soon
+as Ray reports its driver's job dead (Ray also ends its actors), with the time it was last seen; one
+silent for 10 s is shown as stale, and after 120 s without a heartbeat it is marked lost.
+--prune forgets every ended, dead or lost entry.
 
 examples:
   spikeloop sessions --address 10.0.0.5:6379
   spikeloop sessions --address 10.0.0.5:6379 --stop rig3
+  spikeloop sessions --address 10.0.0.5:6379 --prune
 """
 
 
@@ -26,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default="auto",
                    help="Ray cluster address, e.g. 10.0.0.5:6379 (default: auto, the cluster `ray start` started here)")
     p.add_argument("--stop", metavar="NAME", help="stop session NAME cleanly (as Ctrl-C would), then list")
+    p.add_argument("--json", action="store_true", help="print the entries as JSON (one list) instead of the table")
+    p.add_argument("--prune", action="store_true", help="forget the ended, dead and lost entries, then list")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="with --stop: longest wait for the session to end (default 30)")
     p.set_defaults(func=run)
@@ -36,6 +44,13 @@ def _ago(t: float | None) -> str:
         return "-"
     s = max(0.0, time.time() - t)
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def _seen(t: float | None) -> str:
+    """``last seen 21:04:05 (12 s ago)`` (local clock time)."""
+    if not t:
+        return "never seen"
+    return f"last seen {time.strftime('%H:%M:%S', time.localtime(t))} ({_ago(t)} ago)"
 
 
 def _f(v: Any, d: int = 1) -> str:
@@ -53,15 +68,19 @@ def print_sessions(rows: list[dict[str, Any]], address: str) -> None:
         table.add_column(col, justify="right" if col in ("uptime", "in / out samples", "rate Hz") or "ms" in col else "left")
     for s in sorted(rows, key=lambda r: r.get("started", 0)):
         st = s.get("stats", {})
-        if s.get("ended"):
+        if s.get("dead") or s.get("lost"):
+            state = f"{s.get('stopped_by', 'dead')}; {_seen(s.get('last_seen'))}"
+            io = f"{st.get('source_samples', '-')} / {st.get('sink_samples', '-')}"
+            up = f"{max(0.0, s.get('last_seen', s['started']) - s['started']):.0f} s"
+        elif s.get("ended"):
             state = f"ended: {s.get('stopped_by', '?')}"
             final = s.get("final") or {}
             io = f"{final.get('source_samples', st.get('source_samples', '-'))} / {final.get('sink_samples', st.get('sink_samples', '-'))}"
             up = f"{(s['ended'] - s['started']):.0f} s"
         else:
             state = "stopping" if s.get("stop") else "running"
-            if time.time() - s.get("last_seen", 0) > 10:
-                state += f" (last seen {_ago(s.get('last_seen'))} ago)"
+            if time.time() - s.get("last_seen", 0) > STALE_AFTER_S:
+                state = f"stale ({state}, no heartbeat; {_seen(s.get('last_seen'))})"
             io = f"{st.get('source_samples', '-')} / {st.get('sink_samples', '-')}"
             up = _ago(s.get("started"))
         counters = ", ".join(f"{k}={v}" for k, v in sorted(st.get("counters", {}).items()))
@@ -95,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         if reg is None:
             if args.stop:
                 raise UserError(f"spikeloop sessions: no session {args.stop!r}: no sessions registered on {args.address}")
-            print(f"no sessions registered on {args.address}")
+            print("[]" if args.json else f"no sessions registered on {args.address}")
             return 0
         if args.stop:
             answer = ray.get(reg.request_stop.remote(args.stop), timeout=10.0)
@@ -115,7 +134,16 @@ def run(args: argparse.Namespace) -> int:
                     print(f"session {args.stop!r} has not ended within {args.timeout:g} s (its stop flag stays set)")
             else:
                 print(f"session {args.stop!r} had already ended")
-        print_sessions(ray.get(reg.list.remote(), timeout=10.0), args.address)
+        if args.prune:
+            gone = ray.get(reg.prune.remote(), timeout=10.0)
+            print(f"forgot {len(gone)} ended session(s){': ' + ', '.join(gone) if gone else ''}")
+        rows = ray.get(reg.list.remote(), timeout=10.0)
+        if args.json:
+            import json
+
+            print(json.dumps(sorted(rows, key=lambda r: r.get("started", 0)), default=str))
+        else:
+            print_sessions(rows, args.address)
         return 0
     finally:
         ray.shutdown()

@@ -25,8 +25,11 @@ sweep recorded in its metadata under ``training.sweep``.
 Resuming: Ctrl-C (SIGINT, or SIGUSR1) stops the sweep after Tune saves its state in
 ``<storage>/<name>``; ``spikeloop sweep SWEEP.yaml --resume`` continues it with
 ``Tuner.restore``: finished trials are kept, trials not yet started run, and a trial that was cut
-off restarts from its first epoch (training is seeded, so it repeats the same epochs). Tune keeps
-its experiment state as pickles: resume only from a sweep directory this machine's user wrote.
+off continues from its last checkpoint: each epoch's checkpoint also holds the trainer's full state
+(:mod:`pipeline.trainstate`: weights, optimizer moments, learning-rate schedule, random generators,
+best-so-far and early-stopping counters, as ``.npz`` + JSON), so the resumed trial runs only the
+epochs it had not finished, and they are the epochs an uninterrupted trial would have run. Tune
+keeps its experiment state as pickles: resume only from a sweep directory this machine's user wrote.
 
 Ray: a local Ray on loopback with ``cpus`` CPUs (default: all), or ``--address`` of a cluster;
 each trial asks for ``resources`` (default ``{cpu: 1}``) and uses one torch thread unless
@@ -255,7 +258,8 @@ def run_trial(config: dict[str, Any], spec: SweepSpec) -> None:
 
     from pipeline.cli.train import TRAINERS
     from pipeline.cluster.executor import call
-    from pipeline.modelfile import save_model
+    from pipeline.modelfile import load_model, save_model
+    from pipeline.trainstate import TrainState
 
     options = dict(config)
     if "threads" not in options and "threads" not in spec.options:
@@ -265,10 +269,21 @@ def run_trial(config: dict[str, Any], spec: SweepSpec) -> None:
     args.command = "train"
     args.progress = False  # no progress bars from inside workers (Tune reports progress)
     history: list[dict[str, Any]] = []
+    args.resume_state = None
+    resumed_from = tune.get_checkpoint()  # set when Tune resumes this trial (spikeloop sweep --resume)
+    if resumed_from is not None:
+        with resumed_from.as_directory() as d:
+            args.resume_state = TrainState.load(d)
+            if args.resume_state is not None and (Path(d) / "model.npz").is_file():
+                _, last_meta = load_model(Path(d) / "model.npz")
+                history = list(((last_meta.get("training") or {}).get("history")) or [])
 
-    def on_epoch(record: dict[str, Any], arrays: dict, meta: dict[str, Any]) -> None:
+    start_epoch = int(args.resume_state.loop.get("epoch", 0)) if args.resume_state is not None else 0
+
+    def on_epoch(record: dict[str, Any], arrays: dict, meta: dict[str, Any], state: TrainState | None = None) -> None:
         epoch = int(record["epoch"]) + 1  # epochs done
         metrics = {k: float(v) for k, v in record.items() if isinstance(v, (int, float))} | {"epoch": epoch}
+        metrics["resumed_from_epoch"] = start_epoch  # 0: this run of the trial started it; k: continued after epoch k
         history.append(metrics)
         m = dict(meta)
         m["training"] = {**(meta.get("training") or {}), "seed": getattr(args, "seed", 0), "epochs_run": epoch,
@@ -277,6 +292,8 @@ def run_trial(config: dict[str, Any], spec: SweepSpec) -> None:
                                    "config": config, "epoch": epoch, "argv": train_argv(spec, options, "OUT")}}
         with tempfile.TemporaryDirectory() as tmp:
             save_model(Path(tmp) / "model.npz", arrays, m)
+            if state is not None:  # what --resume continues from (not part of the exported model)
+                state.save(tmp)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     with scratch:
@@ -383,8 +400,11 @@ def summarise(spec: SweepSpec, results) -> tuple[list[dict[str, Any]], dict[str,
             how = "ended early (patience or time limit)"
         else:
             how = "stopped by ASHA" if spec.scheduler else "stopped"
+        resumed = 0 if df is None or "resumed_from_epoch" not in df else int(df["resumed_from_epoch"].fillna(0).max())
+        if resumed:
+            how += f" (resumed after epoch {resumed})"
         rows.append({"trial": trial_id, "config": {k: (r.config or {}).get(k) for k in spec.space},
-                     "epochs": epochs, f"best_{spec.metric}": best,
+                     "epochs": epochs, "resumed_from_epoch": resumed, f"best_{spec.metric}": best,
                      f"last_{spec.metric}": scores[-1] if scores else None, "status": how, "path": r.path})
     scored = [row for row in rows if row[f"best_{spec.metric}"] is not None]
     best_row = None

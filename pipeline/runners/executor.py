@@ -78,40 +78,54 @@ class GroupExecutor:
         self._drain(external)
         return external
 
+    # The two methods below run for every packet of a live session: they are written out (the
+    # sequence-number bookkeeping of SeqCounter.stamp / SeqTracker.check inline, lookups hoisted)
+    # because on a live graph each sample's code runs with cold caches, where every Python call
+    # costs several times its warm price (docs/RESULTS.md, "Live latency: where the time goes").
     def _route(self, src: str, outputs: Outputs | None, external: list) -> None:
         if not outputs:
             return
         stats = self.stats[src]
+        seq_next, routes, nodes, queue = self.seq_out._next, self.routes, self.nodes, self._queue
         for port, packet in outputs.items():
-            self.seq_out.stamp((src, port), packet)
+            key = (src, port)
+            n = seq_next.get(key, 0)
+            packet.seq = n
+            seq_next[key] = n + 1
             stats.packets_out += 1
             stats.samples_out += packet.data.shape[0]
-            for dst, dst_port in self.routes[(src, port)]:
-                if dst in self.nodes:
-                    self._queue.append((dst, dst_port, packet))
+            for dst, dst_port in routes[key]:
+                if dst in nodes:
+                    queue.append((dst, dst_port, packet))
                 else:
                     external.append((dst, dst_port, packet))
 
     def _drain(self, external: list) -> None:
-        queue, nodes = self._queue, self.nodes
+        queue, nodes, all_stats, seq_last, sinks = self._queue, self.nodes, self.stats, self.seq_in._last, self.sinks
+        clock_ns = time.perf_counter_ns
         while queue:
             dst, port, packet = queue.popleft()
-            stats = self.stats[dst]
-            stats.gaps += self.seq_in.check((dst, port), packet.seq)
+            stats = all_stats[dst]
+            seq, key = packet.seq, (dst, port)
+            last = seq_last.get(key)
+            seq_last[key] = seq
+            if last is not None and seq >= 0 and seq - last > 1:  # SeqTracker.check: packets skipped
+                stats.gaps += seq - last - 1
             stats.packets_in += 1
             stats.samples_in += packet.data.shape[0]
-            t0 = time.perf_counter_ns()
+            t0 = clock_ns()
             try:
                 outputs = nodes[dst].process(port, packet)
             except Exception as exc:  # noqa: BLE001 - one line naming the node, not a numpy traceback
                 raise NodeFailure(dst, "process", exc) from exc
-            stats.proc_ns.append(time.perf_counter_ns() - t0)
-            if dst in self.sinks:
+            stats.proc_ns.append(clock_ns() - t0)
+            if dst in sinks:
                 now = local_clock()
-                self.latency.add(now - packet.t_enter)
+                self.latency.values.append(now - packet.t_enter)
                 if self.live and packet.timestamps.shape[0]:
-                    self.e2e.add(now - float(packet.timestamps[-1]))
-            self._route(dst, outputs, external)
+                    self.e2e.values.append(now - float(packet.timestamps[-1]))
+            if outputs:
+                self._route(dst, outputs, external)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, order: list[str]) -> list[tuple[str, str, Packet]]:

@@ -36,8 +36,10 @@ import numpy as np
 from pipeline.graph import GraphSpec
 from pipeline.log import runner_logger
 from pipeline.packet import Packet
+from pipeline.runners.plan import LIVE_SOURCE_KINDS
 from pipeline.runners.progress import ReplayProgress, merge_progress
 from pipeline.runners.ray_runner import Driver, GroupActor, ensure_ray
+from pipeline.runners.round_signal import RoundNotifier, RoundSignal
 from pipeline.runners.signals import StopRequest
 from pipeline.runners.status import StatusLine
 from pipeline.runners.stepper import Batch
@@ -47,6 +49,8 @@ log = runner_logger()
 
 ROUND_TIMEOUT_S = 30.0
 """Longest wait for one round's results (a node stuck longer than this ends the run)."""
+SIGNAL_WAIT_S = 1.0
+"""Live graphs: longest sleep on the round signal before Ray's own (polling) wait takes over."""
 
 
 def keep_torch_out() -> None:
@@ -79,9 +83,23 @@ class CompiledGroupActor(GroupActor):
         keep_torch_out()
         super().setup({}, state)
         self._eos_sent = False
+        self._notifier: RoundNotifier | None = None
         return True
 
+    def signal_rounds(self, path: str) -> bool:
+        """Write a byte to the driver's FIFO at each step's end (:mod:`pipeline.runners.round_signal`)."""
+        self._notifier = RoundNotifier()
+        return self._notifier.open(path)
+
     def step(self, round_in: dict[str, Any], *upstream: dict[str, Any]) -> dict[str, Any]:
+        """One round (see :meth:`_step`); tells the driver's round signal when it is done."""
+        try:
+            return self._step(round_in, *upstream)
+        finally:
+            if self._notifier is not None:
+                self._notifier.notify()
+
+    def _step(self, round_in: dict[str, Any], *upstream: dict[str, Any]) -> dict[str, Any]:
         """One round.
 
         Args:
@@ -115,6 +133,8 @@ class CompiledGroupActor(GroupActor):
         assert st is not None
         counters, reports = st.executor.counters(), st.executor.reports()
         st.executor.close()
+        if self._notifier is not None:
+            self._notifier.close()
         return group_result(st, time.perf_counter() - self._t0, counters, reports)
 
 
@@ -129,7 +149,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         import ray
         from ray.dag import InputNode, MultiOutputNode
 
-        driver = compiled = dag = outs = round_in = None
+        driver = compiled = dag = outs = round_in = signal = None
         bar = ReplayProgress(progress)
         stopped_by, failure = "end of data", None
         results: list[dict] = []
@@ -141,6 +161,8 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
             status.close()
             plans, actors = driver.plans, driver.actors
             index = {p.name: i for i, p in enumerate(plans)}
+            if any(n.kind in LIVE_SOURCE_KINDS for n in spec.nodes.values()):
+                signal = _round_signal(driver, plans)
             with InputNode() as round_in:
                 outs = {}
                 for plan in plans:  # topological order: upstream outputs exist already
@@ -153,7 +175,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
             log.info("graph running (%d actors in a compiled graph)", len(plans))
             t0 = time.perf_counter()
             try:
-                stopped_by = _rounds(ray, compiled, plans, duration_s, bar, stop) or stopped_by
+                stopped_by = _rounds(ray, compiled, plans, duration_s, bar, stop, signal) or stopped_by
             except (ray.exceptions.RayError, TimeoutError) as exc:
                 dead = _dead_groups(ray, actors)
                 nodes = [n for g in dead for n in driver.by_name[g].nodes]
@@ -173,6 +195,8 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         finally:
             bar.close()
             status.close()
+            if signal is not None:
+                signal.close()
             if compiled is not None:
                 _teardown(compiled, 15.0)
             if driver is not None:
@@ -222,8 +246,24 @@ def _teardown(compiled: Any, timeout: float) -> None:
         log.warning("compiled graph teardown did not finish within %g s; going on", timeout)
 
 
-def _rounds(ray: Any, compiled: Any, plans: list, duration_s: float | None, bar: ReplayProgress, stop: StopRequest) -> str | None:
+def _round_signal(driver: Driver, plans: list) -> RoundSignal | None:
+    """A live graph's round signal, if every group actor can reach it (same machine), else None."""
+    signal = RoundSignal(len(plans))
+    opened = [driver.get(driver.actors[p.name].signal_rounds.remote(signal.path), f"group {p.name!r}")
+              for p in plans]
+    if all(opened):
+        return signal
+    log.info("round signal not used (a group actor runs on another machine): the driver polls in Ray")
+    signal.close()
+    return None
+
+
+def _rounds(ray: Any, compiled: Any, plans: list, duration_s: float | None, bar: ReplayProgress, stop: StopRequest,
+            signal: RoundSignal | None = None) -> str | None:
     """Execute rounds until every group is done; return why it stopped early (None: end of data).
+
+    ``signal``: live graphs sleep on it until every actor has finished the round (round 0 was the
+    warm-up), instead of polling inside ``ray.get``.
 
     Round outputs may be views into the compiled graph's shared-memory channels: they live only
     in this function, so none outlives the graph's teardown.
@@ -232,8 +272,13 @@ def _rounds(ray: Any, compiled: Any, plans: list, duration_s: float | None, bar:
     deadline = None if duration_s is None else time.perf_counter() + duration_s
     feedback: dict[str, list] = {}
     stopping, stopped_by, quiet = False, None, False
+    round_index = 0
     while True:
-        results = ray.get(compiled.execute({"stop": stopping, "quiet": quiet, "feedback": feedback}), timeout=ROUND_TIMEOUT_S)
+        ref = compiled.execute({"stop": stopping, "quiet": quiet, "feedback": feedback})
+        round_index += 1
+        if signal is not None:
+            signal.wait(round_index, SIGNAL_WAIT_S)
+        results = ray.get(ref, timeout=ROUND_TIMEOUT_S)
         feedback = {}
         for r in results:
             for group, batch in r["to"].items():

@@ -86,6 +86,8 @@ MAX_INFLIGHT = 8
 """Unacknowledged batches a sender keeps per receiver before it waits."""
 MAX_KEPT_BYTES = 256 * 2**20
 """Bytes of sent batches a sender keeps per receiver for re-sending after the receiver restarts."""
+WORKER_NICENESS = "0"
+"""``RAY_worker_niceness`` for a local Ray this runner starts (Ray's default is 15; see :func:`ensure_ray`)."""
 SWITCH_INTERVAL_S = 0.0002
 """``sys.setswitchinterval`` inside group actors (see :class:`GroupActor`)."""
 POLL_S = 0.1
@@ -98,7 +100,15 @@ START_TIMEOUT_S = 300.0
 
 # --- Ray start-up ----------------------------------------------------------------------------------
 def ensure_ray(runtime: dict[str, Any], address: str | None) -> bool:
-    """Connect to Ray; return True if this call started it (and so must shut it down)."""
+    """Connect to Ray; return True if this call started it (and so must shut it down).
+
+    A local Ray started here runs its workers (our group actors) at niceness 0, not Ray's default
+    15 (``worker_niceness``: "so that the OS prioritizes CPU for other processes over workers"): at
+    15 a live group actor gets about 3 % of a core's share against any normal process, so on a
+    busy machine its samples wait tens of ms (the ``ray`` row at ``--load 2``: p50 67 ms while
+    ``local`` had 3.8 ms, 21:27 UTC). ``RAY_worker_niceness`` in the environment still wins; a
+    cluster joined with ``address`` keeps its own setting (start it with ``RAY_worker_niceness=0``).
+    """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
@@ -125,6 +135,7 @@ def ensure_ray(runtime: dict[str, Any], address: str | None) -> bool:
 
             os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
             ray_constants.ENABLE_RAY_CLUSTER = False
+            os.environ.setdefault("RAY_worker_niceness", WORKER_NICENESS)  # read by the raylet it starts
             dashboard = bool(runtime.get("dashboard"))
             ray.init(
                 num_cpus=runtime.get("num_cpus") or os.cpu_count() or 1,
@@ -391,7 +402,22 @@ class GroupActor:
             self.stepper.restore(state["stepper"])
             self.inbox.position = {k: tuple(v) for k, v in state["inbox"].items()}
         freeze_setup_objects()  # no full GC pass over Ray's and numpy's objects on the data path
+        self._warn_niceness()
         return True
+
+    def _warn_niceness(self) -> None:
+        """A live group in a low-priority worker (Ray's default niceness 15) is starved on a busy
+        machine: say so once, with the fix (see :func:`ensure_ray`)."""
+        live = [n for n in self.plan.nodes if self.node_specs[n][0] in LIVE_SOURCE_KINDS]
+        try:
+            nice = os.getpriority(os.PRIO_PROCESS, 0)
+        except (AttributeError, OSError):
+            return
+        if live and nice > 0:
+            logging.getLogger("spikeloop.runner").warning(
+                "group %r (live source %s) runs at niceness %d (Ray's worker_niceness): on a busy machine it "
+                "gets a small share of the CPU and its latency suffers; start the Ray cluster with "
+                "RAY_worker_niceness=0", self.plan.name, ", ".join(live), nice)
 
     # --- messages and control ----------------------------------------------------------------
     def push(self, envelope: tuple) -> bool:
@@ -519,6 +545,9 @@ class Driver:
         self.spare_ready = False
         self.can_restart = restarts
         check_resources(spec, self.plans, ray.cluster_resources())
+        from pipeline.cluster.placement import check_placement
+
+        check_placement(spec, self.plans, ray.nodes())  # per machine: a group no node can host would wait forever
         if (warning := unfused_live_warning(spec, self.group_of)):
             log.warning(warning)
 

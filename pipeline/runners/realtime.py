@@ -9,14 +9,24 @@ permanent generation (``gc.freeze()``), so later passes scan only what the run i
 (packets, small dicts), and they stay short. Nothing is disabled: cycles created during the run are
 still collected; objects alive at set-up are simply never scanned again (they live as long as the
 run anyway).
+
+``SPIKELOOP_GC_FREEZE=0`` in the environment skips the freeze (a diagnostic: it lets
+``spikeloop bench latency-path --no-gc-freeze`` measure what the freeze buys).
 """
 from __future__ import annotations
 
 import gc
+import os
+
+ENV = "SPIKELOOP_GC_FREEZE"
 
 
 def freeze_setup_objects() -> int:
-    """Collect once, then freeze every object alive now; return how many objects were frozen."""
+    """Collect once, then freeze every object alive now; return how many objects were frozen.
+
+    Returns 0 without doing anything when ``SPIKELOOP_GC_FREEZE=0`` (diagnostic switch)."""
+    if os.environ.get(ENV, "1") == "0":
+        return 0
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()

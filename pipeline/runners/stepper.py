@@ -36,6 +36,7 @@ from pipeline.node import Node, Source
 from pipeline.packet import Packet
 from pipeline.runners.executor import GroupExecutor
 from pipeline.runners.plan import GroupPlan
+from pipeline.runners.probe import install as install_probe
 
 Delivery = tuple[str, str, Packet]
 """``(destination node, destination port, packet)``."""
@@ -86,10 +87,19 @@ class Stepper:
         self.last_seq: dict[tuple[str, str], int] = {}
         self.duplicates = 0
         self._clock_sent: dict[str, Clock | None] = {}
+        self.probe = install_probe(self)  # None unless SPIKELOOP_PROBE is set (a diagnostic)
 
     # --- the graph clock -----------------------------------------------------------------------
     def clock(self) -> Clock | None:
         """The group's graph clock now, or None when it has no source of time (see module doc)."""
+        if not self.clocks:  # the common case (one group, or a source group): same result, fewer calls
+            if not self.active:
+                return None
+            sources = self.sources
+            own = [sources[n].virtual_time for n in self.active]
+            if None in own:
+                return local_clock(), False
+            return min(float(v) for v in own), True  # type: ignore[arg-type]
         own = [self.sources[n].virtual_time for n in self.active]
         ups = list(self.clocks.values())
         if not own and not ups:
