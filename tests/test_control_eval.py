@@ -79,6 +79,47 @@ def test_driver_architecture_converts_losslessly_and_matches_torch():
     np.testing.assert_allclose(out, s[0], atol=1e-9)
 
 
+
+@pytest.mark.parametrize("kind", ["driver", "reference", "driver+reflex"])
+def test_compiled_spiking_step_equals_the_numpy_engine(kind):
+    """The compiled BIF step (the default engine) is the numpy engine's algorithm: same outputs,
+    same spike counts, same recurrent state, at a lossless T and at a lossy one (T = 3), for the
+    driving stack (with and without the near-obstacle reflex) and the reference stack, batch 1
+    (a graph node) and batch 4."""
+    if kind == "reference":  # the reference stack (4 conv layers, 28 features), shipped L=8 file
+        from nodes.control.kernels import load_params
+        from tests.conftest import REPO
+
+        params = load_params(str(REPO / "models" / "crnn_q8.npz"))
+    elif kind == "driver+reflex":
+        from nodes.control.reflex import with_reflex
+
+        base = _driver_params()
+        params = CrnnParams(*with_reflex(base.arrays, base.meta, d0_m=3.5, gain=0.3))  # reach 3.5 m: about half active
+    else:
+        params = _driver_params()
+    rng = np.random.default_rng(7)
+    scans = rng.uniform(0.1, 7.0, (4, 10, 541))
+    scans[rng.random(scans.shape) < 0.013] = 0.0
+    state = rng.uniform(-1, 1, (4, 10, 2))
+    for T in (3, 2 * params.levels + 4):
+        a = BifKernel(params, timesteps=T, batch=4, engine="numpy")
+        b = BifKernel(params, timesteps=T, batch=4)
+        assert b.engine == "compiled"
+        for t in range(10):
+            ya, yb = a.step(scans[:, t], state[:, t]), b.step(scans[:, t], state[:, t])
+            np.testing.assert_allclose(yb, ya, rtol=0, atol=1e-12)
+            np.testing.assert_array_equal(b.last_spikes, a.last_spikes)
+            np.testing.assert_allclose(b.h, a.h, rtol=0, atol=1e-12)
+        one = BifKernel(params, timesteps=T)  # batch 1 streams like the batch
+        y1 = [one.step(scans[2:3, t], state[2:3, t])[0] for t in range(10)]
+        a.reset()
+        ya = [a.step(scans[:, t], state[:, t])[2] for t in range(10)]
+        np.testing.assert_allclose(y1, ya, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="engine"):
+        BifKernel(params, 4, engine="torch")
+
+
 def test_spiking_shadow_and_family_report():
     params = _driver_params()
     spec = WorldSpec(episode_s=1.0)
@@ -132,3 +173,40 @@ def test_driver_training_runs_dagger_rounds_and_stores_the_lossless_T(tmp_path):
     args.init, args.out = str(out), str(tmp_path / "drv2.npz")
     assert train_driver(args) == 0
     assert load_params(args.out).meta["dagger"]["history"][0]["round"] == 0
+
+
+def test_reflex_pushes_away_from_near_obstacles_and_converts_losslessly():
+    """The reflex steers away from the side of a near obstacle (not from a far one), its quantised
+    form is L levels of the float one, and the spiking controller with it equals the quantised one
+    (also the torch-stepped twin)."""
+    pytest.importorskip("torch")
+    from nodes.control.reflex import with_reflex
+    from nodes.control.torch_models import TorchBif
+
+    base = _driver_params()
+    params = CrnnParams(*with_reflex(base.arrays, base.meta, d0_m=0.5, gain=2.0))
+    assert params.reflex is not None and "reflex" in params.meta
+    ang = np.deg2rad(-135 + 0.5 * np.arange(541))
+    far = np.full((1, 541), 4.0)
+    right = far.copy()
+    right[0, (ang > np.deg2rad(-40)) & (ang < np.deg2rad(-20))] = 0.3  # a post 0.3 m away, front right
+    left = right[:, ::-1].copy()
+    for mode in ("float", "quant"):
+        k = CrnnKernel(params, mode=mode)
+        assert k.reflex_out(far)[0] == 0.0  # nothing within 0.5 m: silent
+        assert k.reflex_out(right)[0] > 0.1  # obstacle on the right: steer left (+)
+        assert k.reflex_out(left)[0] == pytest.approx(-k.reflex_out(right)[0])  # mirror image
+    rng = np.random.default_rng(5)
+    scans = rng.uniform(0.1, 0.75, (3, 8, 541))  # sector means about 0.4 m: inside the reach
+    state = rng.uniform(-1, 1, (3, 8, 2))
+    q = CrnnKernel(params, mode="quant").run(scans, state)
+    q0 = CrnnKernel(base, mode="quant").run(scans, state)
+    assert np.max(np.abs(q - q0)) > 0.05  # the reflex acts on these close-range scans
+    s, _ = BifKernel(params, timesteps=2 * params.levels + 8, batch=3).run(scans, state)
+    assert np.max(np.abs(s - q)) < 1e-9
+    tb = TorchBif(params, 2 * params.levels + 8)
+    out = [tb.step(scans[0, i:i + 1], state[0, i:i + 1])[0] for i in range(8)]
+    np.testing.assert_allclose(out, s[0], atol=1e-9)
+    # removing it (gain 0) gives back the driver
+    a, m = with_reflex(params.arrays, params.meta, 0.5, 0.0)
+    assert CrnnParams(a, m).reflex is None and "reflex" not in m

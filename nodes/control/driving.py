@@ -12,11 +12,14 @@
    weights" is a real controller, not an accident).
 3. **DAgger rounds** (``--rounds``): the quantised network -- which drives exactly like its
    spiking (BIF) conversion -- drives ``--episodes`` episodes per family (the expert takes over on
-   25 % of the 2-second segments), the expert labels every visited state, the data is aggregated and
-   the network fine-tuned.
+   25 % of the 2-second segments, and after each collision until the end of the next segment), the
+   expert labels every visited state, the data of ALL rounds is aggregated (a continued run reads
+   the earlier rounds' data from ``--cache``) and the network fine-tuned.
 4. **Model selection on driving.** After every round the quantised network drives ``--val-worlds``
    VALIDATION worlds per family; the round with the highest worst-family collision-free rate
-   (ties: mean rate, then cells visited) is saved. Test seeds are never used here.
+   (ties: mean rate, then cells visited) is saved. Test seeds are never used here. A continued run
+   (``--init``) re-scores its starting model on its own validation worlds unless the file's last
+   round was scored on the same number of them.
 
 Everything is seeded (``--seed``); torch runs on 1 thread; ``--max-minutes`` bounds the DAgger
 loop (checked after each round). The model file is written after the expert round and after
@@ -24,6 +27,9 @@ every round that is the best so far, so a run cut short keeps its best model; ``
 continues the DAgger rounds from such a file, ``--cache DIR`` keeps the expert episodes and each
 round's DAgger episodes (a continued run aggregates the earlier rounds' data from there; a round
 is identified by the families, episode length, seed and its number).
+
+The shipped driver adds a fixed near-obstacle reflex afterwards (``spikeloop train --model reflex
+--init DRIVER``, :mod:`nodes.control.reflex`); DAgger continues from the driver without it.
 """
 from __future__ import annotations
 
@@ -166,11 +172,14 @@ def train_driver(args: argparse.Namespace) -> int:
         save_model(args.out, arrays, m)
 
     qcfg = FitConfig(epochs=args.epochs or 5, patience=3, seed=args.seed, max_minutes=2.5, batch_size=16,
-                     lr=1e-3, dual=True)
+                     lr=getattr(args, "lr", None) or 1e-3, dual=True)
     if args.init:  # continue DAgger from a quantised driver
         from pipeline.modelfile import load_model
 
         arrays, init_meta = load_model(args.init)
+        if "reflex_w" in arrays:
+            raise UserError(f"{args.init}: has a near-obstacle reflex; continue DAgger from the driver without it "
+                            f"(its 'init' metadata names it) and add the reflex afterwards (--model reflex)")
         if init_meta.get("levels") != levels or init_meta.get("conv_layers") != meta["conv_layers"]:
             raise UserError(f"{args.init}: --init must be a driving controller with L={levels} (train one without --init first)")
         history = list((init_meta.get("dagger") or {}).get("history", []))
@@ -193,18 +202,20 @@ def train_driver(args: argparse.Namespace) -> int:
         print(f"expert-round model saved -> {args.out}")
     best: tuple | None = None
     r0 = len(history)
-    if history and len(history[-1]["validation"]) == len(specs):  # --init: its round is already scored
+    if history:  # --init: its round is re-entered (re-scored unless it was scored on these very worlds)
         r0 -= 1
     for r in range(r0, r0 + rounds + 1):
         params = CrnnParams(arrays, meta)
-        if r == r0 and len(history) > r0:
-            score = history.pop()["validation"]
+        last = history.pop() if r == r0 and len(history) > r0 else None
+        if last is not None and last.get("val_worlds") == n_val and len(last["validation"]) == len(specs):
+            score = last["validation"]
             rates = [v["collision_free"] for v in score.values()]
             key = (min(rates), float(np.mean(rates)), float(np.mean([v["cells"] for v in score.values()])))
-        else:
+        else:  # scored on other worlds (or not at all): score it on this run's validation worlds
             score = drive_score(params, specs, val_seeds)
             key = score.pop("_key")
-        history.append({"round": r, "validation": score, "sequences": int(sum(len(d) for d in data))})
+        history.append({"round": r, "validation": score, "val_worlds": n_val,
+                        "sequences": int(sum(len(d) for d in data))})
         print(f"round {r}: validation collision-free " + ", ".join(f"{k} {100 * v['collision_free']:.0f}%"
               for k, v in score.items()) + f" (worst {100 * key[0]:.0f}%, cells {key[2]:.1f})", flush=True)
         if best is None or key > best[0]:

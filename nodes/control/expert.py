@@ -58,18 +58,30 @@ def expert_episode(env: RobotEnv, seed: int, rng: np.random.Generator) -> Trace:
     return labelled_episode(env, seed, noisy)
 
 
-def learner_episode(env: RobotEnv, seed: int, step, rng: np.random.Generator, expert_share: float = 0.25) -> Trace:
+def learner_episode(env: RobotEnv, seed: int, step, rng: np.random.Generator, expert_share: float = 0.25,
+                    rescue: bool = True) -> Trace:
     """One episode in world ``seed`` driven by ``step(scan (541,), state (2,)) -> steering``,
     labelled by the expert; the expert drives instead on a random ``expert_share`` of the 2-second
-    segments (so episodes do not all end in the learner's first bad habit)."""
+    segments (so episodes do not all end in the learner's first bad habit).
+
+    ``rescue``: when the learner runs into an obstacle, the expert takes over until the end of the
+    next 2-second segment (the learner's own step still runs, so its recurrent state stays its
+    own). Without it a learner pinned against a wall fills the rest of the episode with near-
+    identical pinned states; with it the episode goes on to new approach states, the ones that
+    decide whether a collision happens."""
     seg = int(2.0 * env.spec.rate_hz)
     expert_drives = [False]
+    rescue_until = [-1]
+    seen = [0]
 
     def learner_or_expert(u: float, obs: Observation, t: int) -> float:
         u_learner = float(step(obs.scan, obs.state))
+        if rescue and env.collisions > seen[0]:
+            seen[0] = env.collisions
+            rescue_until[0] = (t // seg + 2) * seg
         if t % seg == 0:
             expert_drives[0] = rng.random() < expert_share
-        return u if expert_drives[0] else u_learner
+        return u if (expert_drives[0] or t < rescue_until[0]) else u_learner
 
     return labelled_episode(env, seed, learner_or_expert)
 

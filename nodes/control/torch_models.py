@@ -151,6 +151,8 @@ class TorchBif:
         self.wo, self.bo = t("out_w"), t("out_b")
         self.hidden = self.wh.shape[0]
         self.fill = params.fill
+        self.reflex = params.reflex  # (weights (54,), bias, step) or None
+        self.levels = params.levels
         self.h = torch.zeros(1, self.hidden, dtype=torch.float64)
 
     @staticmethod
@@ -194,5 +196,19 @@ class TorchBif:
             vh += cur
             hs = self._fire(vh, sh, theta_h, hmin, hmax)
             acc += (hs * theta_h) @ self.wo.T
+        if self.reflex is not None:  # the near-obstacle reflex: one BIF population on the analog scan
+            from nodes.control.kernels import reflex_input
+
+            rw, rbias, rstep = self.reflex
+            xi = torch.clamp(torch.from_numpy(r), max=RANGE_CLIP_M).reshape(1, -1) / RANGE_CLIP_M
+            cur = torch.from_numpy(reflex_input(xi.numpy(), rbias))
+            vr = torch.full_like(cur, rstep / 2)
+            sr = torch.zeros_like(cur)
+            w = torch.from_numpy(rw)
+            for t in range(self.T):
+                if t == 0:
+                    vr += cur
+                rs = self._fire(vr, sr, rstep, 0, self.levels - 1)
+                acc += ((rs * rstep) @ w).reshape(1, 1)
         self.h = theta_h * sh
         return acc[:, 0].numpy()

@@ -23,6 +23,7 @@ TRAINERS: dict[str, str] = {
     # collision-avoidance controllers (issue 4): nodes.control
     "crnn": "nodes.control.training:train_crnn",
     "crnn_driver": "nodes.control.driving:train_driver",
+    "reflex": "nodes.control.reflex:add_reflex_cli",
 }
 
 
@@ -82,6 +83,9 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
         help="crnn_driver: world families to train in (default the 4 in configs/worlds)")
     opt("--episode-s", type=float, default=None, metavar="S", help="crnn_driver: episode length in seconds (default 30)")
     opt("--cache", default=None, metavar="DIR", help="crnn_driver: keep/reuse the expert episodes here (data-only .npz)")
+    opt("--reflex", nargs="+", default=None, metavar="D0:GAIN",
+        help="--model reflex: near-obstacle reflex candidates, reach D0 metres : steering per metre of intrusion "
+             "(default 0.5:2); the best on validation worlds (or none) is kept")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,104 @@
+"""The near-obstacle reflex of the driving controller, and ``spikeloop train --model reflex``.
+
+The reflex is a second, fixed pathway beside the learned network, made of the same parts so it
+converts to spiking neurons the same way (:class:`nodes.control.kernels.BifKernel`):
+
+* 54 neurons, one per 5-degree sector of the scan (10 beams, 27 sectors a side, mirror images;
+  :data:`~nodes.control.kernels.REFLEX_SECTOR_BEAMS`),
+  input current ``d0/5 - mean(x over the sector)`` with x = min(range, 5 m) / 5 m the network's
+  own input (invalid returns filled): positive when the sector's obstacle is nearer than
+  ``d0`` metres. Float path: ReLU; quantised: Q with L levels and step ``(d0/5)/(L-1)``;
+  spiking: BIF neurons given that current at the first time step (they settle in L-1 steps,
+  fewer than the shipped T, so the spiking reflex equals the quantised one).
+* A linear readout added to the network's steering: a sector at angle a within +-90 degrees of
+  the heading pushes away from its side with ``gain * cos(a)`` per metre of intrusion
+  (:func:`~nodes.control.kernels.reflex_weights`); sectors behind the robot weigh nothing.
+
+It is symmetric and knows nothing about any world family: in a doorway both sides push and
+cancel, near a single post the robot is pushed off it. ``spikeloop train --model reflex --init
+DRIVER --reflex 0.5:2 0.4:1 ... --out M`` adds it to a trained driver, choosing among the given
+``d0:gain`` candidates (and "no reflex") by the worst family's collision-free rate in VALIDATION
+worlds (``--val-worlds`` per family, the quantised network driving, as the DAgger rounds select),
+then stores the T at which the spiking output equals the quantised one.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+
+from nodes.control.kernels import RANGE_CLIP_M, CrnnParams, reflex_weights
+from pipeline.errors import UserError
+
+
+def with_reflex(arrays: dict[str, np.ndarray], meta: dict[str, Any], d0_m: float, gain: float,
+                fov_deg: float = 180.0) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A copy of a controller's (arrays, meta) with the reflex of reach ``d0_m`` metres and
+    ``gain`` (steering per metre of intrusion) added; ``gain`` 0 removes it."""
+    a = {k: v for k, v in arrays.items() if not k.startswith("reflex_")}
+    m = {k: v for k, v in meta.items() if k != "reflex"}
+    if gain == 0:
+        return a, m
+    if not 0 < d0_m < RANGE_CLIP_M or gain < 0:
+        raise UserError(f"reflex: reach d0 must be in (0, {RANGE_CLIP_M}) m and gain >= 0, got {d0_m}, {gain}")
+    bias = d0_m / RANGE_CLIP_M
+    a["reflex_w"] = reflex_weights(gain, fov_deg)
+    a["reflex_b"] = np.float64(bias)
+    if meta.get("levels"):
+        a["reflex_step"] = np.float64(bias / (int(meta["levels"]) - 1))
+    m["reflex"] = {"d0_m": d0_m, "gain": gain, "fov_deg": fov_deg, "sector_beams": 10,
+                   "neurons": int(len(a["reflex_w"]))}
+    return a, m
+
+
+def _candidates(texts: list[str]) -> list[tuple[float, float]]:
+    out = []
+    for t in texts:
+        try:
+            d0, g = (float(v) for v in t.split(":"))
+        except ValueError:
+            raise UserError(f"--reflex: expected D0:GAIN (metres : steering per metre), e.g. 0.5:2, got {t!r}") from None
+        out.append((d0, g))
+    return out
+
+
+def add_reflex_cli(args: argparse.Namespace) -> int:
+    """``spikeloop train --model reflex``: see the module docstring."""
+    from nodes.control.driving import DEFAULT_FAMILIES, _specs, collect, drive_score, lossless_timesteps
+    from nodes.control.simulator import SEED_RANGES
+    from pipeline.modelfile import load_model, save_model
+
+    if not args.init:
+        raise UserError("--model reflex needs --init DRIVER (a trained driving controller)")
+    arrays, meta = load_model(args.init)
+    if meta.get("family") != "controller" or not meta.get("levels"):
+        raise UserError(f"{args.init}: --model reflex needs a quantised controller model (train --model crnn_driver)")
+    cands = [(0.0, 0.0)] + _candidates(getattr(args, "reflex", None) or ["0.5:2"])
+    specs = _specs(list(args.worlds_files or DEFAULT_FAMILIES), args.episode_s or 30.0)
+    n_val = args.val_worlds or 40
+    seeds = list(range(SEED_RANGES["validation"][0], SEED_RANGES["validation"][0] + n_val))
+    print(f"reflex for {args.init}: candidates {cands[1:]} and none, {n_val} validation worlds per family "
+          f"({specs[0].episode_s:g} s), selection on the worst family's collision-free rate")
+    best = None
+    scores = []
+    for d0, g in cands:
+        a, m = with_reflex(arrays, meta, d0, g)
+        score = drive_score(CrnnParams(a, m), specs, seeds)
+        key = score.pop("_key")
+        scores.append({"d0_m": d0, "gain": g, "validation": score})
+        print(f"  d0 {d0:g} m, gain {g:g}: " + ", ".join(f"{k} {100 * v['collision_free']:.0f}%" for k, v in score.items())
+              + f" (worst {100 * key[0]:.0f}%, cells {key[2]:.1f})", flush=True)
+        if best is None or key > best[0]:
+            best = (key, a, m, d0, g)
+    key, a, m, d0, g = best
+    m = dict(m, reflex_selection={"candidates": scores, "val_worlds": n_val, "episode_s": specs[0].episode_s,
+                                  "selected": {"d0_m": d0, "gain": g}},
+             validation_worst_collision_free=key[0], init=str(args.init))
+    seqs = collect(specs, 1, SEED_RANGES["validation"][1] - 100, np.random.default_rng(args.seed + 1), progress=False)
+    m["timesteps"] = lossless_timesteps(CrnnParams(a, m), seqs)
+    m["timesteps_note"] = f"lossless T checked on {len(seqs) * seqs.scans.shape[1]:,} validation decisions (expert-driven)"
+    save_model(args.out, a, m)
+    print(f"selected d0 {d0:g} m, gain {g:g} (worst-family validation collision-free {100 * key[0]:.0f}%), "
+          f"spiking = quantised from T = {m['timesteps']} -> {args.out}")
+    return 0
