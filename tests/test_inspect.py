@@ -81,8 +81,8 @@ def test_help_has_an_example_and_defaults(capsys):
 
 
 HELP_COMMANDS = ["run", "check", "synth", "train", "evaluate", "bench", "play", "record", "inspect", "sweep",
-                 "bench decoder", "bench latency", "bench latency-path", "bench controller", "bench fanout", "bench attention",
-                 "bench soak", "bench restarts", "bench sessions", "sessions"]
+                 "bench decoder", "bench latency", "bench latency-path", "bench controller", "bench fanout",
+                 "bench attention", "bench soak", "bench restarts", "bench sessions", "sessions"]
 
 
 def test_help_list_covers_every_command():
