@@ -17,6 +17,43 @@ import numpy as np
 from numba import njit
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _synaptic_current(cur: np.ndarray, x: np.ndarray, t: int, w_in_t: np.ndarray, bias: np.ndarray,
+                      spk: np.ndarray, offsets: np.ndarray, l: int) -> None:
+    """``cur[a:b] = b + W·input`` of layer ``l`` at step ``t`` (event-driven: silent inputs skipped;
+    layer ``l − 1`` already holds its spikes of step ``t``). Shapes as in :func:`lif_stack_run`."""
+    c = x.shape[1]
+    a, b = offsets[l], offsets[l + 1]
+    for i in range(a, b):
+        cur[i] = bias[i]
+    if l == 0:
+        for j in range(c):
+            v = x[t, j]
+            if v != 0:
+                for i in range(a, b):
+                    cur[i] += w_in_t[j, i] * v
+    else:
+        for j in range(offsets[l - 1], offsets[l]):
+            if spk[j] != 0:
+                for i in range(a, b):
+                    cur[i] += w_in_t[c + j, i]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _membrane_step(cur: np.ndarray, beta: np.ndarray, thr: np.ndarray, mem: np.ndarray, spk: np.ndarray,
+                   spikes_out: np.ndarray, t: int, a: int, b: int) -> None:
+    """Neurons ``a:b``: reset by subtraction of step ``t − 1``'s spike, leak, integrate (torch's two
+    float32 roundings), fire; ``mem``, ``spk`` and ``spikes_out[t]`` updated in place."""
+    for i in range(a, b):
+        current = cur[i] - thr[i] * spk[i]
+        m = np.float32(beta[i] * mem[i])
+        m = np.float32(m + current)
+        mem[i] = m
+        fired = m > thr[i]
+        spk[i] = np.float32(1.0) if fired else np.float32(0.0)
+        spikes_out[t, i] = fired
+
+
 @njit(cache=True, nogil=True)
 def lif_stack_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta: np.ndarray,
                   thr: np.ndarray, offsets: np.ndarray, mem: np.ndarray, spk: np.ndarray,
@@ -38,28 +75,8 @@ def lif_stack_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta: np.
     cur = np.empty(mem.shape[0], dtype=np.float32)
     for t in range(n):
         for l in range(n_layers):
-            a, b = offsets[l], offsets[l + 1]
-            for i in range(a, b):
-                cur[i] = bias[i]
-            if l == 0:
-                for j in range(c):
-                    v = x[t, j]
-                    if v != 0:
-                        for i in range(a, b):
-                            cur[i] += w_in_t[j, i] * v
-            else:
-                for j in range(offsets[l - 1], offsets[l]):
-                    if spk[j] != 0:  # layer l−1 already holds its spikes of step t
-                        for i in range(a, b):
-                            cur[i] += w_in_t[c + j, i]
-            for i in range(a, b):
-                current = cur[i] - thr[i] * spk[i]  # reset by subtraction of step t−1's spike
-                m = np.float32(beta[i] * mem[i])
-                m = np.float32(m + current)
-                mem[i] = m
-                fired = m > thr[i]
-                spk[i] = np.float32(1.0) if fired else np.float32(0.0)
-                spikes_out[t, i] = fired
+            _synaptic_current(cur, x, t, w_in_t, bias, spk, offsets, l)
+            _membrane_step(cur, beta, thr, mem, spk, spikes_out, t, offsets[l], offsets[l + 1])
         last = offsets[n_layers - 1]
         for i in range(last, offsets[n_layers]):
             mem_out[t, i - last] = mem[i]
@@ -138,19 +155,7 @@ def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta:
             order[j] = q - K if q >= K else q
         for l in range(L):
             a, b = offsets[l], offsets[l + 1]
-            for i in range(a, b):
-                cur[i] = bias[i]
-            if l == 0:
-                for j in range(c):
-                    v = x[t, j]
-                    if v != 0:
-                        for i in range(a, b):
-                            cur[i] += w_in_t[j, i] * v
-            else:
-                for j in range(offsets[l - 1], offsets[l]):
-                    if spk[j] != 0:
-                        for i in range(a, b):
-                            cur[i] += w_in_t[c + j, i]
+            _synaptic_current(cur, x, t, w_in_t, bias, spk, offsets, l)
             if asa_i[5 + l] != 0:
                 for i in range(a, b):
                     ring[p, i] = np.float64(cur[i])
@@ -204,14 +209,7 @@ def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta:
                     z = z_im if imp[i] else z_re
                     g = np.float32(1.0 / (1.0 + np.exp(-z)))
                     cur[i] = np.float32(cur[i] * g)
-            for i in range(a, b):
-                current = cur[i] - thr[i] * spk[i]
-                m32 = np.float32(beta[i] * mem[i])
-                m32 = np.float32(m32 + current)
-                mem[i] = m32
-                fired = m32 > thr[i]
-                spk[i] = np.float32(1.0) if fired else np.float32(0.0)
-                spikes_out[t, i] = fired
+            _membrane_step(cur, beta, thr, mem, spk, spikes_out, t, a, b)
         asa_i[4] = p + 1 if p + 1 < K else 0
         last = offsets[L - 1]
         for i in range(last, offsets[L]):
