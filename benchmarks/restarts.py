@@ -230,11 +230,12 @@ def run(args: argparse.Namespace) -> int:
         k = kill_to_output(args.kills, args.runner)
         results["kills"] = k
         fmt = lambda xs: ", ".join(f"{x:.3f}" for x in xs)  # noqa: E731
-        print(f"  kill -> actor restarted (s): p50 {k['p50_kill_to_restarted_s']}  [{fmt(k['kill_to_restarted_s'])}]")
-        print(f"  kill -> first output pushed by the restarted graph (s): p50 {k['p50_kill_to_first_output_pushed_s']}"
+        one = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+        print(f"  kill -> actor restarted (s): p50 {one(k['p50_kill_to_restarted_s'])}  [{fmt(k['kill_to_restarted_s'])}]")
+        print(f"  kill -> first output pushed by the restarted graph (s): p50 {one(k['p50_kill_to_first_output_pushed_s'])}"
               f"  [{fmt(k['kill_to_first_output_pushed_s'])}]")
         print(f"  kill -> first post-kill sample seen by an LSL client (s, liblsl reconnection included): "
-              f"p50 {k['p50_kill_to_first_output_s']}  [{fmt(k['kill_to_first_output_stamp_s'])}]")
+              f"p50 {one(k['p50_kill_to_first_output_s'])}  [{fmt(k['kill_to_first_output_stamp_s'])}]")
     if not args.skip_cost:
         print(f"replay throughput on {args.runner}, checkpoints every {args.interval:g} s vs off, "
               f"{args.repeats} interleaved pairs:", flush=True)
