@@ -73,7 +73,7 @@ def test_dead_source_stops_the_run_after_stall_timeout():
             node.read()
     msg = str(err.value)
     assert "\n" not in msg and "lsl_inlet 'amp'" in msg and name in msg and "stall_timeout_s 0.5" in msg
-    assert 0.5 <= time.monotonic() - start < 2.0
+    assert 0.5 <= time.monotonic() - start < 4.0  # bounded (wide margin: CI machines are loaded)
     node.close()
     del out
 
