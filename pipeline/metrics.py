@@ -257,31 +257,69 @@ class NodeStats:
 
 
 class SeqTracker:
-    """Detects gaps in per-edge sequence numbers: returns how many packets went missing."""
+    """Detects gaps in per-edge sequence numbers: returns how many packets went missing.
+
+    Fast path: :attr:`last` is the public table ``edge -> newest sequence number`` that
+    :meth:`check` keeps. A per-packet loop may bind it once and do what :meth:`check` does
+    without the call::
+
+        last = table.get(edge); table[edge] = seq
+        skipped = seq - last - 1 if last is not None and seq >= 0 and seq - last > 1 else 0
+
+    The table object is never replaced (:meth:`load` fills it in place), so a binding stays valid
+    across a restore. :meth:`snapshot` / :meth:`load` save and resume it (checkpoints).
+    """
 
     def __init__(self) -> None:
-        self._last: dict[Any, int] = {}
+        self.last: dict[Any, int] = {}
 
     def check(self, edge: Any, seq: int) -> int:
         """Record ``seq`` arriving on ``edge``; return the number of packets skipped (0 if none)."""
-        last = self._last.get(edge)
-        self._last[edge] = seq
+        last = self.last.get(edge)
+        self.last[edge] = seq
         if last is None or seq < 0:
             return 0
         return max(0, seq - last - 1)
 
+    def snapshot(self) -> dict[Any, int]:
+        """A copy of the table (for a checkpoint)."""
+        return dict(self.last)
+
+    def load(self, table: dict[Any, int]) -> None:
+        """Resume from :meth:`snapshot` (in place: bindings of :attr:`last` stay valid)."""
+        self.last.clear()
+        self.last.update(table)
+
 
 class SeqCounter:
-    """Assigns consecutive sequence numbers per output stream ``(node, port)``."""
+    """Assigns consecutive sequence numbers per output stream ``(node, port)``.
+
+    Fast path: :attr:`next` is the public table ``stream -> next number`` that :meth:`stamp`
+    keeps. A per-packet loop may bind it once and do what :meth:`stamp` does without the call::
+
+        n = table.get(stream, 0); packet.seq = n; table[stream] = n + 1
+
+    The table object is never replaced (:meth:`load` fills it in place), so a binding stays valid
+    across a restore. :meth:`snapshot` / :meth:`load` save and resume it (checkpoints).
+    """
 
     def __init__(self) -> None:
-        self._next: dict[Any, int] = {}
+        self.next: dict[Any, int] = {}
 
     def stamp(self, stream: Any, packet: Packet) -> Packet:
-        n = self._next.get(stream, 0)
+        n = self.next.get(stream, 0)
         packet.seq = n
-        self._next[stream] = n + 1
+        self.next[stream] = n + 1
         return packet
+
+    def snapshot(self) -> dict[Any, int]:
+        """A copy of the table (for a checkpoint)."""
+        return dict(self.next)
+
+    def load(self, table: dict[Any, int]) -> None:
+        """Resume from :meth:`snapshot` (in place: bindings of :attr:`next` stay valid)."""
+        self.next.clear()
+        self.next.update(table)
 
 
 class LatencyStats:

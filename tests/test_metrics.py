@@ -124,3 +124,41 @@ def test_summary_json_is_strict_with_nan_inf_and_numpy(tmp_path):
         json.loads(json.dumps({"x": float("nan")}), parse_constant=_reject)
     with pytest.raises(TypeError, match="not JSON-serialisable: object"):
         dumps_json({"x": object()})
+
+
+def test_executor_seq_fast_paths_equal_stamp_and_check_through_a_restore():
+    """GroupExecutor uses SeqCounter / SeqTracker through their public tables (bound once): the
+    gaps it counts and the numbers it stamps equal what ``check`` / ``stamp`` give, also after a
+    checkpoint is restored into a fresh executor (its bound tables filled in place)."""
+    from nodes.filters.bessel import BesselFilter
+    from pipeline.metrics import SeqCounter, SeqTracker
+    from pipeline.packet import Packet, StreamInfo
+    from pipeline.runners.executor import GroupExecutor
+
+    def executor() -> GroupExecutor:
+        f = BesselFilter(order=2, cutoff_hz=20.0)
+        f.name = "f"
+        f.open({"in": StreamInfo("x", "T", 2, 250.0, "float64")})
+        return GroupExecutor({"f": f}, {("f", "out"): [("ext", "in")]}, sinks=[])
+
+    arriving = [0, 1, 3, 4, -1, 7, 8, 8, 12, -1, 13, 20, 21]  # gaps, unnumbered packets, a repeat
+    ref_in, ref_out = SeqTracker(), SeqCounter()
+    ex = executor()
+    stamped, want_gaps = [], 0
+    for i, seq in enumerate(arriving):
+        if i == 6:  # checkpoint and resume in a fresh executor half-way
+            state = ex.checkpoint()
+            ex = executor()
+            ex.restore(state)
+            assert ex._seq_next is ex.seq_out.next and ex._seq_last is ex.seq_in.last
+        packet = Packet(np.full((3, 2), float(i)), np.arange(3) + 3.0 * i, 0.0, seq)
+        want_gaps += ref_in.check(("f", "in"), seq)
+        out = ex.deliver("f", "in", packet)
+        assert len(out) == 1 and out[0][:2] == ("ext", "in")
+        stamped.append(out[0][2].seq)
+        assert stamped[-1] == ref_out.stamp(("f", "out"), Packet(np.zeros((1, 1)), np.zeros(1), 0.0)).seq
+    # 1->3: 1, 4->-1: 0, -1->7: 7 (check() counts from the -1), 8->8: 0, 8->12: 3, -1->13: 13, 13->20: 6
+    assert want_gaps == 1 + 7 + 3 + 13 + 6
+    assert ex.stats["f"].gaps == want_gaps
+    assert stamped == list(range(len(arriving)))
+    assert ex.seq_in.snapshot() == ref_in.last and ex.seq_out.snapshot() == ref_out.next

@@ -55,6 +55,8 @@ class GroupExecutor:
         self.dropped_after_end = 0
         self.seq_out = SeqCounter()
         self.seq_in = SeqTracker()
+        self._seq_next = self.seq_out.next  # the fast paths of SeqCounter / SeqTracker, bound once
+        self._seq_last = self.seq_in.last
         self.sources = [name for name, node in nodes.items() if isinstance(node, Source)]
         self.ticking = {name: node.tick_interval for name, node in nodes.items() if node.tick_interval}
         self.next_tick: dict[str, float] = {}
@@ -79,17 +81,17 @@ class GroupExecutor:
         return external
 
     # The two methods below run for every packet of a live session: they are written out (the
-    # sequence-number bookkeeping of SeqCounter.stamp / SeqTracker.check inline, lookups hoisted)
-    # because on a live graph each sample's code runs with cold caches, where every Python call
+    # sequence-number bookkeeping through the fast paths of SeqCounter.stamp / SeqTracker.check,
+    # their public tables bound once in __init__; lookups hoisted) because on a live graph each sample's code runs with cold caches, where every Python call
     # costs several times its warm price (docs/RESULTS.md, "Live latency: where the time goes").
     def _route(self, src: str, outputs: Outputs | None, external: list) -> None:
         if not outputs:
             return
         stats = self.stats[src]
-        seq_next, routes, nodes, queue = self.seq_out._next, self.routes, self.nodes, self._queue
+        seq_next, routes, nodes, queue = self._seq_next, self.routes, self.nodes, self._queue
         for port, packet in outputs.items():
             key = (src, port)
-            n = seq_next.get(key, 0)
+            n = seq_next.get(key, 0)  # SeqCounter.stamp
             packet.seq = n
             seq_next[key] = n + 1
             stats.packets_out += 1
@@ -101,7 +103,7 @@ class GroupExecutor:
                     external.append((dst, dst_port, packet))
 
     def _drain(self, external: list) -> None:
-        queue, nodes, all_stats, seq_last, sinks = self._queue, self.nodes, self.stats, self.seq_in._last, self.sinks
+        queue, nodes, all_stats, seq_last, sinks = self._queue, self.nodes, self.stats, self._seq_last, self.sinks
         clock_ns = time.perf_counter_ns
         while queue:
             dst, port, packet = queue.popleft()
@@ -181,8 +183,8 @@ class GroupExecutor:
     def checkpoint(self) -> dict[str, Any]:
         """The executor's bookkeeping (sequence numbers, tick times, statistics) for a checkpoint."""
         return {
-            "seq_out": dict(self.seq_out._next),
-            "seq_in": dict(self.seq_in._last),
+            "seq_out": self.seq_out.snapshot(),
+            "seq_in": self.seq_in.snapshot(),
             "next_tick": dict(self.next_tick),
             "stats": copy.deepcopy(self.stats),
             "latency": copy.deepcopy(self.latency),
@@ -192,8 +194,8 @@ class GroupExecutor:
 
     def restore(self, state: dict[str, Any]) -> None:
         """Resume the bookkeeping saved by :meth:`checkpoint`."""
-        self.seq_out._next = dict(state["seq_out"])
-        self.seq_in._last = dict(state["seq_in"])
+        self.seq_out.load(state["seq_out"])
+        self.seq_in.load(state["seq_in"])
         self.next_tick = dict(state["next_tick"])
         self.stats = copy.deepcopy(state["stats"])
         self.latency = copy.deepcopy(state["latency"])
