@@ -61,6 +61,7 @@ class _Killer:
         self.killed_lsl: list[float] = []
         self.restarted_after: list[float] = []
         self.output_after: list[float] = []
+        self.parts: list[dict[str, float]] = []
         self.handle = None
         self._t_kill = 0.0
 
@@ -74,6 +75,10 @@ class _Killer:
         elif event == "restarted":
             self.pids[info["group"]] = info["pid"]
             self.restarted_after.append(time.monotonic() - self._t_kill)
+            parts = dict(info.get("parts_s") or {})
+            if "noticed_at" in parts:
+                parts["noticed"] = parts.pop("noticed_at") - self._t_kill
+            self.parts.append(parts)
             self.since_restart = 0
             self.spare_ready = False
             threading.Thread(target=self._first_output, args=(info["actor"], info["sink_samples_restored"], self._t_kill),
@@ -161,6 +166,9 @@ def kill_to_output(kills: int, runner_name: str = "ray") -> dict:
         "kill_to_first_output_stamp_s": to_output,
         "kill_to_restarted_s": killer.restarted_after,
         "kill_to_first_output_pushed_s": killer.output_after,
+        "restart_parts_s": killer.parts,
+        "p50_restart_parts_s": {k: statistics.median(p[k] for p in killer.parts if k in p)
+                                for k in sorted({k for p in killer.parts for k in p})},
         "p50_kill_to_first_output_pushed_s": statistics.median(killer.output_after) if killer.output_after else None,
         "p50_kill_to_first_output_s": statistics.median(to_output) if to_output else None,
         "max_kill_to_first_output_s": max(to_output) if to_output else None,
@@ -234,6 +242,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  kill -> actor restarted (s): p50 {one(k['p50_kill_to_restarted_s'])}  [{fmt(k['kill_to_restarted_s'])}]")
         print(f"  kill -> first output pushed by the restarted graph (s): p50 {one(k['p50_kill_to_first_output_pushed_s'])}"
               f"  [{fmt(k['kill_to_first_output_pushed_s'])}]")
+        print("  where the restart's time went, p50 (s): " + ", ".join(
+            f"{name} {v:.3f}" for name, v in k["p50_restart_parts_s"].items())
+              + "  (noticed = kill -> the driver notices; configure/open/restore = the new actor)")
         print(f"  kill -> first post-kill sample seen by an LSL client (s, liblsl reconnection included): "
               f"p50 {one(k['p50_kill_to_first_output_s'])}  [{fmt(k['kill_to_first_output_stamp_s'])}]")
     if not args.skip_cost:

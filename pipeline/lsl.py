@@ -184,6 +184,14 @@ def describe(lsl: pylsl.StreamInfo) -> str:
             f"source_id {lsl.source_id()!r}, host {lsl.hostname()!r})")
 
 
+def warm_up(wait_s: float = 0.1) -> None:
+    """Start liblsl in this process ahead of a first real resolve: its configuration, clock and
+    resolver sockets (a query for a stream that does not exist, answered by nobody within
+    ``wait_s`` s). A spare actor does this so that a restarted inlet does not pay it."""
+    pylsl.local_clock()
+    pylsl.resolve_bypred("uid='spikeloop-warm-up'", 1, wait_s)
+
+
 def visible_streams(wait_s: float = 1.0) -> list[pylsl.StreamInfo]:
     """Every LSL stream visible from here after waiting ``wait_s`` seconds."""
     return list(pylsl.resolve_streams(wait_time=wait_s))

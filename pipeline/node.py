@@ -155,6 +155,18 @@ class Node:
     def restore(self, state: dict[str, Any]) -> None:
         """Resume from a ``state()`` dict."""
 
+    @classmethod
+    def prepare_process(cls) -> None:
+        """Called once in a standby process (the spare actor that takes over a dead group) for
+        each node kind of the graph: do the one-off, per-process work that :meth:`open` would
+        otherwise pay during a restart (load compiled kernels, start a library). Default: nothing."""
+
+    def reopen_from(self, state: dict[str, Any]) -> None:
+        """Called before :meth:`open` when the node is reopened after a restart (a new process),
+        with its last checkpointed ``state()``: a chance to open faster than the first time (an
+        LSL inlet resolves the stream it had by its uid instead of searching again). The state is
+        still given to :meth:`restore` after ``open``. Default: nothing."""
+
     def counters(self) -> dict[str, int]:
         """Named event counts shown in the run summary (drops, gaps, reconnections, NaNs, ...)."""
         return {}

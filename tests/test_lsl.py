@@ -192,3 +192,38 @@ def test_irregular_stream_passes_events_through():
     np.testing.assert_allclose(stamps, [t0, t0 + 0.0013, t0 + 0.0101], atol=1e-9)
     assert data.dtype == np.int32
     node.close()
+
+
+def test_restarted_inlet_reopens_the_stream_it_had_by_uid():
+    """After a restart (``reopen_from`` its checkpointed state) the inlet opens the very stream it
+    had, by uid, even when a second stream with the same name has appeared since (a fresh open
+    would find two); if that stream is gone, it resolves by its query again."""
+    name = unique("pinned")
+    first = make_outlet(name, unique("sid_a"))
+    node = LslInlet(name=name, clock_sync=False, ambiguity_wait_s=0.5)
+    node.name = "inlet"
+    node.open({})
+    state = node.state()
+    uid_a = first.get_info().uid()
+    assert state["uid"] == uid_a
+    node.close()
+    second = make_outlet(name, unique("sid_b"))
+    deadline = time.monotonic() + 10.0  # both answer by name now (a fresh open would be ambiguous)
+    while len({s.uid() for s in pylsl.resolve_bypred(f"name='{name}'", 2, 1.0)}) < 2:
+        assert time.monotonic() < deadline, "the second stream never became visible"
+    again = LslInlet(name=name, clock_sync=False, ambiguity_wait_s=0.5)
+    again.name = "inlet"
+    again.reopen_from(state)
+    again.open({})
+    again.restore(state)
+    assert again.state()["uid"] == uid_a
+    again.close()
+    del first  # the stream it had goes away: a restart resolves by the query (now unambiguous)
+    time.sleep(0.5)
+    later = LslInlet(name=name, clock_sync=False, ambiguity_wait_s=0.5)
+    later.name = "inlet"
+    later.reopen_from(state)
+    later.open({})
+    assert later.state()["uid"] == second.get_info().uid()
+    later.close()
+    del second

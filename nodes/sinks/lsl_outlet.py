@@ -30,7 +30,7 @@ import numpy as np
 import pylsl
 from pylsl.util import handle_error
 
-from pipeline.lsl import to_lsl_info
+from pipeline.lsl import to_lsl_info, warm_up
 from pipeline.node import Sink, require
 from pipeline.packet import Packet, StreamInfo
 
@@ -63,6 +63,11 @@ class LslOutlet(Sink):
         self._dtype: np.dtype | None = None
         self._pushed = 0
         self._one: np.ndarray | None = None  # the one-sample push buffer (numeric streams)
+
+    @classmethod
+    def prepare_process(cls) -> None:
+        """Start liblsl in this process (:func:`pipeline.lsl.warm_up`)."""
+        warm_up()
 
     def open(self, inputs: dict[str, StreamInfo]) -> dict[str, StreamInfo]:
         info = require(inputs, "in")

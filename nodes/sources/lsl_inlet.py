@@ -59,13 +59,15 @@ import pylsl
 from nodes.sources.lsl_health import TimestampHealth
 from pipeline.clock import local_clock
 from pipeline.errors import UserError
-from pipeline.lsl import PICKS, StreamQuery, describe, from_lsl_info, resolve_one
+from pipeline.lsl import PICKS, StreamQuery, describe, from_lsl_info, resolve_one, warm_up
 from pipeline.node import Outputs, Source
 from pipeline.packet import Packet, StreamInfo
 from nodes.sources.lsl_pull import ChunkPuller, make_puller
 from nodes.sources.lsl_wait import WAIT_MODES, InletWait, WaitMode
 
 MIN_STALL_S = 0.2
+PINNED_RESOLVE_S = 0.5
+"""Seconds a restarted inlet looks for the stream it had (by uid) before resolving by its query."""
 """A regular stream's stall threshold is never shorter than this (s): senders push in chunks."""
 STALL_LOG_EVERY_S = 10.0
 """While a stall lasts it is logged again this often (s)."""
@@ -134,6 +136,7 @@ class LslInlet(Source):
         self._info: StreamInfo | None = None
         self._strings = False
         self._uid = ""
+        self._pinned_uid: str | None = None
         self._where = str(self.query)
         self._buf: np.ndarray | None = None
         self._puller: ChunkPuller | None = None
@@ -150,9 +153,32 @@ class LslInlet(Source):
         return logging.getLogger(f"spikeloop.node.{self.name or self.kind}")
 
     # --- lifecycle -------------------------------------------------------------------------------
+    @classmethod
+    def prepare_process(cls) -> None:
+        """Start liblsl in this process (:func:`pipeline.lsl.warm_up`)."""
+        warm_up()
+
+    def reopen_from(self, state: dict[str, Any]) -> None:
+        """After a restart: reopen the stream this inlet had (its uid, from the checkpoint)."""
+        uid = state.get("uid")
+        self._pinned_uid = uid if isinstance(uid, str) and uid and "'" not in uid else None
+
+    def _resolve(self) -> pylsl.StreamInfo:
+        """The stream to open: after a restart the one the inlet had, found by its uid (unique, so
+        without the ambiguity wait of a first open, about 1 s); if it is gone (its sender was
+        restarted too), resolved again by the query."""
+        uid, self._pinned_uid = self._pinned_uid, None
+        if uid:
+            found = [s for s in pylsl.resolve_bypred(f"uid='{uid}'", 1, min(PINNED_RESOLVE_S, self.resolve_timeout_s))
+                     if s.uid() == uid and self.query.matches(s)]
+            if found:
+                return found[0]
+            self.log.info("%s: the stream it had (uid %s) is gone; resolving again", self._where, uid)
+        return resolve_one(self.query, self.resolve_timeout_s, pick=self.pick,
+                           ambiguity_wait_s=0.0 if self.query.source_id else self.ambiguity_wait_s)
+
     def open(self, inputs: dict[str, StreamInfo]) -> dict[str, StreamInfo]:
-        found = resolve_one(self.query, self.resolve_timeout_s, pick=self.pick,
-                            ambiguity_wait_s=0.0 if self.query.source_id else self.ambiguity_wait_s)
+        found = self._resolve()
         flags = (pylsl.proc_clocksync if self.clock_sync else 0) | (pylsl.proc_dejitter if self.dejitter else 0)
         rate = found.nominal_srate()
         # liblsl's max_buflen is in seconds for regular streams, in hundreds of samples otherwise
@@ -319,7 +345,7 @@ class LslInlet(Source):
                 "host": self._info.metadata.get("lsl_hostname", "")}
 
     def state(self) -> dict[str, Any]:
-        return {"counts": self.counters()}
+        return {"counts": self.counters(), "uid": self._uid}
 
     def restore(self, state: dict[str, Any]) -> None:
         counts = dict(state.get("counts", {}))

@@ -39,9 +39,14 @@ def construct_node(file: str, name: str, kind: str, params: dict[str, Any]) -> N
 
 
 def open_node(file: str, name: str, node: Node, inputs: dict[str, StreamInfo],
-              incoming: list[Edge]) -> dict[str, StreamInfo]:
-    """``node.open(inputs)`` with errors mapped; checks every output port is described."""
+              incoming: list[Edge], previous: dict[str, Any] | None = None) -> dict[str, StreamInfo]:
+    """``node.open(inputs)`` with errors mapped; checks every output port is described.
+
+    ``previous``: the node's last checkpointed ``state()`` when it is reopened after a restart
+    (given to :meth:`~pipeline.node.Node.reopen_from` first)."""
     try:
+        if previous is not None:
+            node.reopen_from(previous)
         outputs = node.open(inputs)
     except StreamMismatch as exc:
         upstream = next((f" (from {e.src}.{e.src_port})" for e in incoming if e.dst_port == exc.port), "")

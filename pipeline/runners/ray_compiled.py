@@ -416,7 +416,8 @@ class CompiledRun:
             self.teardown(quiet_errors=True)
             t_down = time.monotonic()
             dead = _dead_groups(self.ray, driver.actors)
-            log.debug("dead groups %s found in %.0f ms", dead, (time.monotonic() - t_down) * 1e3)
+            t_found = time.monotonic()
+            log.debug("dead groups %s found in %.0f ms", dead, (t_found - t_down) * 1e3)
             if not dead:
                 raise _Stopped(f"{self.spec.file}: round {self.round} failed ({type(exc).__name__}: "
                                f"{' '.join(str(exc).split())[:200]}); the run stopped")
@@ -443,12 +444,16 @@ class CompiledRun:
                 exc = again  # another death while restarting: count it and go again
                 continue
             t_end = time.monotonic()
+            parts = dict(driver.recreate_s, noticed_at=t_dead, teardown=t_down - t_dead, find_dead=t_found - t_down,
+                         new_actor=t_new - t_found, replay=t_replayed - t_new, compile=t_end - t_replayed)
             for g, (actor, state) in restored.items():
                 driver.budget.restarted(g, t_end - t_dead, driver.by_name[g].nodes,
                                         {n: s.kind for n, s in self.spec.nodes.items()})
                 driver.restarted(g, actor, state, t0, f"rounds {self.committed + 1}..{self.round} replayed; teardown "
-                                 f"{(t_down - t_dead) * 1e3:.0f} ms, new actor {(t_new - t_down) * 1e3:.0f} ms, replay "
-                                 f"{(t_replayed - t_new) * 1e3:.0f} ms, recompile {(t_end - t_replayed) * 1e3:.0f} ms")
+                                 f"{(t_down - t_dead) * 1e3:.0f} ms, new actor {(t_new - t_found) * 1e3:.0f} ms (configure "
+                                 f"{driver.recreate_s.get('configure', 0) * 1e3:.0f}, open {driver.recreate_s.get('open', 0) * 1e3:.0f}, "
+                                 f"restore {driver.recreate_s.get('restore', 0) * 1e3:.0f}), replay "
+                                 f"{(t_replayed - t_new) * 1e3:.0f} ms, recompile {(t_end - t_replayed) * 1e3:.0f} ms", parts)
             return self.after_round(results, False)
 
     def replay_lost(self) -> list[dict[str, Any]]:

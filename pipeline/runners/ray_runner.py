@@ -54,6 +54,7 @@ import sys
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from typing import Any, Callable
 
 from pipeline.clock import local_clock
@@ -96,6 +97,9 @@ POLL_S = 0.1
 """The driver's polling period (s): actor deaths are noticed within about this long."""
 CALL_TIMEOUT_S = 60.0
 """Longest wait for a control call to an actor (opening a node may resolve an LSL stream)."""
+STANDBY_NICENESS = 19
+"""Niceness added while a spare actor prepares itself (:meth:`GroupActor.warm`): it then gets the
+CPU only when the running graph does not want it."""
 START_TIMEOUT_S = 300.0
 """Longest wait for new actors to start (a Ray worker process; minutes on an overloaded machine)."""
 
@@ -190,6 +194,46 @@ def check_resources(spec: GraphSpec, plans: list[GroupPlan], cluster: dict[str, 
                     f"{key}={cluster.get(key, 0.0):g} (cluster: {have})",
                     node=plan.nodes[0], key="resources",
                 )
+
+
+# --- the spare actor's priority ----------------------------------------------------------------------
+@contextmanager
+def standby_priority(niceness: int = 0):
+    """Run the enclosed work at a lower CPU priority (``niceness`` added, default
+    :data:`STANDBY_NICENESS`), then return to the priority before.
+
+    Linux niceness is per thread: this changes the calling thread only, the one doing the work.
+    It lowers the priority only if it may raise it back afterwards (root, or ``RLIMIT_NICE``
+    allows the old value); otherwise the work runs at the normal priority. Yields the niceness
+    the work ran at (the old one if unchanged)."""
+    niceness = niceness or STANDBY_NICENESS
+    try:
+        old = os.getpriority(os.PRIO_PROCESS, 0)
+    except (AttributeError, OSError):
+        yield None
+        return
+    new = min(19, old + niceness)
+    if new == old or not _may_lower_to(old):
+        yield old
+        return
+    os.setpriority(os.PRIO_PROCESS, 0, new)
+    try:
+        yield new
+    finally:
+        os.setpriority(os.PRIO_PROCESS, 0, old)
+
+
+def _may_lower_to(niceness: int) -> bool:
+    """True if this process may set its niceness back down to ``niceness``."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NICE)[0]
+    except (ImportError, AttributeError, OSError):
+        return False
+    return soft == resource.RLIM_INFINITY or 20 - soft <= niceness
 
 
 # --- the mailbox -----------------------------------------------------------------------------------
@@ -344,11 +388,17 @@ class GroupActor:
         self._t0 = time.perf_counter()
 
     def warm(self, kinds: list[str]) -> int:
-        """Import the node classes of ``kinds`` (a spare actor, ready to take over a dead group)."""
+        """Get ready to take over a dead group (a spare actor): import the node classes of
+        ``kinds``, let each prepare this process (:meth:`~pipeline.node.Node.prepare_process`:
+        compiled kernels, liblsl), then collect and freeze what is alive (so a restart's
+        :meth:`setup` collects only what came since). Done at :data:`STANDBY_NICENESS` (see
+        :func:`standby_priority`): a standby uses idle CPU, not the running graph's."""
         from pipeline.registry import node_class
 
-        for kind in kinds:
-            node_class(kind)
+        with standby_priority():
+            for kind in kinds:
+                node_class(kind).prepare_process()
+            freeze_setup_objects()
         return os.getpid()
 
     # --- construction and opening (errors come back as text: one line, no Ray traceback) --------
@@ -376,10 +426,11 @@ class GroupActor:
             return error_line(exc)
         return None
 
-    def open_node(self, name: str, inputs: dict[str, dict], incoming: list) -> tuple:
+    def open_node(self, name: str, inputs: dict[str, dict], incoming: list,
+                  previous: dict[str, Any] | None = None) -> tuple:
         try:
             out = open_node(self.file, name, self.nodes[name],
-                            {p: StreamInfo.from_dict(d) for p, d in inputs.items()}, incoming)
+                            {p: StreamInfo.from_dict(d) for p, d in inputs.items()}, incoming, previous)
         except UserError as exc:
             return ("error", *error_line(exc))
         return ("ok", {port: info.to_dict() for port, info in out.items()})
@@ -574,6 +625,10 @@ class Driver:
         self.spare: Any = None
         self.downtime: dict[str, float] = self.budget.downtime
         self.spare_ready = False
+        self.recreate_s: dict[str, float] = {}
+        """Seconds the last :meth:`recreate` spent configuring the actor, opening and restoring."""
+        self.parts_s: dict[str, float] = {}
+        """Where the last restart's time went (s), for the ``"restarted"`` event (benchmarks)."""
         self.can_restart = restarts
         self.stopping: Callable[[], bool] = lambda: False
         """True when a stop was asked during start-up (see :meth:`get`); off once the graph runs."""
@@ -646,9 +701,10 @@ class Driver:
         self.actors[plan.name] = actor
         return actor
 
-    def _open_one(self, name: str, inputs: dict[str, StreamInfo], incoming: list) -> dict[str, StreamInfo]:
+    def _open_one(self, name: str, inputs: dict[str, StreamInfo], incoming: list,
+                  previous: dict[str, Any] | None = None) -> dict[str, StreamInfo]:
         actor = self.actors[self.group_of[name]]
-        result = self.get(actor.open_node.remote(name, {p: i.to_dict() for p, i in inputs.items()}, incoming),
+        result = self.get(actor.open_node.remote(name, {p: i.to_dict() for p, i in inputs.items()}, incoming, previous),
                           f"node {name!r} (opening)")
         if result[0] == "error":
             raise error_from_line(result[1], result[2])
@@ -682,15 +738,20 @@ class Driver:
         return [self.get(r, what) for r in refs]
 
     # --- restarts ------------------------------------------------------------------------------
-    def reopen(self, plan: GroupPlan) -> None:
-        """Open the nodes of a freshly created group actor with the graph's known descriptions."""
+    def reopen(self, plan: GroupPlan, state: dict[str, Any] | None = None) -> None:
+        """Open the nodes of a freshly created group actor with the graph's known descriptions;
+        each node is first shown its state in the group's checkpoint ``state`` (if any), to reopen
+        faster (:meth:`~pipeline.node.Node.reopen_from`)."""
         from pipeline.runners.opening import incoming_edges, log_wait
 
         incoming = incoming_edges(self.spec)
+        nodes = state["stepper"]["nodes"] if state else {}
         for name in plan.nodes:
             inputs = {e.dst_port: self.infos[(e.src, e.src_port)] for e in incoming[name] if not e.feedback}
             log_wait(self.spec, name)
-            self._open_one(name, inputs, incoming[name])
+            t = time.perf_counter()
+            self._open_one(name, inputs, incoming[name], nodes.get(name))
+            log.debug("node %r reopened in %.0f ms", name, (time.perf_counter() - t) * 1e3)
         for e in self.spec.edges:
             if e.feedback and e.dst in plan.nodes:
                 self._feedback_one(e, self.infos[(e.src, e.src_port)])
@@ -707,16 +768,25 @@ class Driver:
         except Exception:  # noqa: BLE001 - already dead
             pass
         self.epochs[group] += 1
+        t0 = time.perf_counter()
         actor = self.create(plan)
-        self.reopen(plan)
+        t1 = time.perf_counter()
         state = self.checkpoints.get(group)
+        self.reopen(plan, state)
+        t2 = time.perf_counter()
         self.get(actor.setup.remote(self.actors, state), f"group {group!r} (restoring)")
         self.pids[group] = self.get(actor.ping.remote(), "ping")
+        self.recreate_s = {"configure": t1 - t0, "open": t2 - t1, "restore": time.perf_counter() - t2}
+        log.debug("group %r recreated: configure %.0f ms, open %.0f ms, restore %.0f ms", group,
+                  *(1e3 * v for v in self.recreate_s.values()))
         return actor, state
 
-    def restarted(self, group: str, actor: Any, state: dict[str, Any] | None, t0: float, how: str) -> None:
-        """After a restart: start a new spare, log it, tell the observer (``"restarted"``)."""
+    def restarted(self, group: str, actor: Any, state: dict[str, Any] | None, t0: float, how: str,
+                  parts: dict[str, float] | None = None) -> None:
+        """After a restart: start a new spare, log it, tell the observer (``"restarted"``, with
+        ``parts``: where the time went, s, and ``noticed_at``, the ``time.monotonic()`` of noticing)."""
         plan = self.by_name[group]
+        self.parts_s = dict(parts or {})
         if self.spare is None:
             self._spare()
         log.info("group %r restarted in %.0f ms from %s; %s", group, (time.perf_counter() - t0) * 1e3,
@@ -725,12 +795,15 @@ class Driver:
         restored = sum(state["stepper"]["executor"]["stats"][n].samples_in for n in plan.nodes
                        if n in self.spec.sinks()) if state else 0
         self.observer("restarted", {"group": group, "pid": self.pids[group], "actor": actor,
-                                    "sink_samples_restored": restored})
+                                    "sink_samples_restored": restored, "parts_s": dict(self.parts_s)})
 
-    def restart(self, group: str) -> Any:
-        """Recreate ``group``'s actor from its last checkpoint; senders re-send what they kept."""
+    def restart(self, group: str, noticed_at: float | None = None) -> Any:
+        """Recreate ``group``'s actor from its last checkpoint; senders re-send what they kept.
+
+        ``noticed_at``: ``time.monotonic()`` when the death was noticed (reported to the observer)."""
         t0 = time.perf_counter()
         actor, state = self.recreate(group)
+        t1 = time.perf_counter()
         self.loop_ref = actor.run_loop.remote()  # running before the re-sent batches fill its inbox
         resent = 0
         for other, handle in self.actors.items():
@@ -740,7 +813,10 @@ class Driver:
             position = state["inbox"].get(other) if state else None
             resent += self.get(handle.set_peer.remote(group, actor, other in senders, position),
                                f"group {other!r} (re-sending)")
-        self.restarted(group, actor, state, t0, f"{resent} batches re-sent")
+        parts = dict(self.recreate_s, resend=time.perf_counter() - t1)
+        if noticed_at is not None:
+            parts["noticed_at"] = noticed_at
+        self.restarted(group, actor, state, t0, f"{resent} batches re-sent", parts)
         return actor
 
     def failed_result(self, group: str) -> dict[str, Any] | None:
@@ -850,7 +926,7 @@ def _drive(driver: Driver, spec: GraphSpec, progress: bool, duration_s: float | 
                     if failure:
                         raise _Failed(group) from None
                     t_dead = time.monotonic()
-                    actor = driver.restart(group)
+                    actor = driver.restart(group, t_dead)
                     driver.budget.restarted(group, time.monotonic() - t_dead, driver.by_name[group].nodes,
                                             {n: s.kind for n, s in spec.nodes.items()})
                     pending_ckpt.pop(group, None)
