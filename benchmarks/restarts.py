@@ -14,7 +14,10 @@
    interleaved pairs (off/on, then on/off, ...): source samples per second of each run, the
    per-pair cost (1 - on/off) with its median and spread, and the work the checkpoints did,
    counted rather than timed (checkpoints taken, bytes pickled, seconds the groups spent in
-   ``state()`` per second of run).
+   ``state()`` per second of run). On ``ray`` also the **steady-state** throughput (between 20 % and
+   95 % of the data, from when the spare actor was ready: polled from the replay group) with its
+   per-pair cost, and the **one-off** cost of being ready to restart: the CPU seconds the spare
+   actor's process used to start and prepare, and when it was ready.
 
 Timings on a shared machine are noisy: the load average is printed with the results.
 """
@@ -176,12 +179,87 @@ def kill_to_output(kills: int, runner_name: str = "ray") -> dict:
     }
 
 
+class _RunWatch:
+    """Observer of one throughput run (``ray`` runner): polls the replay group's progress (data
+    seconds done) every ``period`` s, and notes the spare actor's pid and when it was ready.
+
+    ``steady()`` is the throughput between 20 % and 95 % of the data, started no earlier than the
+    spare being ready: the run once its one-off start-up work (the spare's process) is done."""
+
+    def __init__(self, period: float = 0.25) -> None:
+        self.period = period
+        self.points: list[tuple[float, float]] = []
+        self.total: float | None = None
+        self.t_started: float | None = None
+        self.spare_pid: int | None = None
+        self.t_spare: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, event: str, info: dict) -> None:
+        if event == "started":
+            self.t_started = time.monotonic()
+            actors = info.get("actors") or {}
+            replay = next((a for g, a in actors.items() if "replay" in g.split("+")), None)
+            if replay is not None:
+                self._thread = threading.Thread(target=self._poll, args=(replay,), daemon=True)
+                self._thread.start()
+        elif event == "spare_ready":
+            self.spare_pid, self.t_spare = info.get("pid"), time.monotonic()
+
+    def _poll(self, actor) -> None:
+        import ray
+
+        while not self._stop.is_set():
+            ref = actor.progress.remote()
+            ready, _ = ray.wait([ref], timeout=1.0)
+            if ready:
+                try:
+                    got = ray.get(ref)
+                except ray.exceptions.RayError:
+                    return  # the run ended (actor gone)
+                if got is not None:
+                    self.points.append((time.monotonic(), float(got[0])))
+                    self.total = float(got[1])
+            self._stop.wait(self.period)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def spare_cpu_s(self) -> float | None:
+        """CPU seconds (user + system) the spare actor's process used by now (None if unknown)."""
+        if self.spare_pid is None:
+            return None
+        try:
+            import psutil
+
+            t = psutil.Process(self.spare_pid).cpu_times()
+            return t.user + t.system
+        except Exception:  # noqa: BLE001 - gone, or on another machine
+            return None
+
+    def steady(self) -> float | None:
+        """Data seconds per wall second between 20 % and 95 % of the data (after the spare was ready)."""
+        if not self.points or not self.total:
+            return None
+        t_from = self.t_spare or 0.0
+        pts = [(t, x) for t, x in self.points if t >= t_from and 0.2 * self.total <= x <= 0.95 * self.total]
+        if len(pts) < 4 or pts[-1][0] - pts[0][0] < 2.0:
+            return None
+        return (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0])
+
+
 def checkpoint_cost(interval: float, repeats: int, seconds: float, runner: str = "ray") -> dict:
     from pipeline.graph import load_graph
     from pipeline.runners import get_runner
 
     run = get_runner(runner)
     rates: dict[str, list[float]] = {"off": [], "on": []}
+    steady: dict[str, list[float | None]] = {"off": [], "on": []}
+    spare_cpu: list[float] = []
+    spare_ready: list[float] = []
     work: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeats):
@@ -189,21 +267,44 @@ def checkpoint_cost(interval: float, repeats: int, seconds: float, runner: str =
                 spec = load_graph("configs/replay_decode.yaml",
                                   ["runtime.fuse=[]", f"runtime.checkpoint_s={interval if mode == 'on' else 0}"])
                 spec = _with_capture(spec, Path(tmp) / f"{mode}{i}.yaml", seconds)
-                summary = run(spec, progress=False)
+                watch = _RunWatch()
+                try:
+                    summary = run(spec, progress=False, observer=watch)
+                finally:
+                    watch.stop()
                 rates[mode].append(summary["samples_per_s"])
+                per_data_s = summary["source_samples"] / seconds  # samples per second of data
+                rate = watch.steady()
+                steady[mode].append(None if rate is None else rate * per_data_s)
                 ck = summary.get("checkpoints") or {}
+                extra = ""
                 if mode == "on":
                     work.append(dict(ck, wall_s=summary["wall_s"]))
-                print(f"  pair {i + 1}/{repeats} checkpoints {mode}: {summary['samples_per_s']:,.0f} samples/s "
-                      f"({summary['wall_s']:.1f} s; checkpoints {ck.get('count', 0)}, {ck.get('bytes', 0):,} bytes, "
-                      f"state() {ck.get('state_s', 0.0) * 1e3:.1f} ms; load {os.getloadavg()[0]:.1f})", flush=True)
+                    cpu = watch.spare_cpu_s()
+                    if cpu is not None:
+                        spare_cpu.append(cpu)
+                    if watch.t_spare is not None and watch.t_started is not None:
+                        spare_ready.append(watch.t_spare - watch.t_started)
+                    extra = (f"; spare ready after {spare_ready[-1] if spare_ready else float('nan'):.1f} s, "
+                             f"its CPU {cpu if cpu is not None else float('nan'):.2f} s")
+                st = steady[mode][-1]
+                print(f"  pair {i + 1}/{repeats} checkpoints {mode}: {summary['samples_per_s']:,.0f} samples/s, steady "
+                      f"{'-' if st is None else f'{st:,.0f}'} ({summary['wall_s']:.1f} s; checkpoints {ck.get('count', 0)}, "
+                      f"{ck.get('bytes', 0):,} bytes, state() {ck.get('state_s', 0.0) * 1e3:.1f} ms{extra}; "
+                      f"load {os.getloadavg()[0]:.1f})", flush=True)
     off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
     pair_cost = [100.0 * (1.0 - b / a) for a, b in zip(rates["off"], rates["on"])]
+    steady_pairs = [100.0 * (1.0 - b / a) for a, b in zip(steady["off"], steady["on"]) if a and b]
     state_frac = [w["state_s_per_s"] for w in work if w.get("state_s_per_s") is not None]
     return {"runner": runner, "interval_s": interval, "samples_per_s_off": rates["off"], "samples_per_s_on": rates["on"],
             "median_off": off, "median_on": on, "cost_pct": 100.0 * (off - on) / off,
             "pair_cost_pct": pair_cost, "median_pair_cost_pct": statistics.median(pair_cost),
             "pair_cost_range_pct": [min(pair_cost), max(pair_cost)], "work": work,
+            "steady_samples_per_s_off": steady["off"], "steady_samples_per_s_on": steady["on"],
+            "steady_pair_cost_pct": steady_pairs,
+            "median_steady_pair_cost_pct": statistics.median(steady_pairs) if steady_pairs else None,
+            "spare_cpu_s": spare_cpu, "median_spare_cpu_s": statistics.median(spare_cpu) if spare_cpu else None,
+            "spare_ready_after_s": spare_ready,
             "median_state_s_per_s": statistics.median(state_frac) if state_frac else None,
             "median_bytes_per_s": statistics.median([w["bytes_per_s"] for w in work if w.get("bytes_per_s") is not None] or [0])}
 
@@ -255,6 +356,13 @@ def run(args: argparse.Namespace) -> int:
         lo, hi = c["pair_cost_range_pct"]
         print(f"  median samples/s: off {c['median_off']:,.0f}, on {c['median_on']:,.0f}; cost of the medians "
               f"{c['cost_pct']:.1f} %; per pair median {c['median_pair_cost_pct']:.1f} % (range {lo:.1f} .. {hi:.1f} %)")
+        if c["median_steady_pair_cost_pct"] is not None:
+            sp = c["steady_pair_cost_pct"]
+            print(f"  steady state (20-95 % of the data, after the spare was ready): per pair median "
+                  f"{c['median_steady_pair_cost_pct']:.1f} % (range {min(sp):.1f} .. {max(sp):.1f} %)")
+        if c["median_spare_cpu_s"] is not None:
+            print(f"  one-off: the spare actor's process used {c['median_spare_cpu_s']:.2f} CPU s (median) to start and "
+                  f"prepare, ready {statistics.median(c['spare_ready_after_s']):.1f} s after the graph started")
         if c["median_state_s_per_s"] is not None:
             print(f"  work: the groups spent {100 * c['median_state_s_per_s']:.3f} % of the run's wall time in state() "
                   f"(summed over groups), {c['median_bytes_per_s']:,.0f} checkpoint bytes per second (medians)")

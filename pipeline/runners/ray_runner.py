@@ -686,8 +686,12 @@ class Driver:
         """Note (log, observer "spare_ready") when the spare actor has started."""
         if self.spare is not None and not self.spare_ready and self.ray.wait([self.spare_ref], timeout=0)[0]:
             self.spare_ready = True
-            log.debug("spare actor ready")
-            self.observer("spare_ready", {})
+            try:
+                pid = self.ray.get(self.spare_ref, timeout=1.0)
+            except Exception:  # noqa: BLE001 - a spare that died warming up: a restart makes a new actor
+                pid = None
+            log.debug("spare actor ready (pid %s)", pid)
+            self.observer("spare_ready", {"pid": pid})
 
     def create(self, plan: GroupPlan) -> Any:
         """An actor for ``plan``: the spare if it fits (no resources asked), else a new one."""
@@ -730,7 +734,7 @@ class Driver:
         self.infos = open_all(self.spec, self._open_one, self._feedback_one)
         self.get_all([a.setup.remote(self.actors) for a in self.actors.values()], "setting up the groups")
         self.pids = dict(zip(self.actors, self.get_all([a.ping.remote() for a in self.actors.values()], "ping")))
-        self.observer("started", {"pids": dict(self.pids)})
+        self.observer("started", {"pids": dict(self.pids), "actors": dict(self.actors)})
         if self.can_restart and restarts_enabled(self.spec.runtime):
             self._spare()
 
@@ -843,7 +847,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     With ``address`` (or ``session``) the run registers as a named session on the cluster
     (:mod:`pipeline.sessions`): ``spikeloop sessions`` lists it and can stop it.
 
-    ``observer(event, info)`` is told ``"started"`` ({"pids": {group: pid}}), ``"checkpoint"``
+    ``observer(event, info)`` is told ``"started"`` ({"pids": {group: pid}, "actors"}), ``"spare_ready"`` ({"pid"}), ``"checkpoint"``
     ({"group"}) and ``"restarted"`` ({"group", "pid"}) (tests and benchmarks use it).
     """
     status = StatusLine(progress)
