@@ -61,6 +61,7 @@ class CpuSampler(threading.Thread):
         self.marks: dict[str, dict[int, float]] = {}
         self.mark_t: dict[str, float] = {}
         self.own_s = 0.0
+        self.own_at_mark = 0.0
         self._halt = threading.Event()
         self._lock = threading.Lock()
         self._rescan = 0.0
@@ -89,14 +90,26 @@ class CpuSampler(threading.Thread):
                 except psutil.Error:
                     self.procs.pop(pid, None)
 
+    def own_now(self) -> float:
+        """CPU seconds of the sampler thread so far (0 before it runs)."""
+        import psutil
+
+        tid = self.native_id
+        if tid is None:
+            return 0.0
+        for t in psutil.Process().threads():
+            if t.id == tid:
+                return t.user_time + t.system_time
+        return 0.0
+
     def run(self) -> None:
-        t0 = time.thread_time()
         while not self._halt.wait(self.period):
             self._sample()
-        self.own_s = time.thread_time() - t0
+        self.own_s = self.own_now()
 
     def mark(self, name: str) -> None:
         self._sample()
+        self.own_at_mark = self.own_now()
         with self._lock:
             self.marks[name] = dict(self.last)
             self.mark_t[name] = time.monotonic()
@@ -122,7 +135,12 @@ def one_run(mode: str, seconds: float, tmp: Path, index: int, period: float) -> 
     before = dict(sampler.last)
     events: dict[str, Any] = {}
 
+    from benchmarks.restarts import _RunWatch
+
+    watch = _RunWatch()
+
     def observer(event: str, info: dict) -> None:
+        watch(event, info)
         if event == "started":
             events["pids"] = dict(info["pids"])
             sampler.mark("started")
@@ -139,6 +157,9 @@ def one_run(mode: str, seconds: float, tmp: Path, index: int, period: float) -> 
     finally:
         ray_runner.Driver._spare = original_spare
         sampler.stop()
+        watch.stop()
+    rate = watch.steady()
+    steady = None if rate is None else rate * summary["source_samples"] / seconds
     end = dict(sampler.last)
     started = sampler.marks.get("started", before)
     t_started = sampler.mark_t.get("started", time.monotonic())
@@ -153,11 +174,11 @@ def one_run(mode: str, seconds: float, tmp: Path, index: int, period: float) -> 
              "ray_idle_workers": idle, "ray_system": system}
     cpu_run = {r: round(_delta(end, started, ps), 3) for r, ps in roles.items()}
     cpu_start = {r: round(_delta(started, before, ps), 3) for r, ps in roles.items()}
-    cpu_run["driver"] = round(cpu_run["driver"] - sampler.own_s, 3)  # the sampler's thread is not the driver's work
+    cpu_run["driver"] = round(cpu_run["driver"] - (sampler.own_s - sampler.own_at_mark), 3)  # the sampler's thread is not the driver's work
     role_of = {p: r for r, ps in roles.items() for p in ps}
     top = sorted(((round(end.get(p, 0.0) - started.get(p, 0.0), 3), role_of.get(p, "?"), p, sampler.names.get(p, "?"))
                   for p in end), reverse=True)[:12]
-    return {"mode": mode, "top": top, "samples_per_s": summary["samples_per_s"], "wall_s": summary["wall_s"],
+    return {"mode": mode, "top": top, "steady_samples_per_s": steady, "samples_per_s": summary["samples_per_s"], "wall_s": summary["wall_s"],
             "source_samples": summary.get("source_samples"), "checkpoints": summary.get("checkpoints"),
             "cpu_run_s": cpu_run, "cpu_startup_s": cpu_start, "sampler_s": round(sampler.own_s, 3),
             "spare_ready_after_start_s": (round(events["spare_ready"] - t_started, 2) if "spare_ready" in events else None),
@@ -184,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                 r = one_run(mode, args.seconds, Path(tmp), i, args.period)
                 runs.append(r)
                 actors = sum(v for k, v in r["cpu_run_s"].items() if k.startswith("actor:"))
-                print(f"round {i + 1} {mode:8s}: {r['samples_per_s']:,.0f} samples/s, wall {r['wall_s']:.1f} s, "
+                st = r["steady_samples_per_s"]
+                print(f"round {i + 1} {mode:8s}: {r['samples_per_s']:,.0f} samples/s (steady {st or 0:,.0f}), wall {r['wall_s']:.1f} s, "
                       f"run CPU s: driver {r['cpu_run_s']['driver']:.2f}, actors {actors:.2f}, spare "
                       f"{r['cpu_run_s']['spare']:.2f}, ray idle {r['cpu_run_s']['ray_idle_workers']:.2f}, ray system "
                       f"{r['cpu_run_s']['ray_system']:.2f}; spare ready {r['spare_ready_after_start_s']} s; "
@@ -199,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         med = {k: statistics.median(r["cpu_run_s"].get(k, 0.0) for r in rs) for k in keys}
         per = {k: statistics.median(1e5 * r["cpu_run_s"].get(k, 0.0) / r["source_samples"] for r in rs) for k in keys}
         total = statistics.median(sum(r["cpu_run_s"].values()) for r in rs)
-        print(f"  {mode}: samples/s {statistics.median(r['samples_per_s'] for r in rs):,.0f}; total {total:.2f} s; "
+        print(f"  {mode}: samples/s {statistics.median(r['samples_per_s'] for r in rs):,.0f} (steady "
+              f"{statistics.median(r['steady_samples_per_s'] or 0 for r in rs):,.0f}); total {total:.2f} s; "
               + ", ".join(f"{k} {med[k]:.2f} [{per[k]:.2f}]" for k in keys))
     print("load after", os.getloadavg(), flush=True)
     if args.json_path:

@@ -47,12 +47,14 @@ class Killer:
         self.checkpoints = 0
         self.killed: list[float] = []
         self.killed_lsl: list[float] = []
+        self.parts: list[dict] = []
 
     def __call__(self, event: str, info: dict) -> None:
         if event == "started":
             self.pids.update(info["pids"])
         elif event == "restarted":
             self.pids[info["group"]] = info["pid"]
+            self.parts.append(info["parts_s"])
             self.checkpoints = 0
         elif event == "checkpoint" and info["group"] == self.group:
             self.checkpoints += 1
@@ -143,6 +145,12 @@ runtime:
     # output resumes: samples pushed after the kill (their stamps are the pusher's clock) come out
     after = [t for t in stamps if t > killer.killed_lsl[0]]
     assert after, "no output after the restart"
+    # where the restart's time went is reported (noticed after the kill; the new actor's parts)
+    parts = killer.parts[0]
+    assert parts["noticed_at"] >= killer.killed[0]
+    assert {"configure", "open", "restore"} <= set(parts) and all(parts[k] >= 0 for k in ("configure", "open", "restore"))
+    if runner == "ray-compiled":
+        assert {"teardown", "compile", "replay"} <= set(parts)
     print(f"live output resumed with a sample pushed {after[0] - killer.killed_lsl[0]:.3f} s after the kill")
 
 
