@@ -506,7 +506,8 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         address: str | None = None, observer: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
     """Run ``spec`` as a Ray Compiled Graph of group actors; return the summary (as ``local``).
 
-    ``observer(event, info)`` is told ``"started"`` ({"pids": {group: pid}, "actors"}), ``"spare_ready"`` ({"pid"}), ``"checkpoint"``
+    ``observer(event, info)`` is told ``"started"`` ({"pids": {group: pid}, "actors"}),
+    ``"spare_ready"`` ({"pid"}), ``"checkpoint"``
     ({"group", "round"}) and ``"restarted"`` ({"group", "pid"}) (tests and benchmarks use it).
     """
     status = StatusLine(progress)

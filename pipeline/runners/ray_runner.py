@@ -37,10 +37,15 @@ default 3)
     :data:`MAX_KEPT_BYTES` per receiver; beyond that the oldest are forgotten and counted as
     ``kept_overflow``). When an actor dies the driver notices (it polls every 0.1 s, never an
     unbounded wait), creates a new actor, opens its nodes, restores the checkpoint and has the
-    senders re-send what they kept. Packets a group had already processed come again with sequence
-    numbers it has seen: they are dropped (``duplicates_dropped``), so a replay through a crash
-    gives the outputs of an uninterrupted run. Live sources cannot rewind: what a dead inlet would
-    have read is gone (the inlet's counters show the gap). A restarted group numbers its batches in
+    senders re-send what they kept. The new actor is the *spare*, started with the run and
+    prepared ahead at low CPU priority (:meth:`GroupActor.warm`: node modules, compiled kernels,
+    liblsl, a GC freeze), and each node is shown its checkpointed state before it opens
+    (:meth:`~pipeline.node.Node.reopen_from`: an LSL inlet reopens the stream it had by uid), so a
+    restart takes a few hundred ms (``spikeloop bench restarts`` reports where they go). Packets a
+    group had already processed come again with sequence numbers it has seen: they are dropped
+    (``duplicates_dropped``), so a replay through a crash gives the outputs of an uninterrupted run.
+    Live sources cannot rewind: what a dead inlet would have read is gone (the inlet's counters
+    show the gap). A restarted group numbers its batches in
     a new epoch; its receivers drop the dead incarnation's leftovers. Past ``max_restarts`` the run
     stops, says which node failed, and still returns the summary of what ran (the dead group's
     statistics from its last checkpoint). Limitation: if a group and its direct upstream both die
@@ -847,7 +852,8 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     With ``address`` (or ``session``) the run registers as a named session on the cluster
     (:mod:`pipeline.sessions`): ``spikeloop sessions`` lists it and can stop it.
 
-    ``observer(event, info)`` is told ``"started"`` ({"pids": {group: pid}, "actors"}), ``"spare_ready"`` ({"pid"}), ``"checkpoint"``
+    ``observer(event, info)`` is told ``"started"`` ({"pids": {group: pid}, "actors"}),
+    ``"spare_ready"`` ({"pid"}), ``"checkpoint"``
     ({"group"}) and ``"restarted"`` ({"group", "pid"}) (tests and benchmarks use it).
     """
     status = StatusLine(progress)
