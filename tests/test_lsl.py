@@ -219,7 +219,9 @@ def test_restarted_inlet_reopens_the_stream_it_had_by_uid():
     assert again.state()["uid"] == uid_a
     again.close()
     del first  # the stream it had goes away: a restart resolves by the query (now unambiguous)
-    time.sleep(0.5)
+    deadline = time.monotonic() + 10.0
+    while uid_a in {s.uid() for s in pylsl.resolve_bypred(f"name='{name}'", 2, 1.0)}:
+        assert time.monotonic() < deadline, "the first stream is still visible"
     later = LslInlet(name=name, clock_sync=False, ambiguity_wait_s=0.5)
     later.name = "inlet"
     later.reopen_from(state)

@@ -67,7 +67,7 @@ from nodes.sources.lsl_wait import WAIT_MODES, InletWait, WaitMode
 
 MIN_STALL_S = 0.2
 """A regular stream's stall threshold is never shorter than this (s): senders push in chunks."""
-PINNED_RESOLVE_S = 0.5
+PINNED_RESOLVE_S = 1.0
 """Seconds a restarted inlet looks for the stream it had (by uid) before resolving by its query."""
 STALL_LOG_EVERY_S = 10.0
 """While a stall lasts it is logged again this often (s)."""
