@@ -189,6 +189,76 @@ def one_session(cluster: Any, tree: Path, model: str, workdir: Path, timeout_s: 
         _stop(pusher)
 
 
+def concurrent_sessions(cluster: Any, tree: Path, model: str, workdir: Path, k: int, timeout_s: float) -> dict[str, Any]:
+    """Start ``k`` sessions from ``tree`` at the same moment (their pushers up first); the CPU seconds
+    of all their drivers, the new workers and the cluster until every one produced output (or the
+    timeout), and how many did. CPU seconds are the load-independent figure; wall time is not."""
+    import psutil
+    import pylsl
+
+    from benchmarks.latency import GRAPH, _client, _stop
+
+    pushers, graphs, receivers, dirs = [], [], [], []
+    try:
+        for i in range(k):
+            d = workdir / f"c{i}"
+            d.mkdir(parents=True, exist_ok=True)
+            tag = uuid.uuid4().hex[:8]
+            (d / "graph.yaml").write_text(GRAPH.format(in_name=f"prof_in_{tag}", out_name=f"prof_out_{tag}", model=model,
+                                                       wait="block", fuse="[[inlet, smooth, decoder, outlet]]"))
+            pushers.append(_client("push", d, "--name", f"prof_in_{tag}", "--rate", "250", "--duration", "1",
+                                   "--startup", str(timeout_s + 60), "--settle", "1"))
+            dirs.append((d, tag))
+        for d, tag in dirs:
+            if not pylsl.resolve_byprop("name", f"prof_in_{tag}", 1, 60.0):
+                raise RuntimeError(f"pusher stream prof_in_{tag} not visible within 60 s")
+        cluster_cpu = TreeCpu(cluster.proc.pid)
+        before = cluster_cpu.sample()
+        env = dict(cluster.env, PYTHONPATH=str(tree))
+        t0 = time.monotonic()
+        for d, tag in dirs:
+            graphs.append(subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(d / "graph.yaml"), "--runner",
+                                            "ray", "--address", cluster.address, "--no-progress"], cwd=tree, env=env,
+                                           stdout=open(d / "graph.log", "w"), stderr=subprocess.STDOUT))
+            receivers.append(_client("receive", d, "--name", f"prof_out_{tag}", "--startup", str(timeout_s),
+                                     "--settle", "1", "--duration", "1", "--ready", "ready"))
+        drivers = [psutil.Process(g.pid) for g in graphs]
+        last = {g.pid: 0.0 for g in graphs}
+        up: dict[int, float] = {}
+        end = t0 + timeout_s
+        while len(up) < k and time.monotonic() < end:
+            cluster_cpu.sample()
+            for i, ((d, _), p) in enumerate(zip(dirs, drivers)):
+                try:
+                    last[p.pid] = _cpu(p)
+                except psutil.Error:
+                    pass
+                if i not in up and (d / "ready").exists():
+                    up[i] = time.monotonic() - t0
+            time.sleep(0.1)
+        after = cluster_cpu.sample()
+        workers = sum(v for pid, v in after.items() if pid not in before)
+        cluster_own = sum(after.get(pid, v) - v for pid, v in before.items())
+        return {"k": k, "up": len(up), "wall_all_up_s": round(max(up.values()), 2) if len(up) == k else None,
+                "up_times_s": sorted(round(v, 2) for v in up.values()),
+                "driver_cpu_s": round(sum(last.values()), 2), "workers_cpu_s": round(workers, 2),
+                "cluster_own_cpu_s": round(cluster_own, 2),
+                "total_cpu_s": round(sum(last.values()) + workers + cluster_own, 2)}
+    finally:
+        for g in graphs:
+            if g.poll() is None:
+                g.send_signal(signal.SIGINT)
+        for g in graphs:
+            try:
+                g.wait(60.0)
+            except subprocess.TimeoutExpired:
+                g.kill()
+        for d, _ in dirs:
+            (d / "stop").touch()
+        for r in receivers + pushers:
+            _stop(r)
+
+
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.sessions import DEFAULT_MODEL, LocalCluster
 
@@ -203,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=180.0, help="longest wait for a session's first output (s)")
     p.add_argument("--steady", type=float, default=0.0, metavar="S",
                    help="after the first output, also measure the running session's CPU for S seconds (default 0)")
+    p.add_argument("--concurrent", type=int, default=0, metavar="K",
+                   help="also start K sessions at the same moment (after the one-by-one ones) and report the CPU "
+                        "seconds until all produced output (default 0: not)")
     p.add_argument("--json", dest="json_path", help="write the figures as JSON")
     p.add_argument("--show-log", action="store_true", help="print each run's log lines with their costs")
     a = p.parse_args(argv)
@@ -210,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(model).exists():
         model = str(DEFAULT_MODEL)
     runs = []
+    conc: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="spikeloop_startup_") as tmp:
         cluster = LocalCluster(num_cpus=a.num_cpus, startup_s=120.0)
         try:
@@ -230,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
                     for ln in r["log"]:
                         print(f"  {ln['t_s']:7.2f} s  driver {ln['driver_cpu_s']:5.2f}  workers "
                               f"{ln['workers_cpu_s']:5.2f}  | {ln['line']}")
+            if a.concurrent > 0:
+                load = os.getloadavg()[0]
+                conc = concurrent_sessions(cluster, a.tree.resolve(), model, Path(tmp) / "conc", a.concurrent,
+                                           a.timeout)
+                conc["load_1min"] = load
+                print(f"{a.concurrent} sessions at once: {conc}", flush=True)
         finally:
             cluster.stop()
     med = {k: float(np.median([r[k] for r in runs])) for k in ("wall_s", "driver_cpu_s", "workers_cpu_s",
@@ -237,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     print("median: " + ", ".join(f"{k} {v:.2f}" for k, v in med.items()))
     if a.json_path:
         Path(a.json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json_path).write_text(json.dumps({"tree": str(a.tree), "median": med, "runs": runs,
+        Path(a.json_path).write_text(json.dumps({"tree": str(a.tree), "median": med, "runs": runs, "concurrent": conc,
                                                  "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}, indent=2) + "\n")
     return 0 if all(r["ok"] for r in runs) else 1
 

@@ -242,7 +242,8 @@ class Session:
         self.graph: subprocess.Popen | None = None
         self.receiver: subprocess.Popen | None = None
         self.phase = "waiting"  # -> pusher -> graph -> up | failed
-        self.t_start = self.t_graph = 0.0
+        self.t_start = self.t_graph = self.t_up = 0.0
+        self.t0 = 0.0  # when the start of all sessions began (set by start_all)
         self.startup_s: float | None = None
         self.graph_startup_s: float | None = None
         self.error: str | None = None
@@ -278,7 +279,7 @@ class Session:
                 self._fail(f"pusher's stream {self.in_name!r} not created within {PUSHER_UP_S:g} s")
         elif self.phase == "graph":
             if self.ready():
-                self.phase = "up"
+                self.phase, self.t_up = "up", now
                 self.startup_s, self.graph_startup_s = now - self.t_start, now - self.t_graph
             elif (why := self.failed()) is not None:
                 self._fail(why)
@@ -317,6 +318,8 @@ def start_all(sessions: list[Session], parallel: int) -> float:
     A session is in start-up from its pusher's launch until its first output (or its failure). Every
     wait is bounded by the sessions' own limits (:data:`PUSHER_UP_S`, ``--startup-timeout``)."""
     t0 = time.monotonic()
+    for s in sessions:
+        s.t0 = t0
     waiting = list(sessions)
     limit = parallel if parallel > 0 else len(sessions)
     while waiting or any(s.starting for s in sessions):
@@ -392,7 +395,10 @@ def measure_n(n: int, cluster: LocalCluster, root: Path, args: argparse.Namespac
     rows = []
     for s in sessions:
         row: dict[str, Any] = {"session": s.index, "in": s.in_name, "out": s.out_name,
-                               "startup_s": s.startup_s, "graph_startup_s": s.graph_startup_s}
+                               "startup_s": s.startup_s, "graph_startup_s": s.graph_startup_s,
+                               # when (s after the first start) its pusher was launched and its first output came
+                               "started_at_s": s.t_start - s.t0 if s.t_start else None,
+                               "up_at_s": s.t_up - s.t0 if s.t_up else None}
         if s.error is not None:
             row["error"] = s.error
         else:

@@ -118,6 +118,14 @@ class Node:
     name: str = ""
 
     @classmethod
+    def preload(cls) -> None:
+        """Import what constructing this node imports (default: nothing more).
+
+        A node whose constructor imports heavy modules (scipy, numba kernels), so that loading a
+        graph in a driver stays cheap, overrides this to import them; a Ray runner's spare actor
+        calls it, so that a restart does not pay for those imports."""
+
+    @classmethod
     def layout(cls, params: dict[str, Any]) -> Layout:
         """The ports and tick interval a node of this kind has with ``params`` (type-checked),
         without constructing it: the graph loader wires edges with it, so nodes are constructed

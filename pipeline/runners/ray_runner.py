@@ -348,7 +348,7 @@ class GroupActor:
         from pipeline.registry import node_class
 
         for kind in kinds:
-            node_class(kind)
+            node_class(kind).preload()  # and what constructing the node imports (scipy, numba kernels)
         return os.getpid()
 
     # --- construction and opening (errors come back as text: one line, no Ray traceback) --------
