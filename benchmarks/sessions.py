@@ -380,10 +380,13 @@ def measure_n(n: int, cluster: LocalCluster, root: Path, args: argparse.Namespac
     finally:
         for s in sessions:
             (s.workdir / "stop").touch()
+        deadline = time.monotonic() + 15.0  # one bounded wait shared by all receivers, not 15 s each
         for s in sessions:
             if s.receiver is not None:
+                if not s.ready():  # still resolving its stream: it has nothing to save and cannot see "stop"
+                    _stop(s.receiver)
                 try:
-                    s.receiver.wait(15.0)  # it saves its results when it sees "stop"
+                    s.receiver.wait(max(0.1, deadline - time.monotonic()))  # it saves its results on "stop"
                 except subprocess.TimeoutExpired:
                     _stop(s.receiver)
             _stop(s.pusher)
