@@ -3,7 +3,7 @@
 ``python -m benchmarks.session_startup [--tree PATH] [--repeats K] [--json PATH]``
 
 One Ray cluster is started on loopback (:class:`benchmarks.sessions.LocalCluster`, the cluster of
-``spikeloop bench sessions``). Then, ``--repeats`` times one after the other, one session of the
+``spikeloop bench sessions``, workers at niceness 0). Then, ``--repeats`` times one after the other, one session of the
 ``bench sessions`` graph (LSL in -> Bessel -> SNN decoder -> LSL out, fused in one actor) is
 started on it with ``spikeloop run --runner ray --address`` from the source tree ``--tree``
 (default: this one; give an older checkout to compare commits with the same cluster and clients).
@@ -23,7 +23,12 @@ Measured from the run's start to the first output at the receiver:
   start, node open, ...).
 
 A cluster's idle processes use some CPU of their own (heartbeats), so "cluster" includes a small
-share that is not the session's; it is reported separately.
+share that is not the session's; it is reported separately. "Workers" also holds the start of the
+session's spare actor (it is launched just before the graph runs), in proportion to how long the
+first output takes. ``--concurrent K`` then starts K sessions at the same moment and reports the
+CPU seconds until all of them produced output. To compare two commits, check the older one out with
+``git worktree add`` and pass it as ``--tree`` (run this module from the newer tree, without
+``PYTHONPATH``, so each session imports its own tree's code).
 """
 from __future__ import annotations
 
