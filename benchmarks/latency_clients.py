@@ -14,7 +14,7 @@ inflate the floor, so the benchmark runs:
 
 The processes talk through files in a work directory: the receiver creates ``go`` when the first
 output arrives (the pusher then starts its measured window after ``settle_s``), the pusher creates
-``pushed`` when done, the driver creates ``stop`` to end the receiver. Every wait is bounded.
+``outlet`` once its stream exists and ``pushed`` when done, the driver creates ``stop`` to end the receiver. Every wait is bounded.
 
 Run as ``python -m benchmarks.latency_clients ROLE --arg value ...`` (the driver does this).
 """
@@ -66,6 +66,7 @@ def pusher(name: str, rate: float, duration_s: float, workdir: Path, startup_s: 
 
     rng = np.random.default_rng(seed)
     outlet = _outlet(name, rate, events)
+    (workdir / "outlet").touch()  # the stream exists (a driver may start the graph that resolves it now)
     period = 1.0 / rate
     go, done = workdir / "go", workdir / "pushed"
     scheduled: list[float] = []

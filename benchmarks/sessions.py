@@ -17,10 +17,24 @@ What is measured
     seen at the output are *lost*.
 
     Reported per N and session: p50/p99/max (ms), lost/pushed, CPU (% of one core) of its actor's
-    worker process (pid from the run's summary) plus its ``spikeloop run`` process; per N: the worst session's p99, total lost, total CPU of the cluster's
-    process tree plus all session processes (actors included), and the 1-minute load average at
-    the start and end of the window. Sessions that fail to start (no output within
-    ``--startup-timeout``, or the process exited) are reported with their log's last line.
+    worker process (pid from the run's summary) plus its ``spikeloop run`` process, and its start-up
+    time (graph launch -> first output); per N: the worst session's p99, total lost, total CPU of
+    the cluster's process tree plus all session processes (actors included), the 1-minute load
+    average at the start and end of the window, the actors' niceness. Sessions that fail to start
+    (no output within ``--startup-timeout`` of their own start, or a process exited) are reported
+    with their log's last line.
+
+Start-up (reported, not hidden)
+    Sessions start in phases: a session's pusher first, and its graph (with its receiver) only
+    once the pusher's stream exists, so no inlet races its pusher to LSL discovery; and at most
+    ``--startup-parallel`` sessions (default 2) are in start-up at once, the next starting when one
+    produces output. One session's start-up costs about 4-5 CPU seconds (driver imports and Ray
+    connection, a Ray worker process for its actor, the decoder's compiled loop; measured with
+    ``python -m benchmarks.session_startup``); started all at once (``--startup-parallel 0``), 16 of
+    them ask a 2-core machine for over a minute of CPU while 2N clients and the sessions already
+    running compete for it, and the late ones ran out of their time limits. Each inlet's resolve
+    timeout is ``--resolve-timeout`` (default 60 s). The cluster's workers run at
+    ``--worker-niceness`` (default 0; see :class:`LocalCluster`).
 """
 from __future__ import annotations
 
@@ -46,13 +60,21 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "snn_streaming_sample.npz"
 RATE_HZ = 250.0
 SETTLE_S = 1.0
+PUSHER_UP_S = 60.0
+"""Longest wait for a session's pusher to create its stream (it is a small Python process)."""
 EPILOG = """\
 Each session: spikeloop run (ray runner, joined to the benchmark's own loopback cluster) with
 LSL in -> Bessel(4, 6.25 Hz) -> SNN decoder -> LSL out fused in one actor, 96 channels at 250 Hz,
 its own pusher and receiver processes. Latency is push -> arrival at the receiver.
 
-example:
+Sessions start in phases (pusher, then its graph once the pusher's stream exists), at most
+--startup-parallel at once; each session's start-up time is reported. Workers of the benchmark's
+cluster run at --worker-niceness (default 0; Ray's default 15 starves the actors behind the
+clients).
+
+examples:
   spikeloop bench sessions --sessions 1 4 8 16 --duration 60 --json out/sessions.json
+  spikeloop bench sessions --sessions 16 --duration 60 --startup-parallel 0   # all 16 start at once
 """
 
 
@@ -64,8 +86,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait", choices=("auto", "block"), default="block",
                    help="how each graph's LSL inlet waits: block (in liblsl, no spinning; default) or auto")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="decoder model (default: the bundled SNN sample)")
-    p.add_argument("--startup-timeout", type=float, default=240.0, metavar="S",
-                   help="longest wait for the cluster, and for all N sessions to produce output (default 240)")
+    p.add_argument("--startup-timeout", type=float, default=180.0, metavar="S",
+                   help="longest wait for the cluster, and for each session's graph to produce output, counted "
+                        "from its own start (default 180)")
+    p.add_argument("--startup-parallel", type=int, default=2, metavar="K",
+                   help="sessions in start-up at once: the next one starts when one of them produces output "
+                        "(or fails); 0 = all N at once (default 2: on 2 cores, 16 start-ups at once starve each other)")
+    p.add_argument("--resolve-timeout", type=float, default=60.0, metavar="S",
+                   help="each graph's LSL inlet: longest wait for its pusher's stream (default 60; the pusher's "
+                        "stream exists before its graph starts)")
+    p.add_argument("--worker-niceness", type=int, default=0, metavar="NICE",
+                   help="niceness of the cluster's Ray workers, i.e. the sessions' actors (RAY_worker_niceness; "
+                        "default 0, as the ray runner's own local Ray; Ray's default is 15)")
     p.add_argument("--json", dest="json_path", metavar="PATH", help="also write every session's figures as JSON")
 
 
@@ -79,13 +111,21 @@ def _free_port() -> int:
 class LocalCluster:
     """A Ray head node on loopback, started with ``ray start --block`` in a temporary directory.
 
+    ``worker_niceness``: ``RAY_worker_niceness`` for its workers (the sessions' group actors); 0 by
+    default, deliberately: Ray's own default, 15, makes every actor yield to any normal process
+    (its CFS weight is 36 against 1024), so on a machine also running the benchmark's 2N client
+    processes the actors' start-up and data path wait behind them. 0 is also what the ``ray``
+    runner's own local Ray uses (:data:`pipeline.runners.ray_runner.WORKER_NICENESS`). None keeps
+    Ray's default.
+
     ``stop()`` ends exactly this cluster's processes (the ``ray start`` process and every process
     seen in its tree), SIGTERM first and SIGKILL after ``grace_s``; ``ray stop`` would end every Ray
     on the machine.
     """
 
-    def __init__(self, num_cpus: int, startup_s: float) -> None:
+    def __init__(self, num_cpus: int, startup_s: float, worker_niceness: int | None = 0) -> None:
         self.port = _free_port()
+        self.worker_niceness = worker_niceness
         self.address = f"127.0.0.1:{self.port}"
         # Short path: Ray's Unix sockets live under it (107-byte limit).
         self.temp_dir = Path(tempfile.mkdtemp(prefix="slr_", dir="/tmp"))
@@ -93,6 +133,10 @@ class LocalCluster:
         # processes given this environment (the sessions) can join.
         self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
                         RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=uuid.uuid4().hex + uuid.uuid4().hex)
+        if worker_niceness is not None:  # read by the raylet `ray start` launches (its workers: our actors)
+            self.env["RAY_worker_niceness"] = str(worker_niceness)
+        else:
+            self.env.pop("RAY_worker_niceness", None)
         ray_bin = Path(sys.executable).with_name("ray")
         cmd = [str(ray_bin) if ray_bin.exists() else "ray", "start", "--head", "--block",
                "--node-ip-address=127.0.0.1", f"--port={self.port}", "--include-dashboard=false",
@@ -126,6 +170,21 @@ class LocalCluster:
                 continue
         return [p.pid for p in procs]
 
+    def actor_niceness(self) -> list[int]:
+        """The niceness values of the cluster's group actors now (``ray::GroupActor`` processes)."""
+        import psutil
+
+        found = set()
+        for pid in self.pids():
+            try:
+                p = psutil.Process(pid)
+                cmd = p.cmdline()
+                if cmd and cmd[0].startswith("ray::GroupActor"):
+                    found.add(p.nice())
+            except psutil.Error:
+                continue
+        return sorted(found)
+
     def stop(self, grace_s: float = 10.0) -> None:
         import psutil
 
@@ -157,42 +216,92 @@ class LocalCluster:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-# --- one N ----------------------------------------------------------------------------------------------
+# --- one N ---------------------------------------------------------------------------------------------
 class Session:
-    """One live session: its graph process, pusher and receiver, all in ``workdir``."""
+    """One live session: its pusher, graph process and receiver, all in ``workdir``, started in phases.
+
+    :meth:`start` launches the pusher; :meth:`advance` (called every 0.1 s) launches the graph and the
+    receiver once the pusher's stream exists (its ``outlet`` file), and notes when the first output
+    arrives (``ready``) or why the session failed. ``startup_s``: from the pusher's launch to the first
+    output; ``graph_startup_s``: from the graph's launch to the first output.
+    """
 
     def __init__(self, index: int, workdir: Path, cluster: LocalCluster, model: str, wait: str,
-                 duration: float, startup_s: float) -> None:
-        self.index, self.workdir = index, workdir
+                 duration: float, startup_s: float, resolve_s: float, client_startup_s: float) -> None:
+        self.index, self.workdir, self.cluster = index, workdir, cluster
         workdir.mkdir(parents=True, exist_ok=True)
         tag = uuid.uuid4().hex[:8]
         self.in_name, self.out_name = f"bench_sin_{tag}", f"bench_sout_{tag}"
-        config = workdir / "graph.yaml"
-        config.write_text(GRAPH.format(in_name=self.in_name, out_name=self.out_name, model=model, wait=wait,
-                                       fuse="[[inlet, smooth, decoder, outlet]]"))
+        self.config = workdir / "graph.yaml"
+        graph = GRAPH.replace("resolve_timeout_s: 30", "resolve_timeout_s: {resolve}")
+        self.config.write_text(graph.format(in_name=self.in_name, out_name=self.out_name, model=model, wait=wait,
+                                            fuse="[[inlet, smooth, decoder, outlet]]", resolve=f"{resolve_s:g}"))
         self.summary_path = workdir / "summary.json"
-        client_startup = startup_s + 60.0  # the pusher waits for "go", which comes when all sessions are up
-        self.pusher = _client("push", workdir, "--name", self.in_name, "--rate", str(RATE_HZ),
-                              "--duration", str(duration), "--startup", str(client_startup),
-                              "--settle", str(SETTLE_S), "--seed", str(index))
-        cmd = [sys.executable, "-m", "pipeline", "run", str(config), "--runner", "ray", "--address",
-               cluster.address, "--no-progress", "--json", str(self.summary_path)]
-        self.graph = subprocess.Popen(cmd, cwd=REPO, env=cluster.env, stdout=open(workdir / "graph.log", "w"),
-                                      stderr=subprocess.STDOUT)
-        self.receiver = _client("receive", workdir, "--name", self.out_name, "--startup", str(client_startup),
-                                "--settle", str(SETTLE_S), "--duration", str(duration), "--ready", "ready")
+        self.duration, self.startup_limit, self.client_startup = duration, startup_s, client_startup_s
+        self.pusher: subprocess.Popen | None = None
+        self.graph: subprocess.Popen | None = None
+        self.receiver: subprocess.Popen | None = None
+        self.phase = "waiting"  # -> pusher -> graph -> up | failed
+        self.t_start = self.t_graph = self.t_up = 0.0
+        self.t0 = 0.0  # when the start of all sessions began (set by start_all)
+        self.startup_s: float | None = None
+        self.graph_startup_s: float | None = None
         self.error: str | None = None
         self.meter: CpuMeter | None = None
+
+    def start(self) -> None:
+        """Launch the pusher (its stream must exist before the graph resolves it)."""
+        self.t_start = time.monotonic()
+        self.pusher = _client("push", self.workdir, "--name", self.in_name, "--rate", str(RATE_HZ),
+                              "--duration", str(self.duration), "--startup", str(self.client_startup),
+                              "--settle", str(SETTLE_S), "--seed", str(self.index))
+        self.phase = "pusher"
+
+    def _launch_graph(self) -> None:
+        cmd = [sys.executable, "-m", "pipeline", "run", str(self.config), "--runner", "ray", "--address",
+               self.cluster.address, "--no-progress", "--json", str(self.summary_path)]
+        self.t_graph = time.monotonic()
+        self.graph = subprocess.Popen(cmd, cwd=REPO, env=self.cluster.env, stdout=open(self.workdir / "graph.log", "w"),
+                                      stderr=subprocess.STDOUT)
+        self.receiver = _client("receive", self.workdir, "--name", self.out_name, "--startup", str(self.client_startup),
+                                "--settle", str(SETTLE_S), "--duration", str(self.duration), "--ready", "ready")
+        self.phase = "graph"
+
+    def advance(self) -> None:
+        """One look at the session's start-up: next phase, up, or failed (every wait bounded)."""
+        now = time.monotonic()
+        if self.phase == "pusher":
+            if (self.workdir / "outlet").exists():
+                self._launch_graph()
+            elif self.pusher is not None and self.pusher.poll() is not None:
+                self._fail(f"pusher exited with code {self.pusher.returncode} before its stream existed")
+            elif now - self.t_start > PUSHER_UP_S:
+                self._fail(f"pusher's stream {self.in_name!r} not created within {PUSHER_UP_S:g} s")
+        elif self.phase == "graph":
+            if self.ready():
+                self.phase, self.t_up = "up", now
+                self.startup_s, self.graph_startup_s = now - self.t_start, now - self.t_graph
+            elif (why := self.failed()) is not None:
+                self._fail(why)
+            elif now - self.t_graph > self.startup_limit:
+                self._fail(f"no output on {self.out_name!r} within {self.startup_limit:g} s of its start ({self.log_tail()})")
+
+    def _fail(self, why: str) -> None:
+        self.error, self.phase = why, "failed"
+
+    @property
+    def starting(self) -> bool:
+        return self.phase in ("pusher", "graph")
 
     def ready(self) -> bool:
         return (self.workdir / "ready").exists()
 
     def failed(self) -> str | None:
-        if self.graph.poll() is not None:
+        if self.graph is not None and self.graph.poll() is not None:
             return f"spikeloop run exited with code {self.graph.returncode}: {self.log_tail()}"
-        if self.pusher.poll() is not None:
+        if self.pusher is not None and self.pusher.poll() is not None:
             return f"pusher exited with code {self.pusher.returncode}"
-        if self.receiver.poll() is not None and not self.ready():
+        if self.receiver is not None and self.receiver.poll() is not None and not self.ready():
             err = self.workdir / "receiver_error"
             return err.read_text() if err.exists() else f"receiver exited with code {self.receiver.returncode}"
         return None
@@ -203,38 +312,54 @@ class Session:
         return lines[-1].strip() if lines else "(no output)"
 
 
+def start_all(sessions: list[Session], parallel: int) -> float:
+    """Bring ``sessions`` up, at most ``parallel`` in start-up at once (0 = all at once); return the seconds taken.
+
+    A session is in start-up from its pusher's launch until its first output (or its failure). Every
+    wait is bounded by the sessions' own limits (:data:`PUSHER_UP_S`, ``--startup-timeout``)."""
+    t0 = time.monotonic()
+    for s in sessions:
+        s.t0 = t0
+    waiting = list(sessions)
+    limit = parallel if parallel > 0 else len(sessions)
+    while waiting or any(s.starting for s in sessions):
+        while waiting and sum(s.starting for s in sessions) < limit:
+            waiting.pop(0).start()
+        for s in sessions:
+            if s.starting:
+                s.advance()
+        time.sleep(0.1)
+    return time.monotonic() - t0
+
+
 def measure_n(n: int, cluster: LocalCluster, root: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Run ``n`` sessions at once on ``cluster``; every session's figures and the summary for ``n``."""
     sessions: list[Session] = []
     total: CpuMeter | None = None
-    result: dict[str, Any] = {"sessions_requested": n}
+    result: dict[str, Any] = {"sessions_requested": n, "startup_parallel": args.startup_parallel,
+                              "resolve_timeout_s": args.resolve_timeout, "startup_timeout_s": args.startup_timeout,
+                              "worker_niceness": args.worker_niceness}
+    # the clients wait (bounded) for the last session to come up before the measured window starts
+    client_startup = n * (args.startup_timeout + PUSHER_UP_S) + 60.0
     try:
         for i in range(n):
             sessions.append(Session(i, root / f"n{n}_s{i}", cluster, args.model, args.wait, args.duration,
-                                    args.startup_timeout))
-        t0 = time.monotonic()
-        end = t0 + args.startup_timeout
-        pending = list(sessions)
-        while pending and time.monotonic() < end:
-            for s in list(pending):
-                if s.ready():
-                    pending.remove(s)
-                elif (why := s.failed()) is not None:
-                    s.error = why
-                    pending.remove(s)
-            time.sleep(0.1)
-        for s in pending:
-            s.error = f"no output on {s.out_name!r} within {args.startup_timeout:g} s ({s.log_tail()})"
-        result["startup_s"] = time.monotonic() - t0
+                                    args.startup_timeout, args.resolve_timeout, client_startup))
+        result["load_1min_before_startup"] = os.getloadavg()[0]
+        result["startup_s"] = start_all(sessions, args.startup_parallel)
         live = [s for s in sessions if s.error is None]
-        print(f"[{n} sessions] {len(live)}/{n} producing output after {result['startup_s']:.1f} s; "
-              f"measuring {args.duration:g} s", file=sys.stderr, flush=True)
+        ups = [s.graph_startup_s for s in live if s.graph_startup_s is not None]
+        result["graph_startup_s_median"] = float(np.median(ups)) if ups else None
+        result["graph_startup_s_max"] = max(ups) if ups else None
+        print(f"[{n} sessions] {len(live)}/{n} producing output after {result['startup_s']:.1f} s "
+              f"(at most {args.startup_parallel or n} starting at once; one session's start-up median "
+              f"{result['graph_startup_s_median'] or 0:.1f} s); measuring {args.duration:g} s", file=sys.stderr, flush=True)
         if live:
             for s in live:
                 (s.workdir / "go").touch()  # every pusher starts its window SETTLE_S from now
             time.sleep(SETTLE_S)
             result["load_1min_start"] = os.getloadavg()[0]
-            total = CpuMeter(cluster.proc.pid, *(s.graph.pid for s in live))
+            total = CpuMeter(cluster.proc.pid, *(s.graph.pid for s in live if s.graph is not None))
             total.begin()
             for s in live:
                 s.meter = CpuMeter(s.graph.pid)
@@ -249,25 +374,34 @@ def measure_n(n: int, cluster: LocalCluster, root: Path, args: argparse.Namespac
                 s.cpu = s.meter.end() if s.meter else {}
             result["cpu"] = total.end()
             result["load_1min_end"] = os.getloadavg()[0]
+            result["actor_niceness"] = cluster.actor_niceness()
             cluster.pids()
             time.sleep(0.5)  # stragglers
     finally:
         for s in sessions:
             (s.workdir / "stop").touch()
+        deadline = time.monotonic() + 15.0  # one bounded wait shared by all receivers, not 15 s each
         for s in sessions:
-            try:
-                s.receiver.wait(15.0)  # it saves its results when it sees "stop"
-            except subprocess.TimeoutExpired:
-                _stop(s.receiver)
+            if s.receiver is not None:
+                if not s.ready():  # still resolving its stream: it has nothing to save and cannot see "stop"
+                    _stop(s.receiver)
+                try:
+                    s.receiver.wait(max(0.1, deadline - time.monotonic()))  # it saves its results on "stop"
+                except subprocess.TimeoutExpired:
+                    _stop(s.receiver)
             _stop(s.pusher)
         for s in sessions:  # Ctrl-C for every run at once, then a bounded wait for each
-            if s.graph.poll() is None:
+            if s.graph is not None and s.graph.poll() is None:
                 s.graph.send_signal(signal.SIGINT)
         for s in sessions:
             _stop(s.graph, signal.SIGINT, 60.0)
     rows = []
     for s in sessions:
-        row: dict[str, Any] = {"session": s.index, "in": s.in_name, "out": s.out_name}
+        row: dict[str, Any] = {"session": s.index, "in": s.in_name, "out": s.out_name,
+                               "startup_s": s.startup_s, "graph_startup_s": s.graph_startup_s,
+                               # when (s after the first start) its pusher was launched and its first output came
+                               "started_at_s": s.t_start - s.t0 if s.t_start else None,
+                               "up_at_s": s.t_up - s.t0 if s.t_up else None}
         if s.error is not None:
             row["error"] = s.error
         else:
@@ -304,9 +438,12 @@ def _print(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     from pipeline.console import console
 
     table = Table(title=f"concurrent live sessions on one loopback Ray cluster: push -> arrival (ms), "
-                        f"{args.duration:g} s window, 96 ch at 250 Hz, inlet wait={args.wait}; {os.cpu_count()} CPUs",
+                        f"{args.duration:g} s window, 96 ch at 250 Hz, inlet wait={args.wait}; {os.cpu_count()} CPUs; "
+                        f"start-up: at most {args.startup_parallel or 'all'} at once, inlet resolve timeout "
+                        f"{args.resolve_timeout:g} s, worker niceness {args.worker_niceness}",
                   title_justify="left")
-    for col in ("N", "session", "p50", "p99", "max", "lost / pushed", "CPU %\nactor+run", "load 1 min", "note"):
+    for col in ("N", "session", "p50", "p99", "max", "lost / pushed", "CPU %\nactor+run", "start-up s",
+                "load 1 min", "note"):
         table.add_column(col, justify="left" if col in ("session", "note") else "right")
 
     def f(v: Any, d: int = 2) -> str:
@@ -316,14 +453,15 @@ def _print(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         n = res["sessions_requested"]
         for r in res["sessions"]:
             table.add_row(str(n), f"#{r['session']}", f(r.get("p50_ms")), f(r.get("p99_ms")), f(r.get("max_ms")),
-                          f"{r.get('lost', '-')} / {r.get('samples', '-')}", f(r.get("cpu_pct"), 0), "",
-                          (r.get("error") or "")[:70])
+                          f"{r.get('lost', '-')} / {r.get('samples', '-')}", f(r.get("cpu_pct"), 0),
+                          f(r.get("graph_startup_s"), 1), "", (r.get("error") or "")[:70])
         load = f"{f(res.get('load_1min_start'))} -> {f(res.get('load_1min_end'))}"
         cpu = res.get("cpu", {}).get("cpu_pct")
         table.add_row(f"[bold]{n}[/]", f"[bold]all ({res['sessions_ok']}/{n} ok)[/]", f(res.get("median_p50_ms")),
                       f"[bold]{f(res.get('worst_p99_ms'))}[/] worst", "", f"[bold]{res['lost']}[/] / {res['samples']}",
-                      f"{f(cpu, 0)} total", load,
-                      f"start-up {res.get('startup_s', 0):.0f} s; CPU: cluster tree + runs", end_section=True)
+                      f"{f(cpu, 0)} total", f"{f(res.get('graph_startup_s_median'), 1)} med", load,
+                      f"all up in {res.get('startup_s', 0):.0f} s; actor nice {res.get('actor_niceness', '?')}; "
+                      f"CPU: cluster tree + runs", end_section=True)
     console().print(table)
 
 
@@ -334,12 +472,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"bench sessions: model file not found: {args.model}")
     if args.duration <= 0 or any(n < 1 for n in args.sessions):
         raise UserError("bench sessions: --duration must be > 0 s and every --sessions N >= 1")
+    if args.startup_parallel < 0 or args.resolve_timeout <= 0 or args.startup_timeout <= 0:
+        raise UserError("bench sessions: --startup-parallel must be >= 0, --resolve-timeout and --startup-timeout > 0 s")
+    if not -20 <= args.worker_niceness <= 19:
+        raise UserError(f"bench sessions: --worker-niceness must be in -20..19, got {args.worker_niceness}")
     results: list[dict[str, Any]] = []
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="spikeloop_sessions_") as tmp:
         print("starting a Ray cluster on loopback ...", file=sys.stderr, flush=True)
         try:
-            cluster = LocalCluster(num_cpus=max(max(args.sessions), os.cpu_count() or 1), startup_s=args.startup_timeout)
+            cluster = LocalCluster(num_cpus=max(max(args.sessions), os.cpu_count() or 1), startup_s=args.startup_timeout,
+                                   worker_niceness=args.worker_niceness)
         except RuntimeError as exc:
             raise UserError(f"bench sessions: {exc}") from None
         try:

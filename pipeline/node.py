@@ -158,8 +158,10 @@ class Node:
     @classmethod
     def prepare_process(cls) -> None:
         """Called once in a standby process (the spare actor that takes over a dead group) for
-        each node kind of the graph: do the one-off, per-process work that :meth:`open` would
-        otherwise pay during a restart (load compiled kernels, start a library). Default: nothing."""
+        each node kind of the graph: do the one-off, per-process work that constructing and
+        :meth:`open` would otherwise pay during a restart (import heavy modules such as scipy or
+        numba kernels, which a node imports where it is constructed so that loading a graph in a
+        driver stays cheap; load compiled kernels; start a library). Default: nothing."""
 
     def reopen_from(self, state: dict[str, Any]) -> None:
         """Called before :meth:`open` when the node is reopened after a restart (a new process),

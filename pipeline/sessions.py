@@ -16,7 +16,8 @@ Ray then also ends the run's actors, which the driver owns). Such an entry is ma
 ``dead: driver gone``, with the time it was last seen and its last figures; its name is free again.
 An entry whose driver Ray still counts alive but which has sent no heartbeat for
 :data:`STALE_AFTER_S` is shown as stale (with when it was last seen); after :data:`LOST_AFTER_S`
-it is marked ended, ``lost: no heartbeat``, and revived if a heartbeat comes after all.
+(or the session's own ``lost_after_s``, see :func:`lost_limit`) it is marked ended, ``lost: no
+heartbeat``, with its last figures kept, and revived (running again) if a heartbeat comes after all.
 ``spikeloop sessions --prune`` forgets every ended entry.
 """
 from __future__ import annotations
@@ -35,7 +36,30 @@ HEARTBEAT_S = 2.0
 STALE_AFTER_S = 10.0
 """A running entry without a heartbeat for this long is shown as stale."""
 LOST_AFTER_S = 120.0
-"""A running entry without a heartbeat for this long is marked ended (lost), even if its job lives."""
+"""A running entry without a heartbeat for this long is marked ended (lost), even if its job lives
+(default; a session may declare its own: ``SPIKELOOP_SESSION_LOST_S`` in the environment of its
+``spikeloop run``, or :class:`SessionHandle`'s ``lost_after_s``)."""
+LOST_ENV = "SPIKELOOP_SESSION_LOST_S"
+
+
+def lost_limit(value: float | None = None) -> float:
+    """Seconds without a heartbeat after which a session is marked lost: ``value``, else
+    ``$SPIKELOOP_SESSION_LOST_S``, else :data:`LOST_AFTER_S`. Refuses a value <= 0 or one shorter
+    than two heartbeats (a healthy session would be marked lost between its own updates)."""
+    from pipeline.errors import UserError
+
+    if value is None:
+        raw = os.environ.get(LOST_ENV, "").strip()
+        if not raw:
+            return LOST_AFTER_S
+        try:
+            value = float(raw)
+        except ValueError:
+            raise UserError(f"{LOST_ENV}={raw!r}: give seconds (a number), e.g. {LOST_AFTER_S:g}") from None
+    if not value >= 2 * HEARTBEAT_S:
+        raise UserError(f"{LOST_ENV} (lost_after_s) = {value:g} s: must be at least two heartbeats "
+                        f"({2 * HEARTBEAT_S:g} s)")
+    return float(value)
 KEEP_ENDED = 50
 """Ended entries kept (oldest forgotten first)."""
 
@@ -73,8 +97,8 @@ def _registry_class():
                 if job and job in dead:
                     s.update(ended=dead[job] or now, stopped_by="dead: driver gone (Ray marked its job dead)",
                              dead=True, final=dict(s.get("stats") or {}))
-                elif now - s["last_seen"] > LOST_AFTER_S:
-                    s.update(ended=now, stopped_by=f"lost: no heartbeat for {LOST_AFTER_S:g} s", lost=True,
+                elif now - s["last_seen"] > (limit := float(s.get("lost_after_s") or LOST_AFTER_S)):
+                    s.update(ended=now, stopped_by=f"lost: no heartbeat for {limit:g} s", lost=True,
                              final=dict(s.get("stats") or {}))
                 else:
                     continue
@@ -149,15 +173,22 @@ def registry(create: bool):
 class SessionHandle:
     """A running session's side: register, heartbeat with stats (non-blocking), see the stop flag, end."""
 
-    def __init__(self, name: str | None, config: str, runner: str) -> None:
+    def __init__(self, name: str | None, config: str, runner: str, lost_after_s: float | None = None) -> None:
+        """Register on the connected cluster as ``name`` (made unique by the registry).
+
+        ``lost_after_s``: seconds of silence after which the registry marks this session lost while
+        its driver's job is alive (default: :func:`lost_limit`, i.e. ``$SPIKELOOP_SESSION_LOST_S``
+        or :data:`LOST_AFTER_S`)."""
         import ray
 
+        lost = lost_limit(lost_after_s)
         self.ray = ray
         self.reg = registry(create=True)
         wanted = name or f"{Path(config).stem}-{uuid.uuid4().hex[:4]}"
         ctx = ray.get_runtime_context()
         info = {"config": str(config), "runner": runner, "host": socket.gethostname(), "pid": os.getpid(),
-                "started": time.time(), "job_id": str(ctx.get_job_id()), "node_id": str(ctx.get_node_id())}
+                "started": time.time(), "job_id": str(ctx.get_job_id()), "node_id": str(ctx.get_node_id()),
+                "lost_after_s": lost}
         self.name: str = ray.get(self.reg.register.remote(wanted, info), timeout=30.0)
         self._pending = None
         self._next = time.monotonic()

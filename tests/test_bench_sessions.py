@@ -14,7 +14,8 @@ from benchmarks import sessions
 def test_two_sessions_on_one_cluster_report_matched_outputs_and_losses(tmp_path):
     out = tmp_path / "sessions.json"
     args = argparse.Namespace(sessions=[2], duration=5.0, wait="block", model=str(sessions.DEFAULT_MODEL),
-                              startup_timeout=150.0, json_path=str(out))
+                              startup_timeout=150.0, startup_parallel=1, resolve_timeout=60.0, worker_niceness=0,
+                              json_path=str(out))
     code = sessions.run(args)
     report = json.loads(out.read_text())
     (res,) = report["results"]
@@ -28,6 +29,12 @@ def test_two_sessions_on_one_cluster_report_matched_outputs_and_losses(tmp_path)
         assert row["lost"] == row["samples"] - row["received"]
         assert 0.0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
         assert row["cpu_actor_pct"] > 0.0  # the session's actor was found in the cluster's process tree
+    # start-up in phases, one session at a time: the second started only once the first produced output
+    first, second = sorted(res["sessions"], key=lambda r: r["started_at_s"])
+    assert second["started_at_s"] >= first["up_at_s"] > first["started_at_s"]
+    assert all(0.0 < r["graph_startup_s"] <= r["startup_s"] for r in res["sessions"])
+    assert res["startup_parallel"] == 1 and res["resolve_timeout_s"] == 60.0
+    assert res["actor_niceness"] == [0]  # the cluster's workers run at the niceness asked for, not Ray's 15
     assert res["lost"] == sum(r["lost"] for r in res["sessions"])
     assert res["worst_p99_ms"] == max(r["p99_ms"] for r in res["sessions"])
     assert res["cpu"]["cpu_pct"] > 0.0

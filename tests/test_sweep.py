@@ -146,3 +146,60 @@ def test_interrupted_sweep_resumes_and_completes(ray_local, recording, tmp_path,
         assert after["best_val_r2"] == before["best_val_r2"] and len(_checkpoints(after["path"])) == 2
     assert np.isfinite(second["best"]["best_val_r2"])
     load_model(second["exported"])
+
+
+def _driver_sweep_file(tmp_path: Path, extra: str = "") -> Path:
+    """A tiny DAgger driver sweep: one family, 2 s episodes, the expert round and one DAgger round."""
+    from tests.conftest import REPO
+
+    f = tmp_path / "driver_sweep.yaml"
+    f.write_text(f"""
+model: crnn_driver
+options: {{episodes: 1, episode_s: 2, rounds: 1, val_worlds: 1, epochs: 1, max_minutes: 5,
+           worlds_files: [{REPO / 'configs' / 'worlds' / 'default.yaml'}]}}
+space:
+  lr: {{choice: [1.0e-3]}}
+samples: 1
+scheduler: fifo
+storage: {tmp_path / 'sweeps'}
+{extra}
+""")
+    return f
+
+
+def test_driver_sweep_reports_validation_collision_free_per_round(ray_local, tmp_path, capsys):
+    """crnn_driver trials report once per DAgger round (expert round first) with the worst family's
+    validation collision-free rate; the exported file is the best round's model and drives its
+    validation world exactly as reported."""
+    from nodes.control.driving import _specs, drive_score
+    from nodes.control.kernels import CrnnParams
+    from nodes.control.simulator import SEED_RANGES
+
+    f = _driver_sweep_file(tmp_path)
+    assert main(["sweep", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "crnn_driver on the simulator" in out
+    assert "metric val_collision_free (max)" in out
+    s = json.loads((tmp_path / "sweeps" / "driver_sweep" / "summary.json").read_text())
+    assert s["metric"] == "val_collision_free" and s["mode"] == "max" and not s["interrupted"]
+    (trial,) = s["trials"]
+    assert trial["epochs"] == 2 and trial["status"] == "completed"  # rounds 0 and 1: two reports
+    assert len(_checkpoints(trial["path"])) == 2
+    assert 0.0 <= trial["best_val_collision_free"] <= 1.0
+    arrays, meta = load_model(s["exported"])
+    assert meta["family"] == "controller" and meta["levels"] == 8 and meta["timesteps"] >= 1
+    assert meta["validation_worst_collision_free"] == trial["best_val_collision_free"]
+    assert meta["training"]["sweep"]["config"] == {"lr": 1.0e-3}
+    # the exported round, driven again on the same validation world: the rate the trial reported
+    specs = _specs([str(Path(__file__).resolve().parents[1] / "configs" / "worlds" / "default.yaml")], 2.0)
+    score = drive_score(CrnnParams(arrays, meta), specs, [SEED_RANGES["validation"][0]])
+    assert score["_key"][0] == trial["best_val_collision_free"]
+
+
+def test_driver_sweep_file_errors(tmp_path, capsys):
+    f = _driver_sweep_file(tmp_path, extra="dataset: /tmp")
+    assert main(["sweep", str(f)]) == 2
+    assert "model 'crnn_driver' trains in the simulator and reads no dataset" in capsys.readouterr().err
+    f.write_text(f.read_text().replace("model: crnn_driver", "model: reflex").replace("dataset: /tmp", ""))
+    assert main(["sweep", str(f)]) == 2
+    assert "'reflex' cannot be swept" in capsys.readouterr().err

@@ -36,7 +36,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -114,8 +114,15 @@ def lossless_timesteps(params: CrnnParams, seqs: Sequences, candidates=(4, 6, 8,
     return candidates[-1]
 
 
-def train_driver(args: argparse.Namespace) -> int:
-    """``spikeloop train --model crnn_driver``: see the module docstring."""
+def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict, Any], None] | None = None) -> int:
+    """``spikeloop train --model crnn_driver``: see the module docstring.
+
+    ``on_epoch(record, arrays, meta, None)``, if given (``spikeloop sweep``), is called after every
+    round is scored on the validation worlds (round 0: the expert round), with that round's model
+    (``arrays`` and the metadata its file would have) and ``record`` = ``{"epoch": rounds done - 1,
+    "val_collision_free": worst family's validation collision-free rate (0..1), "val_collision_free_mean",
+    "val_cells", "val_mse": the last fine-tuning's validation MSE}``. No trainer state is passed: a
+    resumed sweep trial of this kind starts again from its first round."""
     import torch
 
     from nodes.control.torch_models import CRNN
@@ -166,13 +173,17 @@ def train_driver(args: argparse.Namespace) -> int:
                                                        np.random.default_rng(args.seed + 1), progress=False))
     print(f"round 0: {len(data[0])} expert sequences ({len(val)} for early stopping)")
 
-    def save(arrays: dict, extra: dict) -> None:
+    def file_meta(arrays: dict, extra: dict) -> dict:
         m = dict(meta, **extra, seed=args.seed, train_minutes=(time.monotonic() - t_start) / 60)
         m["timesteps"] = lossless_timesteps(CrnnParams(arrays, m), Sequences(val.scans[:300], val.state[:300], val.steering[:300]))
-        save_model(args.out, arrays, m)
+        return m
+
+    def save(arrays: dict, extra: dict) -> None:
+        save_model(args.out, arrays, file_meta(arrays, extra))
 
     qcfg = FitConfig(epochs=args.epochs or 5, patience=3, seed=args.seed, max_minutes=2.5, batch_size=16,
                      lr=getattr(args, "lr", None) or 1e-3, dual=True)
+    val_mse = float("nan")  # the last fine-tuning's validation MSE (none yet for a continued run's first round)
     if args.init:  # continue DAgger from a quantised driver
         from pipeline.modelfile import load_model
 
@@ -196,7 +207,7 @@ def train_driver(args: argparse.Namespace) -> int:
         model = CRNN.from_arrays(arrays, levels, DRIVER_LAYERS)
         train = _concat(data)
         model.init_steps(torch.from_numpy(train.scans[:64]), torch.from_numpy(train.state[:64]))
-        arrays, _, _ = fit(model, train, val, meta, qcfg, desc=f"QAT L={levels}")
+        arrays, val_mse, _ = fit(model, train, val, meta, qcfg, desc=f"QAT L={levels}")
         history = []
         save(arrays, {"dagger": {"rounds": 0, "history": [], "selected_round": 0}})
         print(f"expert-round model saved -> {args.out}")
@@ -218,6 +229,13 @@ def train_driver(args: argparse.Namespace) -> int:
                         "sequences": int(sum(len(d) for d in data))})
         print(f"round {r}: validation collision-free " + ", ".join(f"{k} {100 * v['collision_free']:.0f}%"
               for k, v in score.items()) + f" (worst {100 * key[0]:.0f}%, cells {key[2]:.1f})", flush=True)
+        if on_epoch is not None:  # spikeloop sweep: this round's model and its validation driving
+            dagger = {"rounds": r, "episodes_per_family": episodes, "episode_s": episode_s, "history": list(history),
+                      "selected_round": r}
+            record = {"epoch": r - r0, "val_collision_free": key[0], "val_collision_free_mean": key[1], "val_cells": key[2]}
+            if np.isfinite(val_mse):
+                record["val_mse"] = float(val_mse)
+            on_epoch(record, arrays, file_meta(arrays, {"dagger": dagger, "validation_worst_collision_free": key[0]}), None)
         if best is None or key > best[0]:
             best = (key, arrays, r)
             save(arrays, {"dagger": {"rounds": r, "episodes_per_family": episodes, "episode_s": episode_s,
@@ -228,7 +246,7 @@ def train_driver(args: argparse.Namespace) -> int:
         data.append(cached(f"dagger_{tag}_round{r + 1}_{episodes}", lambda: collect(specs, episodes, train_seed + 100 * r, rng, params)))
         model = CRNN.from_arrays(arrays, levels, DRIVER_LAYERS)
         qcfg.seed += 1
-        arrays, _, _ = fit(model, _concat(data), val, meta, qcfg, desc=f"round {r + 1}")
+        arrays, val_mse, _ = fit(model, _concat(data), val, meta, qcfg, desc=f"round {r + 1}")
     key, arrays, r_best = best
     print(f"selected round {r_best} (worst-family validation collision-free {100 * key[0]:.0f}%) -> {args.out}")
     return 0

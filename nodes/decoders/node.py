@@ -15,7 +15,7 @@ bins of history the input features need.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,7 +24,8 @@ from pipeline.modelfile import load_model
 from pipeline.node import Node, require
 from pipeline.packet import Packet, StreamInfo
 
-from nodes.decoders.kernels import Activity, Kernel, make_kernel
+if TYPE_CHECKING:
+    from nodes.decoders.kernels import Kernel
 
 
 class Decoder(Node):
@@ -40,6 +41,10 @@ class Decoder(Node):
     kind = "decoder"
 
     def __init__(self, model: str, output_name: str = "velocity_pred", count_activity: bool = False) -> None:
+        # the kernels (numba, compiled loops) are imported where the node is constructed, i.e. where it
+        # runs: a driver that only loads the graph (param checks, layout) does not pay for them
+        from nodes.decoders.kernels import Activity, make_kernel
+
         self.model_path = str(model)
         arrays, meta = load_model(model)
         if meta.get("family") != "decoder":
@@ -53,6 +58,11 @@ class Decoder(Node):
         self.activity = Activity() if count_activity else None
         self._nonfinite = 0
         self._steps = 0
+
+    @classmethod
+    def prepare_process(cls) -> None:
+        """Import the numpy/numba kernels (the constructor imports them; see Node.prepare_process)."""
+        from nodes.decoders.kernels import make_kernel  # noqa: F401
 
     def open(self, inputs: dict[str, StreamInfo]) -> dict[str, StreamInfo]:
         rate = float(self.meta["rate_hz"])

@@ -46,9 +46,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-import scipy.signal
 
-from nodes.filters.sos_loop import sos_filter
 from pipeline.node import Node, require
 from pipeline.packet import Packet, StreamInfo
 
@@ -70,6 +68,8 @@ def design_bessel(order: int, cutoff_hz: float, rate_hz: float) -> np.ndarray:
         raise ValueError(f"bessel: needs a regular input stream (rate > 0 Hz), got {rate_hz}")
     if not (0 < cutoff_hz < rate_hz / 2):
         raise ValueError(f"bessel: cutoff_hz must be in (0, {rate_hz / 2}) Hz for a {rate_hz} Hz stream, got {cutoff_hz}")
+    import scipy.signal  # here, not at module level: loading a graph (the driver) needs no scipy (0.85 s CPU)
+
     return scipy.signal.bessel(order, cutoff_hz, btype="low", output="sos", fs=rate_hz)
 
 
@@ -96,6 +96,11 @@ class BesselFilter(Node):
             raise ValueError(f"bessel: block must be an integer >= 2 samples, got {block!r}")
         if not (isinstance(order, int) and order >= 1):
             raise ValueError(f"bessel: order must be an integer >= 1, got {order!r}")
+        # the compiled loop (numba) is imported where the node is constructed, i.e. where it runs: a
+        # driver that only loads the graph (param checks, layout) imports neither numba nor scipy
+        from nodes.filters.sos_loop import sos_filter
+
+        self._sos_filter = sos_filter
         self.order, self.cutoff_hz, self.mode, self.block, self.take = order, float(cutoff_hz), mode, block, take
         self.sos = np.zeros((0, 6))
         self.channels = 0
@@ -112,7 +117,12 @@ class BesselFilter(Node):
 
     @classmethod
     def prepare_process(cls) -> None:
-        """Load the compiled filter loop (numba's cache; about 0.3 s in a new process)."""
+        """Import scipy.signal and load the compiled filter loop (numba's cache; about 0.3 s in a
+        new process)."""
+        import scipy.signal  # noqa: F401 - what design_bessel needs
+
+        from nodes.filters.sos_loop import sos_filter
+
         sos = np.array([[1.0, 0.0, 0.0, 1.0, 0.0, 0.0]])
         sos_filter(sos, np.zeros((0, 1)), np.zeros((1, 2, 1)))
 
@@ -127,7 +137,7 @@ class BesselFilter(Node):
                 raise ValueError(f"bessel: block ({self.block}) must exceed sosfiltfilt's padlen ({padlen}) for order {self.order}")
         self._reset_state()
         if self.mode == "causal":  # compile (or load the cache) now, not on the first live sample
-            sos_filter(self.sos, np.zeros((0, self.channels)), self._zi)
+            self._sos_filter(self.sos, np.zeros((0, self.channels)), self._zi)
         metadata = dict(info.metadata)
         prior = float(metadata.get("delay_s", 0.0))
         metadata["delay_s"] = prior + self.delay_samples / self.rate_hz
@@ -167,7 +177,7 @@ class BesselFilter(Node):
         x = self._clean(packet.data)
         self._t_enter = packet.t_enter
         if self.mode == "causal":
-            y = sos_filter(self.sos, x, self._zi)  # scipy.signal.sosfilt's arithmetic, compiled
+            y = self._sos_filter(self.sos, x, self._zi)  # scipy.signal.sosfilt's arithmetic, compiled
             return {"out": packet.derive(y)}
         return self._block(x, packet.timestamps, packet)
 
@@ -177,6 +187,8 @@ class BesselFilter(Node):
             self._hist = np.repeat(x[:1], width - 1, axis=0)
         joined = np.concatenate([self._hist, x], axis=0)  # (width-1+n, C)
         blocks = np.lib.stride_tricks.sliding_window_view(joined, width, axis=0)  # (n, C, width)
+        import scipy.signal
+
         filtered = scipy.signal.sosfiltfilt(self.sos, blocks, axis=-1)
         self._hist = joined[-(width - 1):].copy()
         if self.take == "last":

@@ -15,7 +15,8 @@ in a small registry actor on the cluster (namespace "spikeloop") and updates its
 printed and written as usual) and its entry stays, marked ended.
 A session whose driver died (killed, crashed, machine lost) is marked "dead: driver gone" as soon
 as Ray reports its driver's job dead (Ray also ends its actors), with the time it was last seen; one
-silent for 10 s is shown as stale, and after 120 s without a heartbeat it is marked lost.
+silent for 10 s is shown as stale, and after 120 s without a heartbeat (SPIKELOOP_SESSION_LOST_S
+in the run's environment sets another time) it is marked lost, its last figures kept.
 --prune forgets every ended, dead or lost entry.
 
 examples:

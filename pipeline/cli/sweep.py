@@ -19,7 +19,10 @@ example sweep file (configs/sweeps/ann_lr.yaml):
 
 space domains: loguniform/uniform/randint [low, high], choice/grid [values]; keys are
 `spikeloop train` options (lr, epochs, batch_size, window, seed, levels, ...).
-other keys: metric (default val_r2 for decoders, val_mse for controllers), mode (max/min),
+crnn_driver trains in the simulator (no dataset:); its trials report once per DAgger round
+(options.rounds + 1 reports) with the worst family's validation collision-free rate.
+other keys: metric (default val_r2 for decoders, val_mse for crnn, val_collision_free for
+crnn_driver), mode (max/min; default max for *r2 and *collision_free),
 scheduler (asha | {asha: {grace_period, reduction_factor, brackets}} | fifo), resources
 (per trial, default {cpu: 1}), max_concurrent, cpus (local Ray), storage (default sweeps/),
 name (default: the file's stem), out (default <storage>/<name>/best.npz), seed (of the sampler).
@@ -27,6 +30,7 @@ name (default: the file's stem), out (default <storage>/<name>/best.npz), seed (
 examples:
   spikeloop sweep configs/sweeps/ann_lr.yaml                 # local Ray on loopback, all CPUs
   spikeloop sweep configs/sweeps/ann_lr.yaml --resume        # continue after Ctrl-C
+  spikeloop sweep configs/sweeps/driver_lr.yaml              # DAgger driver, metric val_collision_free
   spikeloop sweep configs/sweeps/ann_lr.yaml --address 10.0.0.5:6379   # on a cluster (ray start --head)
 """
 
@@ -62,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.sweep, storage=args.storage, out=args.out)
     if args.fresh and Path(spec.path).exists():
         shutil.rmtree(spec.path)
-    print(f"sweep {spec.name}: {spec.model} on {spec.data_path}; state in {spec.path}")
+    print(f"sweep {spec.name}: {spec.model} on {spec.data_path or 'the simulator'}; state in {spec.path}")
     outcome = run_sweep(spec, resume=args.resume, address=args.address, cpus=args.cpus)
     if outcome.exported:
         b = outcome.best

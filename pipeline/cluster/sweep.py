@@ -13,6 +13,12 @@ over more of them (seeds included)::
     scheduler: {asha: {grace_period: 2, reduction_factor: 2}}   # or asha, or fifo
     metric: val_r2                  # default: val_r2 (decoders, max) or val_mse (controllers, min)
 
+``model: crnn_driver`` trains in the simulator (no ``dataset:``): Tune's time axis is its DAgger
+rounds (``options.rounds`` + 1 reports, the expert round first) and the default metric
+``val_collision_free``, the worst world family's collision-free rate on the validation worlds
+(maximised); ``val_mse`` (the last fine-tuning's validation MSE) is reported beside it.
+A resumed ``crnn_driver`` trial starts again from its first round (its trainer keeps no state).
+
 Each trial runs exactly ``spikeloop train --model KIND --recording R --<option> VALUE ...``: the
 options are parsed by the train command's own parser (a misspelled option is refused before any
 trial starts, with the nearest valid name), then the family's trainer runs with an ``on_epoch``
@@ -52,6 +58,11 @@ from pipeline.errors import UserError
 
 DOMAINS = ("loguniform", "uniform", "randint", "choice", "grid")
 RESERVED = ("model", "out", "recording", "dataset")  # given at the top level of the sweep file, not as options
+SIMULATED = {"crnn_driver": "val_collision_free"}
+"""Model kinds trained in the simulator (no data file), with their default metric: the worst world
+family's validation collision-free rate after each DAgger round (maximised)."""
+NOT_SWEPT = {"reflex": "it selects a reflex for a trained driver among candidates (no training loop to "
+                       "report on); sweep crnn_driver, then run spikeloop train --model reflex --init BEST.npz"}
 KEYS = ("name", "model", "recording", "dataset", "options", "space", "samples", "metric", "mode", "scheduler",
         "resources", "max_concurrent", "cpus", "storage", "out", "seed")
 
@@ -114,8 +125,8 @@ def option_argv(options: dict[str, Any]) -> list[str]:
 
 def train_argv(spec: SweepSpec, config: dict[str, Any], out: str) -> list[str]:
     """The ``spikeloop train`` command line of one trial (``config``: the sampled options)."""
-    return ["--model", spec.model, spec.data_option, spec.data_path, "--out", out,
-            *option_argv({**spec.options, **config})]
+    data = [spec.data_option, spec.data_path] if spec.data_path else []
+    return ["--model", spec.model, *data, "--out", out, *option_argv({**spec.options, **config})]
 
 
 def parse_train_args(argv: list[str], where: str) -> argparse.Namespace:
@@ -165,13 +176,21 @@ def load_spec(path: str, *, storage: str | None = None, out: str | None = None) 
     model = raw.get("model")
     if model not in TRAINERS:
         raise UserError(f"{path}: key 'model': {model!r} is not a trainable model; choose one of {', '.join(TRAINERS)}")
+    if model in NOT_SWEPT:
+        raise UserError(f"{path}: key 'model': {model!r} cannot be swept: {NOT_SWEPT[model]}")
     family = "decoder" if TRAINERS[model].startswith("nodes.decoders") else "controller"
     data_key = "recording" if family == "decoder" else "dataset"
-    if not raw.get(data_key):
-        raise UserError(f"{path}: key {data_key!r} is required for model {model!r}")
-    data_path = Path(str(raw[data_key])).expanduser()
-    if not data_path.exists():
-        raise UserError(f"{path}: key {data_key!r}: {data_path} does not exist")
+    if model in SIMULATED:  # trains in the simulator: no recording or traces
+        if raw.get(data_key):
+            raise UserError(f"{path}: key {data_key!r}: model {model!r} trains in the simulator and reads no "
+                            f"{data_key}; remove the key (its worlds are options.worlds_files)")
+        data_path = None
+    else:
+        if not raw.get(data_key):
+            raise UserError(f"{path}: key {data_key!r} is required for model {model!r}")
+        data_path = Path(str(raw[data_key])).expanduser()
+        if not data_path.exists():
+            raise UserError(f"{path}: key {data_key!r}: {data_path} does not exist")
 
     valid = sorted({a.dest for a in train_parser()._actions if a.option_strings} - {"help", *RESERVED})
     options = dict(raw.get("options") or {})
@@ -198,18 +217,20 @@ def load_spec(path: str, *, storage: str | None = None, out: str | None = None) 
     samples = int(raw.get("samples", 1))
     if samples < 1:
         raise UserError(f"{path}: key 'samples': must be >= 1, got {samples}")
-    metric = str(raw.get("metric") or ("val_r2" if family == "decoder" else "val_mse"))
-    mode = str(raw.get("mode") or ("max" if metric.endswith("r2") else "min"))
+    metric = str(raw.get("metric") or ("val_r2" if family == "decoder" else SIMULATED.get(model, "val_mse")))
+    mode = str(raw.get("mode") or ("max" if metric.endswith("r2") or "collision_free" in metric else "min"))
     if mode not in ("min", "max"):
         raise UserError(f"{path}: key 'mode': min or max, got {mode!r}")
-    default_epochs = 40
+    # Tune's time axis: epochs, or for a DAgger driver its rounds (one report per round, the expert round first)
+    unit, default_units, extra = ("rounds", 4, 1) if model in SIMULATED else ("epochs", 40, 0)
     try:
-        epochs = int(options.get("epochs", default_epochs))
-        if "epochs" in space:
-            (kind, arg), = space["epochs"].items()
+        epochs = int(options.get(unit, default_units))
+        if unit in space:
+            (kind, arg), = space[unit].items()
             epochs = max(int(v) for v in arg)
+        epochs += extra
     except (TypeError, ValueError):
-        raise UserError(f"{path}: epochs must be whole numbers, got {options.get('epochs', space.get('epochs'))!r}") from None
+        raise UserError(f"{path}: {unit} must be whole numbers, got {options.get(unit, space.get(unit))!r}") from None
     sched = raw.get("scheduler", "asha")
     if sched in (None, "fifo", "none"):
         scheduler = None
@@ -230,7 +251,7 @@ def load_spec(path: str, *, storage: str | None = None, out: str | None = None) 
     out_path = out or raw.get("out") or str(storage_dir / name / "best.npz")
     spec = SweepSpec(
         file=str(path), name=name, model=model, family=family, data_option=f"--{data_key}",
-        data_path=str(data_path.resolve()), options=options, space=space, samples=samples, metric=metric, mode=mode,
+        data_path=str(data_path.resolve()) if data_path is not None else "", options=options, space=space, samples=samples, metric=metric, mode=mode,
         scheduler=scheduler, max_epochs=int(epochs), resources=resources,
         max_concurrent=raw.get("max_concurrent"), cpus=raw.get("cpus"), storage=str(storage_dir),
         out=str(Path(out_path).expanduser().resolve()), seed=int(raw.get("seed", 0)),

@@ -402,7 +402,7 @@ class GroupActor:
 
         with standby_priority():
             for kind in kinds:
-                node_class(kind).prepare_process()
+                node_class(kind).prepare_process()  # imports, compiled kernels, liblsl
             freeze_setup_objects()
         return os.getpid()
 
@@ -906,7 +906,8 @@ def _drive(driver: Driver, spec: GraphSpec, progress: bool, duration_s: float | 
     ray = driver.ray
     schedule = CheckpointSchedule(checkpoint_interval(spec.runtime))
     bar = ReplayProgress(progress)
-    source_groups = [p.name for p in driver.plans if any(driver.spec.nodes[n].kind in _source_kinds() for n in p.nodes)]
+    sources = _source_kinds({n.kind for n in spec.nodes.values()})
+    source_groups = [p.name for p in driver.plans if any(driver.spec.nodes[n].kind in sources for n in p.nodes)]
     live = not source_groups or any(spec.nodes[n].kind in LIVE_SOURCE_KINDS for n in spec.nodes)
     status = StatusLine(progress and live)
     loops = _has_loop_between_groups(driver.plans)
@@ -1012,11 +1013,13 @@ class _Failed(Exception):
         _Failed.group = group
 
 
-def _source_kinds() -> set[str]:
+def _source_kinds(kinds: set[str]) -> set[str]:
+    """The source kinds among ``kinds`` (the graph's own: importing every registered node class
+    would cost the driver about 1 s of CPU per run, scipy and numba included)."""
     from pipeline.node import Source
-    from pipeline.registry import NODE_KINDS, node_class
+    from pipeline.registry import node_class
 
-    return {k for k in NODE_KINDS if issubclass(node_class(k), Source)}
+    return {k for k in kinds if issubclass(node_class(k), Source)}
 
 
 def _keep_checkpoint(driver: Driver, group: str, state: dict) -> None:
