@@ -124,11 +124,19 @@ def summarize_probe(path: Path, skip_s: float = 1.0) -> dict[str, Any]:
                "us": _dist(z["gc_log_ns"], 1e-3), "max_us": float(z["gc_log_ns"].max() / 1e3) if z["gc_log_ns"].size else None,
                "rows_with_gc": int(np.sum(gc_ns > 0))},
     }
+    t_due = z["t_due"][keep] if "t_due" in z.files else np.zeros(int(keep.sum()))
+    has_due = t_due > 0
+    due_err = (t_wake[keep] - t_due)
+    out["predicted_share"] = float(np.mean(has_due)) if has_due.size else None
+    out["due_error_us_by_phase"] = {  # pull returned - predicted arrival, for reads that predicted one
+        name: _dist(due_err[has_due & (phase == k)], 1e6) for k, name in enumerate(("buffered", "block", "poll"))
+        if np.any(has_due & (phase == k))}
     if total.size:
         tail = total >= np.percentile(total, 99)
         out["tail_p99"] = {  # what the slowest 1 % of samples have in common
             "rows": int(tail.sum()), "wake_us_p50": _pct(wake[tail] * 1e6, 50), "graph_us_p50": _pct(graph[tail] * 1e6, 50),
             "step_cpu_us_p50": _pct(step_cpu[tail] * 1e-3, 50), "with_gc": int(np.sum(gc_ns[tail] > 0)),
+            "due_error_us_p50": _pct(due_err[tail & has_due] * 1e6, 50), "predicted": int(np.sum(tail & has_due)),
             "phase_share": {name: float(np.mean(phase[tail] == k)) for k, name in enumerate(("buffered", "block", "poll"))}}
     return out
 
@@ -253,6 +261,10 @@ def _print(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             wake = ", ".join(f"{k} {_f(d['p50'])}/{_f(d['p99'])}" for k, d in p["wake_us_by_phase"].items())
             g = p["gc"]
             out.print(f"  data found: {shares}; wake p50/p99 µs by how: {wake}")
+            if p.get("predicted_share") is not None:
+                errs = ", ".join(f"{k} {_f(d['p50'])}/{_f(d['p99'])}" for k, d in p["due_error_us_by_phase"].items())
+                out.print(f"  reads with a predicted arrival: {100 * p['predicted_share']:.0f} %; pull returned - "
+                          f"predicted, p50/p99 µs by how: {errs}")
             out.print(f"  gc: {g['collections']} collections {g['by_generation']}, p50 {_f(g['us']['p50'])} µs, "
                       f"max {_f(g['max_us'])} µs; frozen objects {g['frozen_objects']}; samples whose step "
                       f"had a collection: {g['rows_with_gc']}")
@@ -260,7 +272,8 @@ def _print(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
                 tl = p["tail_p99"]
                 out.print(f"  slowest 1 % ({tl['rows']} samples): wake p50 {_f(tl['wake_us_p50'])} µs, graph p50 "
                           f"{_f(tl['graph_us_p50'])} µs, step CPU p50 {_f(tl['step_cpu_us_p50'])} µs, with a gc "
-                          f"{tl['with_gc']}, found by " + ", ".join(f"{k} {100 * v:.0f} %" for k, v in
+                          f"{tl['with_gc']}, predicted {tl['predicted']} (pull returned - predicted p50 "
+                          f"{_f(tl['due_error_us_p50'])} µs), found by " + ", ".join(f"{k} {100 * v:.0f} %" for k, v in
                                                                     tl["phase_share"].items() if v))
         if r["threads_top"]:
             out.print("  busiest threads (% of a core): " + "; ".join(
