@@ -56,6 +56,7 @@ from __future__ import annotations
 import copy
 import gc
 import logging
+import os
 import time
 from typing import Any, Callable
 
@@ -93,7 +94,8 @@ REPLAY_TIMEOUT_S = 120.0
 SIGNAL_WAIT_S = 1.0
 """Live graphs: longest sleep on the round signal before Ray's own (polling) wait takes over."""
 LIVE_ROUND_S = 0.2
-"""A live graph fused into one group steps that group for this long (s) per compiled round."""
+"""A live graph fused into one group steps that group for this long (s) per compiled round
+(``SPIKELOOP_COMPILED_ROUND_S`` overrides it; 0 = one step per round, the rule before, for A/B)."""
 
 
 def keep_torch_out() -> None:
@@ -318,7 +320,8 @@ class CompiledRun:
         self.live = any(n.kind in LIVE_SOURCE_KINDS for n in self.spec.nodes.values())
         self.signal: RoundSignal | None = None
         # a live graph in one group steps on within a round (module docs); feedback needs rounds
-        self.steps_s = LIVE_ROUND_S if (self.live and len(self.plans) == 1 and not self.plans[0].feedback_from) else 0.0
+        one_group = self.live and len(self.plans) == 1 and not self.plans[0].feedback_from
+        self.steps_s = _live_round_s() if one_group else 0.0
 
     # --- the compiled graph ------------------------------------------------------------------------
     def compile(self) -> None:
@@ -606,6 +609,14 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         summary.update(driver.budget.summary_fields())
         summary["checkpoints"] = driver.checkpoint_stats.summary(wall_s)
     return summary
+
+
+def _live_round_s() -> float:
+    """:data:`LIVE_ROUND_S`, or ``SPIKELOOP_COMPILED_ROUND_S`` from the environment (s, >= 0)."""
+    try:
+        return max(0.0, float(os.environ.get("SPIKELOOP_COMPILED_ROUND_S", LIVE_ROUND_S)))
+    except ValueError:
+        return LIVE_ROUND_S
 
 
 def _dead_groups(ray: Any, actors: dict[str, Any], timeout: float = 2.0) -> list[str]:
