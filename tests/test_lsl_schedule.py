@@ -105,3 +105,22 @@ def test_refuses_irregular_nominal_rate_and_ignores_non_finite_stamps():
     sched = SenderSchedule(RATE)
     sched.note(math.nan, 1, 1.0)
     assert sched.next_arrival(1.0) is None and not sched._stamps
+
+
+def test_replay_of_recorded_arrivals_catches_more_with_the_schedule(tmp_path):
+    """``bench latency-path --replay-probe``: the same arrivals through both of auto's rules."""
+    from benchmarks.latency_path import replay_predictions
+
+    n, t0 = 2000, 100.0
+    rng = np.random.default_rng(3)
+    late = np.where(rng.random(n) < 0.1, rng.uniform(0.0012, 0.003, n), rng.uniform(0.0, 0.00005, n))
+    stamp = t0 + np.arange(n) * P + late  # stamped at the (sometimes late) push
+    wake = stamp + 0.00012 + rng.uniform(0.0, 0.00003, n)
+    np.savez(tmp_path / "probe_g_1.npz", stamp=stamp, t_wake=wake, t_out=wake + 0.0003, n=np.ones(n, dtype=np.int64))
+    r = replay_predictions(tmp_path / "probe_g_1.npz", RATE)
+    sched, last = r["schedule"], r["last"]
+    for rule in (sched, last):
+        assert sum(rule[k] for k in ("caught", "early", "late", "buffered", "unpredicted")) == pytest.approx(1.0)
+    # after each late push the last-stamp rule predicts late: the next (on-time) sample comes early
+    assert last["early"] > 0.05
+    assert sched["early"] < 0.01 and sched["caught"] > last["caught"] + 0.05

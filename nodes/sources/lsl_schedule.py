@@ -17,9 +17,10 @@ clock after clock sync), and every ``refit_every`` pulls fits:
 
 * ``per_arrival`` ``m``: the median number of samples per waited-for arrival (the last 16),
   rounded to a whole number;
-* ``phase``: with ``P = m / rate`` and residuals ``(stamp − newest stamp) mod P`` sorted on the
-  circle, the cluster of on-time pushes starts after the largest empty arc; ``phase`` is the
-  10th percentile of the residuals counted from there (robust to a few early or very late ones);
+* ``phase``: with ``P = m / rate`` and residuals ``(stamp − newest stamp) mod P`` on the circle,
+  the on-time pushes are the arc of width ``max_spread · P`` that holds the most residuals;
+  counting round the circle from its start, ``phase`` is the 10th percentile of the residuals
+  (late pushes, however spread, come after the on-time ones; an early outlier goes last);
 * ``spread``: median − 10th percentile of those residuals (s). A spread above ``max_spread · P``
   means the sender keeps no usable schedule (a jittery network sender, a rate far from the
   nominal one, a sender pushing whenever it likes): the schedule is then *irregular* and
@@ -105,13 +106,17 @@ class SenderSchedule:
         period = self.arrival_period
         ref = self._stamps[-1]
         res = sorted((s - ref) % period for s in self._stamps)
-        # the cluster of on-time pushes starts after the largest empty arc of the circle
-        start, widest = 0, res[0] + period - res[-1]
-        for i in range(1, len(res)):
-            gap = res[i] - res[i - 1]
-            if gap > widest:
-                start, widest = i, gap
-        unwrapped = res[start:] + [r + period for r in res[:start]]
+        # the on-time pushes: the arc of width max_spread * period holding the most residuals
+        n, width = len(res), self.max_spread * period
+        ext = res + [r + period for r in res]
+        start, most, j = 0, 0, 0
+        for i in range(n):
+            j = max(j, i)
+            while j + 1 < i + n and ext[j + 1] - ext[i] <= width:
+                j += 1
+            if j - i + 1 > most:
+                start, most = i, j - i + 1
+        unwrapped = ext[start:start + n]
         lo = _quantile(unwrapped, 0.1)
         self.spread = _quantile(unwrapped, 0.5) - lo
         self.phase = ref + lo
