@@ -552,6 +552,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         stopped_by, failure = "end of data", None
         results: list[dict] = []
         wall_s = 0.0
+        rounds = 0
         try:
             if stop:  # asked while Ray started
                 return stopped_during_startup(spec, "ray-compiled", stop, "starting Ray", t_start)
@@ -574,6 +575,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
                     log.error(failure)
                 stopped_by = "failure: " + failure
             wall_s = time.perf_counter() - t0
+            rounds = runner.round
             runner.teardown(quiet_errors=failure is not None)
             for p in driver.plans:
                 try:
@@ -608,6 +610,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     if driver is not None:
         summary.update(driver.budget.summary_fields())
         summary["checkpoints"] = driver.checkpoint_stats.summary(wall_s)
+    summary["rounds"] = rounds  # compiled rounds executed (a live graph in one group: 5 per second)
     return summary
 
 
