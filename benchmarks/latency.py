@@ -81,6 +81,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="busy background processes running during the whole benchmark")
     p.add_argument("--unfused", action="store_true",
                    help="also run the Ray runners with every node in its own actor (the cost of hops)")
+    p.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE",
+                   help="also run every graph row with this environment variable set, interleaved with the "
+                        "default rows (repeatable; e.g. SPIKELOOP_AUTO_PREDICT=last: auto's rule before the "
+                        "sender-schedule prediction)")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="decoder model file")
     p.add_argument("--address", help="Ray cluster address to join (default: a local Ray per run, on loopback)")
     p.add_argument("--startup-timeout", type=float, default=120.0, metavar="S",
@@ -374,8 +378,10 @@ def run_graph(workdir: Path, runner: str, fused: bool, wait: str, rate: float, d
 
 # --- report -----------------------------------------------------------------------------------------------
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per (rate, path): medians and spread over repetitions, pooled percentiles, excess over the hop."""
+    """One entry per (rate, path): medians and spread over repetitions, pooled percentiles, excess over the
+    hop measured in the same repetition (p50 and p99: the floor beside each row)."""
     hop_p50 = {(r["rate_hz"], r["repeat"]): r.get("p50_ms") for r in rows if r["path"].startswith("lsl hop")}
+    hop_p99 = {(r["rate_hz"], r["repeat"]): r.get("p99_ms") for r in rows if r["path"].startswith("lsl hop")}
     groups: dict[tuple[float, str], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["rate_hz"], r["path"]), []).append(r)
@@ -398,6 +404,10 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 if hop_p50.get((rate, r["repeat"])) is not None and not path.startswith("lsl hop")]
         if over:
             entry["p50_over_hop_ms"] = float(np.median(over))
+        over99 = [r["p99_ms"] - hop_p99[(rate, r["repeat"])] for r in ok
+                  if hop_p99.get((rate, r["repeat"])) is not None and not path.startswith("lsl hop")]
+        if over99:
+            entry["p99_over_hop_ms"] = float(np.median(over99))
         out.append(entry)
     return out
 
@@ -409,7 +419,8 @@ def _print_table(summary: list[dict[str, Any]], load: int) -> None:
 
     table = Table(title=f"latency, push -> arrival (ms; median of runs [min-max]); background load: {load} busy processes",
                   title_justify="left")
-    for col in ("Hz", "path", "p50", "p99", "pooled p50/p99", "p50-hop", "lost", "CPU %", "load"):
+    for col in ("Hz", "path", "p50", "p99", "pooled p50/p99", "p50-hop", "p99-hop", "lost", "CPU %", "push err p99",
+                "load"):
         table.add_column(col, justify="left" if col == "path" else "right")
 
     def rng(e: dict[str, Any], key: str, d: int = 3) -> str:
@@ -419,13 +430,16 @@ def _print_table(summary: list[dict[str, Any]], load: int) -> None:
 
     for e in summary:
         if not e["runs_ok"]:
-            table.add_row(f"{e['rate_hz']:g}", e["path"], "error", "; ".join(e["errors"])[:60], "", "", "", "", "")
+            table.add_row(f"{e['rate_hz']:g}", e["path"], "error", "; ".join(e["errors"])[:60], "", "", "", "", "", "",
+                          "")
             continue
         pooled = f"{e['pooled_p50_ms']:.3f} / {e['pooled_p99_ms']:.3f}" if "pooled_p50_ms" in e else "-"
         over = f"{e['p50_over_hop_ms']:+.3f}" if "p50_over_hop_ms" in e else "-"
+        over99 = f"{e['p99_over_hop_ms']:+.3f}" if "p99_over_hop_ms" in e else "-"
         cpu = rng(e, "cpu_pct", 0) if "cpu_pct" in e else "-"
         table.add_row(f"{e['rate_hz']:g}", f"{e['path']}\n({e['runs_ok']}/{e['runs']} runs)", rng(e, "p50_ms"),
-                      rng(e, "p99_ms"), pooled, over, f"{e['lost']}/{e['samples']}", cpu, f"{e.get('load_1min', 0):.2f}")
+                      rng(e, "p99_ms"), pooled, over, over99, f"{e['lost']}/{e['samples']}", cpu,
+                      rng(e, "push_err_p99_ms", 2) if "push_err_p99_ms" in e else "-", f"{e.get('load_1min', 0):.2f}")
     console().print(table)
 
 
@@ -439,6 +453,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"bench latency: model file not found: {args.model} (train one with spikeloop train, or pass --model)")
     if args.duration <= 0 or args.repeats < 1 or args.load < 0:
         raise UserError("bench latency: --duration must be > 0 s, --repeats >= 1 and --load >= 0")
+    variants: list[tuple[str, dict[str, str]]] = [("", {})]
+    for item in args.variant:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"bench latency: --variant takes KEY=VALUE, got {item!r}")
+        variants.append((f", {item}", {key: value}))
     busy = [_client("busy", Path(tempfile.gettempdir())) for _ in range(args.load)]
     rows: list[dict[str, Any]] = []
     try:
@@ -452,10 +472,13 @@ def run(args: argparse.Namespace) -> int:
                 for runner in runners:
                     for fused in ([True, False] if args.unfused and runner != "local" else [True]):
                         for wait in waits:
-                            label = runner + ("" if runner == "local" else (" fused" if fused else " unfused")) + f", {wait}"
-                            plan.append((rate, label, lambda w, s, runner=runner, fused=fused, wait=wait, rate=rate, model=model:
-                                         run_graph(w, runner, fused, wait, rate, args.duration, model,
-                                                   args.startup_timeout, args.address, s)))
+                            for suffix, env in variants:
+                                label = (runner + ("" if runner == "local" else (" fused" if fused else " unfused"))
+                                         + f", {wait}{suffix}")
+                                plan.append((rate, label, lambda w, s, runner=runner, fused=fused, wait=wait, rate=rate,
+                                             model=model, env=env: run_graph(w, runner, fused, wait, rate, args.duration,
+                                                                             model, args.startup_timeout, args.address, s,
+                                                                             env=env)))
                     if args.events and rate == 250.0:
                         plan.append((rate, f"{runner} fused, {waits[0]}, spike events binned",
                                      lambda w, s, runner=runner, model=model: run_graph(

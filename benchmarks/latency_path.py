@@ -67,6 +67,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="only measure the CPU cost of the Bessel + decoder process() on one sample, back to back "
                         "vs. one every 4 ms (cold caches); in this process, seconds")
     p.add_argument("--keep", metavar="DIR", help="keep the probe files (npz) in this directory")
+    p.add_argument("--replay-probe", metavar="DIR",
+                   help="only replay the arrivals recorded in DIR's probe files (best from a --wait spin run kept "
+                        "with --keep: every arrival then seen within a poll) through auto's two predictions, "
+                        "the sender's schedule and last stamp + period: which samples each would catch while "
+                        "polling, and the polling time; no graph is run, so the figures do not depend on the load")
     p.add_argument("--json", dest="json_path", metavar="PATH", help="also write the figures as JSON")
 
 
@@ -124,11 +129,19 @@ def summarize_probe(path: Path, skip_s: float = 1.0) -> dict[str, Any]:
                "us": _dist(z["gc_log_ns"], 1e-3), "max_us": float(z["gc_log_ns"].max() / 1e3) if z["gc_log_ns"].size else None,
                "rows_with_gc": int(np.sum(gc_ns > 0))},
     }
+    t_due = z["t_due"][keep] if "t_due" in z.files else np.zeros(int(keep.sum()))
+    has_due = t_due > 0
+    due_err = (t_wake[keep] - t_due)
+    out["predicted_share"] = float(np.mean(has_due)) if has_due.size else None
+    out["due_error_us_by_phase"] = {  # pull returned - predicted arrival, for reads that predicted one
+        name: _dist(due_err[has_due & (phase == k)], 1e6) for k, name in enumerate(("buffered", "block", "poll"))
+        if np.any(has_due & (phase == k))}
     if total.size:
         tail = total >= np.percentile(total, 99)
         out["tail_p99"] = {  # what the slowest 1 % of samples have in common
             "rows": int(tail.sum()), "wake_us_p50": _pct(wake[tail] * 1e6, 50), "graph_us_p50": _pct(graph[tail] * 1e6, 50),
             "step_cpu_us_p50": _pct(step_cpu[tail] * 1e-3, 50), "with_gc": int(np.sum(gc_ns[tail] > 0)),
+            "due_error_us_p50": _pct(due_err[tail & has_due] * 1e6, 50), "predicted": int(np.sum(tail & has_due)),
             "phase_share": {name: float(np.mean(phase[tail] == k)) for k, name in enumerate(("buffered", "block", "poll"))}}
     return out
 
@@ -154,6 +167,22 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("bench latency-path: --duration must be > 0 s and --repeats >= 1")
     if not Path(args.model).exists():
         raise UserError(f"bench latency-path: model file not found: {args.model}")
+    if args.replay_probe:
+        files = sorted(Path(args.replay_probe).rglob("probe_*.npz"))
+        if not files:
+            raise UserError(f"bench latency-path: no probe_*.npz under {args.replay_probe}")
+        found = {}
+        for f in files:
+            for rule, r in replay_predictions(f, args.rate).items():
+                found.setdefault(rule, []).append(r)
+                print(f"{f.parent.name}/{f.name}, {rule}: {r['samples']} samples; caught while polling "
+                      f"{100 * r['caught']:.1f} %, before the window (found by a block) {100 * r['early']:.1f} %, "
+                      f"after it (found by a block) {100 * r['late']:.1f} %, buffered {100 * r['buffered']:.1f} %; "
+                      f"polling {r['poll_ms_per_s']:.1f} ms per s")
+        if args.json_path:
+            Path(args.json_path).write_text(json.dumps({"benchmark": "latency-path --replay-probe", "date": time.strftime(
+                "%Y-%m-%d %H:%M:%S %Z"), "files": [str(f) for f in files], "replay": found}, indent=2) + "\n")
+        return 0
     if args.pull_cost:
         costs = pull_cost()
         for label, c in costs.items():
@@ -253,6 +282,10 @@ def _print(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             wake = ", ".join(f"{k} {_f(d['p50'])}/{_f(d['p99'])}" for k, d in p["wake_us_by_phase"].items())
             g = p["gc"]
             out.print(f"  data found: {shares}; wake p50/p99 µs by how: {wake}")
+            if p.get("predicted_share") is not None:
+                errs = ", ".join(f"{k} {_f(d['p50'])}/{_f(d['p99'])}" for k, d in p["due_error_us_by_phase"].items())
+                out.print(f"  reads with a predicted arrival: {100 * p['predicted_share']:.0f} %; pull returned - "
+                          f"predicted, p50/p99 µs by how: {errs}")
             out.print(f"  gc: {g['collections']} collections {g['by_generation']}, p50 {_f(g['us']['p50'])} µs, "
                       f"max {_f(g['max_us'])} µs; frozen objects {g['frozen_objects']}; samples whose step "
                       f"had a collection: {g['rows_with_gc']}")
@@ -260,11 +293,72 @@ def _print(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
                 tl = p["tail_p99"]
                 out.print(f"  slowest 1 % ({tl['rows']} samples): wake p50 {_f(tl['wake_us_p50'])} µs, graph p50 "
                           f"{_f(tl['graph_us_p50'])} µs, step CPU p50 {_f(tl['step_cpu_us_p50'])} µs, with a gc "
-                          f"{tl['with_gc']}, found by " + ", ".join(f"{k} {100 * v:.0f} %" for k, v in
+                          f"{tl['with_gc']}, predicted {tl['predicted']} (pull returned - predicted p50 "
+                          f"{_f(tl['due_error_us_p50'])} µs), found by " + ", ".join(f"{k} {100 * v:.0f} %" for k, v in
                                                                     tl["phase_share"].items() if v))
         if r["threads_top"]:
             out.print("  busiest threads (% of a core): " + "; ".join(
                 f"{t['thread']} {t['cpu_pct']:.1f}" for t in r["threads_top"][:6]))
+
+
+# --- auto's predictions replayed on recorded arrivals --------------------------------------------------
+def replay_predictions(path: Path, rate: float, step_s: float | None = None, guard_s: float = 0.0003,
+                       window_s: float = 0.001) -> dict[str, dict[str, float]]:
+    """Replay one probe file's arrivals (``stamp``, ``t_wake``) through ``wait: auto``'s predictions.
+
+    For each sample the inlet is taken to be ready to wait once the previous one has been processed
+    (its arrival + ``step_s``, default: the file's median ``t_out - t_wake``). Arriving before that:
+    *buffered*. Else, with the prediction ``due`` made as the inlet makes it (same code,
+    :class:`~nodes.sources.lsl_wait.InletWait`): arriving before ``due - guard_s`` is *early* (a
+    blocking pull finds it), up to ``due + window_s`` *caught* by polling, after that *late* (a
+    blocking pull finds it). Polling time per sample is from ``max(ready, due - guard_s)`` to the
+    arrival or the window's end. Returns per rule (``schedule``, ``last``) the shares and the
+    polling milliseconds per second of stream.
+    """
+    from nodes.sources.lsl_wait import InletWait
+
+    z = np.load(path, allow_pickle=False)
+    keep = (z["t_wake"] > 0) & (z["n"] == 1)
+    stamp, arrival = z["stamp"][keep], z["t_wake"][keep]
+    if step_s is None:
+        graph = (z["t_out"] - z["t_wake"])[keep & (z["t_out"] > 0)]
+        step_s = float(np.median(graph)) if graph.size else 0.0003
+    out: dict[str, dict[str, float]] = {}
+    for rule in ("schedule", "last"):
+        w = InletWait("auto", 0.005, rate, guard_s=guard_s, spin_window_s=window_s)
+        w.by_schedule = rule == "schedule"
+        counts = {"caught": 0, "early": 0, "late": 0, "buffered": 0, "unpredicted": 0}
+        poll_s = 0.0
+        one = np.zeros(1)
+        for i in range(stamp.size):
+            one[0] = stamp[i]
+            if i == 0:
+                w._note(one, 1, None)
+                continue
+            ready = arrival[i - 1] + step_s
+            if arrival[i] <= ready:
+                counts["buffered"] += 1
+                w._note(one, 1, None)
+                continue
+            due = w._predict(float(stamp[i - 1]))
+            if due is None:
+                counts["unpredicted"] += 1
+            else:
+                start = max(ready, due - guard_s)
+                if arrival[i] < due - guard_s:
+                    counts["early"] += 1
+                elif arrival[i] <= due + window_s:
+                    counts["caught"] += 1
+                    poll_s += arrival[i] - start
+                else:
+                    counts["late"] += 1
+                    poll_s += max(0.0, due + window_s - start)
+            w._note(one, 1, float(arrival[i]))
+        total = max(1, stamp.size - 1)
+        span = float(stamp[-1] - stamp[0]) if stamp.size > 1 else 1.0
+        out[rule] = {"samples": int(total), **{k: v / total for k, v in counts.items()},
+                     "poll_ms_per_s": 1e3 * poll_s / span, "step_s": step_s}
+    return out
 
 
 # --- the pull alone -----------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ pytestmark = pytest.mark.slow  # three rows of a few seconds each, plus process 
 def test_short_run_matches_every_output_to_its_input_and_reports_cpu(tmp_path):
     out = tmp_path / "latency.json"
     rc = main(["bench", "latency", "--runner", "local", "--duration", "2", "--repeats", "1",
-               "--json", str(out)])
+               "--variant", "SPIKELOOP_AUTO_PREDICT=last", "--json", str(out)])
     report = json.loads(out.read_text())
     rows = {r["path"]: r for r in report["runs"]}
-    assert set(rows) == {"lsl hop (1 hop)", "lsl relay (2 hops)", "local, auto"}
+    assert set(rows) == {"lsl hop (1 hop)", "lsl relay (2 hops)", "local, auto", "local, auto, SPIKELOOP_AUTO_PREDICT=last"}
     assert rc == 0, [r.get("error") for r in rows.values()]
     for row in rows.values():
         # every pushed sample is accounted for: matched by its timestamp at the output, or lost
@@ -26,4 +26,5 @@ def test_short_run_matches_every_output_to_its_input_and_reports_cpu(tmp_path):
         assert row["push_err_p50_ms"] is not None
     assert rows["local, auto"]["cpu_pct"] > 0  # the graph's process tree was measured
     summary = {s["path"]: s for s in report["summary"]}
-    assert "p50_over_hop_ms" in summary["local, auto"]
+    for path in ("local, auto", "local, auto, SPIKELOOP_AUTO_PREDICT=last"):  # the floor beside each row
+        assert "p50_over_hop_ms" in summary[path] and "p99_over_hop_ms" in summary[path]

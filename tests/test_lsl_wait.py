@@ -84,3 +84,43 @@ def test_irregular_stream_auto_blocks():
 def test_spin_s_alone_selects_spin_for_older_configs():
     assert LslInlet(name="x", spin_s=0.005).wait == "spin"
     assert LslInlet(name="x").wait == "auto"
+
+
+def test_auto_predicts_from_the_sender_grid_not_from_a_late_push():
+    """Every 5th push is 1.5 ms late (stamped when pushed): auto's predictions stay on the grid."""
+    rate, n, late_s = 250.0, 250, 0.0015
+    name = f"grid_{uuid.uuid4().hex[:10]}"
+    outlet = pylsl.StreamOutlet(pylsl.StreamInfo(name, "Test", 2, rate, "float32", name))
+    inlet = LslInlet(source_id=name, wait="auto", clock_sync=False, resolve_timeout_s=5.0)
+    inlet.name = "inlet"
+    inlet.open({})
+    t0 = pylsl.local_clock() + 0.1
+
+    def push() -> None:
+        for i in range(n):
+            stamp = t0 + i / rate + (late_s if i % 5 == 3 else 0.0)
+            delay = stamp - pylsl.local_clock()
+            if delay > 0:
+                time.sleep(delay)
+            outlet.push_chunk(np.full((1, 2), i, dtype=np.float32), [stamp])
+
+    thread = threading.Thread(target=push, daemon=True)
+    thread.start()
+    waiter = inlet._waiter
+    got, predicted = [], []
+    deadline = time.monotonic() + n / rate + 10.0
+    while sum(len(g) for g in got) < n and time.monotonic() < deadline:
+        waiter.due = 0.0
+        transit = waiter.schedule.transit
+        out = inlet.read()
+        if out:
+            got.append(out["out"].data[:, 0])
+            if waiter.due and sum(len(g) for g in got) > 40:
+                predicted.append(waiter.due - transit)
+    thread.join(5.0)
+    inlet.close()
+    del outlet
+    assert np.array_equal(np.concatenate(got), np.arange(n, dtype=np.float32))
+    assert len(predicted) >= 20, len(predicted)  # most reads wait (a loaded machine buffers some)
+    off = [abs((t - t0) * rate - round((t - t0) * rate)) for t in predicted]
+    assert max(off) < 0.05, sorted(off)[-5:]  # on a grid slot; the old rule was 0.375 periods off after a late push

@@ -10,7 +10,8 @@ else is already buffered (up to ``max_chunk`` samples) without waiting, so a run
 responsive and a chain fused behind the inlet sees every sample as soon as it arrives.
 
 Waiting (``wait``, see :mod:`nodes.sources.lsl_wait`): ``auto`` (default) predicts when the next
-sample of a regular stream will arrive, blocks in liblsl until just before it and polls briefly
+sample of a regular stream will arrive (from the sender's push schedule, learnt from the stamps:
+:mod:`nodes.sources.lsl_schedule`), blocks in liblsl until just before it and polls briefly
 around it: the busy-poll's latency at a small fraction of a core. ``block`` always waits in liblsl
 (no CPU while idle, about 0.2 ms more latency); ``spin`` busy-polls for up to ``spin_s`` (default
 all of ``max_block_s``) before blocking: one core busy per inlet. Irregular streams always block.

@@ -12,28 +12,34 @@ Waiting costs either latency or CPU:
   stream this gives spin's median at a small fraction of a core (about guard + arrival jitter per
   sample period: roughly 10 % of a core at 250 Hz).
 
-The prediction (regular streams only; irregular streams always block):
+The prediction (regular streams only; irregular streams always block) comes from the sender's
+*schedule* (:class:`nodes.sources.lsl_schedule.SenderSchedule`): the grid its on-time pushes
+fall on, learnt from the newest timestamp of each pull, plus the transit (the low end of
+``arrival − stamp`` for arrivals the inlet waited for):
 
-    due = last_timestamp + m · period + transit
+    due = the grid slot after the last push + transit
 
-* ``last_timestamp`` is the newest sample's timestamp (seconds, the inlet's clock after clock
-  sync); ``period = 1 / nominal_rate``;
-* ``m`` is the median number of samples per arrival over the last 16 waited-for arrivals (1 for a
-  sender that pushes every sample, 10 for an amplifier that pushes chunks of 10);
-* ``transit`` is the 10th percentile of ``arrival − newest timestamp`` over the last 64 arrivals
-  that came while the inlet was waiting (so a sender whose clock is offset from ours, or a slow
-  network, is learned instead of assumed; arrivals that were already buffered are left out).
+A push that came late does not move the grid, so it does not make the *next* prediction late
+(predicting ``last_timestamp + m · period + transit``, as ``auto`` did before, carried every
+late push into the next window: the next, on-time sample came before the inlet polled and was
+found by a slow blocking pull). When the stamps keep no schedule (residual spread above a
+quarter of the arrival period: a jittery sender, a rate far off its nominal one) ``auto`` blocks
+until they do again; while the schedule is first learnt (8 pulls) it predicts
+``last_timestamp + m · period + transit``.
+
+``SPIKELOOP_AUTO_PREDICT=last`` (a diagnostic for A/B runs) makes ``auto`` always predict
+``last_timestamp + m · period + transit``, the rule before the schedule.
 
 A wrong prediction costs at most ``guard_s + spin_window_s`` of polling per read; after that the
 inlet blocks as in ``block`` mode, so no sample waits longer than a blocking read would.
 """
 from __future__ import annotations
 
-import math
 import os
 import time
-from collections import deque
 from typing import Any, Callable, Literal
+
+from nodes.sources.lsl_schedule import SenderSchedule
 
 
 WaitMode = Literal["auto", "block", "spin"]
@@ -62,11 +68,9 @@ class InletWait:
         self.spin_s = self.max_block_s if spin_s is None else min(float(spin_s), self.max_block_s)
         self.guard_s, self.spin_window_s = float(guard_s), float(spin_window_s)
         self._last_ts: float | None = None
-        self._sizes: deque[int] = deque(maxlen=16)
-        self._transit: deque[float] = deque(maxlen=64)
-        self._transit_est = 0.0
-        self._per_arrival = 1.0  # median samples per waited-for arrival (the last 16)
-        self._since_update = 0
+        self.schedule = SenderSchedule(nominal_rate) if nominal_rate > 0 else None
+        self.by_schedule = os.environ.get("SPIKELOOP_AUTO_PREDICT", "schedule") != "last"
+        self.due = 0.0  # the last read's predicted arrival (s, LSL clock; 0: none), for the probe
         self.polls = 0  # zero-timeout pulls that found nothing (a measure of the CPU spent polling)
         self.polite = os.environ.get("SPIKELOOP_POLL_YIELD", "0") == "1" and hasattr(os, "sched_yield")
 
@@ -89,12 +93,15 @@ class InletWait:
         if self.mode == "spin":
             data, stamps, n = self._poll(pull_chunk, start + self.spin_s)
         elif self.mode == "auto" and self._last_ts is not None:
-            due_in = self._last_ts + self._samples_per_arrival() * self.period + self._transit_est - clock()
-            spin_from = start + due_in - self.guard_s
-            if spin_from > start:
-                data, stamps, n = self._block(pull_chunk, min(spin_from, deadline) - time.perf_counter())
-            if n == 0:
-                data, stamps, n = self._poll(pull_chunk, min(start + due_in + self.spin_window_s, deadline))
+            due = self._predict(self._last_ts)
+            self.due = 0.0 if due is None else due
+            if due is not None:
+                due_in = due - clock()
+                spin_from = start + due_in - self.guard_s
+                if spin_from > start:
+                    data, stamps, n = self._block(pull_chunk, min(spin_from, deadline) - time.perf_counter())
+                if n == 0:
+                    data, stamps, n = self._poll(pull_chunk, min(start + due_in + self.spin_window_s, deadline))
         if n == 0:
             data, stamps, n = self._block(pull_chunk, deadline - time.perf_counter())
         if n:
@@ -133,31 +140,24 @@ class InletWait:
         return data, stamps, n
 
     def _note(self, stamps: Any, n: int, arrival: float | None) -> None:
-        """Learn from a pull. On the data path: plain Python on at most 64 numbers (a read costs
-        microseconds, not a numpy call); the same median and percentile as numpy's."""
+        """Learn from a pull (the schedule: plain Python on at most 64 numbers, no numpy call)."""
         newest = float(stamps[n - 1])
-        if arrival is not None:
-            self._sizes.append(n)
-            self._per_arrival = _quantile(sorted(self._sizes), 0.5)
-            transit = arrival - newest
-            if math.isfinite(transit):
-                self._transit.append(transit)
-                self._since_update += 1
-                if self._since_update >= 8 or len(self._transit) < 8:
-                    self._transit_est = _quantile(sorted(self._transit), 0.1)
-                    self._since_update = 0
+        if self.schedule is not None:
+            self.schedule.note(newest, n, arrival)
         self._last_ts = newest
 
+    def _predict(self, last_ts: float) -> float | None:
+        """The next arrival (s, LSL clock), or None: block (no schedule in the stamps)."""
+        sched = self.schedule
+        if sched is None:
+            return None
+        if self.by_schedule and sched.fits:
+            return sched.next_arrival(last_ts)
+        return last_ts + sched.arrival_period + sched.transit  # learning, or SPIKELOOP_AUTO_PREDICT=last
+
     def _samples_per_arrival(self) -> float:
-        return self._per_arrival
+        return self.schedule.per_arrival if self.schedule is not None else 1.0
 
     def state(self) -> dict[str, Any]:
         return {"polls": self.polls}
 
-
-def _quantile(ordered: list[float], q: float) -> float:
-    """``q``-quantile of an ascending list with linear interpolation (numpy's default method)."""
-    pos = q * (len(ordered) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)

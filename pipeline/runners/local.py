@@ -14,10 +14,10 @@ from typing import Any
 
 from pipeline.graph import GraphSpec
 from pipeline.log import runner_logger
-from pipeline.runners.realtime import freeze_setup_objects
+from pipeline.runners.realtime import freeze_setup_objects, request_short_slice
 from pipeline.runners.executor import NodeFailure
 from pipeline.runners.opening import open_in_process
-from pipeline.runners.plan import single_group
+from pipeline.runners.plan import LIVE_SOURCE_KINDS, single_group
 from pipeline.runners.progress import ReplayProgress, sources_progress
 from pipeline.runners.signals import StopRequest
 from pipeline.runners.status import StatusLine, snapshot_from
@@ -36,6 +36,8 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     nodes = spec.instances
     with StopRequest() as stop:
         freeze_setup_objects()  # before a paced source's clock starts: no full GC pass on the data path
+        if any(n.kind in LIVE_SOURCE_KINDS for n in spec.nodes.values()):
+            request_short_slice()  # opt-in (SPIKELOOP_SCHED_SLICE_US); before the nodes' threads exist
         open_in_process(spec, nodes)
         plan, group_of = single_group(spec)
         stepper = Stepper(plan, nodes, spec.routes(), spec.sinks(), group_of)

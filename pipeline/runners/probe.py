@@ -9,6 +9,9 @@ each step in which a live source read data, one row:
   that returned the data came back, and when the last sink of the group had processed the packet
   (for an ``lsl_outlet``: pushed it). So ``t_wake - stamp`` is transit plus wake-up, ``t_out -
   t_wake`` the graph's own time;
+* ``t_due``: the arrival an ``auto`` inlet predicted for this read (s, LSL clock; 0 when it made
+  no prediction: the data was buffered, the schedule was irregular, or another wait mode), so
+  ``t_wake - t_due`` is the prediction's error as the inlet saw it;
 * ``phase``: how the data was found: 0 already buffered at the read's first zero-timeout pull,
   1 by a blocking pull (``timeout > 0``), 2 by a polling (zero-timeout) pull after waiting;
 * ``pulls``: pull calls in the read; ``wait_cpu_ns``: CPU time of the pulls that found nothing
@@ -70,7 +73,7 @@ class Probe:
         self.node_names = list(ex.nodes)
         self.col = {name: k for k, name in enumerate(self.node_names)}
         cap, k = MAX_ROWS, len(self.node_names)
-        self.f8 = {key: np.zeros(cap) for key in ("stamp", "t_read0", "t_wake", "t_out")}
+        self.f8 = {key: np.zeros(cap) for key in ("stamp", "t_read0", "t_wake", "t_out", "t_due")}
         self.i8 = {key: np.zeros(cap, dtype=np.int64) for key in (
             "n", "phase", "pulls", "wait_cpu_ns", "pull_cpu_ns", "pull_wall_ns", "read_cpu_ns",
             "step_cpu_ns", "step_wall_ns", "gc_ns")}
@@ -104,7 +107,7 @@ class Probe:
         st.step = probed_step
         for name, node in ex.nodes.items():
             if name in ex.sources:
-                node.read = self._probed_read(node.read)
+                node.read = self._probed_read(node.read, node)
                 if hasattr(node, "_pull"):  # an LSL inlet: see each pull
                     node._pull = self._probed_pull(node._pull)
             else:
@@ -147,8 +150,11 @@ class Probe:
         self.rows += 1
         return out
 
-    def _probed_read(self, read: Callable) -> Callable:
+    def _probed_read(self, read: Callable, node: Any) -> Callable:
         def probed() -> Any:
+            waiter = getattr(node, "_waiter", None)
+            if waiter is not None and hasattr(waiter, "due"):
+                waiter.due = 0.0
             r = self._row()
             t0 = local_clock()
             c0 = time.thread_time_ns()
@@ -162,6 +168,7 @@ class Probe:
                 if n:
                     self.f8["stamp"][r] = float(packet.timestamps[-1])
                 self.f8["t_read0"][r] = t0
+                self.f8["t_due"][r] = getattr(waiter, "due", 0.0) if waiter is not None else 0.0
                 self.i8["read_cpu_ns"][r] = c1 - c0
             elif out:
                 self._had_data = True

@@ -17,6 +17,14 @@ How a run goes
     at all (the driver tells the groups the graph is quiet). The driver runs rounds until every
     group has ended, ``duration_s``, Ctrl-C, SIGTERM or SIGHUP.
 
+A live graph whose nodes are all fused into one group has no packet to hand between actors, so
+a round does not need to be one step: the group then steps for :data:`LIVE_ROUND_S` per round
+(ending the round right after a step that read data, when the next sample is furthest away), as
+the ``local`` runner loops. The driver's round trip (writing the round's input, reading its
+result: Python and channel work in two processes, and the actor's channel reader polling while it
+waits) then happens 5 times a second instead of once per sample; outputs are the same steps in the
+same order. Stopping waits for the round to end (at most :data:`LIVE_ROUND_S`).
+
 Rounds make this runner deterministic like ``local``. Packets handed from actor to actor travel
 through shared-memory channels; the receiving actor copies them before its nodes see them (a
 channel's buffer is reused by the next round). Each actor keeps torch out of Ray's channel code
@@ -48,6 +56,7 @@ from __future__ import annotations
 import copy
 import gc
 import logging
+import os
 import time
 from typing import Any, Callable
 
@@ -84,6 +93,9 @@ REPLAY_TIMEOUT_S = 120.0
 """Longest wait for one group to replay the rounds it lost (many rounds, as ordinary actor calls)."""
 SIGNAL_WAIT_S = 1.0
 """Live graphs: longest sleep on the round signal before Ray's own (polling) wait takes over."""
+LIVE_ROUND_S = 0.2
+"""A live graph fused into one group steps that group for this long (s) per compiled round
+(``SPIKELOOP_COMPILED_ROUND_S`` overrides it; 0 = one step per round, the rule before, for A/B)."""
 
 
 def keep_torch_out() -> None:
@@ -168,6 +180,9 @@ class CompiledGroupActor(GroupActor):
         inbound += [_owned(up["to"][name]) for up in upstream if name in up["to"]]
         with self._step_lock:
             out = st.step(inbound, stop=round_in["stop"], quiet=round_in["quiet"])
+            steps_s = float(round_in.get("steps_s") or 0.0)
+            if steps_s > 0 and not round_in["stop"]:  # a live graph in one group: step on (module docs)
+                out += self._step_on(steps_s, round_in["quiet"])
             if st.done and self._eos_sent:
                 batches: dict[str, Batch] = {}
             else:
@@ -191,6 +206,22 @@ class CompiledGroupActor(GroupActor):
                               "round": self.round, "eos_sent": self._eos_sent}
                 checkpoint["cost_s"] = time.perf_counter() - t
         return dict(result, progress=self.progress(), checkpoint=checkpoint, kept_bytes=self.kept_bytes)
+
+    def _step_on(self, steps_s: float, quiet: bool) -> list:
+        """Step (no inbound) for ``steps_s`` s, ending right after a step whose sources read data."""
+        st = self.stepper
+        assert st is not None
+        stats = [st.executor.stats[n] for n in st.sources]
+        out: list = []
+        end = time.perf_counter() + steps_s
+        while not st.done:
+            before = sum(s.packets_out for s in stats)
+            out += st.step((), stop=False, quiet=quiet)
+            if time.perf_counter() >= end and sum(s.packets_out for s in stats) != before:
+                break
+            if time.perf_counter() >= end + steps_s:  # no data at all: end the round anyway
+                break
+        return out
 
     def replay(self, rounds: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> list[dict[str, Any]]:
         """Step the rounds this group lost, in order: ``[(round_in, upstream outputs), ...]``."""
@@ -288,6 +319,9 @@ class CompiledRun:
         # live graphs: the driver sleeps on a round signal instead of polling in Ray's channel read
         self.live = any(n.kind in LIVE_SOURCE_KINDS for n in self.spec.nodes.values())
         self.signal: RoundSignal | None = None
+        # a live graph in one group steps on within a round (module docs); feedback needs rounds
+        one_group = self.live and len(self.plans) == 1 and not self.plans[0].feedback_from
+        self.steps_s = _live_round_s() if one_group else 0.0
 
     # --- the compiled graph ------------------------------------------------------------------------
     def compile(self) -> None:
@@ -348,7 +382,8 @@ class CompiledRun:
             checkpoint = self.restarts_on and (self.checkpoint_next or (not self.stopping and self.schedule.due()))
             self.round += 1
             round_in = {"round": self.round, "stop": self.stopping, "quiet": self.quiet, "feedback": self.feedback,
-                        "keep": self.restarts_on, "checkpoint": checkpoint, "committed": self.committed}
+                        "keep": self.restarts_on, "checkpoint": checkpoint, "committed": self.committed,
+                        "steps_s": self.steps_s}
             if self.restarts_on:
                 self.inputs[self.round] = {k: round_in[k] for k in ("round", "stop", "quiet", "feedback")}
             try:
@@ -523,6 +558,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
         stopped_by, failure = "end of data", None
         results: list[dict] = []
         wall_s = 0.0
+        rounds = 0
         try:
             if stop:  # asked while Ray started
                 return stopped_during_startup(spec, "ray-compiled", stop, "starting Ray", t_start)
@@ -545,6 +581,7 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
                     log.error(failure)
                 stopped_by = "failure: " + failure
             wall_s = time.perf_counter() - t0
+            rounds = runner.round
             runner.teardown(quiet_errors=failure is not None)
             for p in driver.plans:
                 try:
@@ -579,7 +616,16 @@ def run(spec: GraphSpec, *, progress: bool = True, duration_s: float | None = No
     if driver is not None:
         summary.update(driver.budget.summary_fields())
         summary["checkpoints"] = driver.checkpoint_stats.summary(wall_s)
+    summary["rounds"] = rounds  # compiled rounds executed (a live graph in one group: 5 per second)
     return summary
+
+
+def _live_round_s() -> float:
+    """:data:`LIVE_ROUND_S`, or ``SPIKELOOP_COMPILED_ROUND_S`` from the environment (s, >= 0)."""
+    try:
+        return max(0.0, float(os.environ.get("SPIKELOOP_COMPILED_ROUND_S", LIVE_ROUND_S)))
+    except ValueError:
+        return LIVE_ROUND_S
 
 
 def _dead_groups(ray: Any, actors: dict[str, Any], timeout: float = 2.0) -> list[str]:

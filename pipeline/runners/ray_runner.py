@@ -67,7 +67,7 @@ from pipeline.errors import ConfigError, UserError
 from pipeline.graph import GraphSpec
 from pipeline.log import runner_logger
 from pipeline.packet import StreamInfo
-from pipeline.runners.realtime import freeze_setup_objects
+from pipeline.runners.realtime import freeze_setup_objects, request_short_slice
 from pipeline.runners.opening import (
     construct_node,
     error_from_line,
@@ -464,6 +464,8 @@ class GroupActor:
             self.stepper.restore(state["stepper"])
             self.inbox.position = {k: tuple(v) for k, v in state["inbox"].items()}
         freeze_setup_objects()  # no full GC pass over Ray's and numpy's objects on the data path
+        if any(self.node_specs[n][0] in LIVE_SOURCE_KINDS for n in self.plan.nodes):
+            request_short_slice(all_threads=True)  # opt-in (SPIKELOOP_SCHED_SLICE_US)
         self._warn_niceness()
         return True
 
