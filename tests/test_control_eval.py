@@ -272,3 +272,23 @@ def test_reflex_pushes_away_from_near_obstacles_and_converts_losslessly():
     # removing it (gain 0) gives back the driver
     a, m = with_reflex(params.arrays, params.meta, 0.5, 0.0)
     assert CrnnParams(a, m).reflex is None and "reflex" not in m
+
+
+def test_timesteps_cli_rechecks_a_files_T_on_closed_loop_decisions(tmp_path):
+    """``spikeloop train --model timesteps``: the weights are kept, T and the check's note are
+    rewritten, the previous T is recorded."""
+    import argparse
+
+    from nodes.control.driving import check_timesteps_cli
+    from pipeline.modelfile import load_model, save_model
+
+    params = _driver_params()
+    src = tmp_path / "m.npz"
+    save_model(src, params.arrays, dict(params.meta, timesteps=2))
+    args = argparse.Namespace(init=str(src), out=str(tmp_path / "m2.npz"), worlds_files=["configs/worlds/rooms.yaml"],
+                              val_episode_s=1.0, val_worlds=2)
+    assert check_timesteps_cli(args) == 0
+    a, m = load_model(args.out)
+    assert m["timesteps"] > 2 and m["timesteps_note"]["previous_T"] == 2
+    assert m["timesteps_note"]["decisions"] == {"rooms": 2 * 20}
+    assert all(np.array_equal(a[k], params.arrays[k]) for k in params.arrays)

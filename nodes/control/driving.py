@@ -11,15 +11,25 @@
    with the float path of the same weights trained alongside (so "the float network of the same
    weights" is a real controller, not an accident).
 3. **DAgger rounds** (``--rounds``): the quantised network -- which drives exactly like its
-   spiking (BIF) conversion -- drives ``--episodes`` episodes per family (the expert takes over on
-   25 % of the 2-second segments, and after each collision until the end of the next segment), the
-   expert labels every visited state, the data of ALL rounds is aggregated (a continued run reads
-   the earlier rounds' data from ``--cache``) and the network fine-tuned.
-4. **Model selection on driving.** After every round the quantised network drives ``--val-worlds``
-   VALIDATION worlds per family; the round with the highest worst-family collision-free rate
-   (ties: mean rate, then cells visited) is saved. Test seeds are never used here. A continued run
-   (``--init``) re-scores its starting model on its own validation worlds unless the file's last
-   round was scored on the same number of them.
+   spiking (BIF) conversion -- drives ``--episodes`` episodes per family, WITH the near-obstacle
+   reflex in the loop when the run has one (``--reflex D0:GAIN``, or the ``--init`` file's own
+   reflex; :mod:`nodes.control.reflex`), so the states it learns from are the ones the shipped
+   controller (network + reflex) visits. The expert takes over on 25 % of the 2-second segments
+   and after each collision until the end of the next segment; the expert labels every visited
+   state (the network learns the expert's steering, the reflex stays a fixed layer added to its
+   output); the data of ALL rounds is aggregated (a continued run reads the earlier rounds' data
+   from ``--cache``; each round records its data file in the history) and the network fine-tuned.
+4. **Model selection on driving.** After every round the quantised network (+ reflex) drives
+   ``--val-worlds`` VALIDATION worlds per family for ``--val-episode-s`` (default 60 s); the key
+   (:func:`selection_key`) is the worst family's collision-free rate up to ``--target-rate``
+   (default 0.95), then progress: the smallest per-family margin of cells visited over
+   follow-the-gap with invalid returns filled in the same worlds (:func:`ftg_validation_cells`),
+   then the worst and mean rates. Test seeds are never used here. A continued run (``--init``)
+   re-scores its starting model unless the file's last round was scored the same way.
+5. **The stored T** (``timesteps``) is the smallest T at which the spiking network equals the
+   quantised one on every CLOSED-LOOP decision of 10 validation worlds per family
+   (:func:`closed_loop_timesteps`); ``spikeloop train --model timesteps --init M --out M2``
+   re-checks a file.
 
 Everything is seeded (``--seed``); torch runs on 1 thread; ``--max-minutes`` bounds the DAgger
 loop (checked after each round). The model file is written after the expert round and after
@@ -28,8 +38,8 @@ continues the DAgger rounds from such a file, ``--cache DIR`` keeps the expert e
 round's DAgger episodes (a continued run aggregates the earlier rounds' data from there; a round
 is identified by the families, episode length, seed and its number).
 
-The shipped driver adds a fixed near-obstacle reflex afterwards (``spikeloop train --model reflex
---init DRIVER``, :mod:`nodes.control.reflex`); DAgger continues from the driver without it.
+A reflex is chosen for a driver by ``spikeloop train --model reflex --init DRIVER``
+(:mod:`nodes.control.reflex`); DAgger then continues from that file with the reflex in the loop.
 """
 from __future__ import annotations
 
@@ -367,4 +377,30 @@ def train_driver(args: argparse.Namespace) -> int:
     key, arrays, r_best = best
     print(f"selected round {r_best} (worst-family validation collision-free {100 * key[2]:.1f}%, "
           f"progress margin {key[1]:+.1f} cells) -> {args.out}")
+    return 0
+
+
+def check_timesteps_cli(args: argparse.Namespace) -> int:
+    """``spikeloop train --model timesteps --init M --out M2``: re-check a quantised controller's
+    stored T on CLOSED-LOOP decisions (:func:`closed_loop_timesteps`: ``--val-worlds`` validation
+    worlds per family, default 10, ``--val-episode-s`` long, default 60) and write the file with
+    that T and the check's note; the weights are unchanged."""
+    from pipeline.modelfile import load_model, save_model
+
+    if not args.init:
+        raise UserError("--model timesteps needs --init MODEL (a quantised controller file)")
+    arrays, meta = load_model(args.init)
+    if meta.get("family") != "controller" or not meta.get("levels"):
+        raise UserError(f"{args.init}: --model timesteps needs a quantised controller model")
+    specs = _specs(list(args.worlds_files or DEFAULT_FAMILIES), getattr(args, "val_episode_s", None) or 60.0)
+    n = args.val_worlds or 10
+    seeds = list(range(SEED_RANGES["validation"][0], SEED_RANGES["validation"][0] + n))
+    print(f"{args.init}: checking T on closed-loop decisions, {n} validation worlds x {len(specs)} families, "
+          f"{specs[0].episode_s:g} s (stored T: {meta.get('timesteps')})", flush=True)
+    T, note = closed_loop_timesteps(CrnnParams(arrays, meta), specs, seeds)
+    previous = meta.get("timesteps")
+    meta = dict(meta, timesteps=T, timesteps_note=dict(note, previous_T=previous, previous_note=meta.get("timesteps_note")))
+    save_model(args.out, arrays, meta)
+    print(f"spiking = quantised from T = {T} on {sum(note['decisions'].values()):,} closed-loop decisions "
+          f"(T that failed, largest difference: {note['failed_T_max_diff'] or 'none'}) -> {args.out}")
     return 0

@@ -278,7 +278,10 @@ def _model_names(m: str, levels: int | None, timesteps: int) -> tuple[str, str, 
     return fname, f"spiking T={timesteps} ({stem})", f"quantised L={levels} ({stem})"
 
 
-def closed_loop_units(models: list[str]) -> list[tuple[str, Any]]:
+BASELINE_CHOICES = {"both": (False, True), "filled": (True,), "none": ()}
+
+
+def closed_loop_units(models: list[str], baselines: str = "both") -> list[tuple[str, Any]]:
     """The closed-loop work of one family as independent units, in report order (reads the model
     files): ``("float", model)`` per model, ``("spiking", model)`` per quantised model (the spiking
     run with its quantised twin alongside, plus the separate quantised run when they differ), and
@@ -288,7 +291,7 @@ def closed_loop_units(models: list[str]) -> list[tuple[str, Any]]:
         units.append(("float", m))
         if load_params(m).levels is not None:
             units.append(("spiking", m))
-    return units + [("gap", fill) for _, fill in BASELINES]
+    return units + [("gap", fill) for _, fill in BASELINES if fill in BASELINE_CHOICES[baselines]]
 
 
 def run_unit(unit: tuple[str, Any], spec, seeds: list[int], timesteps: int, pictures: str | None = None,
@@ -359,20 +362,20 @@ def family_report(world: str, spec, models: list[str], timesteps: int,
         comparisons[f"{sname} vs {fname}"] = compare(sname, fname)
     for name in controllers:
         if name.startswith("spiking"):
-            for gname, _ in BASELINES:
+            for gname in (g for g, _ in BASELINES if g in controllers):
                 comparisons[f"{name} vs {gname}"] = compare(name, gname)
     return {"world": world, "episode_s": spec.episode_s, "controllers": controllers, "comparisons": comparisons}
 
 
 def closed_loop_report(models: list[str], worlds: list[str], n_worlds: int, seed: int, timesteps: int,
                        episode_s: float | None, pictures: str | None = None, progress: bool = True,
-                       sensor_noise: bool = True) -> dict[str, Any]:
+                       sensor_noise: bool = True, baselines: str = "both") -> dict[str, Any]:
     """Every model (float path of its weights; quantised and spiking if it is quantised) and
     follow-the-gap in ``n_worlds`` TEST worlds of every family in ``worlds`` (seeds
     ``SEED_RANGES['test'][0] + seed`` on), with paired comparisons per family. Serial; the
     fan-out (``pipeline.cluster.evaluate``) runs the same units as tasks and assembles the same way."""
     seeds = closed_loop_seeds(n_worlds, seed)
-    units = closed_loop_units(models)
+    units = closed_loop_units(models, baselines)
     rep: dict[str, Any] = {"seeds": [seeds[0], seeds[-1]], "timesteps": timesteps, "sensor_noise": sensor_noise,
                            "families": {}}
     for world in worlds:
@@ -467,7 +470,8 @@ def evaluate_controllers(args: argparse.Namespace) -> int:
     if args.closed_loop:
         T = closed_loop_timesteps(args, timesteps)
         rep = closed_loop_report(args.model, worlds, n, args.seed, T, args.episode_s, args.pictures,
-                                 sensor_noise=not getattr(args, "no_sensor_noise", False))
+                                 sensor_noise=not getattr(args, "no_sensor_noise", False),
+                                 baselines=getattr(args, "baselines", None) or "both")
         print_closed_loop(rep)
         report["closed_loop"] = rep
     if args.dataset:

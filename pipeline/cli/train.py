@@ -24,6 +24,7 @@ TRAINERS: dict[str, str] = {
     "crnn": "nodes.control.training:train_crnn",
     "crnn_driver": "nodes.control.driving:train_driver",
     "reflex": "nodes.control.reflex:add_reflex_cli",
+    "timesteps": "nodes.control.driving:check_timesteps_cli",
 }
 
 
