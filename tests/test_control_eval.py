@@ -148,6 +148,14 @@ def test_closed_loop_report_pairs_controllers_per_family(tmp_path):
         assert st["episodes"] == 3 and len(st["collision_free_ci95"]) == 2 and st["mean_cells_visited"] >= 1
     assert len(fam["comparisons"]) == 3 and "follow-the-gap, invalid returns filled" in names
     assert all(0 <= c["p_value"] <= 1 for c in fam["comparisons"].values())
+    # --baselines filled: only the filled follow-the-gap is driven, and compared
+    only = closed_loop_report([str(path)], ["configs/worlds/rooms.yaml"], 3, 0, 2 * params.levels + 8, 1.0,
+                              progress=False, baselines="filled")["families"]["rooms"]
+    assert "follow-the-gap (baseline)" not in only["controllers"] and "follow-the-gap, invalid returns filled" in only["controllers"]
+    assert len(only["comparisons"]) == 2
+    # the baselines do not depend on the model: the same seeds give the same filled run
+    same = fam["controllers"]["follow-the-gap, invalid returns filled"]["per_episode_cells"]
+    assert only["controllers"]["follow-the-gap, invalid returns filled"]["per_episode_cells"] == same
 
 
 def test_driver_training_runs_dagger_rounds_and_stores_the_lossless_T(tmp_path):

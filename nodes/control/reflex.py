@@ -17,9 +17,13 @@ converts to spiking neurons the same way (:class:`nodes.control.kernels.BifKerne
 It is symmetric and knows nothing about any world family: in a doorway both sides push and
 cancel, near a single post the robot is pushed off it. ``spikeloop train --model reflex --init
 DRIVER --reflex 0.5:2 0.4:1 ... --out M`` adds it to a trained driver, choosing among the given
-``d0:gain`` candidates (and "no reflex") by the worst family's collision-free rate in VALIDATION
-worlds (``--val-worlds`` per family, the quantised network driving, as the DAgger rounds select),
-then stores the T at which the spiking output equals the quantised one.
+``d0:gain`` candidates (and "no reflex") in VALIDATION worlds (``--val-worlds`` per family,
+``--val-episode-s`` long, default 60 s; the quantised network driving) with the key the DAgger
+rounds use (:func:`nodes.control.driving.selection_key`: worst family's collision-free rate up to
+``--target-rate``, then progress over follow-the-gap with invalid returns filled), then stores the
+T at which the spiking output equals the quantised one on closed-loop decisions
+(:func:`nodes.control.driving.closed_loop_timesteps`). DAgger continued from such a file
+(``--model crnn_driver --init M``) keeps the reflex in the loop.
 """
 from __future__ import annotations
 
