@@ -44,3 +44,24 @@ def test_tables_pair_a_new_model_with_another_reports_baseline(tmp_path):
     other = _report(tmp_path / "other.json", {"x": _stats([0] * 10, [1] * 10)}, seeds=(1_000_100, 1_000_109))
     with pytest.raises(SystemExit, match="not paired"):
         mod.tables([], pair=[new, other])
+
+
+def test_merge_joins_consecutive_seed_ranges_and_recomputes_the_statistics(tmp_path):
+    mod = _module()
+    ctl = {"spiking T=10 (m)": _stats([0] * 9 + [1], [20] * 10), "follow-the-gap, invalid returns filled": _stats([0] * 10, [19] * 10)}
+    a = _report(tmp_path / "a.json", ctl, seeds=(1_000_000, 1_000_009))
+    ctl2 = {"spiking T=10 (m)": _stats([0] * 10, [22] * 10), "follow-the-gap, invalid returns filled": _stats([2] + [0] * 9, [19] * 10)}
+    b = _report(tmp_path / "b.json", ctl2, seeds=(1_000_010, 1_000_019))
+    for p in (a, b):  # give them a comparison to recompute
+        rep = json.loads(Path(p).read_text())
+        rep["closed_loop"]["families"]["rooms"]["comparisons"] = {"spiking T=10 (m) vs follow-the-gap, invalid returns filled": {}}
+        Path(p).write_text(json.dumps(rep))
+    m = mod.merge([b, a])  # order does not matter
+    assert m["seeds"] == [1_000_000, 1_000_019]
+    st = m["families"]["rooms"]["controllers"]["spiking T=10 (m)"]
+    assert st["episodes"] == 20 and st["collision_free_rate"] == 0.95 and st["mean_cells_visited"] == 21.0
+    cm = m["families"]["rooms"]["comparisons"]["spiking T=10 (m) vs follow-the-gap, invalid returns filled"]
+    assert (cm["only_first"], cm["only_second"]) == (1, 1) and cm["cells"]["difference"] == 2.0
+    gap = _report(tmp_path / "gap.json", ctl, seeds=(1_000_030, 1_000_039))
+    with pytest.raises(SystemExit, match="not consecutive"):
+        mod.merge([a, gap])
