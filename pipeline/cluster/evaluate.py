@@ -154,6 +154,7 @@ def evaluate_controllers(args: argparse.Namespace, ex: Executor) -> int:
         for i, (w, spec) in enumerate(zip(worlds, specs)):
             rep["families"][spec.name] = family_report(w, spec, list(args.model), t_cl,
                                                        parts[i * len(units):(i + 1) * len(units)])
+        rep["complete"] = True  # as the serial report (every unit finished)
         print_closed_loop(rep)
         report["closed_loop"] = rep
     if args.dataset:
