@@ -148,6 +148,14 @@ def test_closed_loop_report_pairs_controllers_per_family(tmp_path):
         assert st["episodes"] == 3 and len(st["collision_free_ci95"]) == 2 and st["mean_cells_visited"] >= 1
     assert len(fam["comparisons"]) == 3 and "follow-the-gap, invalid returns filled" in names
     assert all(0 <= c["p_value"] <= 1 for c in fam["comparisons"].values())
+    # --baselines filled: only the filled follow-the-gap is driven, and compared
+    only = closed_loop_report([str(path)], ["configs/worlds/rooms.yaml"], 3, 0, 2 * params.levels + 8, 1.0,
+                              progress=False, baselines="filled")["families"]["rooms"]
+    assert "follow-the-gap (baseline)" not in only["controllers"] and "follow-the-gap, invalid returns filled" in only["controllers"]
+    assert len(only["comparisons"]) == 2
+    # the baselines do not depend on the model: the same seeds give the same filled run
+    same = fam["controllers"]["follow-the-gap, invalid returns filled"]["per_episode_cells"]
+    assert only["controllers"]["follow-the-gap, invalid returns filled"]["per_episode_cells"] == same
 
 
 def test_driver_training_runs_dagger_rounds_and_stores_the_lossless_T(tmp_path):
@@ -159,20 +167,82 @@ def test_driver_training_runs_dagger_rounds_and_stores_the_lossless_T(tmp_path):
 
     out = tmp_path / "drv.npz"
     args = argparse.Namespace(out=str(out), seed=0, levels=4, worlds_files=["configs/worlds/default.yaml"],
-                              episode_s=2.0, episodes=1, rounds=1, val_worlds=2, epochs=1, max_minutes=5,
-                              init=None, cache=str(tmp_path / "cache"))
+                              episode_s=2.0, val_episode_s=3.0, episodes=1, rounds=1, val_worlds=2, epochs=1,
+                              max_minutes=5, init=None, cache=str(tmp_path / "cache"))
     assert train_driver(args) == 0
     p = load_params(str(out))
     hist = p.meta["dagger"]["history"]
     assert [h["round"] for h in hist][0] == 0 and p.meta["dagger"]["selected_round"] in (0, 1)
     assert p.meta["levels"] == 4 and p.meta["invalid_returns"] == "fill" and p.meta["timesteps"] >= 4
+    # the stored T was checked on closed-loop decisions of every family (60 steps x 2 worlds here)
+    assert p.meta["timesteps_note"]["decisions"] == {"default": 2 * 60}
     assert list(map(list, p.conv_layers)) == [list(c) for c in DRIVER_LAYERS]
     assert any((tmp_path / "cache").glob("expert_*.npz"))  # expert episodes kept for a rerun
     assert any((tmp_path / "cache").glob("dagger_*_round1_*.npz"))  # and the DAgger round's episodes
+    assert any((tmp_path / "cache").glob("ftg_filled_val_*.json"))  # the baseline's validation progress
     # continuing from the file runs further rounds on top of its history
     args.init, args.out = str(out), str(tmp_path / "drv2.npz")
     assert train_driver(args) == 0
     assert load_params(args.out).meta["dagger"]["history"][0]["round"] == 0
+
+
+def test_driver_training_keeps_the_reflex_in_the_dagger_loop(tmp_path):
+    """``--init`` from a file with a reflex: the reflex drives in the DAgger episodes (their cache
+    file is tagged with it), is scored in validation, and is saved with the selected network."""
+    pytest.importorskip("torch")
+    import argparse
+
+    from nodes.control.driving import train_driver
+    from nodes.control.kernels import load_params
+    from nodes.control.reflex import with_reflex
+    from pipeline.modelfile import load_model, save_model
+
+    args = argparse.Namespace(out=str(tmp_path / "drv.npz"), seed=0, levels=4, worlds_files=["configs/worlds/dense.yaml"],
+                              episode_s=2.0, val_episode_s=2.0, episodes=1, rounds=0, val_worlds=2, epochs=1,
+                              max_minutes=5, init=None, cache=str(tmp_path / "cache"))
+    assert train_driver(args) == 0
+    a, m = load_model(args.out)
+    save_model(tmp_path / "rfx.npz", *with_reflex(a, m, 0.6, 2.0))
+    args.init, args.out, args.rounds = str(tmp_path / "rfx.npz"), str(tmp_path / "drv2.npz"), 1
+    assert train_driver(args) == 0
+    p = load_params(args.out)
+    assert p.reflex is not None and p.meta["reflex"]["d0_m"] == 0.6 and p.meta["reflex"]["gain"] == 2.0
+    assert p.meta["dagger"]["reflex_in_loop"] == [0.6, 2.0]
+    assert [h["reflex"] for h in p.meta["dagger"]["history"]][-1] == [0.6, 2.0]
+    assert any((tmp_path / "cache").glob("dagger_*_rfx0.6-2_round1_*.npz"))
+
+
+def test_closed_loop_T_check_finds_a_lossy_T_that_expert_sequences_can_miss():
+    """The stored T comes from the decisions the controller meets in closed loop, with the
+    recurrent state carried over the whole episode: T = 2 (below L - 1 = 7 steps of the input layer)
+    is refused, the chosen T equals the quantised network on every recorded decision."""
+    from nodes.control.driving import closed_loop_timesteps
+
+    params = _driver_params()
+    spec = WorldSpec.from_file("configs/worlds/dense.yaml")
+    spec.episode_s = 2.0
+    T, note = closed_loop_timesteps(params, [spec], [100_000, 100_001], candidates=(2, 12, 16))
+    assert note["decisions"] == {"dense": 2 * 40}
+    assert "2" in note["failed_T_max_diff"] and note["failed_T_max_diff"]["2"] > 1e-9
+    assert T in (12, 16)
+    # the chosen T, driving: its spiking decisions equal the quantised twin's on every step
+    ctl = ShadowedSpiking(params, T, 2)
+    run_episodes(ctl, [100_000, 100_001], spec, progress=False)
+    assert ctl.decisions == 80 and ctl.differ == 0
+
+
+def test_selection_prefers_progress_once_every_family_reaches_the_target():
+    from nodes.control.driving import selection_key
+
+    ftg = {"a": 20.0, "b": 18.0}
+    safe_slow = {"a": {"collision_free": 1.0, "cells": 19.0}, "b": {"collision_free": 0.975, "cells": 18.0}}
+    safe_fast = {"a": {"collision_free": 0.95, "cells": 22.0}, "b": {"collision_free": 0.95, "cells": 19.0}}
+    unsafe_fast = {"a": {"collision_free": 0.925, "cells": 30.0}, "b": {"collision_free": 1.0, "cells": 30.0}}
+    keys = {n: selection_key(s, ftg, 0.95) for n, s in
+            (("safe_slow", safe_slow), ("safe_fast", safe_fast), ("unsafe_fast", unsafe_fast))}
+    assert max(keys, key=keys.get) == "safe_fast"  # both reach 95 %: progress decides
+    assert keys["safe_slow"] > keys["unsafe_fast"]  # below the target the rate decides
+    assert keys["safe_slow"][1] == pytest.approx(-1.0)  # margin: the worst family's cells over follow-the-gap
 
 
 def test_reflex_pushes_away_from_near_obstacles_and_converts_losslessly():
@@ -210,3 +280,23 @@ def test_reflex_pushes_away_from_near_obstacles_and_converts_losslessly():
     # removing it (gain 0) gives back the driver
     a, m = with_reflex(params.arrays, params.meta, 0.5, 0.0)
     assert CrnnParams(a, m).reflex is None and "reflex" not in m
+
+
+def test_timesteps_cli_rechecks_a_files_T_on_closed_loop_decisions(tmp_path):
+    """``spikeloop train --model timesteps``: the weights are kept, T and the check's note are
+    rewritten, the previous T is recorded."""
+    import argparse
+
+    from nodes.control.driving import check_timesteps_cli
+    from pipeline.modelfile import load_model, save_model
+
+    params = _driver_params()
+    src = tmp_path / "m.npz"
+    save_model(src, params.arrays, dict(params.meta, timesteps=2))
+    args = argparse.Namespace(init=str(src), out=str(tmp_path / "m2.npz"), worlds_files=["configs/worlds/rooms.yaml"],
+                              val_episode_s=1.0, val_worlds=2)
+    assert check_timesteps_cli(args) == 0
+    a, m = load_model(args.out)
+    assert m["timesteps"] > 2 and m["timesteps_note"]["previous_T"] == 2
+    assert m["timesteps_note"]["decisions"] == {"rooms": 2 * 20}
+    assert all(np.array_equal(a[k], params.arrays[k]) for k in params.arrays)

@@ -11,15 +11,25 @@
    with the float path of the same weights trained alongside (so "the float network of the same
    weights" is a real controller, not an accident).
 3. **DAgger rounds** (``--rounds``): the quantised network -- which drives exactly like its
-   spiking (BIF) conversion -- drives ``--episodes`` episodes per family (the expert takes over on
-   25 % of the 2-second segments, and after each collision until the end of the next segment), the
-   expert labels every visited state, the data of ALL rounds is aggregated (a continued run reads
-   the earlier rounds' data from ``--cache``) and the network fine-tuned.
-4. **Model selection on driving.** After every round the quantised network drives ``--val-worlds``
-   VALIDATION worlds per family; the round with the highest worst-family collision-free rate
-   (ties: mean rate, then cells visited) is saved. Test seeds are never used here. A continued run
-   (``--init``) re-scores its starting model on its own validation worlds unless the file's last
-   round was scored on the same number of them.
+   spiking (BIF) conversion -- drives ``--episodes`` episodes per family, WITH the near-obstacle
+   reflex in the loop when the run has one (``--reflex D0:GAIN``, or the ``--init`` file's own
+   reflex; :mod:`nodes.control.reflex`), so the states it learns from are the ones the shipped
+   controller (network + reflex) visits. The expert takes over on 25 % of the 2-second segments
+   and after each collision until the end of the next segment; the expert labels every visited
+   state (the network learns the expert's steering, the reflex stays a fixed layer added to its
+   output); the data of ALL rounds is aggregated (a continued run reads the earlier rounds' data
+   from ``--cache``; each round records its data file in the history) and the network fine-tuned.
+4. **Model selection on driving.** After every round the quantised network (+ reflex) drives
+   ``--val-worlds`` VALIDATION worlds per family for ``--val-episode-s`` (default 60 s); the key
+   (:func:`selection_key`) is the worst family's collision-free rate up to ``--target-rate``
+   (default 0.95), then progress: the smallest per-family margin of cells visited over
+   follow-the-gap with invalid returns filled in the same worlds (:func:`ftg_validation_cells`),
+   then the worst and mean rates. Test seeds are never used here. A continued run (``--init``)
+   re-scores its starting model unless the file's last round was scored the same way.
+5. **The stored T** (``timesteps``) is the smallest T at which the spiking network equals the
+   quantised one on every CLOSED-LOOP decision of 10 validation worlds per family
+   (:func:`closed_loop_timesteps`); ``spikeloop train --model timesteps --init M --out M2``
+   re-checks a file.
 
 Everything is seeded (``--seed``); torch runs on 1 thread; ``--max-minutes`` bounds the DAgger
 loop (checked after each round). The model file is written after the expert round and after
@@ -28,8 +38,8 @@ continues the DAgger rounds from such a file, ``--cache DIR`` keeps the expert e
 round's DAgger episodes (a continued run aggregates the earlier rounds' data from there; a round
 is identified by the families, episode length, seed and its number).
 
-The shipped driver adds a fixed near-obstacle reflex afterwards (``spikeloop train --model reflex
---init DRIVER``, :mod:`nodes.control.reflex`); DAgger continues from the driver without it.
+A reflex is chosen for a driver by ``spikeloop train --model reflex --init DRIVER``
+(:mod:`nodes.control.reflex`); DAgger then continues from that file with the reflex in the loop.
 """
 from __future__ import annotations
 
@@ -103,7 +113,8 @@ def drive_score(params: CrnnParams, specs: list[WorldSpec], seeds: list[int], mo
 
 def lossless_timesteps(params: CrnnParams, seqs: Sequences, candidates=(4, 6, 8, 10, 12, 14, 16, 20, 24, 32)) -> int:
     """The smallest T of ``candidates`` at which the spiking network's output equals the quantised
-    one (to 1e-9) on every step of ``seqs`` (the shipped T is stored as ``timesteps`` in the file)."""
+    one (to 1e-9) on every step of ``seqs`` (32-step sequences from a zero state). Prefer
+    :func:`closed_loop_timesteps`, which checks the decisions the controller meets when it drives."""
     from nodes.control.kernels import BifKernel
 
     q = CrnnKernel(params, mode="quant").run(seqs.scans, seqs.state)
@@ -114,6 +125,108 @@ def lossless_timesteps(params: CrnnParams, seqs: Sequences, candidates=(4, 6, 8,
     return candidates[-1]
 
 
+class _Recorder:
+    """A batched controller that records every input it is given: ``scans`` (steps, B, 541) and
+    ``states`` (steps, B, 2) after the run (for :func:`closed_loop_timesteps`)."""
+
+    def __init__(self, kernel) -> None:
+        self.kernel, self.scans, self.states = kernel, [], []
+
+    def step(self, scans: np.ndarray, states: np.ndarray) -> np.ndarray:
+        self.scans.append(np.asarray(scans, dtype=np.float32))
+        self.states.append(np.asarray(states, dtype=np.float32))
+        return self.kernel.step(scans, states)
+
+
+def closed_loop_timesteps(params: CrnnParams, specs: list[WorldSpec], seeds: list[int],
+                          candidates=(4, 6, 8, 10, 12, 14, 16, 20, 24, 32)) -> tuple[int, dict[str, Any]]:
+    """The smallest T of ``candidates`` at which the spiking network equals the quantised one (to
+    1e-9) on every decision of CLOSED-LOOP episodes in every family of ``specs``.
+
+    The quantised network (with its reflex, if any) drives the worlds ``seeds`` of each family for
+    the spec's whole episode, its inputs are recorded, and each candidate T replays those inputs
+    through the spiking network with the recurrent state carried over the whole episode, as in a
+    session (a lossless T drives exactly the same trajectory, so these ARE the spiking
+    controller's decisions). Returns (T, note) with the number of decisions checked per family and
+    the candidates that failed (largest difference each)."""
+    from nodes.control.evaluation import run_episodes
+    from nodes.control.kernels import BifKernel
+
+    recorded = []
+    for spec in specs:
+        rec = _Recorder(CrnnKernel(params, len(seeds), "quant"))
+        run_episodes(rec, seeds, spec, progress=False)
+        scans = np.stack(rec.scans, axis=1)  # (B, steps, 541)
+        states = np.stack(rec.states, axis=1)
+        recorded.append((spec.name, scans, states, CrnnKernel(params, mode="quant").run(scans, states)))
+    failed: dict[str, float] = {}
+    chosen = candidates[-1]
+    for T in candidates:
+        worst = 0.0
+        for name, scans, states, q in recorded:
+            s, _ = BifKernel(params, T, len(seeds)).run(scans, states)
+            worst = max(worst, float(np.max(np.abs(s - q))))
+            if worst >= 1e-9:
+                break
+        if worst < 1e-9:
+            chosen = T
+            break
+        failed[str(T)] = worst
+    note = {"decisions": {name: int(q.size) for name, _, _, q in recorded}, "worlds_per_family": len(seeds),
+            "episode_s": specs[0].episode_s if specs else None, "failed_T_max_diff": failed,
+            "method": "closed loop: the quantised network drives, every decision replayed through the spiking one"}
+    return chosen, note
+
+
+def _reflex_arg(args: argparse.Namespace) -> tuple[float, float] | None:
+    """``--reflex D0:GAIN`` for crnn_driver (one value; ``0:0`` = none), or None when not given."""
+    texts = getattr(args, "reflex", None)
+    if not texts:
+        return None
+    if len(texts) != 1:
+        raise UserError(f"--model crnn_driver: --reflex takes one D0:GAIN (the reflex in the DAgger loop), got {texts}")
+    from nodes.control.reflex import _candidates
+
+    return _candidates(texts)[0]
+
+
+def ftg_validation_cells(specs: list[WorldSpec], seeds: list[int], cache: Path | None) -> dict[str, float]:
+    """Mean cells visited per family by follow-the-gap with invalid returns filled (the strongest
+    baseline) in the validation worlds ``seeds``: the progress a selected round should reach.
+    Kept in ``cache`` (a small JSON) when given."""
+    import json
+
+    from nodes.control.evaluation import _Batched, run_episodes
+    from nodes.control.planners import FollowTheGap
+
+    f = None
+    if cache is not None:
+        f = cache / f"ftg_filled_val_{'-'.join(s.name for s in specs)}_{specs[0].episode_s:g}s_{seeds[0]}_{len(seeds)}.json"
+        if f.is_file():
+            return json.loads(f.read_text())
+    out = {}
+    for spec in specs:
+        gap = _Batched(lambda: FollowTheGap(robot_radius_m=spec.robot_radius_m, max_turn_rad_s=spec.max_turn_rad_s,
+                                            fill_invalid=True), len(seeds))
+        res = run_episodes(gap, seeds, spec, progress=False)
+        out[spec.name] = float(np.mean([r["cells_visited"] for r in res]))
+    if f is not None:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(out))
+    return out
+
+
+def selection_key(score: dict[str, Any], ftg_cells: dict[str, float], target: float) -> tuple:
+    """Model-selection key of one round's validation ``score`` (larger is better): first the worst
+    family's collision-free rate up to ``target`` (rounds that reach the target in every family tie
+    here), then progress -- the smallest per-family margin of cells visited over follow-the-gap
+    (filled) -- then the worst and the mean collision-free rate."""
+    fams = [k for k, v in score.items() if isinstance(v, dict)]
+    rates = [score[k]["collision_free"] for k in fams]
+    margin = min(score[k]["cells"] - ftg_cells.get(k, 0.0) for k in fams)
+    return (min(min(rates), target), round(margin, 6), min(rates), float(np.mean(rates)))
+
+
 def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict, Any], None] | None = None) -> int:
     """``spikeloop train --model crnn_driver``: see the module docstring.
 
@@ -121,10 +234,11 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     round is scored on the validation worlds (round 0: the expert round), with that round's model
     (``arrays`` and the metadata its file would have) and ``record`` = ``{"epoch": rounds done - 1,
     "val_collision_free": worst family's validation collision-free rate (0..1), "val_collision_free_mean",
-    "val_cells", "val_mse": the last fine-tuning's validation MSE}``. No trainer state is passed: a
-    resumed sweep trial of this kind starts again from its first round."""
+    "val_cells": mean cells visited per episode, "val_mse": the last fine-tuning's validation MSE}``.
+    No trainer state is passed: a resumed sweep trial of this kind starts again from its first round."""
     import torch
 
+    from nodes.control.reflex import with_reflex
     from nodes.control.torch_models import CRNN
     from nodes.control.training import FitConfig, base_metadata, fit
     from pipeline.modelfile import save_model
@@ -138,20 +252,43 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     families = list(args.worlds_files or DEFAULT_FAMILIES)
     episode_s = args.episode_s or 30.0
     specs = _specs(families, episode_s)
+    val_episode_s = getattr(args, "val_episode_s", None) or 60.0
+    val_specs = _specs(families, val_episode_s)
     episodes = args.episodes or 6
     rounds = args.rounds if args.rounds is not None else 4
     n_val = args.val_worlds or 20
+    target = getattr(args, "target_rate", None) or 0.95
     rng = np.random.default_rng(args.seed + 17)
     train_seed = SEED_RANGES["train"][0] + 1000 * args.seed
     val_seeds = list(range(SEED_RANGES["validation"][0], SEED_RANGES["validation"][0] + n_val))
-    print(f"driving controller: families {[s.name for s in specs]}, {episode_s:g} s episodes, L={levels}, "
-          f"{rounds} DAgger rounds x {episodes} episodes per family, selection on {n_val} validation worlds per family")
 
     meta = base_metadata(levels, "simulator (DAgger, arc-planner expert)")
     meta.update({"conv_layers": [list(c) for c in DRIVER_LAYERS], "invalid_returns": "fill",
                  "architecture": "Conv1D(8,k11,s10)-Conv1D(8,k5,s3)-Conv1D(2,k1) -> 34 + 2 state -> RNN(32) -> 1",
                  "split": None, "families": [s.name for s in specs]})
     cache = Path(args.cache) if getattr(args, "cache", None) else None
+    init_arrays, init_meta = None, {}
+    if args.init:
+        from pipeline.modelfile import load_model
+
+        init_arrays, init_meta = load_model(args.init)
+        if init_meta.get("levels") != levels or init_meta.get("conv_layers") != meta["conv_layers"]:
+            raise UserError(f"{args.init}: --init must be a driving controller with L={levels} (train one without --init first)")
+    # the near-obstacle reflex IN the DAgger loop: --reflex, else the --init file's own reflex
+    reflex = _reflex_arg(args)
+    if reflex is None and init_meta.get("reflex"):
+        reflex = (float(init_meta["reflex"]["d0_m"]), float(init_meta["reflex"]["gain"]))
+    if reflex is not None and reflex[1] == 0:
+        reflex = None
+    print(f"driving controller: families {[s.name for s in specs]}, {episode_s:g} s training episodes, L={levels}, "
+          f"{rounds} DAgger rounds x {episodes} episodes per family, "
+          f"reflex {'in the loop: d0 %g m, gain %g' % reflex if reflex else 'none'}; selection on {n_val} validation "
+          f"worlds per family ({val_episode_s:g} s): worst family's collision-free rate up to {100 * target:g} %, "
+          f"then progress over follow-the-gap (filled)")
+
+    def full(arrays: dict) -> tuple[dict, dict]:
+        """The network's arrays with the run's reflex added: what drives, is scored and is saved."""
+        return with_reflex(arrays, meta, *reflex) if reflex is not None else (arrays, meta)
 
     def cached(name: str, make) -> Sequences:
         """Expert data is deterministic for its seeds: keep it in ``--cache DIR`` (data-only .npz)."""
@@ -167,37 +304,42 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
         return seqs
 
     tag = f"{'-'.join(s.name for s in specs)}_{episode_s:g}s_seed{args.seed}"
+    dagger_tag = tag if reflex is None else f"{tag}_rfx{reflex[0]:g}-{reflex[1]:g}"
     data = [cached(f"expert_{tag}_{episodes * 2}", lambda: collect(specs, episodes * 2, train_seed, np.random.default_rng(args.seed)))]
     train_seed += episodes * 2
     val = cached(f"expert_val_{tag}", lambda: collect(specs, 2, SEED_RANGES["validation"][1] - 100,
                                                        np.random.default_rng(args.seed + 1), progress=False))
     print(f"round 0: {len(data[0])} expert sequences ({len(val)} for early stopping)")
+    ftg_cells = ftg_validation_cells(val_specs, val_seeds, cache)
+    print("follow-the-gap (filled) validation cells: " + ", ".join(f"{k} {v:.1f}" for k, v in ftg_cells.items()), flush=True)
+    n_check = min(n_val, getattr(args, "t_check_worlds", None) or 10)
 
-    def file_meta(arrays: dict, extra: dict) -> dict:
-        m = dict(meta, **extra, seed=args.seed, train_minutes=(time.monotonic() - t_start) / 60)
-        m["timesteps"] = lossless_timesteps(CrnnParams(arrays, m), Sequences(val.scans[:300], val.state[:300], val.steering[:300]))
-        return m
+    def file_model(arrays: dict, extra: dict) -> tuple[dict, dict]:
+        """The arrays and metadata a model file of ``arrays`` holds (reflex included, lossless T
+        checked in closed loop)."""
+        a, m = full(arrays)
+        m = dict(m, **extra, seed=args.seed, train_minutes=(time.monotonic() - t_start) / 60,
+                 init=str(args.init) if args.init else None)
+        m["timesteps"], note = closed_loop_timesteps(CrnnParams(a, m), val_specs, val_seeds[:n_check])
+        m["timesteps_note"] = note
+        return a, m
 
     def save(arrays: dict, extra: dict) -> None:
-        save_model(args.out, arrays, file_meta(arrays, extra))
+        save_model(args.out, *file_model(arrays, extra))
 
     qcfg = FitConfig(epochs=args.epochs or 5, patience=3, seed=args.seed, max_minutes=2.5, batch_size=16,
                      lr=getattr(args, "lr", None) or 1e-3, dual=True)
     val_mse = float("nan")  # the last fine-tuning's validation MSE (none yet for a continued run's first round)
-    if args.init:  # continue DAgger from a quantised driver
-        from pipeline.modelfile import load_model
-
-        arrays, init_meta = load_model(args.init)
-        if "reflex_w" in arrays:
-            raise UserError(f"{args.init}: has a near-obstacle reflex; continue DAgger from the driver without it "
-                            f"(its 'init' metadata names it) and add the reflex afterwards (--model reflex)")
-        if init_meta.get("levels") != levels or init_meta.get("conv_layers") != meta["conv_layers"]:
-            raise UserError(f"{args.init}: --init must be a driving controller with L={levels} (train one without --init first)")
+    if init_arrays is not None:  # continue DAgger from a quantised driver (its reflex, if any, set aside)
+        arrays, _ = with_reflex(init_arrays, init_meta, 0.0, 0.0)
         history = list((init_meta.get("dagger") or {}).get("history", []))
         if cache is not None:  # aggregate the DAgger data of earlier rounds (DAgger keeps all of it)
-            for f in sorted(cache.glob(f"dagger_{tag}_round*.npz")):
-                if int(f.stem.split("_round")[1].split("_")[0]) < len(history):
-                    data.append(cached(f.stem, lambda: None))
+            for h in history:  # a round's own data file (this code), else the older naming (no reflex tag)
+                name = h.get("data") or (f"dagger_{tag}_round{h['round']}_{episodes}" if h["round"] > 0 else None)
+                if name and (cache / f"{name}.npz").is_file():
+                    data.append(cached(name, lambda: None))
+                elif name:
+                    print(f"note: round {h['round']}'s DAgger data {name}.npz is not in {cache}; continuing without it")
             print(f"aggregated data: {sum(len(d) for d in data)} sequences from {len(data)} rounds")
     else:
         torch.manual_seed(args.seed)
@@ -216,37 +358,70 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     if history:  # --init: its round is re-entered (re-scored unless it was scored on these very worlds)
         r0 -= 1
     for r in range(r0, r0 + rounds + 1):
-        params = CrnnParams(arrays, meta)
+        params = CrnnParams(*full(arrays))
         last = history.pop() if r == r0 and len(history) > r0 else None
-        if last is not None and last.get("val_worlds") == n_val and len(last["validation"]) == len(specs):
+        if (last is not None and last.get("val_worlds") == n_val and last.get("val_episode_s") == val_episode_s
+                and last.get("reflex") == (list(reflex) if reflex else None) and len(last["validation"]) == len(specs)):
             score = last["validation"]
-            rates = [v["collision_free"] for v in score.values()]
-            key = (min(rates), float(np.mean(rates)), float(np.mean([v["cells"] for v in score.values()])))
         else:  # scored on other worlds (or not at all): score it on this run's validation worlds
-            score = drive_score(params, specs, val_seeds)
-            key = score.pop("_key")
-        history.append({"round": r, "validation": score, "val_worlds": n_val,
-                        "sequences": int(sum(len(d) for d in data))})
-        print(f"round {r}: validation collision-free " + ", ".join(f"{k} {100 * v['collision_free']:.0f}%"
-              for k, v in score.items()) + f" (worst {100 * key[0]:.0f}%, cells {key[2]:.1f})", flush=True)
+            score = drive_score(params, val_specs, val_seeds)
+            score.pop("_key")
+        key = selection_key(score, ftg_cells, target)
+        history.append({"round": r, "validation": score, "val_worlds": n_val, "val_episode_s": val_episode_s,
+                        "reflex": list(reflex) if reflex else None, "sequences": int(sum(len(d) for d in data)),
+                        "data": f"dagger_{dagger_tag}_round{r}_{episodes}" if r > r0 else (last or {}).get("data")})
+        print(f"round {r}: validation collision-free " + ", ".join(f"{k} {100 * v['collision_free']:.0f}% ({v['cells']:.1f} cells)"
+              for k, v in score.items()) + f" (worst {100 * key[2]:.1f}%, progress margin over follow-the-gap {key[1]:+.1f} cells)",
+              flush=True)
         if on_epoch is not None:  # spikeloop sweep: this round's model and its validation driving
             dagger = {"rounds": r, "episodes_per_family": episodes, "episode_s": episode_s, "history": list(history),
                       "selected_round": r}
-            record = {"epoch": r - r0, "val_collision_free": key[0], "val_collision_free_mean": key[1], "val_cells": key[2]}
+            record = {"epoch": r - r0, "val_collision_free": key[2], "val_collision_free_mean": key[3],
+                      "val_cells": float(np.mean([v["cells"] for v in score.values() if isinstance(v, dict)]))}
             if np.isfinite(val_mse):
                 record["val_mse"] = float(val_mse)
-            on_epoch(record, arrays, file_meta(arrays, {"dagger": dagger, "validation_worst_collision_free": key[0]}), None)
+            on_epoch(record, *file_model(arrays, {"dagger": dagger, "validation_worst_collision_free": key[2]}), None)
         if best is None or key > best[0]:
             best = (key, arrays, r)
             save(arrays, {"dagger": {"rounds": r, "episodes_per_family": episodes, "episode_s": episode_s,
-                                     "history": history, "selected_round": r},
-                          "validation_worst_collision_free": key[0]})
+                                     "val_episode_s": val_episode_s, "history": history, "selected_round": r,
+                                     "selection": f"worst-family collision-free up to {target:g}, then cells over "
+                                                  f"follow-the-gap (filled) {ftg_cells}",
+                                     "reflex_in_loop": list(reflex) if reflex else None},
+                          "validation_worst_collision_free": key[2]})
         if r == r0 + rounds or time.monotonic() - t_start > budget_s:
             break
-        data.append(cached(f"dagger_{tag}_round{r + 1}_{episodes}", lambda: collect(specs, episodes, train_seed + 100 * r, rng, params)))
+        data.append(cached(f"dagger_{dagger_tag}_round{r + 1}_{episodes}", lambda: collect(specs, episodes, train_seed + 100 * r, rng, params)))
         model = CRNN.from_arrays(arrays, levels, DRIVER_LAYERS)
         qcfg.seed += 1
         arrays, val_mse, _ = fit(model, _concat(data), val, meta, qcfg, desc=f"round {r + 1}")
     key, arrays, r_best = best
-    print(f"selected round {r_best} (worst-family validation collision-free {100 * key[0]:.0f}%) -> {args.out}")
+    print(f"selected round {r_best} (worst-family validation collision-free {100 * key[2]:.1f}%, "
+          f"progress margin {key[1]:+.1f} cells) -> {args.out}")
+    return 0
+
+
+def check_timesteps_cli(args: argparse.Namespace) -> int:
+    """``spikeloop train --model timesteps --init M --out M2``: re-check a quantised controller's
+    stored T on CLOSED-LOOP decisions (:func:`closed_loop_timesteps`: ``--val-worlds`` validation
+    worlds per family, default 10, ``--val-episode-s`` long, default 60) and write the file with
+    that T and the check's note; the weights are unchanged."""
+    from pipeline.modelfile import load_model, save_model
+
+    if not args.init:
+        raise UserError("--model timesteps needs --init MODEL (a quantised controller file)")
+    arrays, meta = load_model(args.init)
+    if meta.get("family") != "controller" or not meta.get("levels"):
+        raise UserError(f"{args.init}: --model timesteps needs a quantised controller model")
+    specs = _specs(list(args.worlds_files or DEFAULT_FAMILIES), getattr(args, "val_episode_s", None) or 60.0)
+    n = args.val_worlds or 10
+    seeds = list(range(SEED_RANGES["validation"][0], SEED_RANGES["validation"][0] + n))
+    print(f"{args.init}: checking T on closed-loop decisions, {n} validation worlds x {len(specs)} families, "
+          f"{specs[0].episode_s:g} s (stored T: {meta.get('timesteps')})", flush=True)
+    T, note = closed_loop_timesteps(CrnnParams(arrays, meta), specs, seeds)
+    previous = meta.get("timesteps")
+    meta = dict(meta, timesteps=T, timesteps_note=dict(note, previous_T=previous, previous_note=meta.get("timesteps_note")))
+    save_model(args.out, arrays, meta)
+    print(f"spiking = quantised from T = {T} on {sum(note['decisions'].values()):,} closed-loop decisions "
+          f"(T that failed, largest difference: {note['failed_T_max_diff'] or 'none'}) -> {args.out}")
     return 0

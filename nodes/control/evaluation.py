@@ -278,17 +278,21 @@ def _model_names(m: str, levels: int | None, timesteps: int) -> tuple[str, str, 
     return fname, f"spiking T={timesteps} ({stem})", f"quantised L={levels} ({stem})"
 
 
-def closed_loop_units(models: list[str]) -> list[tuple[str, Any]]:
+BASELINE_CHOICES = {"both": (False, True), "filled": (True,), "none": ()}
+
+
+def closed_loop_units(models: list[str], baselines: str = "both") -> list[tuple[str, Any]]:
     """The closed-loop work of one family as independent units, in report order (reads the model
-    files): ``("float", model)`` per model, ``("spiking", model)`` per quantised model (the spiking
-    run with its quantised twin alongside, plus the separate quantised run when they differ), and
-    ``("gap", fill_invalid)`` per follow-the-gap baseline. :func:`run_unit` runs one."""
+    files): ``("spiking", model)`` per quantised model (the spiking run with its quantised twin
+    alongside, plus the separate quantised run when they differ) -- first, so a run cut short
+    keeps the controller that ships -- then ``("float", model)`` per model, and ``("gap",
+    fill_invalid)`` per follow-the-gap baseline. :func:`run_unit` runs one."""
     units: list[tuple[str, Any]] = []
     for m in models:
-        units.append(("float", m))
         if load_params(m).levels is not None:
             units.append(("spiking", m))
-    return units + [("gap", fill) for _, fill in BASELINES]
+        units.append(("float", m))
+    return units + [("gap", fill) for _, fill in BASELINES if fill in BASELINE_CHOICES[baselines]]
 
 
 def run_unit(unit: tuple[str, Any], spec, seeds: list[int], timesteps: int, pictures: str | None = None,
@@ -356,29 +360,38 @@ def family_report(world: str, spec, models: list[str], timesteps: int,
         if levels is None:
             continue
         fname, sname, _ = _model_names(m, levels, timesteps)
-        comparisons[f"{sname} vs {fname}"] = compare(sname, fname)
+        if sname in controllers and fname in controllers:  # (a partial report may lack one)
+            comparisons[f"{sname} vs {fname}"] = compare(sname, fname)
     for name in controllers:
         if name.startswith("spiking"):
-            for gname, _ in BASELINES:
+            for gname in (g for g, _ in BASELINES if g in controllers):
                 comparisons[f"{name} vs {gname}"] = compare(name, gname)
     return {"world": world, "episode_s": spec.episode_s, "controllers": controllers, "comparisons": comparisons}
 
 
 def closed_loop_report(models: list[str], worlds: list[str], n_worlds: int, seed: int, timesteps: int,
                        episode_s: float | None, pictures: str | None = None, progress: bool = True,
-                       sensor_noise: bool = True) -> dict[str, Any]:
+                       sensor_noise: bool = True, baselines: str = "both",
+                       on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Every model (float path of its weights; quantised and spiking if it is quantised) and
     follow-the-gap in ``n_worlds`` TEST worlds of every family in ``worlds`` (seeds
     ``SEED_RANGES['test'][0] + seed`` on), with paired comparisons per family. Serial; the
-    fan-out (``pipeline.cluster.evaluate``) runs the same units as tasks and assembles the same way."""
+    fan-out (``pipeline.cluster.evaluate``) runs the same units as tasks and assembles the same way.
+    ``on_progress(report)``, if given, gets the report so far (``"complete": False``) after every
+    unit, so a run that is stopped keeps what it finished."""
     seeds = closed_loop_seeds(n_worlds, seed)
-    units = closed_loop_units(models)
+    units = closed_loop_units(models, baselines)
     rep: dict[str, Any] = {"seeds": [seeds[0], seeds[-1]], "timesteps": timesteps, "sensor_noise": sensor_noise,
                            "families": {}}
     for world in worlds:
         spec = family_spec(world, episode_s, sensor_noise)
-        parts = [run_unit(u, spec, seeds, timesteps, pictures, progress) for u in units]
-        rep["families"][spec.name] = family_report(world, spec, models, timesteps, parts)
+        parts = []
+        for u in units:
+            parts.append(run_unit(u, spec, seeds, timesteps, pictures, progress))
+            rep["families"][spec.name] = family_report(world, spec, models, timesteps, parts)
+            if on_progress is not None:
+                on_progress(dict(rep, complete=False))
+    rep["complete"] = True
     return rep
 
 
@@ -460,6 +473,18 @@ def offline_splits(args: argparse.Namespace) -> list[str]:
     return [args.split] if getattr(args, "split", None) else ["standard", "keras-ncp"]
 
 
+def _partial_writer(path: str | None) -> Callable[[dict[str, Any]], None] | None:
+    """Writes the closed-loop report so far to ``path`` (``{"closed_loop": ...}``, with
+    ``"complete": false``) after every unit; the final report overwrites it."""
+    if not path:
+        return None
+
+    def write(rep: dict[str, Any]) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps({"closed_loop": rep}, indent=2))
+    return write
+
+
 def evaluate_controllers(args: argparse.Namespace) -> int:
     """``spikeloop evaluate --model M... [--dataset PATH] [--closed-loop --worlds N]``."""
     timesteps, n, worlds = evaluation_options(args)
@@ -467,7 +492,9 @@ def evaluate_controllers(args: argparse.Namespace) -> int:
     if args.closed_loop:
         T = closed_loop_timesteps(args, timesteps)
         rep = closed_loop_report(args.model, worlds, n, args.seed, T, args.episode_s, args.pictures,
-                                 sensor_noise=not getattr(args, "no_sensor_noise", False))
+                                 sensor_noise=not getattr(args, "no_sensor_noise", False),
+                                 baselines=getattr(args, "baselines", None) or "both",
+                                 on_progress=_partial_writer(args.json_path))
         print_closed_loop(rep)
         report["closed_loop"] = rep
     if args.dataset:

@@ -17,9 +17,13 @@ converts to spiking neurons the same way (:class:`nodes.control.kernels.BifKerne
 It is symmetric and knows nothing about any world family: in a doorway both sides push and
 cancel, near a single post the robot is pushed off it. ``spikeloop train --model reflex --init
 DRIVER --reflex 0.5:2 0.4:1 ... --out M`` adds it to a trained driver, choosing among the given
-``d0:gain`` candidates (and "no reflex") by the worst family's collision-free rate in VALIDATION
-worlds (``--val-worlds`` per family, the quantised network driving, as the DAgger rounds select),
-then stores the T at which the spiking output equals the quantised one.
+``d0:gain`` candidates (and "no reflex") in VALIDATION worlds (``--val-worlds`` per family,
+``--val-episode-s`` long, default 60 s; the quantised network driving) with the key the DAgger
+rounds use (:func:`nodes.control.driving.selection_key`: worst family's collision-free rate up to
+``--target-rate``, then progress over follow-the-gap with invalid returns filled), then stores the
+T at which the spiking output equals the quantised one on closed-loop decisions
+(:func:`nodes.control.driving.closed_loop_timesteps`). DAgger continued from such a file
+(``--model crnn_driver --init M``) keeps the reflex in the loop.
 """
 from __future__ import annotations
 
@@ -65,7 +69,10 @@ def _candidates(texts: list[str]) -> list[tuple[float, float]]:
 
 def add_reflex_cli(args: argparse.Namespace) -> int:
     """``spikeloop train --model reflex``: see the module docstring."""
-    from nodes.control.driving import DEFAULT_FAMILIES, _specs, collect, drive_score, lossless_timesteps
+    from pathlib import Path
+
+    from nodes.control.driving import (DEFAULT_FAMILIES, _specs, closed_loop_timesteps, drive_score,
+                                       ftg_validation_cells, selection_key)
     from nodes.control.simulator import SEED_RANGES
     from pipeline.modelfile import load_model, save_model
 
@@ -75,30 +82,33 @@ def add_reflex_cli(args: argparse.Namespace) -> int:
     if meta.get("family") != "controller" or not meta.get("levels"):
         raise UserError(f"{args.init}: --model reflex needs a quantised controller model (train --model crnn_driver)")
     cands = [(0.0, 0.0)] + _candidates(getattr(args, "reflex", None) or ["0.5:2"])
-    specs = _specs(list(args.worlds_files or DEFAULT_FAMILIES), args.episode_s or 30.0)
+    specs = _specs(list(args.worlds_files or DEFAULT_FAMILIES),
+                   getattr(args, "val_episode_s", None) or args.episode_s or 60.0)
     n_val = args.val_worlds or 40
+    target = getattr(args, "target_rate", None) or 0.95
     seeds = list(range(SEED_RANGES["validation"][0], SEED_RANGES["validation"][0] + n_val))
+    ftg_cells = ftg_validation_cells(specs, seeds, Path(args.cache) if getattr(args, "cache", None) else None)
     print(f"reflex for {args.init}: candidates {cands[1:]} and none, {n_val} validation worlds per family "
-          f"({specs[0].episode_s:g} s), selection on the worst family's collision-free rate")
+          f"({specs[0].episode_s:g} s), selection on the worst family's collision-free rate up to {100 * target:g} %, "
+          f"then progress over follow-the-gap (filled: " + ", ".join(f"{k} {v:.1f}" for k, v in ftg_cells.items()) + " cells)")
     best = None
     scores = []
     for d0, g in cands:
         a, m = with_reflex(arrays, meta, d0, g)
         score = drive_score(CrnnParams(a, m), specs, seeds)
-        key = score.pop("_key")
+        score.pop("_key")
+        key = selection_key(score, ftg_cells, target)
         scores.append({"d0_m": d0, "gain": g, "validation": score})
         print(f"  d0 {d0:g} m, gain {g:g}: " + ", ".join(f"{k} {100 * v['collision_free']:.0f}%" for k, v in score.items())
-              + f" (worst {100 * key[0]:.0f}%, cells {key[2]:.1f})", flush=True)
+              + f" (worst {100 * key[2]:.1f}%, progress margin {key[1]:+.1f} cells)", flush=True)
         if best is None or key > best[0]:
             best = (key, a, m, d0, g)
     key, a, m, d0, g = best
     m = dict(m, reflex_selection={"candidates": scores, "val_worlds": n_val, "episode_s": specs[0].episode_s,
                                   "selected": {"d0_m": d0, "gain": g}},
-             validation_worst_collision_free=key[0], init=str(args.init))
-    seqs = collect(specs, 1, SEED_RANGES["validation"][1] - 100, np.random.default_rng(args.seed + 1), progress=False)
-    m["timesteps"] = lossless_timesteps(CrnnParams(a, m), seqs)
-    m["timesteps_note"] = f"lossless T checked on {len(seqs) * seqs.scans.shape[1]:,} validation decisions (expert-driven)"
+             validation_worst_collision_free=key[2], init=str(args.init))
+    m["timesteps"], m["timesteps_note"] = closed_loop_timesteps(CrnnParams(a, m), specs, seeds[:min(n_val, 10)])
     save_model(args.out, a, m)
-    print(f"selected d0 {d0:g} m, gain {g:g} (worst-family validation collision-free {100 * key[0]:.0f}%), "
+    print(f"selected d0 {d0:g} m, gain {g:g} (worst-family validation collision-free {100 * key[2]:.1f}%), "
           f"spiking = quantised from T = {m['timesteps']} -> {args.out}")
     return 0

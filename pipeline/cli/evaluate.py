@@ -57,6 +57,9 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     opt("--episode-s", type=float, default=None, metavar="S", help="episode length in seconds (default: the world's, 60)")
     opt("--no-sensor-noise", action="store_true", default=None,
         help="ideal LiDAR (no range noise, no zero returns); default: noise and 1.27 %% zero returns as measured")
+    opt("--baselines", choices=("both", "filled", "none"), default=None,
+        help="follow-the-gap baselines driven beside the model in closed loop: both (classic and invalid returns "
+             "filled), filled, none (their results do not depend on the model: same seeds, same worlds) (default both)")
     opt("--pictures", default=None, metavar="DIR", help="write a PNG of the first world per controller and family here")
 
 

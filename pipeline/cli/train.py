@@ -24,6 +24,7 @@ TRAINERS: dict[str, str] = {
     "crnn": "nodes.control.training:train_crnn",
     "crnn_driver": "nodes.control.driving:train_driver",
     "reflex": "nodes.control.reflex:add_reflex_cli",
+    "timesteps": "nodes.control.driving:check_timesteps_cli",
 }
 
 
@@ -85,7 +86,13 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     opt("--cache", default=None, metavar="DIR", help="crnn_driver: keep/reuse the expert episodes here (data-only .npz)")
     opt("--reflex", nargs="+", default=None, metavar="D0:GAIN",
         help="--model reflex: near-obstacle reflex candidates, reach D0 metres : steering per metre of intrusion "
-             "(default 0.5:2); the best on validation worlds (or none) is kept")
+             "(default 0.5:2); the best on validation worlds (or none) is kept. --model crnn_driver: ONE D0:GAIN, the "
+             "reflex in the DAgger loop (default: the --init file's reflex; 0:0 = none)")
+    opt("--val-episode-s", type=float, default=None, metavar="S",
+        help="crnn_driver / reflex: validation episode length for model selection (default 60)")
+    opt("--target-rate", type=float, default=None, metavar="F",
+        help="crnn_driver: worst-family validation collision-free rate from which rounds are compared on progress "
+             "(cells visited over follow-the-gap, filled) (default 0.95)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -144,7 +144,7 @@ def evaluate_controllers(args: argparse.Namespace, ex: Executor) -> int:
         t_cl = closed_loop_timesteps(args, timesteps)
         noise = not getattr(args, "no_sensor_noise", False)
         seeds = closed_loop_seeds(n, args.seed)
-        units = closed_loop_units(list(args.model))
+        units = closed_loop_units(list(args.model), getattr(args, "baselines", None) or "both")
         specs = [family_spec(w, args.episode_s, noise) for w in worlds]  # reads every file on the driver: errors early
         tasks = [Task(f"closed loop: {spec.name}: {u[0]} {u[1]}", "pipeline.cluster.evaluate:controller_closed_loop",
                       (u, w, args.episode_s, noise, seeds, t_cl, args.pictures))
@@ -154,6 +154,7 @@ def evaluate_controllers(args: argparse.Namespace, ex: Executor) -> int:
         for i, (w, spec) in enumerate(zip(worlds, specs)):
             rep["families"][spec.name] = family_report(w, spec, list(args.model), t_cl,
                                                        parts[i * len(units):(i + 1) * len(units)])
+        rep["complete"] = True  # as the serial report (every unit finished)
         print_closed_loop(rep)
         report["closed_loop"] = rep
     if args.dataset:
