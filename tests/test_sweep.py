@@ -155,7 +155,7 @@ def _driver_sweep_file(tmp_path: Path, extra: str = "") -> Path:
     f = tmp_path / "driver_sweep.yaml"
     f.write_text(f"""
 model: crnn_driver
-options: {{episodes: 1, episode_s: 2, rounds: 1, val_worlds: 1, epochs: 1, max_minutes: 5,
+options: {{episodes: 1, episode_s: 2, val_episode_s: 2, rounds: 1, val_worlds: 1, epochs: 1, max_minutes: 5,
            worlds_files: [{REPO / 'configs' / 'worlds' / 'default.yaml'}]}}
 space:
   lr: {{choice: [1.0e-3]}}
@@ -191,6 +191,7 @@ def test_driver_sweep_reports_validation_collision_free_per_round(ray_local, tmp
     assert meta["validation_worst_collision_free"] == trial["best_val_collision_free"]
     assert meta["training"]["sweep"]["config"] == {"lr": 1.0e-3}
     # the exported round, driven again on the same validation world: the rate the trial reported
+    assert meta["dagger"]["val_episode_s"] == 2.0
     specs = _specs([str(Path(__file__).resolve().parents[1] / "configs" / "worlds" / "default.yaml")], 2.0)
     score = drive_score(CrnnParams(arrays, meta), specs, [SEED_RANGES["validation"][0]])
     assert score["_key"][0] == trial["best_val_collision_free"]

@@ -374,8 +374,8 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
               for k, v in score.items()) + f" (worst {100 * key[2]:.1f}%, progress margin over follow-the-gap {key[1]:+.1f} cells)",
               flush=True)
         if on_epoch is not None:  # spikeloop sweep: this round's model and its validation driving
-            dagger = {"rounds": r, "episodes_per_family": episodes, "episode_s": episode_s, "history": list(history),
-                      "selected_round": r}
+            dagger = {"rounds": r, "episodes_per_family": episodes, "episode_s": episode_s,
+                      "val_episode_s": val_episode_s, "history": list(history), "selected_round": r}
             record = {"epoch": r - r0, "val_collision_free": key[2], "val_collision_free_mean": key[3],
                       "val_cells": float(np.mean([v["cells"] for v in score.values() if isinstance(v, dict)]))}
             if np.isfinite(val_mse):
