@@ -232,7 +232,9 @@ class SNNStreamingKernel(Kernel):
         conv_im, conv_rest = np.zeros((L, 2, k)), np.zeros((L, 2, k))
         ratio, top_k = np.full(L, 0.5), np.zeros(L, dtype=np.int64)
         attended = np.zeros(L, dtype=np.bool_)
+        offs = np.zeros((L, 2))
         for l, t in mods.items():
+            offs[l] = t.bias
             attended[l] = True
             f1 = np.asarray(self.arrays[f"asa{l}.fc1"], dtype=np.float64)
             fc1[l, :f1.shape[0]] = f1
@@ -241,7 +243,7 @@ class SNNStreamingKernel(Kernel):
             conv_im[l] = np.asarray(self.arrays[f"asa{l}.conv_im"], dtype=np.float64).reshape(2, k)
             conv_rest[l] = np.asarray(self.arrays[f"asa{l}.conv_rest"], dtype=np.float64).reshape(2, k)
             ratio[l], top_k[l] = t.ratio, t.k
-        asa_f, asa_i = pack_asa(L, attended, fc1, fc2, bool(has_fc2), conv_im, conv_rest, ratio, top_k)
+        asa_f, asa_i = pack_asa(L, attended, fc1, fc2, bool(has_fc2), conv_im, conv_rest, ratio, top_k, offs)
         return {"asa_f": asa_f, "asa_i": asa_i, "window": K, "layers": sorted(mods)}
 
     def reset(self) -> None:

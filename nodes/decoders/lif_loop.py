@@ -82,28 +82,83 @@ def lif_stack_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta: np.
             mem_out[t, i - last] = mem[i]
 
 
+
 def pack_asa(n_layers: int, attended: np.ndarray, fc1: np.ndarray, fc2: np.ndarray, has_fc2: bool,
-             conv_im: np.ndarray, conv_rest: np.ndarray, ratio: np.ndarray, top_k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+             conv_im: np.ndarray, conv_rest: np.ndarray, ratio: np.ndarray, top_k: np.ndarray,
+             bias: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The causal ASA's parameters as the two flat arrays :func:`lif_stack_asa_run` takes (few
     arguments: numba checks every argument's type on each call, and a live decoder calls once per bin).
 
     Args (L layers, H scorer width, K window, k conv kernel): attended ``(L,)`` bool; fc1
     ``(L, H, K)``; fc2 ``(L, H)``; conv_im, conv_rest ``(L, 2, k)`` (maps: 0 = mean, 1 = max);
-    ratio ``(L,)`` λ; top_k ``(L,)`` ``int(λ·units)``.
+    ratio ``(L,)`` λ; top_k ``(L,)`` ``int(λ·units)``; bias ``(L, 2)`` offsets of the important /
+    rest pre-activations (default zeros).
 
     Returns:
-        ``asa_f`` float64: fc1, fc2, conv_im, conv_rest, ratio, flattened in that order;
+        ``asa_f`` float64: fc1, fc2, conv_im, conv_rest, ratio, bias, flattened in that order;
         ``asa_i`` int64: ``[K, H, k, has_fc2, pos, attended × L, top_k × L]`` (``pos``, the ring
         slot written next, is updated in place by the loop).
     """
     L = n_layers
     _, H, K = fc1.shape
     k = conv_im.shape[2]
+    bias = np.zeros((L, 2)) if bias is None else bias
     asa_f = np.concatenate([np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
-                            for a in (fc1, fc2, conv_im, conv_rest, ratio)])
+                            for a in (fc1, fc2, conv_im, conv_rest, ratio, bias)])
     asa_i = np.concatenate([np.array([K, H, k, int(has_fc2), 0], dtype=np.int64),
                             np.asarray(attended, dtype=np.int64).reshape(L), np.asarray(top_k, dtype=np.int64).reshape(L)])
     return asa_f, asa_i
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _top_k_mask(score: np.ndarray, a: int, b: int, kk: int, tmp: np.ndarray, imp: np.ndarray) -> None:
+    """``imp[a:b]`` = the ``kk`` largest of ``score[a:b]``, ties to the lower index (exactly the
+    first ``kk`` of a stable descending sort), in O(n) expected time.
+
+    The ``kk``-th largest value ``v`` is found by quickselect (Hoare's selection, Lomuto partition,
+    middle pivot) on a copy in ``tmp``; then every score ``> v`` is taken, and of the scores
+    ``== v`` the lowest indices until ``kk`` are taken.
+    """
+    n = b - a
+    for i in range(n):
+        tmp[i] = score[a + i]
+    want = kk - 1  # index of the kk-th largest in descending order
+    lo, hi = 0, n - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        pv = tmp[mid]
+        tmp[mid] = tmp[hi]
+        tmp[hi] = pv
+        st = lo
+        for i in range(lo, hi):
+            if tmp[i] > pv:  # descending: larger values to the front
+                x = tmp[st]
+                tmp[st] = tmp[i]
+                tmp[i] = x
+                st += 1
+        tmp[hi] = tmp[st]
+        tmp[st] = pv
+        if st == want:
+            break
+        if st < want:
+            lo = st + 1
+        else:
+            hi = st - 1
+    v = tmp[want]
+    above = 0
+    for i in range(a, b):
+        if score[i] > v:
+            above += 1
+    ties = kk - above  # how many of the scores equal to v are taken, lowest index first
+    for i in range(a, b):
+        si = score[i]
+        if si > v:
+            imp[i] = True
+        elif si == v and ties > 0:
+            imp[i] = True
+            ties -= 1
+        else:
+            imp[i] = False
 
 
 @njit(cache=True, nogil=True)
@@ -118,9 +173,10 @@ def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta:
     ``float32(cur · gain)``, as in the torch and numpy twins (same spikes; see
     :mod:`nodes.decoders.attention_torch`). Per attended layer and step: the current enters a ring
     of the last ``K`` currents; score = ``fc1`` (or ``fc2·relu(fc1·)``) over the time-ordered window;
-    the ``top_k`` largest scores are "important" (ties → lower index); mean and max over the window
-    of each part (mean ÷ λ or ÷ (1 − λ)) → ``Conv1d(2 → 1, zero padding)`` over the layer's neurons
-    → sigmoid → that part's gain.
+    the ``top_k`` largest scores are "important" (ties → lower index; O(n) selection,
+    :func:`_top_k_mask`); mean and max over the window of each part (mean ÷ λ or ÷ (1 − λ)) →
+    ``Conv1d(2 → 1, zero padding)`` over the layer's neurons + that part's offset → sigmoid →
+    that part's gain.
 
     Extra arguments: ``asa_f``, ``asa_i`` from :func:`pack_asa` (``asa_i[4]``, the ring position,
     is updated in place); ``ring`` ``(K, N)`` float64, the last K currents of every neuron (rows
@@ -141,8 +197,11 @@ def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta:
     conv_rest = asa_f[o:o + L * 2 * ks].reshape((L, 2, ks))
     o += L * 2 * ks
     ratio = asa_f[o:o + L]
+    o += L
+    offs = asa_f[o:o + 2 * L].reshape((L, 2))
     cur = np.empty(N, dtype=np.float32)
     score = np.empty(N, dtype=np.float64)
+    tmp = np.empty(N, dtype=np.float64)
     imp = np.zeros(N, dtype=np.bool_)
     m_im = np.zeros((2, N), dtype=np.float64)  # mean ÷ λ and max of the important part (0 elsewhere)
     m_re = np.zeros((2, N), dtype=np.float64)  # the same for the rest
@@ -157,9 +216,8 @@ def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta:
             a, b = offsets[l], offsets[l + 1]
             _synaptic_current(cur, x, t, w_in_t, bias, spk, offsets, l)
             if asa_i[5 + l] != 0:
-                for i in range(a, b):
-                    ring[p, i] = np.float64(cur[i])
                 for i in range(a, b):  # score, mean and max over the time-ordered window
+                    ring[p, i] = np.float64(cur[i])
                     s = 0.0
                     tot = 0.0
                     mx = -np.inf
@@ -172,25 +230,20 @@ def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta:
                         for h in range(H):
                             if hid[h] > 0.0:
                                 s += fc2[l, h] * hid[h]
+                        for j in range(K):
+                            v = ring[order[j], i]
+                            tot += v
+                            mx = max(mx, v)
                     else:
                         for j in range(K):
-                            s += fc1[l, 0, j] * ring[order[j], i]
-                    for j in range(K):
-                        v = ring[order[j], i]
-                        tot += v
-                        mx = max(mx, v)
+                            v = ring[order[j], i]
+                            s += fc1[l, 0, j] * v
+                            tot += v
+                            mx = max(mx, v)
                     score[i] = s
                     m_im[0, i] = tot / K  # mean for now; split into the two parts below
                     m_im[1, i] = mx
-                kk = asa_i[5 + L + l]
-                for i in range(a, b):  # rank by score; ties to the lower index (a stable descending sort)
-                    si = score[i]
-                    r = 0
-                    for j in range(a, i):
-                        r += score[j] >= si
-                    for j in range(i + 1, b):
-                        r += score[j] > si
-                    imp[i] = r < kk
+                _top_k_mask(score, a, b, asa_i[5 + L + l], tmp, imp)
                 lam = ratio[l]
                 for i in range(a, b):
                     mean, mx = m_im[0, i], m_im[1, i]
@@ -198,15 +251,20 @@ def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta:
                         m_im[0, i], m_im[1, i], m_re[0, i], m_re[1, i] = mean / lam, mx, 0.0, 0.0
                     else:
                         m_im[0, i], m_im[1, i], m_re[0, i], m_re[1, i] = 0.0, 0.0, mean / (1.0 - lam), mx
-                for i in range(a, b):  # Conv1d(2 → 1) over the layer's neurons, zero padding, then σ
-                    z_im = 0.0
-                    z_re = 0.0
-                    for q in range(ks):
-                        src = i + q - pad
-                        if src >= a and src < b:
-                            z_im += conv_im[l, 0, q] * m_im[0, src] + conv_im[l, 1, q] * m_im[1, src]
-                            z_re += conv_rest[l, 0, q] * m_re[0, src] + conv_rest[l, 1, q] * m_re[1, src]
-                    z = z_im if imp[i] else z_re
+                for i in range(a, b):  # Conv1d(2 → 1) over the layer's neurons, zero padding, offset, σ
+                    z = 0.0
+                    if imp[i]:
+                        for q in range(ks):
+                            src = i + q - pad
+                            if src >= a and src < b:
+                                z += conv_im[l, 0, q] * m_im[0, src] + conv_im[l, 1, q] * m_im[1, src]
+                        z += offs[l, 0]
+                    else:
+                        for q in range(ks):
+                            src = i + q - pad
+                            if src >= a and src < b:
+                                z += conv_rest[l, 0, q] * m_re[0, src] + conv_rest[l, 1, q] * m_re[1, src]
+                        z += offs[l, 1]
                     g = np.float32(1.0 / (1.0 + np.exp(-z)))
                     cur[i] = np.float32(cur[i] * g)
             _membrane_step(cur, beta, thr, mem, spk, spikes_out, t, a, b)
