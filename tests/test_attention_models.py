@@ -257,7 +257,7 @@ def test_compiled_top_k_selection_equals_a_stable_sort() -> None:
         score = np.full(a + n + 3, 99.0)  # values outside [a, a + n) must not take part
         score[a:a + n] = rng.integers(0, levels, n) / 4.0
         imp = np.ones(a + n + 3, dtype=np.bool_)
-        _top_k_mask(score, a, a + n, kk, np.empty(a + n + 3), imp)
+        _top_k_mask(score, a, a + n, kk, np.empty(2 * n), imp)  # scratch: 2 values per score
         want = np.zeros(n, dtype=bool)
         want[np.argsort(-score[a:a + n], kind="stable")[:kk]] = True
         assert np.array_equal(imp[a:a + n], want), (trial, score[a:a + n], kk)

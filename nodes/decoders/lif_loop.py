@@ -85,29 +85,42 @@ def lif_stack_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta: np.
 
 def pack_asa(n_layers: int, attended: np.ndarray, fc1: np.ndarray, fc2: np.ndarray, has_fc2: bool,
              conv_im: np.ndarray, conv_rest: np.ndarray, ratio: np.ndarray, top_k: np.ndarray,
-             bias: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The causal ASA's parameters as the two flat arrays :func:`lif_stack_asa_run` takes (few
-    arguments: numba checks every argument's type on each call, and a live decoder calls once per bin).
+             bias: np.ndarray | None = None, neurons: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The causal ASA's parameters, ring and scratch as the two flat arrays :func:`lif_stack_asa_run`
+    takes (few arguments and no allocation per call: numba checks every argument's type on each
+    call, and a live decoder calls once per bin).
 
-    Args (L layers, H scorer width, K window, k conv kernel): attended ``(L,)`` bool; fc1
-    ``(L, H, K)``; fc2 ``(L, H)``; conv_im, conv_rest ``(L, 2, k)`` (maps: 0 = mean, 1 = max);
-    ratio ``(L,)`` λ; top_k ``(L,)`` ``int(λ·units)``; bias ``(L, 2)`` offsets of the important /
-    rest pre-activations (default zeros).
+    Args (L layers, H scorer width, K window, k conv kernel, N = ``neurons`` of all layers):
+    attended ``(L,)`` bool; fc1 ``(L, H, K)``; fc2 ``(L, H)``; conv_im, conv_rest ``(L, 2, k)``
+    (maps: 0 = mean, 1 = max); ratio ``(L,)`` λ; top_k ``(L,)`` ``int(λ·units)``; bias ``(L, 2)``
+    offsets of the important / rest pre-activations (default zeros).
 
     Returns:
-        ``asa_f`` float64: fc1, fc2, conv_im, conv_rest, ratio, bias, flattened in that order;
-        ``asa_i`` int64: ``[K, H, k, has_fc2, pos, attended × L, top_k × L]`` (``pos``, the ring
-        slot written next, is updated in place by the loop).
+        ``asa_f`` float64: fc1, fc2, conv_im, conv_rest, ratio, bias (the parameters, read only),
+        then the ring ``(K, N)`` of the last K currents of every neuron (state: see
+        :func:`asa_ring`), then ``8 N + H`` scratch values;
+        ``asa_i`` int64: ``[K, H, k, has_fc2, pos, attended × L, top_k × L, params_size]``
+        (``pos``, the ring slot written next, is updated in place by the loop).
     """
     L = n_layers
     _, H, K = fc1.shape
     k = conv_im.shape[2]
     bias = np.zeros((L, 2)) if bias is None else bias
-    asa_f = np.concatenate([np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
-                            for a in (fc1, fc2, conv_im, conv_rest, ratio, bias)])
+    params = np.concatenate([np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
+                             for a in (fc1, fc2, conv_im, conv_rest, ratio, bias)])
+    asa_f = np.zeros(params.size + K * neurons + 8 * neurons + H, dtype=np.float64)
+    asa_f[:params.size] = params
     asa_i = np.concatenate([np.array([K, H, k, int(has_fc2), 0], dtype=np.int64),
-                            np.asarray(attended, dtype=np.int64).reshape(L), np.asarray(top_k, dtype=np.int64).reshape(L)])
+                            np.asarray(attended, dtype=np.int64).reshape(L), np.asarray(top_k, dtype=np.int64).reshape(L),
+                            np.array([params.size], dtype=np.int64)])
     return asa_f, asa_i
+
+
+def asa_ring(asa_f: np.ndarray, asa_i: np.ndarray, neurons: int) -> np.ndarray:
+    """The ring ``(K, N)`` inside ``asa_f`` (a view: writing it sets the loop's state)."""
+    K, L = int(asa_i[0]), (asa_i.shape[0] - 6) // 2
+    o = int(asa_i[5 + 2 * L])
+    return asa_f[o:o + K * neurons].reshape(K, neurons)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -115,57 +128,61 @@ def _top_k_mask(score: np.ndarray, a: int, b: int, kk: int, tmp: np.ndarray, imp
     """``imp[a:b]`` = the ``kk`` largest of ``score[a:b]``, ties to the lower index (exactly the
     first ``kk`` of a stable descending sort), in O(n) expected time.
 
-    The ``kk``-th largest value ``v`` is found by quickselect (Hoare's selection, Lomuto partition,
-    middle pivot) on a copy in ``tmp``; then every score ``> v`` is taken, and of the scores
-    ``== v`` the lowest indices until ``kk`` are taken.
+    The ``kk``-th largest value ``v`` is found by quickselect (Hoare's selection, middle pivot)
+    whose partition is branch-free (each value is written to both ends of a scratch buffer and
+    only the matching end's index advances: the comparisons of scores are unpredictable, and a
+    mispredicted branch costs more than the extra write); ``tmp`` holds ``2 (b − a)`` scratch
+    values. Then every score ``> v`` is taken, and of the scores ``== v`` the lowest indices
+    until ``kk`` are taken (also branch-free).
     """
     n = b - a
     for i in range(n):
         tmp[i] = score[a + i]
     want = kk - 1  # index of the kk-th largest in descending order
-    lo, hi = 0, n - 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        pv = tmp[mid]
-        tmp[mid] = tmp[hi]
-        tmp[hi] = pv
-        st = lo
+    lo, hi = 0, n  # the answer is in tmp[lo:hi]
+    while hi - lo > 1:
+        pv = tmp[(lo + hi) // 2]
+        g = lo  # values > pv go to tmp[lo:], values < pv to the scratch half from its end
+        e = n + hi  # exclusive end of the "< pv" values in tmp[n + lo: n + hi]
+        eq = 0
         for i in range(lo, hi):
-            if tmp[i] > pv:  # descending: larger values to the front
-                x = tmp[st]
-                tmp[st] = tmp[i]
-                tmp[i] = x
-                st += 1
-        tmp[hi] = tmp[st]
-        tmp[st] = pv
-        if st == want:
+            v = tmp[i]
+            gt = v > pv
+            lt = v < pv
+            tmp[g] = v  # g <= i: never overwrites an unread value
+            tmp[e - 1] = v
+            g += gt
+            e -= lt
+            eq += (not gt) and (not lt)
+        # tmp[lo:g] > pv, then eq copies of pv, then the "< pv" values (moved back from scratch)
+        n_lt = n + hi - e
+        for i in range(eq):
+            tmp[g + i] = pv
+        for i in range(n_lt):
+            tmp[g + eq + i] = tmp[e + i]
+        if want < g:
+            hi = g
+        elif want < g + eq:
+            lo, hi = g, g + 1
             break
-        if st < want:
-            lo = st + 1
         else:
-            hi = st - 1
-    v = tmp[want]
+            lo = g + eq
+    v = tmp[lo]
     above = 0
     for i in range(a, b):
-        if score[i] > v:
-            above += 1
+        above += score[i] > v
     ties = kk - above  # how many of the scores equal to v are taken, lowest index first
     for i in range(a, b):
         si = score[i]
-        if si > v:
-            imp[i] = True
-        elif si == v and ties > 0:
-            imp[i] = True
-            ties -= 1
-        else:
-            imp[i] = False
+        take = (si == v) and (ties > 0)
+        imp[i] = (si > v) or take
+        ties -= take
 
 
 @njit(cache=True, nogil=True)
 def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta: np.ndarray,
                       thr: np.ndarray, offsets: np.ndarray, mem: np.ndarray, spk: np.ndarray,
-                      spikes_out: np.ndarray, mem_out: np.ndarray, asa_f: np.ndarray, asa_i: np.ndarray,
-                      ring: np.ndarray) -> None:
+                      spikes_out: np.ndarray, mem_out: np.ndarray, asa_f: np.ndarray, asa_i: np.ndarray) -> None:
     """:func:`lif_stack_run` with the causal ASA (``nodes.decoders.attention.CausalASA``, batch 1)
     rescaling the synaptic current of the attended layers, compiled.
 
@@ -178,9 +195,9 @@ def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta:
     ``Conv1d(2 → 1, zero padding)`` over the layer's neurons + that part's offset → sigmoid →
     that part's gain.
 
-    Extra arguments: ``asa_f``, ``asa_i`` from :func:`pack_asa` (``asa_i[4]``, the ring position,
-    is updated in place); ``ring`` ``(K, N)`` float64, the last K currents of every neuron (rows
-    of unattended layers unused), updated in place.
+    Extra arguments: ``asa_f``, ``asa_i`` from :func:`pack_asa`: the ring of the last K currents
+    of every neuron inside ``asa_f`` (columns of unattended layers unused) and ``asa_i[4]``, the
+    ring position, are updated in place; the rest of ``asa_f`` after the ring is scratch.
     """
     n, c = x.shape
     N = mem.shape[0]
@@ -199,25 +216,25 @@ def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta:
     ratio = asa_f[o:o + L]
     o += L
     offs = asa_f[o:o + 2 * L].reshape((L, 2))
+    o = asa_i[5 + 2 * L]
+    ring = asa_f[o:o + K * N].reshape((K, N))
+    o += K * N
+    score = asa_f[o:o + N]  # scratch from here on (no allocation per call)
+    tmp = asa_f[o + N:o + 3 * N]
+    imp = asa_f[o + 3 * N:o + 4 * N]  # 1.0 = important
+    m_im = asa_f[o + 4 * N:o + 6 * N].reshape((2, N))  # mean ÷ λ and max of the important part (0 elsewhere)
+    m_re = asa_f[o + 6 * N:o + 8 * N].reshape((2, N))  # the same for the rest
+    hid = asa_f[o + 8 * N:o + 8 * N + H]
     cur = np.empty(N, dtype=np.float32)
-    score = np.empty(N, dtype=np.float64)
-    tmp = np.empty(N, dtype=np.float64)
-    imp = np.zeros(N, dtype=np.bool_)
-    m_im = np.zeros((2, N), dtype=np.float64)  # mean ÷ λ and max of the important part (0 elsewhere)
-    m_re = np.zeros((2, N), dtype=np.float64)  # the same for the rest
-    hid = np.empty(H, dtype=np.float64)
-    order = np.empty(K, dtype=np.int64)
     for t in range(n):
         p = asa_i[4]
-        for j in range(K):  # ring slots oldest first: slot p + 1 is the oldest after writing slot p
-            q = p + 1 + j
-            order[j] = q - K if q >= K else q
         for l in range(L):
             a, b = offsets[l], offsets[l + 1]
             _synaptic_current(cur, x, t, w_in_t, bias, spk, offsets, l)
             if asa_i[5 + l] != 0:
                 for i in range(a, b):  # score, mean and max over the time-ordered window
                     ring[p, i] = np.float64(cur[i])
+                    # ring slots oldest first: slot p + 1 is the oldest after writing slot p
                     s = 0.0
                     tot = 0.0
                     mx = -np.inf
@@ -225,18 +242,21 @@ def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta:
                         for h in range(H):
                             acc = 0.0
                             for j in range(K):
-                                acc += fc1[l, h, j] * ring[order[j], i]
+                                q = p + 1 + j
+                                acc += fc1[l, h, j] * ring[q - K if q >= K else q, i]
                             hid[h] = acc
                         for h in range(H):
                             if hid[h] > 0.0:
                                 s += fc2[l, h] * hid[h]
                         for j in range(K):
-                            v = ring[order[j], i]
+                            q = p + 1 + j
+                            v = ring[q - K if q >= K else q, i]
                             tot += v
                             mx = max(mx, v)
                     else:
                         for j in range(K):
-                            v = ring[order[j], i]
+                            q = p + 1 + j
+                            v = ring[q - K if q >= K else q, i]
                             s += fc1[l, 0, j] * v
                             tot += v
                             mx = max(mx, v)
