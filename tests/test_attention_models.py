@@ -256,9 +256,13 @@ def test_compiled_top_k_selection_equals_a_stable_sort() -> None:
         levels = int(rng.integers(1, 6)) if trial % 2 else 10**6  # few distinct values: many ties
         score = np.full(a + n + 3, 99.0)  # values outside [a, a + n) must not take part
         score[a:a + n] = rng.integers(0, levels, n) / 4.0
-        imp = np.ones(a + n + 3, dtype=np.bool_)
-        _top_k_mask(score, a, a + n, kk, np.empty(2 * n), imp)  # scratch: 2 values per score
         want = np.zeros(n, dtype=bool)
-        want[np.argsort(-score[a:a + n], kind="stable")[:kk]] = True
-        assert np.array_equal(imp[a:a + n], want), (trial, score[a:a + n], kk)
-        assert imp[:a].all() and imp[a + n:].all()  # untouched outside the layer
+        order = np.argsort(-score[a:a + n], kind="stable")
+        want[order[:kk]] = True
+        # no hint, and first pivots (the previous step's threshold) inside, between and outside the values
+        for hint in (np.nan, score[a + int(rng.integers(0, n))], rng.normal(), -1e9, 1e9):
+            imp = np.ones(a + n + 3, dtype=np.bool_)
+            v = _top_k_mask(score, a, a + n, kk, np.empty(2 * n), imp, hint)  # scratch: 2 values per score
+            assert np.array_equal(imp[a:a + n], want), (trial, hint, score[a:a + n], kk)
+            assert v == score[a + order[kk - 1]]  # the kk-th largest value
+            assert imp[:a].all() and imp[a + n:].all()  # untouched outside the layer

@@ -98,7 +98,8 @@ def pack_asa(n_layers: int, attended: np.ndarray, fc1: np.ndarray, fc2: np.ndarr
     Returns:
         ``asa_f`` float64: fc1, fc2, conv_im, conv_rest, ratio, bias (the parameters, read only),
         then the ring ``(K, N)`` of the last K currents of every neuron (state: see
-        :func:`asa_ring`), then ``8 N + H`` scratch values;
+        :func:`asa_ring`), then ``8 N + H + L`` scratch values (the last L: each layer's last
+        top-k threshold, a pivot hint that does not change results);
         ``asa_i`` int64: ``[K, H, k, has_fc2, pos, attended × L, top_k × L, params_size]``
         (``pos``, the ring slot written next, is updated in place by the loop).
     """
@@ -108,7 +109,7 @@ def pack_asa(n_layers: int, attended: np.ndarray, fc1: np.ndarray, fc2: np.ndarr
     bias = np.zeros((L, 2)) if bias is None else bias
     params = np.concatenate([np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
                              for a in (fc1, fc2, conv_im, conv_rest, ratio, bias)])
-    asa_f = np.zeros(params.size + K * neurons + 8 * neurons + H, dtype=np.float64)
+    asa_f = np.zeros(params.size + K * neurons + 8 * neurons + H + L, dtype=np.float64)
     asa_f[:params.size] = params
     asa_i = np.concatenate([np.array([K, H, k, int(has_fc2), 0], dtype=np.int64),
                             np.asarray(attended, dtype=np.int64).reshape(L), np.asarray(top_k, dtype=np.int64).reshape(L),
@@ -124,24 +125,32 @@ def asa_ring(asa_f: np.ndarray, asa_i: np.ndarray, neurons: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _top_k_mask(score: np.ndarray, a: int, b: int, kk: int, tmp: np.ndarray, imp: np.ndarray) -> None:
+def _top_k_mask(score: np.ndarray, a: int, b: int, kk: int, tmp: np.ndarray, imp: np.ndarray,
+                hint: float = np.nan) -> float:
     """``imp[a:b]`` = the ``kk`` largest of ``score[a:b]``, ties to the lower index (exactly the
-    first ``kk`` of a stable descending sort), in O(n) expected time.
+    first ``kk`` of a stable descending sort), in O(n) expected time; returns the ``kk``-th
+    largest value.
 
-    The ``kk``-th largest value ``v`` is found by quickselect (Hoare's selection, middle pivot)
-    whose partition is branch-free (each value is written to both ends of a scratch buffer and
-    only the matching end's index advances: the comparisons of scores are unpredictable, and a
-    mispredicted branch costs more than the extra write); ``tmp`` holds ``2 (b − a)`` scratch
-    values. Then every score ``> v`` is taken, and of the scores ``== v`` the lowest indices
-    until ``kk`` are taken (also branch-free).
+    The ``kk``-th largest value ``v`` is found by quickselect (Hoare's selection) whose partition
+    is branch-free (each value is written to both ends of a scratch buffer and only the matching
+    end's index advances: comparisons of scores are unpredictable, and a mispredicted branch costs
+    more than the extra write); ``tmp`` holds ``2 (b − a)`` scratch values. The first pivot is
+    ``hint`` (the previous step's ``v``: the split moves little from one 4 ms step to the next, so
+    one pass usually leaves a few values), the next ones the middle of the range; the result does
+    not depend on the hint. Every score ``> v`` is taken (there are exactly ``lo`` of them when the
+    search ends), then of the scores ``== v`` the lowest indices until ``kk`` (also branch-free).
     """
     n = b - a
     for i in range(n):
         tmp[i] = score[a + i]
     want = kk - 1  # index of the kk-th largest in descending order
-    lo, hi = 0, n  # the answer is in tmp[lo:hi]
+    lo, hi = 0, n  # the answer is in tmp[lo:hi]; everything before lo is > it, from hi on < it
+    pv = hint
+    use_hint = hint == hint  # not NaN
     while hi - lo > 1:
-        pv = tmp[(lo + hi) // 2]
+        if not use_hint:
+            pv = tmp[(lo + hi) // 2]
+        use_hint = False
         g = lo  # values > pv go to tmp[lo:], values < pv to the scratch half from its end
         e = n + hi  # exclusive end of the "< pv" values in tmp[n + lo: n + hi]
         eq = 0
@@ -161,22 +170,20 @@ def _top_k_mask(score: np.ndarray, a: int, b: int, kk: int, tmp: np.ndarray, imp
         for i in range(n_lt):
             tmp[g + eq + i] = tmp[e + i]
         if want < g:
-            hi = g
+            hi = g  # (a hint above every value leaves the range as it was: the next pivot is an element)
         elif want < g + eq:
-            lo, hi = g, g + 1
+            lo, hi = g, g + eq
             break
         else:
             lo = g + eq
-    v = tmp[lo]
-    above = 0
-    for i in range(a, b):
-        above += score[i] > v
-    ties = kk - above  # how many of the scores equal to v are taken, lowest index first
+    v = tmp[want]
+    ties = kk - lo  # how many of the scores equal to v are taken, lowest index first
     for i in range(a, b):
         si = score[i]
         take = (si == v) and (ties > 0)
         imp[i] = (si > v) or take
         ties -= take
+    return v
 
 
 @njit(cache=True, nogil=True)
@@ -225,6 +232,7 @@ def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta:
     m_im = asa_f[o + 4 * N:o + 6 * N].reshape((2, N))  # mean ÷ λ and max of the important part (0 elsewhere)
     m_re = asa_f[o + 6 * N:o + 8 * N].reshape((2, N))  # the same for the rest
     hid = asa_f[o + 8 * N:o + 8 * N + H]
+    hints = asa_f[o + 8 * N + H:o + 8 * N + H + L]  # last threshold per layer: first pivot of the next step
     cur = np.empty(N, dtype=np.float32)
     for t in range(n):
         p = asa_i[4]
@@ -232,13 +240,26 @@ def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta:
             a, b = offsets[l], offsets[l + 1]
             _synaptic_current(cur, x, t, w_in_t, bias, spk, offsets, l)
             if asa_i[5 + l] != 0:
-                for i in range(a, b):  # score, mean and max over the time-ordered window
+                # score, sum and max over the time-ordered window; loops over neurons innermost (each
+                # neuron's sums keep the order of its window, oldest first, so results do not change)
+                for i in range(a, b):
                     ring[p, i] = np.float64(cur[i])
-                    # ring slots oldest first: slot p + 1 is the oldest after writing slot p
-                    s = 0.0
-                    tot = 0.0
-                    mx = -np.inf
-                    if has_fc2:
+                    score[i] = 0.0
+                    m_im[0, i] = 0.0
+                    m_im[1, i] = -np.inf
+                for j in range(K):
+                    q = p + 1 + j  # ring slots oldest first: slot p + 1 is the oldest after writing slot p
+                    row = ring[q - K if q >= K else q]
+                    w = fc1[l, 0, j]
+                    for i in range(a, b):
+                        v = row[i]
+                        m_im[0, i] += v
+                        m_im[1, i] = max(m_im[1, i], v)
+                        if not has_fc2:
+                            score[i] += w * v
+                if has_fc2:
+                    for i in range(a, b):
+                        s = 0.0
                         for h in range(H):
                             acc = 0.0
                             for j in range(K):
@@ -248,43 +269,27 @@ def lif_stack_asa_run(x: np.ndarray, w_in_t: np.ndarray, bias: np.ndarray, beta:
                         for h in range(H):
                             if hid[h] > 0.0:
                                 s += fc2[l, h] * hid[h]
-                        for j in range(K):
-                            q = p + 1 + j
-                            v = ring[q - K if q >= K else q, i]
-                            tot += v
-                            mx = max(mx, v)
-                    else:
-                        for j in range(K):
-                            q = p + 1 + j
-                            v = ring[q - K if q >= K else q, i]
-                            s += fc1[l, 0, j] * v
-                            tot += v
-                            mx = max(mx, v)
-                    score[i] = s
-                    m_im[0, i] = tot / K  # mean for now; split into the two parts below
-                    m_im[1, i] = mx
-                _top_k_mask(score, a, b, asa_i[5 + L + l], tmp, imp)
+                        score[i] = s
+                hints[l] = _top_k_mask(score, a, b, asa_i[5 + L + l], tmp, imp, hints[l])
                 lam = ratio[l]
-                for i in range(a, b):
-                    mean, mx = m_im[0, i], m_im[1, i]
-                    if imp[i]:
-                        m_im[0, i], m_im[1, i], m_re[0, i], m_re[1, i] = mean / lam, mx, 0.0, 0.0
-                    else:
-                        m_im[0, i], m_im[1, i], m_re[0, i], m_re[1, i] = 0.0, 0.0, mean / (1.0 - lam), mx
+                for i in range(a, b):  # split the maps: mean ÷ λ (or ÷ (1 − λ)) and max, 0 outside the part
+                    mean = m_im[0, i] / K
+                    mx = m_im[1, i]
+                    im = imp[i]
+                    m_im[0, i] = im * (mean / lam)
+                    m_im[1, i] = im * mx
+                    m_re[0, i] = (1.0 - im) * (mean / (1.0 - lam))
+                    m_re[1, i] = (1.0 - im) * mx
+                b_im, b_re = offs[l, 0], offs[l, 1]
                 for i in range(a, b):  # Conv1d(2 → 1) over the layer's neurons, zero padding, offset, σ
-                    z = 0.0
-                    if imp[i]:
-                        for q in range(ks):
-                            src = i + q - pad
-                            if src >= a and src < b:
-                                z += conv_im[l, 0, q] * m_im[0, src] + conv_im[l, 1, q] * m_im[1, src]
-                        z += offs[l, 0]
-                    else:
-                        for q in range(ks):
-                            src = i + q - pad
-                            if src >= a and src < b:
-                                z += conv_rest[l, 0, q] * m_re[0, src] + conv_rest[l, 1, q] * m_re[1, src]
-                        z += offs[l, 1]
+                    z_im = 0.0
+                    z_re = 0.0
+                    for q in range(ks):
+                        src = i + q - pad
+                        if src >= a and src < b:
+                            z_im += conv_im[l, 0, q] * m_im[0, src] + conv_im[l, 1, q] * m_im[1, src]
+                            z_re += conv_rest[l, 0, q] * m_re[0, src] + conv_rest[l, 1, q] * m_re[1, src]
+                    z = z_im + b_im if imp[i] != 0.0 else z_re + b_re
                     g = np.float32(1.0 / (1.0 + np.exp(-z)))
                     cur[i] = np.float32(cur[i] * g)
             _membrane_step(cur, beta, thr, mem, spk, spikes_out, t, a, b)
