@@ -171,6 +171,35 @@ class CausalASA(nn.Module):
         gain = (m * g_im + rest * g_rest).to(cur.dtype)
         return cur * gain, win[:, 1:], gain
 
+    def forward_seq(self, cur: torch.Tensor, hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """All steps of a sequence at once: ``cur`` (T, B, C) → ``(cur' (T, B, C), hist', gain (T, B, C))``.
+
+        The same arithmetic as :meth:`forward` applied step by step (each step's window is the
+        ``window − 1`` currents before it, from ``hist`` at the start), batched over time: the
+        attention of a layer depends only on that layer's input currents, which a feed-forward
+        stack can compute for a whole sequence before the membranes run (training speed)."""
+        T, B, C = cur.shape
+        if C != self.channels:
+            raise ValueError(f"CausalASA: expected currents of shape (T, B, {self.channels}), got {tuple(cur.shape)}")
+        K = self.window
+        padded = torch.cat([hist.to(cur.dtype).transpose(0, 1), cur], dim=0)  # (T + K − 1, B, C)
+        win = padded.double().unfold(0, K, 1)  # (T, B, C, K), each window oldest first
+        score = self.scorer(win).squeeze(3)  # (T, B, C)
+        with torch.no_grad():
+            m = _top_mask(score, self.k, dim=2)
+        mean, mx = win.mean(dim=3), win.amax(dim=3)  # (T, B, C)
+        rest = 1.0 - m
+        maps_im = torch.stack([mean * m / self.ratio, mx * m], dim=2).reshape(T * B, 2, C)
+        maps_rest = torch.stack([mean * rest / (1.0 - self.ratio), mx * rest], dim=2).reshape(T * B, 2, C)
+        pad = self.kernel_size // 2
+        z_im = F.conv1d(maps_im, self.conv_im.weight.double(), padding=pad).reshape(T, B, C)
+        z_rest = F.conv1d(maps_rest, self.conv_rest.weight.double(), padding=pad).reshape(T, B, C)
+        if self.gain_bias is not None:
+            z_im, z_rest = z_im + self.gain_bias[0], z_rest + self.gain_bias[1]
+        gain = (m * torch.sigmoid(z_im) + rest * torch.sigmoid(z_rest)).to(cur.dtype)
+        new_hist = padded[T:].transpose(0, 1) if K > 1 else hist
+        return cur * gain, new_hist, gain
+
     def export(self, prefix: str = "") -> dict[str, np.ndarray]:
         """Arrays for :class:`nodes.decoders.attention.CausalASA` (float64), names prefixed
         (``{prefix}bias``, shape ``(2,)`` [important, rest], only with ``bias``)."""
