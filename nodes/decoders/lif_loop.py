@@ -141,40 +141,51 @@ def _top_k_mask(score: np.ndarray, a: int, b: int, kk: int, tmp: np.ndarray, imp
     search ends), then of the scores ``== v`` the lowest indices until ``kk`` (also branch-free).
     """
     n = b - a
-    for i in range(n):
-        tmp[i] = score[a + i]
     want = kk - 1  # index of the kk-th largest in descending order
     lo, hi = 0, n  # the answer is in tmp[lo:hi]; everything before lo is > it, from hi on < it
     pv = hint
     use_hint = hint == hint  # not NaN
-    while hi - lo > 1:
+    first = True  # the first pass reads the scores themselves (no copy)
+    while first or hi - lo > 1:
         if not use_hint:
-            pv = tmp[(lo + hi) // 2]
+            mid = (lo + hi) // 2
+            pv = score[a + mid] if first else tmp[mid]
         use_hint = False
         g = lo  # values > pv go to tmp[lo:], values < pv to the scratch half from its end
         e = n + hi  # exclusive end of the "< pv" values in tmp[n + lo: n + hi]
         eq = 0
-        for i in range(lo, hi):
-            v = tmp[i]
-            gt = v > pv
-            lt = v < pv
-            tmp[g] = v  # g <= i: never overwrites an unread value
-            tmp[e - 1] = v
-            g += gt
-            e -= lt
-            eq += (not gt) and (not lt)
-        # tmp[lo:g] > pv, then eq copies of pv, then the "< pv" values (moved back from scratch)
-        n_lt = n + hi - e
-        for i in range(eq):
-            tmp[g + i] = pv
-        for i in range(n_lt):
-            tmp[g + eq + i] = tmp[e + i]
+        if first:
+            for i in range(n):
+                v = score[a + i]
+                gt = v > pv
+                lt = v < pv
+                tmp[g] = v
+                tmp[e - 1] = v
+                g += gt
+                e -= lt
+                eq += (not gt) and (not lt)
+        else:
+            for i in range(lo, hi):
+                v = tmp[i]
+                gt = v > pv
+                lt = v < pv
+                tmp[g] = v  # g <= i: never overwrites an unread value
+                tmp[e - 1] = v
+                g += gt
+                e -= lt
+                eq += (not gt) and (not lt)
+        first = False
+        # tmp[lo:g] > pv; eq values == pv; the "< pv" values in tmp[e:n + hi]
         if want < g:
             hi = g  # (a hint above every value leaves the range as it was: the next pivot is an element)
         elif want < g + eq:
             lo, hi = g, g + eq
+            tmp[want] = pv
             break
         else:
+            n_lt = n + hi - e
+            for i in range(n_lt):  # only the part the search goes on in is moved back
+                tmp[g + eq + i] = tmp[e + i]
             lo = g + eq
     v = tmp[want]
     ties = kk - lo  # how many of the scores equal to v are taken, lowest index first
