@@ -29,6 +29,15 @@ history buffer, returned as state). Per step and per sample:
   channel axis (the layer's neurons play the part of the paper's H×W positions), kernel
   ``kernel_size``, zero padding, no bias;
 * ``I' = I ⊙ (m·g_im + (1 − m)·g_rest)``.
+* optional (``bias=True``, metadata ``bias: true``, arrays ``asa{l}.bias``): a learned offset per
+  part added before each sigmoid, starting at 0. Without it the conv has no bias (as in the
+  paper), so a neuron whose window current is near 0 always gets a gain near 0.5 and the rate
+  penalty cannot drive a whole part's gains to 0; with it, ``σ(conv + b_rest)`` can go to ~0 and
+  silence the "rest" neurons (the rank keeps at most ``k`` neurons per step near full gain).
+
+Training uses :meth:`CausalASA.forward_seq` (a whole sequence of one layer's currents at once: the
+stack is feed-forward, so a layer's currents are known for the whole window before its membranes
+run); :meth:`CausalASA.forward` is the same arithmetic one step at a time.
 
 Only the paper's per-(t, c) channel split is kept (the time split of the clip form needs future
 steps). The window starts as zeros (no current before the stream began).
