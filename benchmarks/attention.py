@@ -51,10 +51,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, default=None, help="epochs without a better validation R² before stopping (default 6)")
     p.add_argument("--asa-ratio", type=float, default=0.5, help="ASA ratio λ (default 0.5)")
     p.add_argument("--asa-reduction", type=int, default=1, help="ASA reduction (default 1)")
+    p.add_argument("--asa-bias", action="store_true",
+                   help="the ASA arm also learns an offset per part before the sigmoid, starting at 0 (gains can go to ~0 "
+                        "and silence the 'rest' neurons; snn_streaming)")
     p.add_argument("--latency-steps", type=int, default=3000, help="bins timed one per packet per model (default 3000)")
     p.add_argument("--models-dir", default="models/attention", help="where trained model files go (default models/attention)")
     p.add_argument("--out-dir", default="results/attention", help="plots and JSON (default results/attention)")
     p.add_argument("--reuse", action="store_true", help="reuse model files already in --models-dir instead of training")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: report the model files already in --models-dir and list the missing ones")
     p.add_argument("--json", dest="json_path", help="write the results as JSON here (default OUT_DIR/attention.json)")
 
 
@@ -65,6 +70,7 @@ def _train(kind: str, seed: int, attention: str, args: argparse.Namespace, data,
 
     cfg = TrainConfig(seed=seed, epochs=args.epochs, max_minutes=args.max_minutes, attention=attention,
                       asa_ratio=args.asa_ratio, asa_reduction=args.asa_reduction, rate_penalty=rate_penalty,
+                      asa_bias=bool(getattr(args, "asa_bias", False)) and attention == "asa" and kind == "snn_streaming",
                       init=getattr(args, "init", None) or "", progress=False)
     if getattr(args, "lr", None):
         cfg.lr = float(args.lr)
@@ -190,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_data(args.recording)
     models_dir, out_dir = Path(args.models_dir), Path(args.out_dir)
     rows = []
+    missing: list[str] = []
     t0 = time.perf_counter()
     for kind in kinds:
         for pen in penalties:
@@ -197,11 +204,18 @@ def run(args: argparse.Namespace) -> int:
                 for attention in ("none", "asa"):
                     tag = "" if pen == 0 else f"_pen{pen:g}"
                     path = models_dir / f"{kind}_{attention}{tag}_seed{seed}.npz"
+                    if getattr(args, "report_only", False) and not path.is_file():
+                        missing.append(path.name)
+                        continue
                     if not (args.reuse and path.is_file()):
                         _train(kind, seed, attention, args, data, path, rate_penalty=pen)
                     rows.append(_row(path, data, args))
-                print(f"[{time.perf_counter() - t0:.0f} s] {path.name}: R2 {rows[-1]['r2']:.3f}, "
+                if not rows:
+                    continue
+                print(f"[{time.perf_counter() - t0:.0f} s] {Path(rows[-1]['model']).name}: R2 {rows[-1]['r2']:.3f}, "
                       f"{rows[-1]['spikes_per_step']:.2f} spikes/step, p50 {rows[-1]['step_us_p50']:.1f} us", flush=True)
+    if missing:
+        print(f"not trained (left out of the report): {', '.join(missing)}")
     _table(rows)
     comp = compare(rows)
     con = console()
@@ -239,6 +253,8 @@ def run(args: argparse.Namespace) -> int:
     for kind in kinds:
         tag = "" if penalties[0] == 0 else f"_pen{penalties[0]:g}"
         path = models_dir / f"{kind}_asa{tag}_seed{seeds[0]}.npz"
+        if not path.is_file():
+            continue
         arrays, meta = load_model(path)
         trace = attention_trace(arrays, meta, stretch)
         plots[f"attention_{kind}"] = str(plot_attention(trace, data.rate_hz, out_dir / f"attention_{kind}.png",
@@ -247,9 +263,10 @@ def run(args: argparse.Namespace) -> int:
               "training": {"epochs": args.epochs, "max_minutes": args.max_minutes,
                            "loss": "MSE + rate_penalty x spikes per neuron per step, same in both arms", "rate_penalties": penalties,
                            "asa_ratio": args.asa_ratio, "asa_reduction": args.asa_reduction,
+                           "asa_bias": bool(getattr(args, "asa_bias", False)),
                            "init": getattr(args, "init", None), "lr": getattr(args, "lr", None),
                            "batch_size": getattr(args, "batch_size", None), "window": getattr(args, "window", None)},
-              "rows": rows, "comparison": comp, "fronts": front_summary, "references": refs, "plots": plots}
+              "rows": rows, "missing": missing, "comparison": comp, "fronts": front_summary, "references": refs, "plots": plots}
     json_path = Path(args.json_path) if args.json_path else out_dir / "attention.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2, default=float))

@@ -235,3 +235,23 @@ def test_clip_mask_selects_per_sample_top_k() -> None:
         for c in range(C):
             top_t[np.argsort(-x[i, :, c], kind="stable")[:3], c] = True
         assert np.array_equal(m[i], top_c != top_t)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_causal_sequence_form_equals_step_by_step(bias: bool) -> None:
+    """``forward_seq`` (all steps of a sequence at once, used in training) gives the step-by-step
+    module's outputs and gains, and hands on the same history, across two consecutive chunks."""
+    C = 32
+    t = _trained_like(CausalASA(C, ratio=0.5, reduction=1, window=4, bias=bias), seed=21)
+    x = np.random.default_rng(8).normal(size=(300, 3, C)).astype(np.float32)
+    y_step, g_step = _run_torch_causal(t, x)
+    hist = t.initial_state(3)
+    ys, gs = [], []
+    with torch.no_grad():
+        for part in (x[:130], x[130:]):
+            y, hist, g = t.forward_seq(torch.from_numpy(part), hist)
+            ys.append(y.numpy())
+            gs.append(g.numpy())
+    assert np.array_equal(np.concatenate(gs), g_step)  # float64 arithmetic rounded to float32: same gains
+    assert np.array_equal(np.concatenate(ys), y_step)
+    assert np.array_equal(hist.numpy(), x[-3:].transpose(1, 0, 2))

@@ -20,13 +20,13 @@ C = 24
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _asa_model_file(kind: str, seed: int = 0, reduction: int = 1) -> tuple[dict, dict]:
+def _asa_model_file(kind: str, seed: int = 0, reduction: int = 1, bias: bool = False) -> tuple[dict, dict]:
     torch.manual_seed(seed)
     meta = base_metadata(kind, C)
     if kind == "snn_streaming":  # one β/θ per layer keeps this random network lively (per-neuron
         meta["architecture"]["per_neuron"] = False  # β/θ are checked in test_decoders_exact.py)
     meta["attention"] = attention_metadata(kind, "asa", ratio=0.5, reduction=reduction,
-                                           steps=int(meta["features"].get("steps", 1)))
+                                           steps=int(meta["features"].get("steps", 1)), bias=bias)
     model = build(kind, meta)
     g = torch.Generator().manual_seed(seed + 100)
     with torch.no_grad():
@@ -41,12 +41,15 @@ def _asa_model_file(kind: str, seed: int = 0, reduction: int = 1) -> tuple[dict,
     return arrays, meta
 
 
-@pytest.mark.parametrize("reduction", [1, 2])
-def test_snn_streaming_asa_spike_exact(reduction: int, tmp_path) -> None:
-    arrays, meta = _asa_model_file("snn_streaming", seed=reduction, reduction=reduction)
+@pytest.mark.parametrize("reduction,bias", [(1, False), (2, False), (1, True)])
+def test_snn_streaming_asa_spike_exact(reduction: int, bias: bool, tmp_path) -> None:
+    arrays, meta = _asa_model_file("snn_streaming", seed=reduction + 7 * bias, reduction=reduction, bias=bias)
     path = save_model(tmp_path / "m.npz", arrays, meta)  # through a real model file (data only)
     arrays, meta = load_model(path)
     assert meta["attention"]["kind"] == "asa" and meta["attention"]["form"] == "causal"
+    assert ("asa0.bias" in arrays) == bias and meta["attention"]["bias"] == bias
+    if bias:
+        assert np.all(arrays["asa0.bias"] != 0)  # the offsets are in play
     counts = poisson_counts(3000, C, seed=reduction)
     model = from_arrays(arrays, meta)
     assert all(model.layers[l].asa is not None for l in (0, 1)) and getattr(model.layers[2], "asa", None) is None
@@ -125,6 +128,9 @@ def test_attention_metadata_checks_options() -> None:
         attention_metadata("lstm", "asa")
     with pytest.raises(ValueError, match="attention must be"):
         attention_metadata("snn_3d", "transformer")
+    with pytest.raises(ValueError, match="causal form"):
+        attention_metadata("snn_3d", "asa", bias=True)
+    assert attention_metadata("snn_streaming", "asa", bias=True)["bias"] is True
 
 
 def test_attention_plots_and_layer_activity(tmp_path) -> None:
@@ -145,11 +151,11 @@ def test_attention_plots_and_layer_activity(tmp_path) -> None:
     assert png.stat().st_size > 10_000 and front.stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("reduction", [1, 2])
-def test_compiled_asa_equals_numpy_asa_and_shares_its_state(reduction: int) -> None:
+@pytest.mark.parametrize("reduction,bias", [(1, False), (2, False), (1, True)])
+def test_compiled_asa_equals_numpy_asa_and_shares_its_state(reduction: int, bias: bool) -> None:
     """Issue 16: the compiled ASA step gives the numpy CausalASA path's spikes and outputs bit for bit,
-    and a state() saved by either path resumes exactly in the other."""
-    arrays, meta = _asa_model_file("snn_streaming", seed=20 + reduction, reduction=reduction)
+    and a state() saved by either path resumes exactly in the other (also with learned offsets)."""
+    arrays, meta = _asa_model_file("snn_streaming", seed=20 + reduction + 7 * bias, reduction=reduction, bias=bias)
     counts = poisson_counts(2500, C, seed=30 + reduction)
     fast, slow = make_kernel(arrays, meta), make_kernel(arrays, meta)
     slow.compiled_asa = False
@@ -185,7 +191,8 @@ def test_compiled_asa_equals_numpy_asa_and_shares_its_state(reduction: int) -> N
     assert not np.array_equal(y_c, y_a)
 
 
-def test_asa_arm_fine_tuned_from_a_plain_model_starts_as_that_model() -> None:
+@pytest.mark.parametrize("bias", [False, True])
+def test_asa_arm_fine_tuned_from_a_plain_model_starts_as_that_model(bias: bool) -> None:
     """``--init plain.npz --attention asa``: gains 0.5 and doubled attended weights give the plain
     model's spikes bit for bit before any training step (a fair start for the sweep's ASA arm)."""
     from nodes.decoders.training import start_from
@@ -197,12 +204,13 @@ def test_asa_arm_fine_tuned_from_a_plain_model_starts_as_that_model() -> None:
         for layer in plain.layers:
             layer.fc.weight.mul_(3.0)
     arrays = {**plain.export(), "target_scale": np.ones(2, np.float32), "target_mean": np.zeros(2, np.float32)}
-    meta_asa = {**meta, "attention": attention_metadata("snn_streaming", "asa")}
+    meta_asa = {**meta, "attention": attention_metadata("snn_streaming", "asa", bias=bias)}
     model = build("snn_streaming", meta_asa)
     how = start_from(model, arrays, meta_asa)
     assert "doubled" in how
     arrays_asa = {**model.export(), "target_scale": arrays["target_scale"], "target_mean": arrays["target_mean"]}
     assert np.array_equal(arrays_asa["W0"], 2 * arrays["W0"]) and not np.any(arrays_asa["asa0.conv_im"])
+    assert ("asa0.bias" in arrays_asa) == bias and not np.any(arrays_asa.get("asa0.bias", 0.0))  # offsets start at 0
     counts = poisson_counts(1500, C, seed=4)
     y_p, s_p = run_in_chunks(make_kernel(arrays, meta), counts, [(0, len(counts))])
     y_a, s_a = run_in_chunks(make_kernel(arrays_asa, meta_asa), counts, [(0, len(counts))])
@@ -233,3 +241,28 @@ def test_rate_fronts_summary_and_plot(tmp_path) -> None:
     assert g["best_asa"]["rate_penalty"] == 0.0 and g["met_spikes"] is False  # ASA at w=0 spikes more
     png = plot_rate_fronts(rows, tmp_path / "fronts.png")
     assert png.stat().st_size > 10_000
+
+
+def test_compiled_top_k_selection_equals_a_stable_sort() -> None:
+    """The compiled O(n) top-k (quickselect + ties to the lower index) selects exactly the first k
+    of a stable descending sort, on scores with many exact ties, in every part of a larger array."""
+    from nodes.decoders.lif_loop import _top_k_mask
+
+    rng = np.random.default_rng(5)
+    for trial in range(400):
+        n = int(rng.integers(2, 60))
+        a = int(rng.integers(0, 5))
+        kk = int(rng.integers(1, n))
+        levels = int(rng.integers(1, 6)) if trial % 2 else 10**6  # few distinct values: many ties
+        score = np.full(a + n + 3, 99.0)  # values outside [a, a + n) must not take part
+        score[a:a + n] = rng.integers(0, levels, n) / 4.0
+        want = np.zeros(n, dtype=bool)
+        order = np.argsort(-score[a:a + n], kind="stable")
+        want[order[:kk]] = True
+        # no hint, and first pivots (the previous step's threshold) inside, between and outside the values
+        for hint in (np.nan, score[a + int(rng.integers(0, n))], rng.normal(), -1e9, 1e9):
+            imp = np.ones(a + n + 3, dtype=np.bool_)
+            v = _top_k_mask(score, a, a + n, kk, np.empty(2 * n), imp, hint)  # scratch: 2 values per score
+            assert np.array_equal(imp[a:a + n], want), (trial, hint, score[a:a + n], kk)
+            assert v == score[a + order[kk - 1]]  # the kk-th largest value
+            assert imp[:a].all() and imp[a + n:].all()  # untouched outside the layer

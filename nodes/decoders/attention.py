@@ -74,7 +74,9 @@ class CausalASA:
 
     Args:
         arrays: ``{prefix}fc1`` ``(h, window)``, optional ``{prefix}fc2`` ``(1, h)``,
-            ``{prefix}conv_im`` and ``{prefix}conv_rest`` ``(1, 2, k)`` (from ``CausalASA.export``).
+            ``{prefix}conv_im`` and ``{prefix}conv_rest`` ``(1, 2, k)``, optional ``{prefix}bias``
+            ``(2,)`` (offsets of the important / rest pre-activations; 0 if absent) (from
+            ``CausalASA.export``).
         channels: C, neurons of the layer.
         ratio: λ (the model file's ``asa_ratio``).
         batch: independent streams processed together (1 for a live decoder).
@@ -113,6 +115,12 @@ class CausalASA:
         big[:2 * C, C:] = -m_rest[swap]
         big[2 * C:, C:] = m_rest[swap]
         self._big = big
+        # optional learned offsets of the two pre-activations ({prefix}bias = [important, rest])
+        bias = _array(arrays, f"{prefix}bias") if f"{prefix}bias" in arrays else np.zeros(2, dtype=F64)
+        if bias.shape != (2,):
+            raise ValueError(f"ASA: {prefix}bias has shape {bias.shape}, expected (2,)")
+        self.bias = bias
+        self._bias_row = np.r_[np.full(C, bias[0]), np.full(C, bias[1])] if np.any(bias) else None
         self._z = np.zeros((5, self.batch, C), dtype=F64)
         self._gain = np.zeros((self.batch, C), dtype=np.float32)
         self.last_gain: np.ndarray | None = None
@@ -166,7 +174,10 @@ class CausalASA:
                 m[b, np.argsort(neg[b], kind="stable")[:k]] = True
         np.multiply(z[2:4], m, out=z[0:2])
         zin = z[0:4].reshape(1, 4 * C) if B == 1 else z[0:4].transpose(1, 0, 2).reshape(B, 4 * C)
-        g = expit(zin @ self._big)  # (B, 2C): important | rest
+        pre = zin @ self._big
+        if self._bias_row is not None:
+            pre += self._bias_row
+        g = expit(pre)  # (B, 2C): important | rest
         gain = self._gain
         np.copyto(gain, g[:, C:], casting="same_kind")
         np.copyto(gain, g[:, :C], casting="same_kind", where=m)
@@ -246,7 +257,7 @@ DEFAULT_WINDOW = 4  # causal ASA: current step + 3 past steps (16 ms at 250 Hz)
 
 def attention_metadata(model_kind: str, attention: str | None = "none", ratio: float = 0.5,
                        reduction: int = 1, window: int = DEFAULT_WINDOW, steps: int = 7,
-                       layers: list[int] | None = None, hidden: int = 2) -> dict[str, Any]:
+                       layers: list[int] | None = None, hidden: int = 2, bias: bool = False) -> dict[str, Any]:
     """The ``attention`` entry of a decoder model file's metadata.
 
     Args:
@@ -258,6 +269,8 @@ def attention_metadata(model_kind: str, attention: str | None = "none", ratio: f
         steps: time steps of a window (snn_3d: 7 steps of 28 ms).
         layers: layers whose input current is attended (default: the ``hidden`` hidden layers;
             the output layer's membrane is the readout and has no spikes to save).
+        bias: causal form: learn an offset of each part's pre-activation (``asa{l}.bias``), so a
+            part's gain can go to ~0 for every input (silencing the "rest" neurons).
     """
     attention = attention or "none"
     if attention not in ATTENTION_KINDS:
@@ -270,13 +283,15 @@ def attention_metadata(model_kind: str, attention: str | None = "none", ratio: f
         raise ValueError(f"asa_ratio must be in (0, 1), got {ratio!r}")
     if int(reduction) < 1:
         raise ValueError(f"asa_reduction must be >= 1, got {reduction!r}")
+    if bias and model_kind != "snn_streaming":
+        raise ValueError("asa bias (learned offsets before the sigmoid) is available for the causal form (snn_streaming) only")
     meta: dict[str, Any] = {"kind": "asa", "ratio": float(ratio), "reduction": int(reduction), "kernel_size": 3,
                             "layers": list(layers if layers is not None else range(hidden)),
                             "paper": "Yao et al., Inherent Redundancy in SNNs (ICCV 2023), Advance Spatial Attention"}
     if model_kind == "snn_streaming":
         if int(window) < 1:
             raise ValueError(f"asa_window must be >= 1, got {window!r}")
-        meta.update(form="causal", window=int(window),
+        meta.update(form="causal", window=int(window), bias=bool(bias),
                     note="causal and per sample: current + window-1 past currents of the same stream")
     else:
         meta.update(form="clip", steps=int(steps), note="per-sample clip ASA over each 7-step window")
@@ -315,6 +330,6 @@ def attention_ops_per_step(meta: dict[str, Any], sizes: list[int]) -> int:
         C = sizes[l]
         T = att["window"] if att["form"] == "causal" else att["steps"]
         fc = T * (T if att["form"] == "clip" else 1)
-        per = C * fc + 2 * C * T + 2 * 2 * k * C + C  # score, mean+max, two convs, rescale
+        per = C * fc + 2 * C * T + 2 * 2 * k * C + C  # score, mean+max, two convs, rescale (the bias adds are not MACs)
         total += per
     return int(total)

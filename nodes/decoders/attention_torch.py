@@ -29,6 +29,15 @@ history buffer, returned as state). Per step and per sample:
   channel axis (the layer's neurons play the part of the paper's H×W positions), kernel
   ``kernel_size``, zero padding, no bias;
 * ``I' = I ⊙ (m·g_im + (1 − m)·g_rest)``.
+* optional (``bias=True``, metadata ``bias: true``, arrays ``asa{l}.bias``): a learned offset per
+  part added before each sigmoid, starting at 0. Without it the conv has no bias (as in the
+  paper), so a neuron whose window current is near 0 always gets a gain near 0.5 and the rate
+  penalty cannot drive a whole part's gains to 0; with it, ``σ(conv + b_rest)`` can go to ~0 and
+  silence the "rest" neurons (the rank keeps at most ``k`` neurons per step near full gain).
+
+Training uses :meth:`CausalASA.forward_seq` (a whole sequence of one layer's currents at once: the
+stack is feed-forward, so a layer's currents are known for the whole window before its membranes
+run); :meth:`CausalASA.forward` is the same arithmetic one step at a time.
 
 Only the paper's per-(t, c) channel split is kept (the time split of the clip form needs future
 steps). The window starts as zeros (no current before the stream began).
@@ -123,7 +132,7 @@ class CausalASA(nn.Module):
     """
 
     def __init__(self, channels: int, ratio: float = 0.5, reduction: int = 1, window: int = 4,
-                 kernel_size: int = 3) -> None:
+                 kernel_size: int = 3, bias: bool = False) -> None:
         super().__init__()
         if window < 1:
             raise ValueError(f"asa_window must be >= 1, got {window!r}")
@@ -135,11 +144,16 @@ class CausalASA(nn.Module):
         self.scorer = _Scorer(self.window, 1, reduction, mean_init=True)
         self.conv_im = nn.Conv1d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
         self.conv_rest = nn.Conv1d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
+        # optional learned offsets of the two pre-activations [important, rest] (start at 0: gains
+        # unchanged); a negative offset lowers a part's gain towards 0 for every input, which is how
+        # the attention can silence the "rest" neurons (without it, a zero current always gets 0.5)
+        self.gain_bias = nn.Parameter(torch.zeros(2, dtype=torch.float64)) if bias else None
 
     def config(self) -> dict:
         """Hyper-parameters for a model file's metadata."""
         return {"kind": "asa", "form": "causal", "ratio": self.ratio, "reduction": self.scorer.reduction,
-                "window": self.window, "kernel_size": self.kernel_size, "channels": self.channels}
+                "window": self.window, "kernel_size": self.kernel_size, "channels": self.channels,
+                "bias": self.gain_bias is not None}
 
     def initial_state(self, batch: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """History buffer of zeros, shape ``(batch, window − 1, channels)``."""
@@ -158,16 +172,52 @@ class CausalASA(nn.Module):
         maps_im = torch.stack([mean * m / self.ratio, mx * m], dim=1)  # (B, 2, C)
         maps_rest = torch.stack([mean * rest / (1.0 - self.ratio), mx * rest], dim=1)
         pad = self.kernel_size // 2
-        g_im = torch.sigmoid(F.conv1d(maps_im, self.conv_im.weight.double(), padding=pad)).squeeze(1)
-        g_rest = torch.sigmoid(F.conv1d(maps_rest, self.conv_rest.weight.double(), padding=pad)).squeeze(1)
+        z_im = F.conv1d(maps_im, self.conv_im.weight.double(), padding=pad).squeeze(1)
+        z_rest = F.conv1d(maps_rest, self.conv_rest.weight.double(), padding=pad).squeeze(1)
+        if self.gain_bias is not None:
+            z_im, z_rest = z_im + self.gain_bias[0], z_rest + self.gain_bias[1]
+        g_im, g_rest = torch.sigmoid(z_im), torch.sigmoid(z_rest)
         gain = (m * g_im + rest * g_rest).to(cur.dtype)
         return cur * gain, win[:, 1:], gain
 
+    def forward_seq(self, cur: torch.Tensor, hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """All steps of a sequence at once: ``cur`` (T, B, C) → ``(cur' (T, B, C), hist', gain (T, B, C))``.
+
+        The same arithmetic as :meth:`forward` applied step by step (each step's window is the
+        ``window − 1`` currents before it, from ``hist`` at the start), batched over time: the
+        attention of a layer depends only on that layer's input currents, which a feed-forward
+        stack can compute for a whole sequence before the membranes run (training speed)."""
+        T, B, C = cur.shape
+        if C != self.channels:
+            raise ValueError(f"CausalASA: expected currents of shape (T, B, {self.channels}), got {tuple(cur.shape)}")
+        K = self.window
+        padded = torch.cat([hist.to(cur.dtype).transpose(0, 1), cur], dim=0)  # (T + K − 1, B, C)
+        win = padded.double().unfold(0, K, 1)  # (T, B, C, K), each window oldest first
+        score = self.scorer(win).squeeze(3)  # (T, B, C)
+        with torch.no_grad():
+            m = _top_mask(score, self.k, dim=2)
+        mean, mx = win.mean(dim=3), win.amax(dim=3)  # (T, B, C)
+        rest = 1.0 - m
+        maps_im = torch.stack([mean * m / self.ratio, mx * m], dim=2).reshape(T * B, 2, C)
+        maps_rest = torch.stack([mean * rest / (1.0 - self.ratio), mx * rest], dim=2).reshape(T * B, 2, C)
+        pad = self.kernel_size // 2
+        z_im = F.conv1d(maps_im, self.conv_im.weight.double(), padding=pad).reshape(T, B, C)
+        z_rest = F.conv1d(maps_rest, self.conv_rest.weight.double(), padding=pad).reshape(T, B, C)
+        if self.gain_bias is not None:
+            z_im, z_rest = z_im + self.gain_bias[0], z_rest + self.gain_bias[1]
+        gain = (m * torch.sigmoid(z_im) + rest * torch.sigmoid(z_rest)).to(cur.dtype)
+        new_hist = padded[T:].transpose(0, 1) if K > 1 else hist
+        return cur * gain, new_hist, gain
+
     def export(self, prefix: str = "") -> dict[str, np.ndarray]:
-        """Arrays for :class:`nodes.decoders.attention.CausalASA` (float64), names prefixed."""
-        return {**self.scorer.export(prefix),
-                f"{prefix}conv_im": self.conv_im.weight.detach().double().numpy().copy(),
-                f"{prefix}conv_rest": self.conv_rest.weight.detach().double().numpy().copy()}
+        """Arrays for :class:`nodes.decoders.attention.CausalASA` (float64), names prefixed
+        (``{prefix}bias``, shape ``(2,)`` [important, rest], only with ``bias``)."""
+        out = {**self.scorer.export(prefix),
+               f"{prefix}conv_im": self.conv_im.weight.detach().double().numpy().copy(),
+               f"{prefix}conv_rest": self.conv_rest.weight.detach().double().numpy().copy()}
+        if self.gain_bias is not None:
+            out[f"{prefix}bias"] = self.gain_bias.detach().double().numpy().copy()
+        return out
 
 
 class ClipASA(nn.Module):
@@ -292,7 +342,8 @@ def attach_attention(model: nn.Module, meta: dict) -> nn.Module:
     for l in att["layers"]:
         units = model.layers[l].fc.out_features
         if att["form"] == "causal":
-            model.layers[l].asa = CausalASA(units, att["ratio"], att["reduction"], att["window"], att["kernel_size"])
+            model.layers[l].asa = CausalASA(units, att["ratio"], att["reduction"], att["window"], att["kernel_size"],
+                                            bias=bool(att.get("bias", False)))
         else:
             asa = ClipASA(att["steps"], units, att["ratio"], att["reduction"], 0, att["kernel_size"])
             model.layers[l].asa = asa  # exported/imported as asa{l}.*
@@ -333,6 +384,8 @@ def import_attention(layers: list[nn.Module], arrays: dict[str, np.ndarray]) -> 
                 params["fc2"] = asa.scorer.fc2.weight
             if isinstance(asa, ClipASA) and asa.spatial:
                 params.update(alpha=asa.alpha, beta=asa.beta)
+            if getattr(asa, "gain_bias", None) is not None:
+                params["bias"] = asa.gain_bias
             for name, param in params.items():
                 if p + name not in arrays:
                     raise ValueError(f"model arrays have no {p + name!r} for the attention of layer {l}")

@@ -41,7 +41,7 @@ import numpy as np
 
 from nodes.decoders.attention import attention_transforms
 from nodes.decoders.features import FeatureSpec, features, next_history
-from nodes.decoders.lif_loop import lif_stack_asa_run, lif_stack_run, pack_asa
+from nodes.decoders.lif_loop import asa_ring, lif_stack_asa_run, lif_stack_run, pack_asa
 
 GRID_BITS = 14
 """Spiking models' weights, biases and thresholds are multiples of 2**-GRID_BITS."""
@@ -232,7 +232,9 @@ class SNNStreamingKernel(Kernel):
         conv_im, conv_rest = np.zeros((L, 2, k)), np.zeros((L, 2, k))
         ratio, top_k = np.full(L, 0.5), np.zeros(L, dtype=np.int64)
         attended = np.zeros(L, dtype=np.bool_)
+        offs = np.zeros((L, 2))
         for l, t in mods.items():
+            offs[l] = t.bias
             attended[l] = True
             f1 = np.asarray(self.arrays[f"asa{l}.fc1"], dtype=np.float64)
             fc1[l, :f1.shape[0]] = f1
@@ -241,15 +243,21 @@ class SNNStreamingKernel(Kernel):
             conv_im[l] = np.asarray(self.arrays[f"asa{l}.conv_im"], dtype=np.float64).reshape(2, k)
             conv_rest[l] = np.asarray(self.arrays[f"asa{l}.conv_rest"], dtype=np.float64).reshape(2, k)
             ratio[l], top_k[l] = t.ratio, t.k
-        asa_f, asa_i = pack_asa(L, attended, fc1, fc2, bool(has_fc2), conv_im, conv_rest, ratio, top_k)
+        asa_f, asa_i = pack_asa(L, attended, fc1, fc2, bool(has_fc2), conv_im, conv_rest, ratio, top_k, offs,
+                                 neurons=self.n_neurons)
         return {"asa_f": asa_f, "asa_i": asa_i, "window": K, "layers": sorted(mods)}
+
+    def _asa_ring(self) -> np.ndarray:
+        """The compiled loop's ring of past currents ``(K, N)``, a view into its packed array
+        (taken afresh each time: a copied kernel must not share a stale view)."""
+        return asa_ring(self._asa["asa_f"], self._asa["asa_i"], self.n_neurons)
 
     def reset(self) -> None:
         super().reset()
         self.mem = np.zeros(self.n_neurons, dtype=F32)
         self.spk = np.zeros(self.n_neurons, dtype=F32)
         if getattr(self, "_asa", None) is not None:
-            self._ring = np.zeros((self._asa["window"], self.n_neurons), dtype=np.float64)
+            self._asa_ring()[:] = 0.0  # the compiled loop's ring
             self._asa["asa_i"][4] = 0  # ring slot written next
 
     def _asa_active(self) -> bool:
@@ -261,7 +269,7 @@ class SNNStreamingKernel(Kernel):
             K, o, p = self._asa["window"], self.offsets, int(self._asa["asa_i"][4])
             idx = [(p + 1 + i) % K for i in range(K - 1)]  # the last K − 1 currents, oldest first
             for l in self._asa["layers"]:
-                out[f"transform{l}.hist"] = self._ring[idx, o[l]:o[l + 1]][None].copy()
+                out[f"transform{l}.hist"] = self._asa_ring()[idx, o[l]:o[l + 1]][None].copy()
         return out
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
@@ -270,11 +278,12 @@ class SNNStreamingKernel(Kernel):
         self.spk = np.array(state["spk"], dtype=F32)
         if self._asa is not None:
             K, o = self._asa["window"], self.offsets
-            self._ring = np.zeros((K, self.n_neurons), dtype=np.float64)
+            ring = self._asa_ring()
+            ring[:] = 0.0
             self._asa["asa_i"][4] = 0  # next write at slot 0: slots 1..K−1 hold the history
             for l in self._asa["layers"]:
                 hist = np.asarray(state[f"transform{l}.hist"], dtype=np.float64)  # checked by CausalASA.restore
-                self._ring[1:, o[l]:o[l + 1]] = hist[0]
+                ring[1:, o[l]:o[l + 1]] = hist[0]
 
     def _forward(self, x: np.ndarray, activity: Activity | None) -> np.ndarray:
         if self._asa_active():
@@ -314,7 +323,7 @@ class SNNStreamingKernel(Kernel):
         spikes_all = np.empty((n, self.n_neurons), dtype=np.bool_)
         mem_out = np.empty((n, self.sizes[-1]), dtype=F32)
         lif_stack_asa_run(np.ascontiguousarray(x, dtype=F32), self.w_in_t, self.bias, self.beta, self.thr,
-                          self.offsets, self.mem, self.spk, spikes_all, mem_out, a["asa_f"], a["asa_i"], self._ring)
+                          self.offsets, self.mem, self.spk, spikes_all, mem_out, a["asa_f"], a["asa_i"])
         return [spikes_all[:, o[l]:o[l + 1]] for l in range(len(self.sizes))], mem_out
 
     def _run_plain(self, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:

@@ -158,22 +158,33 @@ class SNNStreaming(nn.Module):
         # causal ASA (attention: asa): its window of past currents is a third state entry
         asas = [getattr(layer, "asa", None) for layer in self.layers]
         hists = [s[2] if len(s) > 2 else (a.initial_state(B) if a is not None else None) for s, a in zip(state, asas)]
-        cur0 = self.layers[0].fc(x)  # all steps at once: layer 0 is feed-forward from the input
-        ys, rec = [], [[] for _ in self.layers]
-        for t in range(T):
-            inp = None
-            for l, layer in enumerate(self.layers):
-                cur = cur0[t] if l == 0 else layer.fc(inp)
-                if asas[l] is not None:
-                    cur, hists[l], _ = asas[l](cur, hists[l])
-                spks[l], mems[l] = layer.step(cur, mems[l], spks[l])
-                inp = spks[l]
-                if record:
-                    rec[l].append(spks[l] if record_grad else spks[l].detach())
-            ys.append(mems[-1] * self.out_scale)
-        spikes = [torch.stack(r) for r in rec] if record else None
+        # Layer by layer, each over all T steps: the stack is feed-forward (a layer's input current
+        # depends on the layer below only), so every layer's synaptic currents and its causal ASA
+        # are computed for the whole sequence at once, and only the membranes run step by step.
+        # Same arithmetic per step as a step-major loop (batched float32 sums of grid weights and
+        # 0/1 inputs are exact in any order; the ASA is float64), and far fewer small tensor ops.
+        inp = x
+        rec: list[torch.Tensor] = []
+        mem_last: list[torch.Tensor] = []
+        for l, layer in enumerate(self.layers):
+            cur_all = layer.fc(inp)  # (T, B, units)
+            if asas[l] is not None:
+                cur_all, hists[l], _ = asas[l].forward_seq(cur_all, hists[l])
+            out = []
+            last = l == len(self.layers) - 1
+            for t in range(T):
+                spks[l], mems[l] = layer.step(cur_all[t], mems[l], spks[l])
+                out.append(spks[l])
+                if last:
+                    mem_last.append(mems[l])
+            inp = torch.stack(out) if out else cur_all.new_zeros((0, B, cur_all.shape[2]))
+            if record:
+                rec.append(inp if record_grad else inp.detach())
+        ys = [m * self.out_scale for m in mem_last]
+        spikes = rec if record else None
         state = [(m, s) if h is None else (m, s, h) for m, s, h in zip(mems, spks, hists)]
-        return torch.stack(ys), state, spikes
+        y = torch.stack(ys) if ys else x.new_zeros((0, B, self.sizes[-1]))
+        return y, state, spikes
 
     def export(self) -> dict[str, np.ndarray]:
         return {**_export_lif(list(self.layers)), "out_scale": self.out_scale.detach().numpy().astype(np.float32),

@@ -52,6 +52,7 @@ class TrainConfig:
     asa_ratio: float = 0.5  # λ, fraction of a layer's channels in the important part
     asa_reduction: int = 1  # reduction of the ASA scoring fc over time
     asa_window: int = 4  # causal ASA (snn_streaming): current + 3 past steps
+    asa_bias: bool = False  # causal ASA: learn an offset per part before the sigmoid (gains can go to ~0)
     weight_decay: float = 0.0  # Adam L2 penalty on every parameter (against overfitting a 5-minute training part)
     rate_penalty: float = 0.0  # SNNs: loss += rate_penalty · mean spikes per neuron per step (issue 16)
     dropout: float = 0.0  # snn_3d, lstm: dropout on the normalised input and hidden activity (training only)
@@ -137,7 +138,7 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
     from nodes.decoders.attention import attention_metadata
 
     meta["attention"] = attention_metadata(kind, cfg.attention, cfg.asa_ratio, cfg.asa_reduction, cfg.asa_window,
-                                           steps=int(meta["features"].get("steps", 1)))
+                                           steps=int(meta["features"].get("steps", 1)), bias=cfg.asa_bias)
     spec = FeatureSpec.from_dict(meta["features"])
     tr = data.split["train"]
     vel_tr = data.velocity[tr].astype(np.float64)
@@ -381,13 +382,15 @@ def run_cli(args: Any, on_epoch: Callable[[dict, dict, dict, Any], None] | None 
         if not Path(args.init).is_file():
             raise UserError(f"--init {args.init}: no such model file")
         cfg.init = str(args.init)
-    for name in ("attention", "asa_ratio", "asa_reduction", "asa_window"):  # issue 5: ASA options
+    for name in ("attention", "asa_ratio", "asa_reduction", "asa_window", "asa_bias"):  # issue 5: ASA options
         if getattr(args, name, None) is not None:
             setattr(cfg, name, getattr(args, name))
     try:
         from nodes.decoders.attention import attention_metadata
 
-        attention_metadata(args.model, cfg.attention, cfg.asa_ratio, cfg.asa_reduction, cfg.asa_window)
+        attention_metadata(args.model, cfg.attention, cfg.asa_ratio, cfg.asa_reduction, cfg.asa_window, bias=cfg.asa_bias)
+        if cfg.asa_bias and cfg.attention != "asa":
+            raise ValueError("--asa-bias needs --attention asa")
     except ValueError as exc:
         raise UserError(f"--attention/--asa-*: {exc}") from None
     data = load_data(args.recording, mapping_from_args(args))

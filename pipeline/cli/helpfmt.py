@@ -33,7 +33,9 @@ EXAMPLES: dict[str, str] = {
     "bench controller": "example:\n  spikeloop bench controller --timesteps 8 16 --decisions 300 --json controller.json",
     "bench attention": "examples:\n  spikeloop bench attention --kinds snn_streaming --seeds 0 --epochs 5 --max-minutes 1\n"
                        "  spikeloop bench attention --kinds snn_streaming --init models/snn_streaming_sample.npz "
-                       "--rate-penalties 0,1,5 --seeds 0,1,2 --epochs 4 --batch-size 128 --window 40 --lr 1e-3",
+                       "--rate-penalties 0,1,2 --seeds 0,1,2 --epochs 10 --patience 4 --lr 1e-3 --asa-bias "
+                       "--max-minutes 12\n"
+                       "  spikeloop bench attention ...same options... --reuse --report-only --json O/all.json",
 }
 
 

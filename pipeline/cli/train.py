@@ -44,6 +44,9 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     opt("--asa-ratio", type=float, default=None, metavar="LAMBDA", help="decoders: ASA ratio λ, fraction of channels in the important part (default 0.5)")
     opt("--asa-reduction", type=int, default=None, metavar="R", help="decoders: ASA reduction of the scoring fc over time (default 1)")
     opt("--asa-window", type=int, default=None, metavar="STEPS", help="decoders: causal ASA window in 4 ms steps, current + past (snn_streaming; default 4)")
+    opt("--asa-bias", action="store_true", default=None,
+        help="decoders: the causal ASA also learns an offset per part (important / rest) before its sigmoid, "
+             "starting at 0, so a part's gain can go to ~0 and silence those neurons (snn_streaming; default off)")
     opt("--weight-decay", type=float, default=None, metavar="L2",
         help="decoders: Adam weight decay (L2) on every parameter (default 0)")
     opt("--dropout", type=float, default=None, metavar="P",
