@@ -33,7 +33,7 @@ def _thread_niceness(pid: int) -> list[int]:
 def test_standby_priority_lowers_only_the_calling_thread_and_restores_it():
     import threading
 
-    from pipeline.runners.ray_runner import STANDBY_NICENESS, standby_priority
+    from pipeline.runners.realtime import STANDBY_NICENESS, standby_priority
 
     base = os.getpriority(os.PRIO_PROCESS, 0)
     seen: dict[str, int] = {}

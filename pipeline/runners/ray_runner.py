@@ -59,7 +59,6 @@ import sys
 import threading
 import time
 from collections import deque
-from contextlib import contextmanager
 from typing import Any, Callable
 
 from pipeline.clock import local_clock
@@ -67,7 +66,7 @@ from pipeline.errors import ConfigError, UserError
 from pipeline.graph import GraphSpec
 from pipeline.log import runner_logger
 from pipeline.packet import StreamInfo
-from pipeline.runners.realtime import freeze_setup_objects, request_short_slice
+from pipeline.runners.realtime import freeze_setup_objects, request_short_slice, standby_priority
 from pipeline.runners.opening import (
     construct_node,
     error_from_line,
@@ -102,9 +101,6 @@ POLL_S = 0.1
 """The driver's polling period (s): actor deaths are noticed within about this long."""
 CALL_TIMEOUT_S = 60.0
 """Longest wait for a control call to an actor (opening a node may resolve an LSL stream)."""
-STANDBY_NICENESS = 19
-"""Niceness added while a spare actor prepares itself (:meth:`GroupActor.warm`): it then gets the
-CPU only when the running graph does not want it."""
 START_TIMEOUT_S = 300.0
 """Longest wait for new actors to start (a Ray worker process; minutes on an overloaded machine)."""
 
@@ -199,46 +195,6 @@ def check_resources(spec: GraphSpec, plans: list[GroupPlan], cluster: dict[str, 
                     f"{key}={cluster.get(key, 0.0):g} (cluster: {have})",
                     node=plan.nodes[0], key="resources",
                 )
-
-
-# --- the spare actor's priority ----------------------------------------------------------------------
-@contextmanager
-def standby_priority(niceness: int = 0):
-    """Run the enclosed work at a lower CPU priority (``niceness`` added, default
-    :data:`STANDBY_NICENESS`), then return to the priority before.
-
-    Linux niceness is per thread: this changes the calling thread only, the one doing the work.
-    It lowers the priority only if it may raise it back afterwards (root, or ``RLIMIT_NICE``
-    allows the old value); otherwise the work runs at the normal priority. Yields the niceness
-    the work ran at (the old one if unchanged)."""
-    niceness = niceness or STANDBY_NICENESS
-    try:
-        old = os.getpriority(os.PRIO_PROCESS, 0)
-    except (AttributeError, OSError):
-        yield None
-        return
-    new = min(19, old + niceness)
-    if new == old or not _may_lower_to(old):
-        yield old
-        return
-    os.setpriority(os.PRIO_PROCESS, 0, new)
-    try:
-        yield new
-    finally:
-        os.setpriority(os.PRIO_PROCESS, 0, old)
-
-
-def _may_lower_to(niceness: int) -> bool:
-    """True if this process may set its niceness back down to ``niceness``."""
-    if os.geteuid() == 0:
-        return True
-    try:
-        import resource
-
-        soft = resource.getrlimit(resource.RLIMIT_NICE)[0]
-    except (ImportError, AttributeError, OSError):
-        return False
-    return soft == resource.RLIM_INFINITY or 20 - soft <= niceness
 
 
 # --- the mailbox -----------------------------------------------------------------------------------
@@ -396,8 +352,9 @@ class GroupActor:
         """Get ready to take over a dead group (a spare actor): import the node classes of
         ``kinds``, let each prepare this process (:meth:`~pipeline.node.Node.prepare_process`:
         compiled kernels, liblsl), then collect and freeze what is alive (so a restart's
-        :meth:`setup` collects only what came since). Done at :data:`STANDBY_NICENESS` (see
-        :func:`standby_priority`): a standby uses idle CPU, not the running graph's."""
+        :meth:`setup` collects only what came since). Done at a low priority
+        (:func:`~pipeline.runners.realtime.standby_priority`): a standby uses idle CPU, not the
+        running graph's."""
         from pipeline.registry import node_class
 
         with standby_priority():

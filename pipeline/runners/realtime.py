@@ -1,4 +1,5 @@
-"""Keep a live data path clear: the garbage collector frozen, and (opt-in) a short scheduler slice.
+"""Keep a live data path clear: the garbage collector frozen, (opt-in) a short scheduler slice, and
+standby work at a low priority.
 
 A full (generation 2) collection scans every container object in the process. A runner process
 holds hundreds of thousands of them once numpy, numba, scipy, the model and, in an actor, Ray's own
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import os
+from contextlib import contextmanager
 
 ENV = "SPIKELOOP_GC_FREEZE"
 
@@ -84,3 +86,48 @@ def request_short_slice(all_threads: bool = False) -> int | None:
     if libc.syscall(_SYS_SCHED_GETATTR[machine], 0, out, 56, 0) != 0:
         return None
     return int(struct.unpack("IIQiIQQQ", out.raw[:48])[5])
+
+
+# --- a standby process's priority (a Ray runner's spare actor) -----------------------------------
+STANDBY_NICENESS = 19
+"""Niceness added while a spare actor prepares itself: it then gets the CPU only when the running
+graph does not want it."""
+
+
+@contextmanager
+def standby_priority(niceness: int = 0):
+    """Run the enclosed work at a lower CPU priority (``niceness`` added, default
+    :data:`STANDBY_NICENESS`), then return to the priority before.
+
+    Linux niceness is per thread: this changes the calling thread only, the one doing the work.
+    It lowers the priority only if it may raise it back afterwards (root, or ``RLIMIT_NICE``
+    allows the old value); otherwise the work runs at the normal priority. Yields the niceness
+    the work ran at (the old one if unchanged)."""
+    niceness = niceness or STANDBY_NICENESS
+    try:
+        old = os.getpriority(os.PRIO_PROCESS, 0)
+    except (AttributeError, OSError):
+        yield None
+        return
+    new = min(19, old + niceness)
+    if new == old or not _may_lower_to(old):
+        yield old
+        return
+    os.setpriority(os.PRIO_PROCESS, 0, new)
+    try:
+        yield new
+    finally:
+        os.setpriority(os.PRIO_PROCESS, 0, old)
+
+
+def _may_lower_to(niceness: int) -> bool:
+    """True if this process may set its niceness back down to ``niceness``."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NICE)[0]
+    except (ImportError, AttributeError, OSError):
+        return False
+    return soft == resource.RLIM_INFINITY or 20 - soft <= niceness
