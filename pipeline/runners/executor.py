@@ -82,8 +82,9 @@ class GroupExecutor:
 
     # The two methods below run for every packet of a live session: they are written out (the
     # sequence-number bookkeeping through the fast paths of SeqCounter.stamp / SeqTracker.check,
-    # their public tables bound once in __init__; lookups hoisted) because on a live graph each sample's code runs with cold caches, where every Python call
-    # costs several times its warm price (docs/RESULTS.md, "Live latency: where the time goes").
+    # their public tables bound once in __init__; lookups hoisted) because on a live graph each
+    # sample's code runs with cold caches, where every Python call costs several times its warm
+    # price (docs/RESULTS.md, "Live latency: where the time goes").
     def _route(self, src: str, outputs: Outputs | None, external: list) -> None:
         if not outputs:
             return
