@@ -60,6 +60,9 @@ class TrainConfig:
     learn_neurons: bool = False  # snn_3d: learn one β and one θ per layer (default: fixed β 0.5, θ 0.5 as in the paper)
     hidden: int = 0  # lstm: hidden units (0: the default, 32)
     input_norm: str = "layernorm"  # lstm: "layernorm" over channels, or "zscore" per channel (train mean/std, as the ANN)
+    forget_bias: float | None = None  # lstm: initial forget-gate bias (None: torch's default init, ~U(±1/sqrt(hidden)));
+    # 3 starts every cell remembering ~20 steps (sigmoid(3) = 0.95 per 4 ms step, time constant ~80 ms)
+    feature_width: int = 0  # lstm: input = counts over the last N 4 ms bins (0: the default, 8 = 32 ms)
     init: str = ""  # start from this model file of the same kind (an ASA arm starts as the plain model: see start_from)
 
 
@@ -132,6 +135,8 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
                 meta["architecture"][key] = meta["architecture"].get(f"{key}_init", meta["architecture"][key])
     if kind == "lstm" and cfg.hidden and init_arrays is None:
         meta["architecture"]["hidden"] = int(cfg.hidden)
+    if kind == "lstm" and cfg.feature_width and init_arrays is None:
+        meta["features"] = FeatureSpec("sum", width=int(cfg.feature_width)).to_dict()
     if kind == "snn_3d" and cfg.learn_neurons:
         meta["architecture"].update(learn_beta=True, learn_threshold=True,
                                     beta_range=[0.0, 0.995], threshold_min=0.02)
@@ -167,6 +172,9 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
         if hasattr(model, "drop"):
             model.drop.p = float(cfg.dropout)
             model.input_noise = float(cfg.input_noise)
+    if kind == "lstm" and cfg.forget_bias is not None and init_arrays is None:
+        model.init_forget_bias(cfg.forget_bias)
+        meta["architecture"]["forget_bias_init"] = float(cfg.forget_bias)
     if (kind in ("ann", "ann_3d") or (kind == "lstm" and getattr(model, "zscore", False))) and init_arrays is None:
         flat = X[tr].reshape(X[tr].shape[0], -1)
         mean = flat.mean(axis=0)
@@ -310,6 +318,7 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
                                                  if cfg.rate_penalty > 0 and kind in ("snn_streaming", "snn_3d") else ""),
         "rate_penalty": cfg.rate_penalty, "weight_decay": cfg.weight_decay,
         "dropout": cfg.dropout, "input_noise": cfg.input_noise, "init": cfg.init or None,
+        "forget_bias": cfg.forget_bias if kind == "lstm" else None,
         "init_how": init_how or None, "optimizer": "Adam", "lr_schedule": f"halve after {cfg.lr_patience} epochs without a better validation R2",
         "torch": torch.__version__,
         "history": history,
@@ -378,6 +387,16 @@ def run_cli(args: Any, on_epoch: Callable[[dict, dict, dict, Any], None] | None 
         if args.model != "lstm":
             raise UserError(f"--input-norm applies to lstm, not {args.model}")
         cfg.input_norm = args.input_norm
+    if getattr(args, "forget_bias", None) is not None:
+        if args.model != "lstm":
+            raise UserError(f"--forget-bias applies to lstm, not {args.model}")
+        cfg.forget_bias = float(args.forget_bias)
+    if getattr(args, "feature_width", None) is not None:
+        if args.model != "lstm":
+            raise UserError(f"--feature-width applies to lstm, not {args.model}")
+        if args.feature_width < 1:
+            raise UserError(f"--feature-width must be >= 1 bin, got {args.feature_width}")
+        cfg.feature_width = int(args.feature_width)
     if getattr(args, "init", None):
         if not Path(args.init).is_file():
             raise UserError(f"--init {args.init}: no such model file")

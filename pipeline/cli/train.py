@@ -56,6 +56,11 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     opt("--hidden", type=int, default=None, metavar="N", help="decoders: lstm hidden units (default 32)")
     opt("--input-norm", choices=("layernorm", "zscore"), default=None,
         help="decoders: lstm input normalisation: LayerNorm over channels (default) or a per-channel z-score with the training part's mean/std")
+    opt("--forget-bias", type=float, default=None, metavar="B",
+        help="decoders: lstm's initial forget-gate bias (default: torch's init, a memory of ~1 step; "
+             "3 starts each cell at 0.95 per 4 ms step, ~80 ms)")
+    opt("--feature-width", type=int, default=None, metavar="BINS",
+        help="decoders: lstm input = spike counts over the last BINS 4 ms bins, every 4 ms (default 8 = 32 ms)")
     opt("--learn-neurons", action="store_true", default=None,
         help="decoders: snn_3d learns one β and one θ per layer (default: fixed β 0.5, θ 0.5 as in the paper)")
     opt("--rate-penalty", type=float, default=None, metavar="W",
