@@ -53,6 +53,8 @@ class TrainConfig:
     asa_reduction: int = 1  # reduction of the ASA scoring fc over time
     asa_window: int = 4  # causal ASA (snn_streaming): current + 3 past steps
     asa_bias: bool = False  # causal ASA: learn an offset per part before the sigmoid (gains can go to ~0)
+    asa_bias_lr: float = 0.0  # causal ASA: Adam step size of those offsets (0: the same as lr); Adam moves a
+    # parameter by about lr per step, so at lr 1e-3 an offset cannot reach the -4 that silences a part
     weight_decay: float = 0.0  # Adam L2 penalty on every parameter (against overfitting a 5-minute training part)
     rate_penalty: float = 0.0  # SNNs: loss += rate_penalty · mean spikes per neuron per step (issue 16)
     dropout: float = 0.0  # snn_3d, lstm: dropout on the normalised input and hidden activity (training only)
@@ -183,7 +185,13 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
         with torch.no_grad():
             model.in_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
             model.in_std.copy_(torch.from_numpy(std))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    offsets = [p for name, p in model.named_parameters() if name.endswith("gain_bias")]
+    if cfg.asa_bias_lr > 0 and offsets:  # the ASA offsets get their own step size
+        rest = [p for name, p in model.named_parameters() if not name.endswith("gain_bias")]
+        opt = torch.optim.Adam([{"params": rest}, {"params": offsets, "lr": cfg.asa_bias_lr, "weight_decay": 0.0}],
+                               lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # halve the step size when validation R² stalls: SNN_Streaming's validation R² rose to 0.44 and
     # then fell back to 0.11 at a constant 3e-3 (its surrogate gradients overshoot late in training)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=cfg.lr_patience)
@@ -317,6 +325,7 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
         "loss": "MSE on normalised velocity" + (f" + {cfg.rate_penalty:g} x spikes per neuron per step"
                                                  if cfg.rate_penalty > 0 and kind in ("snn_streaming", "snn_3d") else ""),
         "rate_penalty": cfg.rate_penalty, "weight_decay": cfg.weight_decay,
+        "asa_bias_lr": cfg.asa_bias_lr or None,
         "dropout": cfg.dropout, "input_noise": cfg.input_noise, "init": cfg.init or None,
         "forget_bias": cfg.forget_bias if kind == "lstm" else None,
         "init_how": init_how or None, "optimizer": "Adam", "lr_schedule": f"halve after {cfg.lr_patience} epochs without a better validation R2",
@@ -401,7 +410,7 @@ def run_cli(args: Any, on_epoch: Callable[[dict, dict, dict, Any], None] | None 
         if not Path(args.init).is_file():
             raise UserError(f"--init {args.init}: no such model file")
         cfg.init = str(args.init)
-    for name in ("attention", "asa_ratio", "asa_reduction", "asa_window", "asa_bias"):  # issue 5: ASA options
+    for name in ("attention", "asa_ratio", "asa_reduction", "asa_window", "asa_bias", "asa_bias_lr"):  # issue 5: ASA options
         if getattr(args, name, None) is not None:
             setattr(cfg, name, getattr(args, name))
     try:
@@ -410,6 +419,10 @@ def run_cli(args: Any, on_epoch: Callable[[dict, dict, dict, Any], None] | None 
         attention_metadata(args.model, cfg.attention, cfg.asa_ratio, cfg.asa_reduction, cfg.asa_window, bias=cfg.asa_bias)
         if cfg.asa_bias and cfg.attention != "asa":
             raise ValueError("--asa-bias needs --attention asa")
+        if cfg.asa_bias_lr and not cfg.asa_bias:
+            raise ValueError("--asa-bias-lr needs --asa-bias")
+        if cfg.asa_bias_lr < 0:
+            raise ValueError(f"--asa-bias-lr must be >= 0, got {cfg.asa_bias_lr}")
     except ValueError as exc:
         raise UserError(f"--attention/--asa-*: {exc}") from None
     data = load_data(args.recording, mapping_from_args(args))

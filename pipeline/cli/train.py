@@ -47,6 +47,9 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     opt("--asa-bias", action="store_true", default=None,
         help="decoders: the causal ASA also learns an offset per part (important / rest) before its sigmoid, "
              "starting at 0, so a part's gain can go to ~0 and silence those neurons (snn_streaming; default off)")
+    opt("--asa-bias-lr", type=float, default=None, metavar="LR",
+        help="decoders: Adam step size of the ASA offsets (--asa-bias), e.g. 0.05 so they can reach the ~-4 that "
+             "silences a part within a few epochs (default: the same as --lr)")
     opt("--weight-decay", type=float, default=None, metavar="L2",
         help="decoders: Adam weight decay (L2) on every parameter (default 0)")
     opt("--dropout", type=float, default=None, metavar="P",
