@@ -108,3 +108,28 @@ def test_lstm_forget_bias_and_feature_width_reach_the_kernel(recording, tmp_path
     assert "applies to lstm" in capsys.readouterr().err
     assert main(["train", "--model", "lstm", "--recording", recording, "--out", out, "--feature-width", "0"]) == 2
     assert ">= 1 bin" in capsys.readouterr().err
+
+
+def test_asa_offsets_get_their_own_step_size(recording, tmp_path, capsys):
+    """``--asa-bias-lr``: the ASA offsets train with their own Adam step, so they move further than
+    the rest of the network's parameters would allow (recorded in the file); refused without --asa-bias."""
+    plain = str(tmp_path / "plain.npz")
+    assert main(["train", "--model", "snn_streaming", "--recording", recording, "--out", plain, "--epochs", "1",
+                 "--window", "40", "--batch-size", "4"]) == 0
+    moved = {}
+    for lr in ("0", "0.2"):
+        out = str(tmp_path / f"asa_{lr}.npz")
+        args = ["train", "--model", "snn_streaming", "--recording", recording, "--out", out, "--epochs", "2",
+                "--patience", "5", "--window", "40", "--batch-size", "4", "--lr", "1e-3", "--init", plain,
+                "--attention", "asa", "--asa-bias", "--rate-penalty", "2"]
+        assert main(args + (["--asa-bias-lr", lr] if lr != "0" else [])) == 0
+        arrays, meta = load_model(out)
+        offsets = np.concatenate([np.asarray(v).ravel() for k, v in arrays.items() if k.endswith("bias") and k.startswith("asa")])
+        moved[lr] = float(np.abs(offsets).max())
+        assert meta["training"]["asa_bias_lr"] == (None if lr == "0" else 0.2)
+    # Adam moves a parameter by about its step size per update: a few dozen updates at 1e-3 stay
+    # below 0.1; at 0.2 the offsets move by more than 0.1 (whichever way the loss pushes them)
+    assert moved["0"] < 0.1 < moved["0.2"], moved
+    assert main(["train", "--model", "snn_streaming", "--recording", recording, "--out", plain,
+                 "--attention", "asa", "--asa-bias-lr", "0.1"]) == 2
+    assert "needs --asa-bias" in capsys.readouterr().err
