@@ -63,7 +63,10 @@ from benchmarks.latency import GRAPH, CpuMeter, _client, _score, _stop
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "snn_streaming_sample.npz"
 RATE_HZ = 250.0
-SETTLE_S = 1.0
+SETTLE_S = 20.0
+"""Default seconds between the last session's first output and the measured window: each session's
+spare actor (restarts on) starts its process at normal priority in its first ~10-20 s, and several
+starting inside the window put tens of ms into every session's p99 on 2 cores."""
 PUSHER_UP_S = 60.0
 """Longest wait for a session's pusher to create its stream (it is a small Python process)."""
 EPILOG = """\
@@ -102,6 +105,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker-niceness", type=int, default=0, metavar="NICE",
                    help="niceness of the cluster's Ray workers, i.e. the sessions' actors (RAY_worker_niceness; "
                         "default 0, as the ray runner's own local Ray; Ray's default is 15)")
+    p.add_argument("--settle", type=float, default=SETTLE_S, metavar="S",
+                   help="seconds from the last session's first output to the measured window (default 20: the "
+                        "sessions' spare actors start in their first ~10-20 s)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="passed to every session's spikeloop run, e.g. --set runtime.max_restarts=0 (no spare "
+                        "actor) or --set runtime.checkpoint_s=0 (repeatable)")
     p.add_argument("--clients", choices=("shared", "per-session"), default="shared",
                    help="the outside clients: 'shared' = one pusher process for all N input streams (staggered "
                         "pushes) and one receiver process for all N outputs, as if the rigs were other machines; "
@@ -237,9 +246,12 @@ class Session:
 
     def __init__(self, index: int, workdir: Path, cluster: LocalCluster, model: str, wait: str,
                  duration: float, startup_s: float, resolve_s: float, client_startup_s: float,
-                 shared: "SharedClients | None" = None) -> None:
+                 shared: "SharedClients | None" = None, settle_s: float = SETTLE_S,
+                 overrides: tuple[str, ...] = ()) -> None:
         self.index, self.workdir, self.cluster = index, workdir, cluster
         self.shared = shared
+        self.settle = settle_s
+        self.overrides: list[str] = list(overrides)
         workdir.mkdir(parents=True, exist_ok=True)
         tag = uuid.uuid4().hex[:8]
         self.in_name, self.out_name = f"bench_sin_{tag}", f"bench_sout_{tag}"
@@ -269,12 +281,14 @@ class Session:
             return
         self.pusher = _client("push", self.workdir, "--name", self.in_name, "--rate", str(RATE_HZ),
                               "--duration", str(self.duration), "--startup", str(self.client_startup),
-                              "--settle", str(SETTLE_S), "--seed", str(self.index))
+                              "--settle", str(self.settle), "--seed", str(self.index))
         self.phase = "pusher"
 
     def _launch_graph(self) -> None:
         cmd = [sys.executable, "-m", "pipeline", "run", str(self.config), "--runner", "ray", "--address",
                self.cluster.address, "--no-progress", "--json", str(self.summary_path)]
+        for item in self.overrides:
+            cmd += ["--set", item]
         self.t_graph = time.monotonic()
         self.graph = subprocess.Popen(cmd, cwd=REPO, env=self.cluster.env, stdout=open(self.workdir / "graph.log", "w"),
                                       stderr=subprocess.STDOUT)
@@ -283,7 +297,7 @@ class Session:
             self.phase = "graph"
             return
         self.receiver = _client("receive", self.workdir, "--name", self.out_name, "--startup", str(self.client_startup),
-                                "--settle", str(SETTLE_S), "--duration", str(self.duration), "--ready", "ready")
+                                "--settle", str(self.settle), "--duration", str(self.duration), "--ready", "ready")
         self.phase = "graph"
 
     def advance(self) -> None:
@@ -337,13 +351,14 @@ class SharedClients:
     session's files (``outlet``, ``ready``, ``pushed.npz``, ``received.npz``) are where its own
     clients would put them, so start-up and scoring are the same as with per-session clients."""
 
-    def __init__(self, sessions: list[Session], workdir: Path, duration: float, startup_s: float) -> None:
+    def __init__(self, sessions: list[Session], workdir: Path, duration: float, startup_s: float,
+                 settle_s: float) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         names = [s.in_name for s in sessions]
         dirs = [str(s.workdir) for s in sessions]
         common = ["--workdir", str(workdir), "--sessions", *dirs, "--duration", str(duration),
-                  "--startup", str(startup_s), "--settle", str(SETTLE_S)]
+                  "--startup", str(startup_s), "--settle", str(settle_s)]
         self.pusher = self._launch("push-many", ["--names", *names, "--rate", str(RATE_HZ), *common])
         self.receiver = self._launch("receive-many", ["--names", *[s.out_name for s in sessions], *common])
         for s in sessions:
@@ -382,15 +397,17 @@ def measure_n(n: int, cluster: LocalCluster, root: Path, args: argparse.Namespac
     clients: CpuMeter | None = None
     result: dict[str, Any] = {"sessions_requested": n, "startup_parallel": args.startup_parallel,
                               "resolve_timeout_s": args.resolve_timeout, "startup_timeout_s": args.startup_timeout,
-                              "worker_niceness": args.worker_niceness, "clients": args.clients}
+                              "worker_niceness": args.worker_niceness, "clients": args.clients,
+                              "settle_s": args.settle, "overrides": list(getattr(args, "overrides", []) or [])}
     # the clients wait (bounded) for the last session to come up before the measured window starts
     client_startup = n * (args.startup_timeout + PUSHER_UP_S) + 60.0
     try:
         for i in range(n):
             sessions.append(Session(i, root / f"n{n}_s{i}", cluster, args.model, args.wait, args.duration,
-                                    args.startup_timeout, args.resolve_timeout, client_startup))
+                                    args.startup_timeout, args.resolve_timeout, client_startup, settle_s=args.settle,
+                                    overrides=tuple(getattr(args, "overrides", []) or [])))
         if args.clients == "shared":
-            shared = SharedClients(sessions, root / f"n{n}_clients", args.duration, client_startup)
+            shared = SharedClients(sessions, root / f"n{n}_clients", args.duration, client_startup, args.settle)
         result["load_1min_before_startup"] = os.getloadavg()[0]
         result["startup_s"] = start_all(sessions, args.startup_parallel)
         live = [s for s in sessions if s.error is None]
@@ -402,10 +419,10 @@ def measure_n(n: int, cluster: LocalCluster, root: Path, args: argparse.Namespac
               f"{result['graph_startup_s_median'] or 0:.1f} s); measuring {args.duration:g} s", file=sys.stderr, flush=True)
         if live:
             for s in live:
-                (s.workdir / "go").touch()  # every pusher starts its window SETTLE_S from now
+                (s.workdir / "go").touch()  # every pusher starts its window --settle s from now
             if shared is not None:
                 (shared.workdir / "go").touch()
-            time.sleep(SETTLE_S)
+            time.sleep(args.settle)
             result["load_1min_start"] = os.getloadavg()[0]
             total = CpuMeter(cluster.proc.pid, *(s.graph.pid for s in live if s.graph is not None))
             total.begin()
@@ -534,6 +551,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("bench sessions: --duration must be > 0 s and every --sessions N >= 1")
     if args.startup_parallel < 0 or args.resolve_timeout <= 0 or args.startup_timeout <= 0:
         raise UserError("bench sessions: --startup-parallel must be >= 0, --resolve-timeout and --startup-timeout > 0 s")
+    if args.settle < 0:
+        raise UserError(f"bench sessions: --settle must be >= 0 s, got {args.settle}")
     if not -20 <= args.worker_niceness <= 19:
         raise UserError(f"bench sessions: --worker-niceness must be in -20..19, got {args.worker_niceness}")
     results: list[dict[str, Any]] = []

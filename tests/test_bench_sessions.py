@@ -18,7 +18,7 @@ def test_two_sessions_on_one_cluster_report_matched_outputs_and_losses(tmp_path,
     out = tmp_path / "sessions.json"
     args = argparse.Namespace(sessions=[2], duration=5.0, wait="block", model=str(sessions.DEFAULT_MODEL),
                               startup_timeout=150.0, startup_parallel=1, resolve_timeout=60.0, worker_niceness=0,
-                              clients=clients, json_path=str(out))
+                              clients=clients, settle=1.0, json_path=str(out))
     code = sessions.run(args)
     report = json.loads(out.read_text())
     (res,) = report["results"]
