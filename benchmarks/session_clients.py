@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.latency_clients import CHANNELS, _outlet
+from benchmarks.latency_clients import CHANNELS, _outlet, record_arrivals
 
 
 def push_many(names: list[str], dirs: list[Path], workdir: Path, rate: float, duration_s: float,
@@ -101,25 +101,8 @@ def _receive_one(name: str, d: Path, startup_s: float, max_s: float) -> None:
         return
     inlet = pylsl.StreamInlet(found[0], max_buflen=60, processing_flags=0)
     inlet.open_stream(min(startup_s, 60.0))
-    ts_out = np.empty(1 << 16)
-    arrival = np.empty(1 << 16)
-    n = 0
-    ready = d / "ready"
-    end = time.monotonic() + max_s
-    while not stop.exists() and time.monotonic() < end:
-        _, got = inlet.pull_chunk(timeout=0.05, max_samples=4096, min_samples=1)  # returns at the first sample
-        if got:
-            now = pylsl.local_clock()
-            k = len(got)
-            if n + k > ts_out.size:
-                ts_out = np.resize(ts_out, 2 * (n + k))
-                arrival = np.resize(arrival, 2 * (n + k))
-            ts_out[n:n + k] = got
-            arrival[n:n + k] = now
-            n += k
-            if not ready.exists():
-                ready.touch()
-    np.savez(d / "received.npz", timestamps=ts_out[:n], arrivals=arrival[:n])
+    stamps, arrivals = record_arrivals(inlet, stop, d / "ready", time.monotonic() + max_s)
+    np.savez(d / "received.npz", timestamps=stamps, arrivals=arrivals)
 
 
 def receive_many(names: list[str], dirs: list[Path], startup_s: float, max_s: float) -> int:

@@ -386,26 +386,18 @@ def run_cli(args: Any, on_epoch: Callable[[dict, dict, dict, Any], None] | None 
         if args.model != "snn_3d":
             raise UserError(f"--learn-neurons applies to snn_3d (snn_streaming always learns its neurons), not {args.model}")
         cfg.learn_neurons = True
-    if getattr(args, "hidden", None) is not None:
+    # options of the LSTM only: (name, smallest value or None, unit in the error)
+    for name, least, unit in (("hidden", 1, ""), ("input_norm", None, ""), ("forget_bias", None, ""),
+                              ("feature_width", 1, " bin")):
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
         if args.model != "lstm":
-            raise UserError(f"--hidden applies to lstm, not {args.model}")
-        if args.hidden < 1:
-            raise UserError(f"--hidden must be >= 1, got {args.hidden}")
-        cfg.hidden = int(args.hidden)
-    if getattr(args, "input_norm", None):
-        if args.model != "lstm":
-            raise UserError(f"--input-norm applies to lstm, not {args.model}")
-        cfg.input_norm = args.input_norm
-    if getattr(args, "forget_bias", None) is not None:
-        if args.model != "lstm":
-            raise UserError(f"--forget-bias applies to lstm, not {args.model}")
-        cfg.forget_bias = float(args.forget_bias)
-    if getattr(args, "feature_width", None) is not None:
-        if args.model != "lstm":
-            raise UserError(f"--feature-width applies to lstm, not {args.model}")
-        if args.feature_width < 1:
-            raise UserError(f"--feature-width must be >= 1 bin, got {args.feature_width}")
-        cfg.feature_width = int(args.feature_width)
+            raise UserError(f"{flag} applies to lstm, not {args.model}")
+        if least is not None and value < least:
+            raise UserError(f"{flag} must be >= {least}{unit}, got {value}")
+        setattr(cfg, name, value)
     if getattr(args, "init", None):
         if not Path(args.init).is_file():
             raise UserError(f"--init {args.init}: no such model file")
