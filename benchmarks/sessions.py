@@ -469,8 +469,16 @@ def measure_n(n: int, cluster: LocalCluster, root: Path, args: argparse.Namespac
         for s in sessions:  # Ctrl-C for every run at once, then a bounded wait for each
             if s.graph is not None and s.graph.poll() is None:
                 s.graph.send_signal(signal.SIGINT)
+        # one bounded wait shared by all runs; never a second Ctrl-C, which would force a run's exit
+        # before it writes its summary: only a run still alive after the wait is terminated
+        deadline = time.monotonic() + 60.0
         for s in sessions:
-            _stop(s.graph, signal.SIGINT, 60.0)
+            if s.graph is None:
+                continue
+            try:
+                s.graph.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _stop(s.graph)
     rows = []
     for s in sessions:
         row: dict[str, Any] = {"session": s.index, "in": s.in_name, "out": s.out_name,

@@ -57,7 +57,7 @@ storage: {tmp_path / 'sweeps'}
     try:
         end = time.monotonic() + 180
         while time.monotonic() < end and first.poll() is None:
-            if any(exp.glob("run_trial_*/checkpoint_000001")):  # two epochs checkpointed
+            if any(exp.glob("run_trial_*/checkpoint_000002")):  # three epochs checkpointed
                 first.send_signal(signal.SIGINT)  # Ctrl-C
                 break
             time.sleep(0.05)
@@ -86,7 +86,8 @@ storage: {tmp_path / 'sweeps'}
     (k,) = {r["resumed_from_epoch"] for r in after}  # the checkpoint the resumed run continued from
     # Tune's saved state names the last checkpoint it had registered: the one we saw, or an epoch
     # reported in the instant before Ctrl-C was handled may be missing from it and is trained again
-    assert 2 <= k <= cut and trial["resumed_from_epoch"] == k
+    # (seen on a loaded machine: cut 2, resumed after epoch 1); never from the start
+    assert 1 <= k <= cut and trial["resumed_from_epoch"] == k
     assert [r["epoch"] for r in before] == list(range(1, cut + 1))
     assert [r["epoch"] for r in after] == list(range(k + 1, EPOCHS + 1))  # not from epoch 1: only what was missing
     assert cut - k <= 1, f"the resumed run trained {cut - k} finished epochs again"
