@@ -178,13 +178,13 @@ def closed_loop_timesteps(params: CrnnParams, specs: list[WorldSpec], seeds: lis
     return chosen, note
 
 
-def _reflex_arg(args: argparse.Namespace) -> tuple[float, float] | None:
-    """``--reflex D0:GAIN`` for crnn_driver (one value; ``0:0`` = none), or None when not given."""
+def _reflex_arg(args: argparse.Namespace) -> tuple[float, ...] | None:
+    """``--reflex D0:GAIN[:FRONT[:TIE]]`` for crnn_driver (one value; ``0:0`` = none), or None when not given."""
     texts = getattr(args, "reflex", None)
     if not texts:
         return None
     if len(texts) != 1:
-        raise UserError(f"--model crnn_driver: --reflex takes one D0:GAIN (the reflex in the DAgger loop), got {texts}")
+        raise UserError(f"--model crnn_driver: --reflex takes one D0:GAIN[:FRONT[:TIE]] (the reflex in the DAgger loop), got {texts}")
     from nodes.control.reflex import _candidates
 
     return _candidates(texts)[0]
@@ -238,7 +238,7 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     No trainer state is passed: a resumed sweep trial of this kind starts again from its first round."""
     import torch
 
-    from nodes.control.reflex import with_reflex
+    from nodes.control.reflex import reflex_label, reflex_tuple, with_reflex
     from nodes.control.torch_models import CRNN
     from nodes.control.training import FitConfig, base_metadata, fit
     from pipeline.modelfile import save_model
@@ -277,12 +277,12 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     # the near-obstacle reflex IN the DAgger loop: --reflex, else the --init file's own reflex
     reflex = _reflex_arg(args)
     if reflex is None and init_meta.get("reflex"):
-        reflex = (float(init_meta["reflex"]["d0_m"]), float(init_meta["reflex"]["gain"]))
+        reflex = reflex_tuple(init_meta["reflex"])
     if reflex is not None and reflex[1] == 0:
         reflex = None
     print(f"driving controller: families {[s.name for s in specs]}, {episode_s:g} s training episodes, L={levels}, "
           f"{rounds} DAgger rounds x {episodes} episodes per family, "
-          f"reflex {'in the loop: d0 %g m, gain %g' % reflex if reflex else 'none'}; selection on {n_val} validation "
+          f"reflex {'in the loop: ' + reflex_label(reflex) if reflex else 'none'}; selection on {n_val} validation "
           f"worlds per family ({val_episode_s:g} s): worst family's collision-free rate up to {100 * target:g} %, "
           f"then progress over follow-the-gap (filled)")
 
@@ -304,7 +304,7 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
         return seqs
 
     tag = f"{'-'.join(s.name for s in specs)}_{episode_s:g}s_seed{args.seed}"
-    dagger_tag = tag if reflex is None else f"{tag}_rfx{reflex[0]:g}-{reflex[1]:g}"
+    dagger_tag = tag if reflex is None else f"{tag}_rfx" + "-".join(f"{v:g}" for v in reflex)
     data = [cached(f"expert_{tag}_{episodes * 2}", lambda: collect(specs, episodes * 2, train_seed, np.random.default_rng(args.seed)))]
     train_seed += episodes * 2
     val = cached(f"expert_val_{tag}", lambda: collect(specs, 2, SEED_RANGES["validation"][1] - 100,
