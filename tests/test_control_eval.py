@@ -347,3 +347,19 @@ def test_shaped_reflex_reaches_further_ahead_breaks_the_head_on_tie_and_converts
     np.testing.assert_allclose(out, q[0], atol=1e-9)
     # the older two-value form is the older file exactly (a scalar bias)
     assert np.ndim(sym.arrays["reflex_b"]) == 0
+
+
+def test_weights_digest_tells_edited_weights_apart_and_ignores_the_reflex():
+    """A continued DAgger run reuses a round's validation score only for the very weights that were
+    scored: the digest changes when one weight changes and not when only the reflex does."""
+    from nodes.control.driving import weights_digest
+    from nodes.control.reflex import with_reflex
+
+    base = _driver_params()
+    a = {k: v for k, v in base.arrays.items() if not k.startswith("reflex_")}
+    d = weights_digest(a)
+    assert d == weights_digest({k: v.copy() for k, v in a.items()})
+    assert d == weights_digest(with_reflex(a, base.meta, 0.6, 2.0)[0])
+    edited = dict(a, rnn_wx=a["rnn_wx"].copy())
+    edited["rnn_wx"][:, -1] *= 0.75
+    assert weights_digest(edited) != d

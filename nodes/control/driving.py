@@ -25,7 +25,8 @@
    (default 0.95), then progress: the smallest per-family margin of cells visited over
    follow-the-gap with invalid returns filled in the same worlds (:func:`ftg_validation_cells`),
    then the worst and mean rates. Test seeds are never used here. A continued run (``--init``)
-   re-scores its starting model unless the file's last round was scored the same way.
+   re-scores its starting model unless the file's last round was scored the same way AND on the
+   same weights (``weights``: :func:`weights_digest`; a file edited after training is re-scored).
 5. **The stored T** (``timesteps``) is the smallest T at which the spiking network equals the
    quantised one on every CLOSED-LOOP decision of 10 validation worlds per family
    (:func:`closed_loop_timesteps`); ``spikeloop train --model timesteps --init M --out M2``
@@ -216,6 +217,19 @@ def ftg_validation_cells(specs: list[WorldSpec], seeds: list[int], cache: Path |
     return out
 
 
+def weights_digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 (hex, first 16) of a network's arrays (reflex excluded): a round's validation score
+    is reused by a continued run only for these very weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        if not k.startswith("reflex_"):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(arrays[k]).tobytes())
+    return h.hexdigest()[:16]
+
+
 def selection_key(score: dict[str, Any], ftg_cells: dict[str, float], target: float) -> tuple:
     """Model-selection key of one round's validation ``score`` (larger is better): first the worst
     family's collision-free rate up to ``target`` (rounds that reach the target in every family tie
@@ -360,14 +374,17 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     for r in range(r0, r0 + rounds + 1):
         params = CrnnParams(*full(arrays))
         last = history.pop() if r == r0 and len(history) > r0 else None
+        digest = weights_digest(arrays)
         if (last is not None and last.get("val_worlds") == n_val and last.get("val_episode_s") == val_episode_s
-                and last.get("reflex") == (list(reflex) if reflex else None) and len(last["validation"]) == len(specs)):
+                and last.get("reflex") == (list(reflex) if reflex else None) and len(last["validation"]) == len(specs)
+                and last.get("weights") == digest):  # the very weights that were scored (not a file edited since)
             score = last["validation"]
         else:  # scored on other worlds (or not at all): score it on this run's validation worlds
             score = drive_score(params, val_specs, val_seeds)
             score.pop("_key")
         key = selection_key(score, ftg_cells, target)
         history.append({"round": r, "validation": score, "val_worlds": n_val, "val_episode_s": val_episode_s,
+                        "weights": digest,
                         "reflex": list(reflex) if reflex else None, "sequences": int(sum(len(d) for d in data)),
                         "data": f"dagger_{dagger_tag}_round{r}_{episodes}" if r > r0 else (last or {}).get("data")})
         print(f"round {r}: validation collision-free " + ", ".join(f"{k} {100 * v['collision_free']:.0f}% ({v['cells']:.1f} cells)"
