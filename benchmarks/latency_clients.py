@@ -132,11 +132,20 @@ def receiver(name: str, workdir: Path, startup_s: float, max_s: float, ready: st
         return 2
     inlet = pylsl.StreamInlet(found[0], max_buflen=60, processing_flags=0)
     inlet.open_stream(startup_s)
-    ts_out = np.empty(1 << 20)
-    arrival = np.empty(1 << 20)
+    stamps, arrivals = record_arrivals(inlet, workdir / "stop", workdir / ready, time.monotonic() + max_s)
+    np.savez(workdir / "received.npz", timestamps=stamps, arrivals=arrivals)
+    return 0
+
+
+def record_arrivals(inlet, stop: Path, ready: Path, end: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pull ``inlet`` until the file ``stop`` exists or ``time.monotonic()`` passes ``end``; return
+    every sample's LSL timestamp and its arrival time (``local_clock()`` when its pull returned), in
+    seconds. ``ready`` is created at the first sample. Each pull returns at the first sample or after 50 ms."""
+    import pylsl
+
+    ts_out = np.empty(1 << 16)
+    arrival = np.empty(1 << 16)
     n = 0
-    stop, go = workdir / "stop", workdir / ready
-    end = time.monotonic() + max_s
     while not stop.exists() and time.monotonic() < end:
         _, stamps = inlet.pull_chunk(timeout=0.05, max_samples=4096, min_samples=1)
         if stamps:
@@ -148,10 +157,9 @@ def receiver(name: str, workdir: Path, startup_s: float, max_s: float, ready: st
             ts_out[n:n + k] = stamps
             arrival[n:n + k] = now
             n += k
-            if not go.exists():
-                go.touch()
-    np.savez(workdir / "received.npz", timestamps=ts_out[:n], arrivals=arrival[:n])
-    return 0
+            if not ready.exists():
+                ready.touch()
+    return ts_out[:n], arrival[:n]
 
 
 def relay(in_name: str, out_name: str, max_block_s: float = 0.005) -> int:

@@ -9,9 +9,13 @@ What is measured
 
         LSL in (96 channels, 250 Hz) -> Bessel (4th order, 6.25 Hz) -> SNN decoder -> LSL out
 
-    fused in one actor. Every session has its own outside clients (processes of their own, see
-    :mod:`benchmarks.latency_clients`): a pusher that pushes one sample per 4 ms stamped at the push,
-    and a receiver that records every output's arrival. Pushers warm up until *every* session
+    fused in one actor. The outside clients are processes of their own: by default (``--clients
+    shared``) ONE pusher process for all N input streams, staggered over the 4 ms period, and ONE
+    receiver process with a thread per output stream (:mod:`benchmarks.session_clients`), as if the
+    rigs were other machines; with ``--clients per-session`` every session has its own pusher and
+    receiver (:mod:`benchmarks.latency_clients`; 2N Python processes whose own CPU, 3.5-5 % of a
+    core each, is as large as the sessions' on 2 cores). Pushes are one sample per 4 ms per stream,
+    stamped at the push; the receivers record every output's arrival. Pushers warm up until *every* session
     produced output, then all measure the same ``--duration`` window. Outputs are matched to inputs
     by timestamp (:func:`benchmarks.latency._score`): latency = arrival - push stamp; inputs never
     seen at the output are *lost*.
@@ -59,7 +63,10 @@ from benchmarks.latency import GRAPH, CpuMeter, _client, _score, _stop
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "snn_streaming_sample.npz"
 RATE_HZ = 250.0
-SETTLE_S = 1.0
+SETTLE_S = 20.0
+"""Default seconds between the last session's first output and the measured window: each session's
+spare actor (restarts on) starts its process at normal priority in its first ~10-20 s, and several
+starting inside the window put tens of ms into every session's p99 on 2 cores."""
 PUSHER_UP_S = 60.0
 """Longest wait for a session's pusher to create its stream (it is a small Python process)."""
 EPILOG = """\
@@ -98,6 +105,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker-niceness", type=int, default=0, metavar="NICE",
                    help="niceness of the cluster's Ray workers, i.e. the sessions' actors (RAY_worker_niceness; "
                         "default 0, as the ray runner's own local Ray; Ray's default is 15)")
+    p.add_argument("--settle", type=float, default=SETTLE_S, metavar="S",
+                   help="seconds from the last session's first output to the measured window (default 20: the "
+                        "sessions' spare actors start in their first ~10-20 s)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="passed to every session's spikeloop run, e.g. --set runtime.max_restarts=0 (no spare "
+                        "actor) or --set runtime.checkpoint_s=0 (repeatable)")
+    p.add_argument("--clients", choices=("shared", "per-session"), default="shared",
+                   help="the outside clients: 'shared' = one pusher process for all N input streams (staggered "
+                        "pushes) and one receiver process for all N outputs, as if the rigs were other machines; "
+                        "'per-session' = a pusher and a receiver process per session (2N processes; on 2 cores their "
+                        "own CPU starves the sessions) (default shared)")
     p.add_argument("--json", dest="json_path", metavar="PATH", help="also write every session's figures as JSON")
 
 
@@ -227,8 +245,13 @@ class Session:
     """
 
     def __init__(self, index: int, workdir: Path, cluster: LocalCluster, model: str, wait: str,
-                 duration: float, startup_s: float, resolve_s: float, client_startup_s: float) -> None:
+                 duration: float, startup_s: float, resolve_s: float, client_startup_s: float,
+                 shared: "SharedClients | None" = None, settle_s: float = SETTLE_S,
+                 overrides: tuple[str, ...] = ()) -> None:
         self.index, self.workdir, self.cluster = index, workdir, cluster
+        self.shared = shared
+        self.settle = settle_s
+        self.overrides: list[str] = list(overrides)
         workdir.mkdir(parents=True, exist_ok=True)
         tag = uuid.uuid4().hex[:8]
         self.in_name, self.out_name = f"bench_sin_{tag}", f"bench_sout_{tag}"
@@ -252,19 +275,29 @@ class Session:
     def start(self) -> None:
         """Launch the pusher (its stream must exist before the graph resolves it)."""
         self.t_start = time.monotonic()
+        if self.shared is not None:  # the shared pusher made this session's stream already
+            self.pusher = self.shared.pusher
+            self.phase = "pusher"
+            return
         self.pusher = _client("push", self.workdir, "--name", self.in_name, "--rate", str(RATE_HZ),
                               "--duration", str(self.duration), "--startup", str(self.client_startup),
-                              "--settle", str(SETTLE_S), "--seed", str(self.index))
+                              "--settle", str(self.settle), "--seed", str(self.index))
         self.phase = "pusher"
 
     def _launch_graph(self) -> None:
         cmd = [sys.executable, "-m", "pipeline", "run", str(self.config), "--runner", "ray", "--address",
                self.cluster.address, "--no-progress", "--json", str(self.summary_path)]
+        for item in self.overrides:
+            cmd += ["--set", item]
         self.t_graph = time.monotonic()
         self.graph = subprocess.Popen(cmd, cwd=REPO, env=self.cluster.env, stdout=open(self.workdir / "graph.log", "w"),
                                       stderr=subprocess.STDOUT)
+        if self.shared is not None:  # the shared receiver is already resolving this session's output
+            self.receiver = self.shared.receiver
+            self.phase = "graph"
+            return
         self.receiver = _client("receive", self.workdir, "--name", self.out_name, "--startup", str(self.client_startup),
-                                "--settle", str(SETTLE_S), "--duration", str(self.duration), "--ready", "ready")
+                                "--settle", str(self.settle), "--duration", str(self.duration), "--ready", "ready")
         self.phase = "graph"
 
     def advance(self) -> None:
@@ -312,6 +345,30 @@ class Session:
         return lines[-1].strip() if lines else "(no output)"
 
 
+class SharedClients:
+    """``--clients shared``: one pusher process for every session's input stream and one receiver
+    process for every output (:mod:`benchmarks.session_clients`), started before the sessions; each
+    session's files (``outlet``, ``ready``, ``pushed.npz``, ``received.npz``) are where its own
+    clients would put them, so start-up and scoring are the same as with per-session clients."""
+
+    def __init__(self, sessions: list[Session], workdir: Path, duration: float, startup_s: float,
+                 settle_s: float) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        names = [s.in_name for s in sessions]
+        dirs = [str(s.workdir) for s in sessions]
+        common = ["--workdir", str(workdir), "--sessions", *dirs, "--duration", str(duration),
+                  "--startup", str(startup_s), "--settle", str(settle_s)]
+        self.pusher = self._launch("push-many", ["--names", *names, "--rate", str(RATE_HZ), *common])
+        self.receiver = self._launch("receive-many", ["--names", *[s.out_name for s in sessions], *common])
+        for s in sessions:
+            s.shared = self
+
+    def _launch(self, role: str, args: list[str]) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "benchmarks.session_clients", role, *args]
+        return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(self.workdir / f"{role}.log", "w"))
+
+
 def start_all(sessions: list[Session], parallel: int) -> float:
     """Bring ``sessions`` up, at most ``parallel`` in start-up at once (0 = all at once); return the seconds taken.
 
@@ -335,16 +392,22 @@ def start_all(sessions: list[Session], parallel: int) -> float:
 def measure_n(n: int, cluster: LocalCluster, root: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Run ``n`` sessions at once on ``cluster``; every session's figures and the summary for ``n``."""
     sessions: list[Session] = []
+    shared: SharedClients | None = None
     total: CpuMeter | None = None
+    clients: CpuMeter | None = None
     result: dict[str, Any] = {"sessions_requested": n, "startup_parallel": args.startup_parallel,
                               "resolve_timeout_s": args.resolve_timeout, "startup_timeout_s": args.startup_timeout,
-                              "worker_niceness": args.worker_niceness}
+                              "worker_niceness": args.worker_niceness, "clients": args.clients,
+                              "settle_s": args.settle, "overrides": list(getattr(args, "overrides", []) or [])}
     # the clients wait (bounded) for the last session to come up before the measured window starts
     client_startup = n * (args.startup_timeout + PUSHER_UP_S) + 60.0
     try:
         for i in range(n):
             sessions.append(Session(i, root / f"n{n}_s{i}", cluster, args.model, args.wait, args.duration,
-                                    args.startup_timeout, args.resolve_timeout, client_startup))
+                                    args.startup_timeout, args.resolve_timeout, client_startup, settle_s=args.settle,
+                                    overrides=tuple(getattr(args, "overrides", []) or [])))
+        if args.clients == "shared":
+            shared = SharedClients(sessions, root / f"n{n}_clients", args.duration, client_startup, args.settle)
         result["load_1min_before_startup"] = os.getloadavg()[0]
         result["startup_s"] = start_all(sessions, args.startup_parallel)
         live = [s for s in sessions if s.error is None]
@@ -356,11 +419,17 @@ def measure_n(n: int, cluster: LocalCluster, root: Path, args: argparse.Namespac
               f"{result['graph_startup_s_median'] or 0:.1f} s); measuring {args.duration:g} s", file=sys.stderr, flush=True)
         if live:
             for s in live:
-                (s.workdir / "go").touch()  # every pusher starts its window SETTLE_S from now
-            time.sleep(SETTLE_S)
+                (s.workdir / "go").touch()  # every pusher starts its window --settle s from now
+            if shared is not None:
+                (shared.workdir / "go").touch()
+            time.sleep(args.settle)
             result["load_1min_start"] = os.getloadavg()[0]
             total = CpuMeter(cluster.proc.pid, *(s.graph.pid for s in live if s.graph is not None))
             total.begin()
+            client_pids = ([shared.pusher.pid, shared.receiver.pid] if shared is not None else
+                           [p.pid for s in live for p in (s.pusher, s.receiver) if p is not None])
+            clients = CpuMeter(*client_pids)
+            clients.begin()
             for s in live:
                 s.meter = CpuMeter(s.graph.pid)
                 s.meter.begin()
@@ -373,6 +442,7 @@ def measure_n(n: int, cluster: LocalCluster, root: Path, args: argparse.Namespac
             for s in live:
                 s.cpu = s.meter.end() if s.meter else {}
             result["cpu"] = total.end()
+            result["cpu_clients"] = clients.end()
             result["load_1min_end"] = os.getloadavg()[0]
             result["actor_niceness"] = cluster.actor_niceness()
             cluster.pids()
@@ -383,13 +453,19 @@ def measure_n(n: int, cluster: LocalCluster, root: Path, args: argparse.Namespac
         deadline = time.monotonic() + 15.0  # one bounded wait shared by all receivers, not 15 s each
         for s in sessions:
             if s.receiver is not None:
-                if not s.ready():  # still resolving its stream: it has nothing to save and cannot see "stop"
+                if not s.ready() and shared is None:  # still resolving: nothing to save, cannot see "stop"
                     _stop(s.receiver)
                 try:
                     s.receiver.wait(max(0.1, deadline - time.monotonic()))  # it saves its results on "stop"
                 except subprocess.TimeoutExpired:
                     _stop(s.receiver)
             _stop(s.pusher)
+        if shared is not None:
+            for proc in (shared.receiver, shared.pusher):
+                try:
+                    proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    _stop(proc)
         for s in sessions:  # Ctrl-C for every run at once, then a bounded wait for each
             if s.graph is not None and s.graph.poll() is None:
                 s.graph.send_signal(signal.SIGINT)
@@ -461,7 +537,8 @@ def _print(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
                       f"[bold]{f(res.get('worst_p99_ms'))}[/] worst", "", f"[bold]{res['lost']}[/] / {res['samples']}",
                       f"{f(cpu, 0)} total", f"{f(res.get('graph_startup_s_median'), 1)} med", load,
                       f"all up in {res.get('startup_s', 0):.0f} s; actor nice {res.get('actor_niceness', '?')}; "
-                      f"CPU: cluster tree + runs", end_section=True)
+                      f"CPU: cluster tree + runs; clients ({res.get('clients', '?')}) "
+                      f"{f(res.get('cpu_clients', {}).get('cpu_pct'), 0)} %", end_section=True)
     console().print(table)
 
 
@@ -474,6 +551,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("bench sessions: --duration must be > 0 s and every --sessions N >= 1")
     if args.startup_parallel < 0 or args.resolve_timeout <= 0 or args.startup_timeout <= 0:
         raise UserError("bench sessions: --startup-parallel must be >= 0, --resolve-timeout and --startup-timeout > 0 s")
+    if args.settle < 0:
+        raise UserError(f"bench sessions: --settle must be >= 0 s, got {args.settle}")
     if not -20 <= args.worker_niceness <= 19:
         raise UserError(f"bench sessions: --worker-niceness must be in -20..19, got {args.worker_niceness}")
     results: list[dict[str, Any]] = []

@@ -11,11 +11,14 @@ from benchmarks import sessions
 
 
 @pytest.mark.slow
-def test_two_sessions_on_one_cluster_report_matched_outputs_and_losses(tmp_path):
+@pytest.mark.parametrize("clients", ["shared", "per-session"])
+def test_two_sessions_on_one_cluster_report_matched_outputs_and_losses(tmp_path, clients):
+    """Both client set-ups: one pusher and one receiver process for all sessions (default), or a
+    pair per session; the same scoring from each session's files."""
     out = tmp_path / "sessions.json"
     args = argparse.Namespace(sessions=[2], duration=5.0, wait="block", model=str(sessions.DEFAULT_MODEL),
                               startup_timeout=150.0, startup_parallel=1, resolve_timeout=60.0, worker_niceness=0,
-                              json_path=str(out))
+                              clients=clients, settle=1.0, json_path=str(out))
     code = sessions.run(args)
     report = json.loads(out.read_text())
     (res,) = report["results"]
@@ -38,6 +41,8 @@ def test_two_sessions_on_one_cluster_report_matched_outputs_and_losses(tmp_path)
     assert res["lost"] == sum(r["lost"] for r in res["sessions"])
     assert res["worst_p99_ms"] == max(r["p99_ms"] for r in res["sessions"])
     assert res["cpu"]["cpu_pct"] > 0.0
+    assert res["clients"] == clients and res["cpu_clients"]["cpu_pct"] > 0.0
+    assert all("push_err_p99_ms" in r for r in res["sessions"])  # each stream's push schedule error is reported
 
 
 def test_cluster_is_stopped_and_its_directory_removed():

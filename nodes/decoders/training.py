@@ -53,6 +53,8 @@ class TrainConfig:
     asa_reduction: int = 1  # reduction of the ASA scoring fc over time
     asa_window: int = 4  # causal ASA (snn_streaming): current + 3 past steps
     asa_bias: bool = False  # causal ASA: learn an offset per part before the sigmoid (gains can go to ~0)
+    asa_bias_lr: float = 0.0  # causal ASA: Adam step size of those offsets (0: the same as lr); Adam moves a
+    # parameter by about lr per step, so at lr 1e-3 an offset cannot reach the -4 that silences a part
     weight_decay: float = 0.0  # Adam L2 penalty on every parameter (against overfitting a 5-minute training part)
     rate_penalty: float = 0.0  # SNNs: loss += rate_penalty · mean spikes per neuron per step (issue 16)
     dropout: float = 0.0  # snn_3d, lstm: dropout on the normalised input and hidden activity (training only)
@@ -60,6 +62,9 @@ class TrainConfig:
     learn_neurons: bool = False  # snn_3d: learn one β and one θ per layer (default: fixed β 0.5, θ 0.5 as in the paper)
     hidden: int = 0  # lstm: hidden units (0: the default, 32)
     input_norm: str = "layernorm"  # lstm: "layernorm" over channels, or "zscore" per channel (train mean/std, as the ANN)
+    forget_bias: float | None = None  # lstm: initial forget-gate bias (None: torch's default init, ~U(±1/sqrt(hidden)));
+    # 3 starts every cell remembering ~20 steps (sigmoid(3) = 0.95 per 4 ms step, time constant ~80 ms)
+    feature_width: int = 0  # lstm: input = counts over the last N 4 ms bins (0: the default, 8 = 32 ms)
     init: str = ""  # start from this model file of the same kind (an ASA arm starts as the plain model: see start_from)
 
 
@@ -132,6 +137,8 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
                 meta["architecture"][key] = meta["architecture"].get(f"{key}_init", meta["architecture"][key])
     if kind == "lstm" and cfg.hidden and init_arrays is None:
         meta["architecture"]["hidden"] = int(cfg.hidden)
+    if kind == "lstm" and cfg.feature_width and init_arrays is None:
+        meta["features"] = FeatureSpec("sum", width=int(cfg.feature_width)).to_dict()
     if kind == "snn_3d" and cfg.learn_neurons:
         meta["architecture"].update(learn_beta=True, learn_threshold=True,
                                     beta_range=[0.0, 0.995], threshold_min=0.02)
@@ -167,6 +174,9 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
         if hasattr(model, "drop"):
             model.drop.p = float(cfg.dropout)
             model.input_noise = float(cfg.input_noise)
+    if kind == "lstm" and cfg.forget_bias is not None and init_arrays is None:
+        model.init_forget_bias(cfg.forget_bias)
+        meta["architecture"]["forget_bias_init"] = float(cfg.forget_bias)
     if (kind in ("ann", "ann_3d") or (kind == "lstm" and getattr(model, "zscore", False))) and init_arrays is None:
         flat = X[tr].reshape(X[tr].shape[0], -1)
         mean = flat.mean(axis=0)
@@ -175,7 +185,13 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
         with torch.no_grad():
             model.in_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
             model.in_std.copy_(torch.from_numpy(std))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    offsets = [p for name, p in model.named_parameters() if name.endswith("gain_bias")]
+    if cfg.asa_bias_lr > 0 and offsets:  # the ASA offsets get their own step size
+        rest = [p for name, p in model.named_parameters() if not name.endswith("gain_bias")]
+        opt = torch.optim.Adam([{"params": rest}, {"params": offsets, "lr": cfg.asa_bias_lr, "weight_decay": 0.0}],
+                               lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # halve the step size when validation R² stalls: SNN_Streaming's validation R² rose to 0.44 and
     # then fell back to 0.11 at a constant 3e-3 (its surrogate gradients overshoot late in training)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=cfg.lr_patience)
@@ -309,7 +325,9 @@ def train(kind: str, data: DecoderData, cfg: TrainConfig = TrainConfig(), source
         "loss": "MSE on normalised velocity" + (f" + {cfg.rate_penalty:g} x spikes per neuron per step"
                                                  if cfg.rate_penalty > 0 and kind in ("snn_streaming", "snn_3d") else ""),
         "rate_penalty": cfg.rate_penalty, "weight_decay": cfg.weight_decay,
+        "asa_bias_lr": cfg.asa_bias_lr or None,
         "dropout": cfg.dropout, "input_noise": cfg.input_noise, "init": cfg.init or None,
+        "forget_bias": cfg.forget_bias if kind == "lstm" else None,
         "init_how": init_how or None, "optimizer": "Adam", "lr_schedule": f"halve after {cfg.lr_patience} epochs without a better validation R2",
         "torch": torch.__version__,
         "history": history,
@@ -368,21 +386,23 @@ def run_cli(args: Any, on_epoch: Callable[[dict, dict, dict, Any], None] | None 
         if args.model != "snn_3d":
             raise UserError(f"--learn-neurons applies to snn_3d (snn_streaming always learns its neurons), not {args.model}")
         cfg.learn_neurons = True
-    if getattr(args, "hidden", None) is not None:
+    # options of the LSTM only: (name, smallest value or None, unit in the error)
+    for name, least, unit in (("hidden", 1, ""), ("input_norm", None, ""), ("forget_bias", None, ""),
+                              ("feature_width", 1, " bin")):
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
         if args.model != "lstm":
-            raise UserError(f"--hidden applies to lstm, not {args.model}")
-        if args.hidden < 1:
-            raise UserError(f"--hidden must be >= 1, got {args.hidden}")
-        cfg.hidden = int(args.hidden)
-    if getattr(args, "input_norm", None):
-        if args.model != "lstm":
-            raise UserError(f"--input-norm applies to lstm, not {args.model}")
-        cfg.input_norm = args.input_norm
+            raise UserError(f"{flag} applies to lstm, not {args.model}")
+        if least is not None and value < least:
+            raise UserError(f"{flag} must be >= {least}{unit}, got {value}")
+        setattr(cfg, name, value)
     if getattr(args, "init", None):
         if not Path(args.init).is_file():
             raise UserError(f"--init {args.init}: no such model file")
         cfg.init = str(args.init)
-    for name in ("attention", "asa_ratio", "asa_reduction", "asa_window", "asa_bias"):  # issue 5: ASA options
+    for name in ("attention", "asa_ratio", "asa_reduction", "asa_window", "asa_bias", "asa_bias_lr"):  # issue 5: ASA options
         if getattr(args, name, None) is not None:
             setattr(cfg, name, getattr(args, name))
     try:
@@ -391,6 +411,10 @@ def run_cli(args: Any, on_epoch: Callable[[dict, dict, dict, Any], None] | None 
         attention_metadata(args.model, cfg.attention, cfg.asa_ratio, cfg.asa_reduction, cfg.asa_window, bias=cfg.asa_bias)
         if cfg.asa_bias and cfg.attention != "asa":
             raise ValueError("--asa-bias needs --attention asa")
+        if cfg.asa_bias_lr and not cfg.asa_bias:
+            raise ValueError("--asa-bias-lr needs --asa-bias")
+        if cfg.asa_bias_lr < 0:
+            raise ValueError(f"--asa-bias-lr must be >= 0, got {cfg.asa_bias_lr}")
     except ValueError as exc:
         raise UserError(f"--attention/--asa-*: {exc}") from None
     data = load_data(args.recording, mapping_from_args(args))

@@ -47,6 +47,9 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     opt("--asa-bias", action="store_true", default=None,
         help="decoders: the causal ASA also learns an offset per part (important / rest) before its sigmoid, "
              "starting at 0, so a part's gain can go to ~0 and silence those neurons (snn_streaming; default off)")
+    opt("--asa-bias-lr", type=float, default=None, metavar="LR",
+        help="decoders: Adam step size of the ASA offsets (--asa-bias), e.g. 0.05 so they can reach the ~-4 that "
+             "silences a part within a few epochs (default: the same as --lr)")
     opt("--weight-decay", type=float, default=None, metavar="L2",
         help="decoders: Adam weight decay (L2) on every parameter (default 0)")
     opt("--dropout", type=float, default=None, metavar="P",
@@ -56,6 +59,11 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     opt("--hidden", type=int, default=None, metavar="N", help="decoders: lstm hidden units (default 32)")
     opt("--input-norm", choices=("layernorm", "zscore"), default=None,
         help="decoders: lstm input normalisation: LayerNorm over channels (default) or a per-channel z-score with the training part's mean/std")
+    opt("--forget-bias", type=float, default=None, metavar="B",
+        help="decoders: lstm's initial forget-gate bias (default: torch's init, a memory of ~1 step; "
+             "3 starts each cell at 0.95 per 4 ms step, ~80 ms)")
+    opt("--feature-width", type=int, default=None, metavar="BINS",
+        help="decoders: lstm input = spike counts over the last BINS 4 ms bins, every 4 ms (default 8 = 32 ms)")
     opt("--learn-neurons", action="store_true", default=None,
         help="decoders: snn_3d learns one β and one θ per layer (default: fixed β 0.5, θ 0.5 as in the paper)")
     opt("--rate-penalty", type=float, default=None, metavar="W",
