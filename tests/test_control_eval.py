@@ -300,3 +300,66 @@ def test_timesteps_cli_rechecks_a_files_T_on_closed_loop_decisions(tmp_path):
     assert m["timesteps"] > 2 and m["timesteps_note"]["previous_T"] == 2
     assert m["timesteps_note"]["decisions"] == {"rooms": 2 * 20}
     assert all(np.array_equal(a[k], params.arrays[k]) for k in params.arrays)
+
+
+def test_shaped_reflex_reaches_further_ahead_breaks_the_head_on_tie_and_converts_losslessly():
+    """The reflex with a longer front reach and a tie-break (``0.6:2:0.9:10``): a wall met square-on
+    (which the symmetric reflex cancels to exactly 0) turns the robot left; an obstacle just right
+    of the heading at 0.8 m (beyond d0, inside the front reach) pushes left while the symmetric
+    reflex is silent; beside the robot the reach is still d0; spiking = quantised (numpy, compiled
+    and torch-stepped twins) with the per-sector biases."""
+    pytest.importorskip("torch")
+    from nodes.control.kernels import reflex_reach
+    from nodes.control.reflex import _candidates, with_reflex
+    from nodes.control.torch_models import TorchBif
+
+    base = _driver_params()
+    sym = CrnnParams(*with_reflex(base.arrays, base.meta, 0.6, 2.0))
+    (cand,) = _candidates(["0.6:2:0.9:10"])
+    shaped = CrnnParams(*with_reflex(base.arrays, base.meta, *cand))
+    assert shaped.meta["reflex"]["front_m"] == 0.9 and shaped.meta["reflex"]["tie_deg"] == 10.0
+    reach = reflex_reach(0.6, 0.9) * 5.0
+    assert reach.max() == pytest.approx(0.9, abs=0.01) and reach.min() == pytest.approx(0.6)
+    ang = np.deg2rad(-135 + 0.5 * np.arange(541))
+    far = np.full((1, 541), 4.0)
+    wall = far.copy()  # a wall 0.45 m ahead, met square-on: range 0.45 / cos(a) within +-60 deg
+    front = np.abs(ang) < np.deg2rad(60)
+    wall[0, front] = 0.45 / np.cos(ang[front])
+    post = far.copy()
+    post[0, (ang > np.deg2rad(-12)) & (ang < np.deg2rad(-2))] = 0.8  # 0.8 m ahead, just right of the heading
+    side = far.copy()
+    side[0, (ang > np.deg2rad(-95)) & (ang < np.deg2rad(-80))] = 0.7  # beside the robot, beyond d0
+    for mode in ("float", "quant"):
+        ks, kh = CrnnKernel(sym, mode=mode), CrnnKernel(shaped, mode=mode)
+        assert ks.reflex_out(wall)[0] == pytest.approx(0.0, abs=1e-12)  # the symmetric reflex cancels
+        assert kh.reflex_out(wall)[0] > 0.2  # the tie-break turns left
+        assert ks.reflex_out(post)[0] == 0.0 and kh.reflex_out(post)[0] > 0.05  # longer reach ahead
+        assert kh.reflex_out(side)[0] == 0.0 and kh.reflex_out(far)[0] == 0.0
+    rng = np.random.default_rng(7)
+    scans = rng.uniform(0.2, 1.2, (3, 8, 541))
+    state = rng.uniform(-1, 1, (3, 8, 2))
+    q = CrnnKernel(shaped, mode="quant").run(scans, state)
+    for engine in ("compiled", "numpy"):
+        s, _ = BifKernel(shaped, timesteps=2 * shaped.levels + 8, batch=3, engine=engine).run(scans, state)
+        assert np.max(np.abs(s - q)) < 1e-9, engine
+    tb = TorchBif(shaped, 2 * shaped.levels + 8)
+    out = [tb.step(scans[0, i:i + 1], state[0, i:i + 1])[0] for i in range(8)]
+    np.testing.assert_allclose(out, q[0], atol=1e-9)
+    # the older two-value form is the older file exactly (a scalar bias)
+    assert np.ndim(sym.arrays["reflex_b"]) == 0
+
+
+def test_weights_digest_tells_edited_weights_apart_and_ignores_the_reflex():
+    """A continued DAgger run reuses a round's validation score only for the very weights that were
+    scored: the digest changes when one weight changes and not when only the reflex does."""
+    from nodes.control.driving import weights_digest
+    from nodes.control.reflex import with_reflex
+
+    base = _driver_params()
+    a = {k: v for k, v in base.arrays.items() if not k.startswith("reflex_")}
+    d = weights_digest(a)
+    assert d == weights_digest({k: v.copy() for k, v in a.items()})
+    assert d == weights_digest(with_reflex(a, base.meta, 0.6, 2.0)[0])
+    edited = dict(a, rnn_wx=a["rnn_wx"].copy())
+    edited["rnn_wx"][:, -1] *= 0.75
+    assert weights_digest(edited) != d

@@ -25,7 +25,8 @@
    (default 0.95), then progress: the smallest per-family margin of cells visited over
    follow-the-gap with invalid returns filled in the same worlds (:func:`ftg_validation_cells`),
    then the worst and mean rates. Test seeds are never used here. A continued run (``--init``)
-   re-scores its starting model unless the file's last round was scored the same way.
+   re-scores its starting model unless the file's last round was scored the same way AND on the
+   same weights (``weights``: :func:`weights_digest`; a file edited after training is re-scored).
 5. **The stored T** (``timesteps``) is the smallest T at which the spiking network equals the
    quantised one on every CLOSED-LOOP decision of 10 validation worlds per family
    (:func:`closed_loop_timesteps`); ``spikeloop train --model timesteps --init M --out M2``
@@ -178,13 +179,13 @@ def closed_loop_timesteps(params: CrnnParams, specs: list[WorldSpec], seeds: lis
     return chosen, note
 
 
-def _reflex_arg(args: argparse.Namespace) -> tuple[float, float] | None:
-    """``--reflex D0:GAIN`` for crnn_driver (one value; ``0:0`` = none), or None when not given."""
+def _reflex_arg(args: argparse.Namespace) -> tuple[float, ...] | None:
+    """``--reflex D0:GAIN[:FRONT[:TIE]]`` for crnn_driver (one value; ``0:0`` = none), or None when not given."""
     texts = getattr(args, "reflex", None)
     if not texts:
         return None
     if len(texts) != 1:
-        raise UserError(f"--model crnn_driver: --reflex takes one D0:GAIN (the reflex in the DAgger loop), got {texts}")
+        raise UserError(f"--model crnn_driver: --reflex takes one D0:GAIN[:FRONT[:TIE]] (the reflex in the DAgger loop), got {texts}")
     from nodes.control.reflex import _candidates
 
     return _candidates(texts)[0]
@@ -216,6 +217,19 @@ def ftg_validation_cells(specs: list[WorldSpec], seeds: list[int], cache: Path |
     return out
 
 
+def weights_digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 (hex, first 16) of a network's arrays (reflex excluded): a round's validation score
+    is reused by a continued run only for these very weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        if not k.startswith("reflex_"):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(arrays[k]).tobytes())
+    return h.hexdigest()[:16]
+
+
 def selection_key(score: dict[str, Any], ftg_cells: dict[str, float], target: float) -> tuple:
     """Model-selection key of one round's validation ``score`` (larger is better): first the worst
     family's collision-free rate up to ``target`` (rounds that reach the target in every family tie
@@ -238,7 +252,7 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     No trainer state is passed: a resumed sweep trial of this kind starts again from its first round."""
     import torch
 
-    from nodes.control.reflex import with_reflex
+    from nodes.control.reflex import reflex_label, reflex_tuple, with_reflex
     from nodes.control.torch_models import CRNN
     from nodes.control.training import FitConfig, base_metadata, fit
     from pipeline.modelfile import save_model
@@ -277,12 +291,12 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     # the near-obstacle reflex IN the DAgger loop: --reflex, else the --init file's own reflex
     reflex = _reflex_arg(args)
     if reflex is None and init_meta.get("reflex"):
-        reflex = (float(init_meta["reflex"]["d0_m"]), float(init_meta["reflex"]["gain"]))
+        reflex = reflex_tuple(init_meta["reflex"])
     if reflex is not None and reflex[1] == 0:
         reflex = None
     print(f"driving controller: families {[s.name for s in specs]}, {episode_s:g} s training episodes, L={levels}, "
           f"{rounds} DAgger rounds x {episodes} episodes per family, "
-          f"reflex {'in the loop: d0 %g m, gain %g' % reflex if reflex else 'none'}; selection on {n_val} validation "
+          f"reflex {'in the loop: ' + reflex_label(reflex) if reflex else 'none'}; selection on {n_val} validation "
           f"worlds per family ({val_episode_s:g} s): worst family's collision-free rate up to {100 * target:g} %, "
           f"then progress over follow-the-gap (filled)")
 
@@ -304,7 +318,7 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
         return seqs
 
     tag = f"{'-'.join(s.name for s in specs)}_{episode_s:g}s_seed{args.seed}"
-    dagger_tag = tag if reflex is None else f"{tag}_rfx{reflex[0]:g}-{reflex[1]:g}"
+    dagger_tag = tag if reflex is None else f"{tag}_rfx" + "-".join(f"{v:g}" for v in reflex)
     data = [cached(f"expert_{tag}_{episodes * 2}", lambda: collect(specs, episodes * 2, train_seed, np.random.default_rng(args.seed)))]
     train_seed += episodes * 2
     val = cached(f"expert_val_{tag}", lambda: collect(specs, 2, SEED_RANGES["validation"][1] - 100,
@@ -360,14 +374,17 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     for r in range(r0, r0 + rounds + 1):
         params = CrnnParams(*full(arrays))
         last = history.pop() if r == r0 and len(history) > r0 else None
+        digest = weights_digest(arrays)
         if (last is not None and last.get("val_worlds") == n_val and last.get("val_episode_s") == val_episode_s
-                and last.get("reflex") == (list(reflex) if reflex else None) and len(last["validation"]) == len(specs)):
+                and last.get("reflex") == (list(reflex) if reflex else None) and len(last["validation"]) == len(specs)
+                and last.get("weights") == digest):  # the very weights that were scored (not a file edited since)
             score = last["validation"]
         else:  # scored on other worlds (or not at all): score it on this run's validation worlds
             score = drive_score(params, val_specs, val_seeds)
             score.pop("_key")
         key = selection_key(score, ftg_cells, target)
         history.append({"round": r, "validation": score, "val_worlds": n_val, "val_episode_s": val_episode_s,
+                        "weights": digest,
                         "reflex": list(reflex) if reflex else None, "sequences": int(sum(len(d) for d in data)),
                         "data": f"dagger_{dagger_tag}_round{r}_{episodes}" if r > r0 else (last or {}).get("data")})
         print(f"round {r}: validation collision-free " + ", ".join(f"{k} {100 * v['collision_free']:.0f}% ({v['cells']:.1f} cells)"

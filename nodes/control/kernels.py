@@ -119,20 +119,46 @@ heading (beams 0-269 and 271-540, mirror images of each other; the dead-ahead be
 _REFLEX_BEAMS = np.r_[0:270, 271:541]
 
 
-def reflex_weights(gain: float, fov_deg: float = 180.0) -> np.ndarray:
+def reflex_sector_angles() -> np.ndarray:
+    """Centre angle (54,) of each reflex sector, radians from the heading (+ = left)."""
+    beams = _REFLEX_BEAMS.reshape(-1, REFLEX_SECTOR_BEAMS)
+    return np.deg2rad(-135.0 + 0.5 * beams).mean(axis=1)
+
+
+def reflex_weights(gain: float, fov_deg: float = 180.0, tie_deg: float = 0.0) -> np.ndarray:
     """Readout weights (54,) of the near-obstacle reflex, in steering per unit of network input
     (x = range / RANGE_CLIP_M): a sector at angle a within +-fov_deg/2 of the heading pushes the
     steering away from its side with weight gain * cos(a) per metre of intrusion (+ for obstacles
-    on the right, which steers left); sectors outside the field of view weigh 0."""
-    beams = _REFLEX_BEAMS.reshape(-1, REFLEX_SECTOR_BEAMS)
-    ang = np.deg2rad(-135.0 + 0.5 * beams).mean(axis=1)
+    on the right, which steers left); sectors outside the field of view weigh 0.
+
+    ``tie_deg`` > 0 breaks the head-on tie: the sectors within +-tie_deg of the heading all push
+    LEFT (+), so an obstacle dead ahead (a wall met square-on, whose two halves would cancel)
+    turns the robot instead of leaving it to drive straight on; an obstacle nearer on the left
+    still wins through the left sectors beyond tie_deg, which push right."""
+    ang = reflex_sector_angles()
     side = np.where(ang < 0, 1.0, -1.0)
+    if tie_deg > 0:
+        side = np.where(np.abs(ang) < np.deg2rad(tie_deg), 1.0, side)
     return np.where(np.abs(ang) <= np.deg2rad(fov_deg / 2), gain * RANGE_CLIP_M * side * np.cos(ang), 0.0)
 
 
-def reflex_input(x: np.ndarray, bias: float) -> np.ndarray:
+def reflex_reach(d0_m: float, front_m: float | None = None) -> np.ndarray:
+    """Reach (54,) of each reflex sector in network-input units (metres / RANGE_CLIP_M): ``d0_m``
+    everywhere, or with ``front_m`` > d0 a longer reach ahead, d0 + (front - d0) cos(a)^2 for the
+    sectors within +-90 degrees of the heading (a sector starts pushing earlier the more directly
+    ahead its obstacle lies: at 0.4 m/s and 1.5 rad/s a robot needs about 0.5 m to turn away from a
+    wall met head-on, more than it needs beside it)."""
+    ang = reflex_sector_angles()
+    if front_m is None or front_m <= d0_m:
+        return np.full(len(ang), d0_m / RANGE_CLIP_M)
+    c = np.clip(np.cos(ang), 0.0, None)
+    return (d0_m + (front_m - d0_m) * c ** 2) / RANGE_CLIP_M
+
+
+def reflex_input(x: np.ndarray, bias: float | np.ndarray) -> np.ndarray:
     """The reflex neurons' input current: bias - (mean network input of each sector); x (B, 541)
-    in [0, 1] -> (B, 54). Positive when an obstacle is nearer than bias * RANGE_CLIP_M metres."""
+    in [0, 1], bias scalar or per sector (54,) -> (B, 54). Positive when an obstacle is nearer
+    than bias * RANGE_CLIP_M metres."""
     return bias - x[:, _REFLEX_BEAMS].reshape(x.shape[0], -1, REFLEX_SECTOR_BEAMS).mean(axis=2)
 
 
@@ -201,13 +227,15 @@ class CrnnParams:
         return self.meta.get("invalid_returns") == "fill"
 
     @property
-    def reflex(self) -> tuple[np.ndarray, float, float | None] | None:
-        """The near-obstacle reflex, if the file has one: (readout weights (54,), bias (x units),
-        quantiser step or None); see :func:`reflex_weights` / :func:`reflex_input`."""
+    def reflex(self) -> tuple[np.ndarray, float | np.ndarray, float | None] | None:
+        """The near-obstacle reflex, if the file has one: (readout weights (54,), bias (x units;
+        a scalar, or one per sector (54,) when the reach depends on the angle), quantiser step or
+        None); see :func:`reflex_weights` / :func:`reflex_reach` / :func:`reflex_input`."""
         if "reflex_w" not in self.arrays:
             return None
         step = float(self.arrays["reflex_step"]) if "reflex_step" in self.arrays else None
-        return (np.asarray(self.arrays["reflex_w"], dtype=np.float64), float(self.arrays["reflex_b"]), step)
+        b = np.asarray(self.arrays["reflex_b"], dtype=np.float64)
+        return (np.asarray(self.arrays["reflex_w"], dtype=np.float64), float(b) if b.ndim == 0 else b, step)
 
     def step_of(self, layer: str) -> float:
         return float(self.arrays[f"{layer}_step"])

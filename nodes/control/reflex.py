@@ -32,38 +32,78 @@ from typing import Any
 
 import numpy as np
 
-from nodes.control.kernels import RANGE_CLIP_M, CrnnParams, reflex_weights
+from nodes.control.kernels import RANGE_CLIP_M, CrnnParams, reflex_reach, reflex_weights
 from pipeline.errors import UserError
 
 
 def with_reflex(arrays: dict[str, np.ndarray], meta: dict[str, Any], d0_m: float, gain: float,
+                front_m: float | None = None, tie_deg: float = 0.0,
                 fov_deg: float = 180.0) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """A copy of a controller's (arrays, meta) with the reflex of reach ``d0_m`` metres and
-    ``gain`` (steering per metre of intrusion) added; ``gain`` 0 removes it."""
+    ``gain`` (steering per metre of intrusion) added; ``gain`` 0 removes it.
+
+    ``front_m`` (> d0): a longer reach ahead, d0 + (front - d0) cos(a)^2 per sector
+    (:func:`~nodes.control.kernels.reflex_reach`; one bias per neuron, array ``reflex_b`` (54,)).
+    ``tie_deg`` (> 0): the sectors within +-tie_deg of the heading all push left, which breaks
+    the tie of an obstacle met square-on (:func:`~nodes.control.kernels.reflex_weights`).
+    Without both the file is exactly the older symmetric reflex (scalar ``reflex_b``)."""
     a = {k: v for k, v in arrays.items() if not k.startswith("reflex_")}
     m = {k: v for k, v in meta.items() if k != "reflex"}
     if gain == 0:
         return a, m
     if not 0 < d0_m < RANGE_CLIP_M or gain < 0:
         raise UserError(f"reflex: reach d0 must be in (0, {RANGE_CLIP_M}) m and gain >= 0, got {d0_m}, {gain}")
-    bias = d0_m / RANGE_CLIP_M
-    a["reflex_w"] = reflex_weights(gain, fov_deg)
-    a["reflex_b"] = np.float64(bias)
-    if meta.get("levels"):
-        a["reflex_step"] = np.float64(bias / (int(meta["levels"]) - 1))
+    if front_m is not None and not d0_m <= front_m < RANGE_CLIP_M:
+        raise UserError(f"reflex: front reach must be in [d0, {RANGE_CLIP_M}) m, got {front_m} (d0 {d0_m})")
+    if not 0 <= tie_deg <= 90:
+        raise UserError(f"reflex: tie-break half-angle must be in [0, 90] degrees, got {tie_deg}")
+    shaped = front_m is not None and front_m > d0_m
+    bias = reflex_reach(d0_m, front_m) if shaped else np.float64(d0_m / RANGE_CLIP_M)
+    a["reflex_w"] = reflex_weights(gain, fov_deg, tie_deg)
+    a["reflex_b"] = bias
+    if meta.get("levels"):  # one step for the population: the longest reach spans L-1 levels
+        a["reflex_step"] = np.float64(float(np.max(bias)) / (int(meta["levels"]) - 1))
     m["reflex"] = {"d0_m": d0_m, "gain": gain, "fov_deg": fov_deg, "sector_beams": 10,
                    "neurons": int(len(a["reflex_w"]))}
+    if shaped:
+        m["reflex"]["front_m"] = front_m
+    if tie_deg > 0:
+        m["reflex"]["tie_deg"] = tie_deg
     return a, m
 
 
-def _candidates(texts: list[str]) -> list[tuple[float, float]]:
+def reflex_tuple(spec: dict[str, Any]) -> tuple[float, ...]:
+    """A file's ``reflex`` metadata as the candidate tuple (d0, gain[, front[, tie]])."""
+    t = [float(spec["d0_m"]), float(spec["gain"])]
+    if spec.get("front_m") is not None or spec.get("tie_deg"):
+        t.append(float(spec.get("front_m") or spec["d0_m"]))
+    if spec.get("tie_deg"):
+        t.append(float(spec["tie_deg"]))
+    return tuple(t)
+
+
+def reflex_label(c: tuple[float, ...]) -> str:
+    """'d0 0.6 m, gain 2[, front 0.9 m][, tie 10 deg]' for a candidate tuple."""
+    out = f"d0 {c[0]:g} m, gain {c[1]:g}"
+    if len(c) > 2 and c[2] > c[0]:
+        out += f", front {c[2]:g} m"
+    if len(c) > 3 and c[3] > 0:
+        out += f", tie {c[3]:g} deg"
+    return out
+
+
+def _candidates(texts: list[str]) -> list[tuple[float, ...]]:
+    """``D0:GAIN[:FRONT[:TIE]]`` strings -> tuples for :func:`with_reflex`."""
     out = []
     for t in texts:
         try:
-            d0, g = (float(v) for v in t.split(":"))
+            vals = tuple(float(v) for v in t.split(":"))
         except ValueError:
-            raise UserError(f"--reflex: expected D0:GAIN (metres : steering per metre), e.g. 0.5:2, got {t!r}") from None
-        out.append((d0, g))
+            vals = ()
+        if not 2 <= len(vals) <= 4:
+            raise UserError(f"--reflex: expected D0:GAIN[:FRONT[:TIE]] (metres : steering per metre : front reach "
+                            f"metres : tie-break degrees), e.g. 0.5:2 or 0.6:2:0.9:10, got {t!r}")
+        out.append(vals)
     return out
 
 
@@ -86,29 +126,36 @@ def add_reflex_cli(args: argparse.Namespace) -> int:
                    getattr(args, "val_episode_s", None) or args.episode_s or 60.0)
     n_val = args.val_worlds or 40
     target = getattr(args, "target_rate", None) or 0.95
-    seeds = list(range(SEED_RANGES["validation"][0], SEED_RANGES["validation"][0] + n_val))
+    first = SEED_RANGES["validation"][0] + (getattr(args, "val_offset", None) or 0)
+    seeds = list(range(first, first + n_val))
     ftg_cells = ftg_validation_cells(specs, seeds, Path(args.cache) if getattr(args, "cache", None) else None)
     print(f"reflex for {args.init}: candidates {cands[1:]} and none, {n_val} validation worlds per family "
           f"({specs[0].episode_s:g} s), selection on the worst family's collision-free rate up to {100 * target:g} %, "
           f"then progress over follow-the-gap (filled: " + ", ".join(f"{k} {v:.1f}" for k, v in ftg_cells.items()) + " cells)")
     best = None
     scores = []
-    for d0, g in cands:
-        a, m = with_reflex(arrays, meta, d0, g)
+    for c in cands:
+        a, m = with_reflex(arrays, meta, *c)
         score = drive_score(CrnnParams(a, m), specs, seeds)
         score.pop("_key")
         key = selection_key(score, ftg_cells, target)
-        scores.append({"d0_m": d0, "gain": g, "validation": score})
-        print(f"  d0 {d0:g} m, gain {g:g}: " + ", ".join(f"{k} {100 * v['collision_free']:.0f}%" for k, v in score.items())
+        entry = {"d0_m": c[0], "gain": c[1], "validation": score}
+        if len(c) > 2:
+            entry["front_m"] = c[2]
+        if len(c) > 3:
+            entry["tie_deg"] = c[3]
+        scores.append(entry)
+        print(f"  {reflex_label(c) if c[1] else 'none'}: " + ", ".join(
+              f"{k} {100 * v['collision_free']:.1f}% ({v['cells']:.1f} cells)" for k, v in score.items())
               + f" (worst {100 * key[2]:.1f}%, progress margin {key[1]:+.1f} cells)", flush=True)
         if best is None or key > best[0]:
-            best = (key, a, m, d0, g)
-    key, a, m, d0, g = best
+            best = (key, a, m, c)
+    key, a, m, c = best
     m = dict(m, reflex_selection={"candidates": scores, "val_worlds": n_val, "episode_s": specs[0].episode_s,
-                                  "selected": {"d0_m": d0, "gain": g}},
+                                  "seeds_from": seeds[0], "selected": {k: v for k, v in scores[cands.index(c)].items() if k != "validation"}},
              validation_worst_collision_free=key[2], init=str(args.init))
     m["timesteps"], m["timesteps_note"] = closed_loop_timesteps(CrnnParams(a, m), specs, seeds[:min(n_val, 10)])
     save_model(args.out, a, m)
-    print(f"selected d0 {d0:g} m, gain {g:g} (worst-family validation collision-free {100 * key[2]:.1f}%), "
+    print(f"selected {reflex_label(c) if c[1] else 'no reflex'} (worst-family validation collision-free {100 * key[2]:.1f}%), "
           f"spiking = quantised from T = {m['timesteps']} -> {args.out}")
     return 0
