@@ -124,3 +124,16 @@ def test_auto_predicts_from_the_sender_grid_not_from_a_late_push():
     assert len(predicted) >= 20, len(predicted)  # most reads wait (a loaded machine buffers some)
     off = [abs((t - t0) * rate - round((t - t0) * rate)) for t in predicted]
     assert max(off) < 0.05, sorted(off)[-5:]  # on a grid slot; the old rule was 0.375 periods off after a late push
+
+
+def test_auto_yields_between_polls_by_default_and_the_environment_overrides(monkeypatch):
+    """auto's polling window sits on the sender's push time: it yields the CPU between empty polls
+    unless SPIKELOOP_POLL_YIELD=0; spin keeps the core unless SPIKELOOP_POLL_YIELD=1."""
+    from nodes.sources.lsl_wait import InletWait
+
+    monkeypatch.delenv("SPIKELOOP_POLL_YIELD", raising=False)
+    assert InletWait("auto", 0.005, 250.0).polite and not InletWait("spin", 0.005, 250.0).polite
+    monkeypatch.setenv("SPIKELOOP_POLL_YIELD", "0")
+    assert not InletWait("auto", 0.005, 250.0).polite
+    monkeypatch.setenv("SPIKELOOP_POLL_YIELD", "1")
+    assert InletWait("spin", 0.005, 250.0).polite

@@ -72,7 +72,10 @@ class InletWait:
         self.by_schedule = os.environ.get("SPIKELOOP_AUTO_PREDICT", "schedule") != "last"
         self.due = 0.0  # the last read's predicted arrival (s, LSL clock; 0: none), for the probe
         self.polls = 0  # zero-timeout pulls that found nothing (a measure of the CPU spent polling)
-        self.polite = os.environ.get("SPIKELOOP_POLL_YIELD", "0") == "1" and hasattr(os, "sched_yield")
+        # yield the CPU between empty polls: on by default for auto (its polling window sits exactly on
+        # the sender's push time), off for spin; SPIKELOOP_POLL_YIELD=0/1 forces it off/on for both
+        forced = os.environ.get("SPIKELOOP_POLL_YIELD", "")
+        self.polite = hasattr(os, "sched_yield") and (forced == "1" or (forced == "" and self.mode == "auto"))
 
     def pull(self, pull_chunk: Callable[[float], tuple[Any, Any]], clock: Callable[[], float]) -> tuple[Any, Any, int]:
         """Return ``(data, stamps, n)`` (``n == 0``: nothing came within ``max_block_s``).
@@ -119,13 +122,15 @@ class InletWait:
     def _poll(self, pull_chunk: Callable[[float], tuple[Any, Any]], until: float) -> tuple[Any, Any, int]:
         """Pull with a zero timeout until data comes or ``until`` (``perf_counter`` s).
 
-        ``SPIKELOOP_POLL_YIELD=1`` (an experiment, off by default) makes the thread yield the CPU
-        (``sched_yield``) between two empty pulls, so liblsl's receive thread and a sender sharing
-        the core are not held off by the poller (on a 2-core machine the sender's schedule error p99
-        went from 0.25 ms to 1.2-1.4 ms while a graph polled). It is off because on a busy machine
-        a yield hands the core to a CPU-bound process for up to a scheduler slice (ms): a spinning
-        inlet then managed only about 450 polls per second at load 9, and the A/B under load did not
-        show a latency gain (docs/RESULTS.md, "Live latency: where the time goes").
+        Between two empty pulls the thread yields the CPU (``sched_yield``) in ``auto`` mode (default;
+        ``SPIKELOOP_POLL_YIELD=0`` turns it off, ``=1`` turns it on for ``spin`` too). ``auto`` sleeps
+        until just before the sender's next push and then polls: without the yield it wakes with a
+        sleeper's scheduling credit exactly when the sender wants a core, and on a 2-core machine
+        the sender then pushed 1.25-1.38 ms late at p99 (0.29-0.34 ms with ``block``). With the yield,
+        on the quiet machine (1 Dec 04:31-04:42 UTC, 3 x 20 s interleaved): the pusher 0.27-0.31 ms
+        late at p99, the graph's p99 1.05 ms (local) and 1.34 ms (ray) instead of 1.99 and 1.83 ms
+        (docs/RESULTS.md, "Live latency"). Under load a yield can hand the core to a CPU-bound
+        process for a scheduler slice; an earlier A/B at load 9 showed no latency change either way.
         """
         data, stamps, n = None, (), 0
         polite = self.polite
