@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.latency import GRAPH, CpuMeter, _client, _score, _stop
+from benchmarks.latency import GRAPH, CpuMeter, MachineMeter, _client, _score, _stop, not_quiet_warning
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "snn_streaming_sample.npz"
@@ -448,6 +448,8 @@ def measure_n(n: int, cluster: LocalCluster | None, root: Path, args: argparse.N
                            [p.pid for s in live for p in (s.pusher, s.receiver) if p is not None])
             clients = CpuMeter(*client_pids)
             clients.begin()
+            machine = MachineMeter()
+            machine.begin()
             for s in live:
                 s.meter = CpuMeter(s.graph.pid)
                 s.meter.begin()
@@ -461,6 +463,7 @@ def measure_n(n: int, cluster: LocalCluster | None, root: Path, args: argparse.N
                 s.cpu = s.meter.end() if s.meter else {}
             result["cpu"] = total.end()
             result["cpu_clients"] = clients.end()
+            result.update(machine.end())
             result["load_1min_end"] = os.getloadavg()[0]
             if cluster is not None:
                 result["actor_niceness"] = cluster.actor_niceness()
@@ -572,8 +575,13 @@ def _print(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
                       + ("CPU: the relays; " if relay else
                          f"actor nice {res.get('actor_niceness', '?')}; CPU: cluster tree + runs; ")
                       + f"clients ({res.get('clients', '?')}) "
-                      f"{f(res.get('cpu_clients', {}).get('cpu_pct'), 0)} %", end_section=True)
+                      f"{f(res.get('cpu_clients', {}).get('cpu_pct'), 0)} %; machine "
+                      f"{f(res.get('machine_cpu_pct'), 0)} % (niced {f(res.get('nice_cpu_pct'), 0)} %)",
+                      end_section=True)
     console().print(table)
+    warning = not_quiet_warning(results)
+    if warning:
+        console().print(f"[yellow]{warning}[/]")
 
 
 def run(args: argparse.Namespace) -> int:

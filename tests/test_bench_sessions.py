@@ -80,3 +80,27 @@ def test_relay_floor_keeps_each_sessions_files(tmp_path):
         assert kept["arrivals"].size >= row["received"]  # warm-up included; the window is scored from it
     with pytest.raises(UserError, match="not empty"):
         sessions.run(args)
+
+
+def test_machine_meter_sees_a_niced_busy_process():
+    """The machine-wide meter counts CPU of processes at a positive niceness apart (a background job the
+    load average hides), and the warning names it; a quiet window gives no warning."""
+    import subprocess
+    import sys
+    import time
+
+    from benchmarks.latency import MachineMeter, not_quiet_warning
+
+    hog = subprocess.Popen([sys.executable, "-c", "import os, time\nos.nice(19)\nt = time.time() + 1.5\n"
+                            "while time.time() < t: pass"])
+    try:
+        meter = MachineMeter()
+        meter.begin()
+        time.sleep(1.0)
+        got = meter.end()
+    finally:
+        hog.wait(10)
+    assert got["nice_cpu_pct"] > 20.0  # the niced spinner held most of a core for the window
+    assert got["machine_cpu_pct"] >= got["nice_cpu_pct"]
+    assert "not quiet" in not_quiet_warning([got])
+    assert not_quiet_warning([{"nice_cpu_pct": 0.0}]) is None
