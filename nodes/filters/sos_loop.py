@@ -11,6 +11,18 @@ import numpy as np
 from numba import njit
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _cascade(sos: np.ndarray, zi: np.ndarray, ch: int, v: float) -> float:
+    """One input value ``v`` of channel ``ch`` through every section (transposed direct form II,
+    as scipy); ``zi[:, :, ch]`` updated in place; returns the output value."""
+    for s in range(sos.shape[0]):
+        out = sos[s, 0] * v + zi[s, 0, ch]
+        zi[s, 0, ch] = sos[s, 1] * v - sos[s, 4] * out + zi[s, 1, ch]
+        zi[s, 1, ch] = sos[s, 2] * v - sos[s, 5] * out
+        v = out
+    return v
+
+
 @njit(cache=True, nogil=True)
 def sos_filter(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> np.ndarray:
     """Filter ``x`` along its first axis, updating ``zi`` in place; return the output.
@@ -29,12 +41,7 @@ def sos_filter(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> np.ndarray:
     for t in range(n):
         for ch in range(c):
             v = x[t, ch]
-            for s in range(sos.shape[0]):
-                out = sos[s, 0] * v + zi[s, 0, ch]
-                zi[s, 0, ch] = sos[s, 1] * v - sos[s, 4] * out + zi[s, 1, ch]
-                zi[s, 1, ch] = sos[s, 2] * v - sos[s, 5] * out
-                v = out
-            y[t, ch] = v
+            y[t, ch] = _cascade(sos, zi, ch, v)
     return y
 
 
@@ -65,10 +72,5 @@ def sos_filter_hold(sos: np.ndarray, x: np.ndarray, zi: np.ndarray, last: np.nda
             else:
                 v = last[ch]
                 bad += 1
-            for s in range(sos.shape[0]):
-                out = sos[s, 0] * v + zi[s, 0, ch]
-                zi[s, 0, ch] = sos[s, 1] * v - sos[s, 4] * out + zi[s, 1, ch]
-                zi[s, 1, ch] = sos[s, 2] * v - sos[s, 5] * out
-                v = out
-            y[t, ch] = v
+            y[t, ch] = _cascade(sos, zi, ch, v)
     return y, bad
