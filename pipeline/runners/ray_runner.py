@@ -96,7 +96,15 @@ MAX_KEPT_BYTES = 256 * 2**20
 WORKER_NICENESS = "0"
 """``RAY_worker_niceness`` for a local Ray this runner starts (Ray's default is 15; see :func:`ensure_ray`)."""
 SWITCH_INTERVAL_S = 0.0002
-"""``sys.setswitchinterval`` inside group actors (see :class:`GroupActor`)."""
+"""``sys.setswitchinterval`` inside group actors (see :class:`GroupActor`); ``SPIKELOOP_SWITCH_INTERVAL_US``
+in the environment overrides it (a diagnostic for ``bench latency --variant`` A/B runs)."""
+
+
+def _switch_interval_s() -> float:
+    try:
+        return max(1e-6, float(os.environ["SPIKELOOP_SWITCH_INTERVAL_US"]) * 1e-6)
+    except (KeyError, ValueError):
+        return SWITCH_INTERVAL_S
 POLL_S = 0.1
 """The driver's polling period (s): actor deaths are noticed within about this long."""
 CALL_TIMEOUT_S = 60.0
@@ -337,7 +345,7 @@ class GroupActor:
     """
 
     def __init__(self) -> None:
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        sys.setswitchinterval(_switch_interval_s())
         self.nodes: dict[str, Any] = {}
         self.stepper: Stepper | None = None
         self.outbox: Outbox | None = None
