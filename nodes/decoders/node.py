@@ -17,7 +17,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
 from pipeline.errors import UserError
 from pipeline.modelfile import load_model
 from pipeline.node import Node, require
