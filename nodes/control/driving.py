@@ -254,7 +254,7 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
 
     from nodes.control.reflex import reflex_label, reflex_tuple, with_reflex
     from nodes.control.torch_models import CRNN
-    from nodes.control.training import FitConfig, base_metadata, fit
+    from nodes.control.training import FitConfig, apply_regularisation, base_metadata, fit
     from pipeline.modelfile import save_model
 
     torch.set_num_threads(1)
@@ -343,6 +343,10 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
 
     qcfg = FitConfig(epochs=args.epochs or 5, patience=3, seed=args.seed, max_minutes=2.5, batch_size=16,
                      lr=getattr(args, "lr", None) or 1e-3, dual=True)
+    regularisation = apply_regularisation(qcfg, args)  # e.g. --state-drop: the turn-rate input cannot latch a turn
+    if regularisation:
+        print(f"DAgger fine-tuning with {regularisation}")
+        meta["regularisation"] = regularisation
     val_mse = float("nan")  # the last fine-tuning's validation MSE (none yet for a continued run's first round)
     if init_arrays is not None:  # continue DAgger from a quantised driver (its reflex, if any, set aside)
         arrays, _ = with_reflex(init_arrays, init_meta, 0.0, 0.0)
