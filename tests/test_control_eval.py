@@ -204,8 +204,16 @@ def test_driver_training_keeps_the_reflex_in_the_dagger_loop(tmp_path):
     a, m = load_model(args.out)
     save_model(tmp_path / "rfx.npz", *with_reflex(a, m, 0.6, 2.0))
     args.init, args.out, args.rounds = str(tmp_path / "rfx.npz"), str(tmp_path / "drv2.npz"), 1
+    args.state_drop = 0.5  # the turn-rate input fed as 0 in half the fine-tuning sequences
     assert train_driver(args) == 0
     p = load_params(args.out)
+    assert p.meta["regularisation"] == {"state_drop": 0.5}
+    # every round's DAgger data is cached under a name that carries the DRIVER's weights digest,
+    # so a run from another file cannot silently reuse episodes a different network drove
+    collected = sorted(f.stem for f in (tmp_path / "cache").glob("dagger_*.npz"))
+    assert collected and all("_by" in n for n in collected)
+    names = [h["data"] for h in p.meta["dagger"]["history"] if h.get("data")]  # (empty if round 0 was kept)
+    assert all(n in collected for n in names)
     assert p.reflex is not None and p.meta["reflex"]["d0_m"] == 0.6 and p.meta["reflex"]["gain"] == 2.0
     assert p.meta["dagger"]["reflex_in_loop"] == [0.6, 2.0]
     assert [h["reflex"] for h in p.meta["dagger"]["history"]][-1] == [0.6, 2.0]

@@ -372,6 +372,7 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
         save(arrays, {"dagger": {"rounds": 0, "history": [], "selected_round": 0}})
         print(f"expert-round model saved -> {args.out}")
     best: tuple | None = None
+    next_data: str | None = None  # the cache name of the DAgger data the next round trains on
     r0 = len(history)
     if history:  # --init: its round is re-entered (re-scored unless it was scored on these very worlds)
         r0 -= 1
@@ -390,7 +391,7 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
         history.append({"round": r, "validation": score, "val_worlds": n_val, "val_episode_s": val_episode_s,
                         "weights": digest,
                         "reflex": list(reflex) if reflex else None, "sequences": int(sum(len(d) for d in data)),
-                        "data": f"dagger_{dagger_tag}_round{r}_{episodes}" if r > r0 else (last or {}).get("data")})
+                        "data": next_data if r > r0 else (last or {}).get("data")})
         print(f"round {r}: validation collision-free " + ", ".join(f"{k} {100 * v['collision_free']:.0f}% ({v['cells']:.1f} cells)"
               for k, v in score.items()) + f" (worst {100 * key[2]:.1f}%, progress margin over follow-the-gap {key[1]:+.1f} cells)",
               flush=True)
@@ -412,7 +413,10 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
                           "validation_worst_collision_free": key[2]})
         if r == r0 + rounds or time.monotonic() - t_start > budget_s:
             break
-        data.append(cached(f"dagger_{dagger_tag}_round{r + 1}_{episodes}", lambda: collect(specs, episodes, train_seed + 100 * r, rng, params)))
+        # the cached name names the DRIVER (its weights digest): a run from another file never reuses
+        # (and silently trains on) episodes that a different network drove
+        next_data = f"dagger_{dagger_tag}_round{r + 1}_{episodes}_by{digest[:8]}"
+        data.append(cached(next_data, lambda: collect(specs, episodes, train_seed + 100 * r, rng, params)))
         model = CRNN.from_arrays(arrays, levels, DRIVER_LAYERS)
         qcfg.seed += 1
         arrays, val_mse, _ = fit(model, _concat(data), val, meta, qcfg, desc=f"round {r + 1}")
