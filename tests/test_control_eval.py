@@ -205,7 +205,11 @@ def test_driver_training_keeps_the_reflex_in_the_dagger_loop(tmp_path):
     save_model(tmp_path / "rfx.npz", *with_reflex(a, m, 0.6, 2.0))
     args.init, args.out, args.rounds = str(tmp_path / "rfx.npz"), str(tmp_path / "drv2.npz"), 1
     args.state_drop = 0.5  # the turn-rate input fed as 0 in half the fine-tuning sequences
+    args.keep_rounds = True
     assert train_driver(args) == 0
+    kept = sorted(p.name for p in tmp_path.glob("drv2.round*.npz"))
+    assert kept == ["drv2.round0.npz", "drv2.round1.npz"]  # the re-entered round and the new one
+    assert load_model(tmp_path / "drv2.round1.npz")[1]["reflex"]["d0_m"] == 0.6
     p = load_params(args.out)
     assert p.meta["regularisation"] == {"state_drop": 0.5}
     # every round's DAgger data is cached under a name that carries the DRIVER's weights digest,

@@ -403,6 +403,12 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
             if np.isfinite(val_mse):
                 record["val_mse"] = float(val_mse)
             on_epoch(record, *file_model(arrays, {"dagger": dagger, "validation_worst_collision_free": key[2]}), None)
+        if getattr(args, "keep_rounds", None):  # every round's network beside --out, for a later look or reflex
+            a_r, m_r = full(arrays)
+            rpath = Path(args.out).with_suffix(f".round{r}.npz")
+            save_model(rpath, a_r, dict(m_r, seed=args.seed, timesteps=None,
+                                        timesteps_note="not checked: run spikeloop train --model timesteps",
+                                        dagger={"rounds": r, "history": list(history), "selected_round": r}))
         if best is None or key > best[0]:
             best = (key, arrays, r)
             save(arrays, {"dagger": {"rounds": r, "episodes_per_family": episodes, "episode_s": episode_s,
