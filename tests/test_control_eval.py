@@ -375,3 +375,31 @@ def test_weights_digest_tells_edited_weights_apart_and_ignores_the_reflex():
     edited = dict(a, rnn_wx=a["rnn_wx"].copy())
     edited["rnn_wx"][:, -1] *= 0.75
     assert weights_digest(edited) != d
+
+
+def test_float_gap_mixed_kernel_reproduces_the_pure_paths_and_mixes_the_reflex():
+    """scripts/float_gap.py: network x reflex modes; the pure combinations ARE the float and the
+    quantised controllers, a mixed one differs from both exactly by the reflex's difference."""
+    import importlib.util
+
+    from nodes.control.kernels import CrnnKernel, load_params
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("float_gap", REPO / "scripts" / "float_gap.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    params = load_params(str(REPO / "models" / "crnn_driver_q8.npz"))
+    rng = np.random.default_rng(0)
+    scans = rng.uniform(0.15, 6.0, size=(5, 3, 541))
+    scans[:, :, 300:340] = rng.uniform(0.25, 0.45, size=(5, 3, 40))  # a near obstacle ahead-left: the reflex is active
+    state = rng.uniform(-1, 1, size=(5, 3, 2))
+    for net in ("quant", "float"):
+        pure, mixed = CrnnKernel(params, 3, net), mod.MixedKernel(params, 3, net, net)
+        other = mod.MixedKernel(params, 3, net, "float" if net == "quant" else "quant")
+        ref = CrnnKernel(params, 3, "float" if net == "quant" else "quant")
+        for t in range(5):
+            u = pure.step(scans[t], state[t])
+            assert np.array_equal(mixed.step(scans[t], state[t]), u)
+            d = other.step(scans[t], state[t]) - u
+            assert np.allclose(d, ref.reflex_out(scans[t]) - pure.reflex_out(scans[t]))
+        assert np.any(np.abs(ref.reflex_out(scans[0]) - pure.reflex_out(scans[0])) > 0)  # the modes do differ
