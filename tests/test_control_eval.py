@@ -403,3 +403,23 @@ def test_float_gap_mixed_kernel_reproduces_the_pure_paths_and_mixes_the_reflex()
             d = other.step(scans[t], state[t]) - u
             assert np.allclose(d, ref.reflex_out(scans[t]) - pure.reflex_out(scans[t]))
         assert np.any(np.abs(ref.reflex_out(scans[0]) - pure.reflex_out(scans[0])) > 0)  # the modes do differ
+
+
+def test_dagger_collection_can_let_the_float_path_drive():
+    """--float-drive: the chosen share of DAgger episodes is driven by the float path of the same
+    weights (other states than the quantised network's), the rest as before."""
+    from nodes.control.driving import _specs, collect
+    from nodes.control.kernels import load_params
+    from tests.conftest import REPO
+
+    params = load_params(str(REPO / "models" / "crnn_driver_q8.npz"))
+    specs = _specs(["configs/worlds/dense.yaml"], 3.0)
+    q = collect(specs, 2, 500, np.random.default_rng(1), params, progress=False)
+    q2 = collect(specs, 2, 500, np.random.default_rng(1), params, progress=False, float_share=0.0)
+    half = collect(specs, 2, 500, np.random.default_rng(1), params, progress=False, float_share=0.5)
+    f = collect(specs, 2, 500, np.random.default_rng(1), params, progress=False, float_share=1.0)
+    assert np.array_equal(q.scans, q2.scans)  # share 0 = the quantised network drives every episode
+    assert len(q) == len(half) == len(f)
+    assert not np.array_equal(q.scans, f.scans)  # the float path drove elsewhere
+    n = len(q) // 2  # sequences of the first episode (and its mirror) come first: driven by the quantised net
+    assert np.array_equal(half.scans[:n], q.scans[:n]) and not np.array_equal(half.scans[n:], q.scans[n:])

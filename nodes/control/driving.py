@@ -75,21 +75,28 @@ def _concat(parts: list[Sequences]) -> Sequences:
 
 
 def collect(specs: list[WorldSpec], episodes: int, seed0: int, rng: np.random.Generator,
-            params: CrnnParams | None = None, progress: bool = True) -> Sequences:
+            params: CrnnParams | None = None, progress: bool = True, float_share: float = 0.0) -> Sequences:
     """``episodes`` per family from world seed ``seed0`` on: expert-driven (noisy) when ``params``
-    is None, else driven by the quantised network of ``params``; labelled by the expert, mirrored."""
+    is None, else driven by the quantised network of ``params`` — or, for the last
+    ``round(float_share * episodes)`` episodes of each family, by the FLOAT path of the same weights
+    (so the float network also meets the states it drives into); labelled by the expert, mirrored."""
     from tqdm import tqdm
 
     from nodes.control.expert import expert_episode, learner_episode
 
     traces = []
     kernel = CrnnKernel(params, 1, "quant") if params is not None else None
-    jobs = [(s, seed0 + i) for s in specs for i in range(episodes)]
-    for spec, seed in tqdm(jobs, desc="expert episodes" if kernel is None else "DAgger episodes",
-                           disable=not progress, leave=False):
+    fkernel = CrnnKernel(params, 1, "float") if params is not None and float_share > 0 else None
+    n_float = int(round(float_share * episodes))
+    jobs = [(s, seed0 + i, i >= episodes - n_float) for s in specs for i in range(episodes)]
+    for spec, seed, by_float in tqdm(jobs, desc="expert episodes" if kernel is None else "DAgger episodes",
+                                     disable=not progress, leave=False):
         env = RobotEnv(spec)
         if kernel is None:
             t = expert_episode(env, seed, rng)
+        elif by_float and fkernel is not None:
+            fkernel.reset()
+            t = learner_episode(env, seed, lambda scan, state: fkernel.step(scan[None], state[None])[0], rng)
         else:
             kernel.reset()
             t = learner_episode(env, seed, lambda scan, state: kernel.step(scan[None], state[None])[0], rng)
@@ -421,8 +428,11 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
             break
         # the cached name names the DRIVER (its weights digest): a run from another file never reuses
         # (and silently trains on) episodes that a different network drove
-        next_data = f"dagger_{dagger_tag}_round{r + 1}_{episodes}_by{digest[:8]}"
-        data.append(cached(next_data, lambda: collect(specs, episodes, train_seed + 100 * r, rng, params)))
+        float_share = getattr(args, "float_drive", None) or 0.0
+        next_data = (f"dagger_{dagger_tag}_round{r + 1}_{episodes}_by{digest[:8]}"
+                     + (f"_float{float_share:g}" if float_share else ""))
+        data.append(cached(next_data, lambda: collect(specs, episodes, train_seed + 100 * r, rng, params,
+                                                      float_share=float_share)))
         model = CRNN.from_arrays(arrays, levels, DRIVER_LAYERS)
         qcfg.seed += 1
         arrays, val_mse, _ = fit(model, _concat(data), val, meta, qcfg, desc=f"round {r + 1}")

@@ -115,6 +115,9 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     opt("--state-drop", type=float, default=None, metavar="P",
         help="crnn / crnn_driver: per training sequence, feed the turn-rate state input as 0 with probability P, "
              "so the network cannot use its own turn as a latch (default 0)")
+    opt("--float-drive", type=float, default=None, metavar="F",
+        help="crnn_driver: fraction of each round's DAgger episodes driven by the FLOAT path of the same "
+             "weights instead of the quantised network (default 0), so the float network meets its own states")
     opt("--keep-rounds", action="store_true", default=None,
         help="crnn_driver: also save every DAgger round's network (with the reflex) as OUT.roundN.npz, "
              "its T unchecked (run --model timesteps on the one you keep); default: only the selected round")
