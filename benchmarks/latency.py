@@ -192,6 +192,45 @@ class CpuMeter:
         return out
 
 
+class MachineMeter:
+    """The whole machine's CPU use over a window (``/proc/stat`` via psutil), in % of one core.
+
+    ``machine_cpu_pct``: every process, the benchmark's own included; ``nice_cpu_pct``: the part used
+    by processes at a positive niceness. A row's own CPU (graph and clients) is a fraction of the
+    first; anything well above it is other work on the machine. The second matters on its own: a
+    low-priority background job (``nice 19``, even ``SCHED_IDLE``) still takes a core, and on 2
+    cores it delays the wake-ups of every hop (measured: 16 bare pylsl relays p99 6 ms on the quiet
+    machine, 340-780 ms with one nice-19 training job running; docs/RESULTS.md, "Cluster:
+    concurrent live sessions"). The load average does not show it (one such job: load ~1).
+    """
+
+    def begin(self) -> None:
+        import psutil
+
+        self._t0, self._w0 = psutil.cpu_times(), time.monotonic()
+
+    def end(self) -> dict[str, float]:
+        import psutil
+
+        t1, wall = psutil.cpu_times(), time.monotonic() - self._w0
+        if wall <= 0:
+            return {}
+        total = sum(t1) - sum(self._t0)
+        idle = (t1.idle - self._t0.idle) + (getattr(t1, "iowait", 0.0) - getattr(self._t0, "iowait", 0.0))
+        return {"machine_cpu_pct": 100.0 * (total - idle) / wall,
+                "nice_cpu_pct": 100.0 * (t1.nice - self._t0.nice) / wall}
+
+
+def not_quiet_warning(rows: list[dict[str, Any]], nice_limit_pct: float = 10.0) -> str | None:
+    """One line when niced background work ran during any measured window, else None."""
+    worst = max((r.get("nice_cpu_pct", 0.0) for r in rows), default=0.0)
+    if worst < nice_limit_pct:
+        return None
+    return (f"the machine was not quiet: processes at a positive niceness used up to {worst:.0f} % of a core "
+            f"during the measured windows; on a small machine their wake-up delays show in every row, floors "
+            f"included (nice_cpu_pct per row in --json). Measure with nothing else running.")
+
+
 def _proc_label(proc: Any) -> str:
     """A short name for a process of the graph's tree: Ray's process title, else the command."""
     try:
@@ -233,11 +272,14 @@ def measure(workdir: Path, in_name: str, out_name: str, rate: float, duration: f
         if not (workdir / "go").exists():
             return dict(result, error=f"no output on {out_name!r} within {startup_s:g} s")
         time.sleep(settle)
+        machine = MachineMeter()
+        machine.begin()
         if meter is not None:
             meter.begin()
         pusher.wait(duration + 30.0)
         if meter is not None:
             result.update(meter.end())
+        result.update(machine.end())
         time.sleep(0.5)  # stragglers
     finally:
         (workdir / "stop").touch()
@@ -391,7 +433,8 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"rate_hz": rate, "path": path, "runs": len(reps), "runs_ok": len(ok),
                                  "lost": sum(r.get("lost", 0) for r in reps), "samples": sum(r.get("samples", 0) for r in reps),
                                  "errors": [r["error"] for r in reps if "error" in r]}
-        for key in ("p50_ms", "p99_ms", "max_ms", "cpu_pct", "cpu_busiest_pct", "push_err_p99_ms", "load_1min"):
+        for key in ("p50_ms", "p99_ms", "max_ms", "cpu_pct", "cpu_busiest_pct", "push_err_p99_ms", "load_1min",
+                    "machine_cpu_pct", "nice_cpu_pct"):
             vals = [r[key] for r in ok if r.get(key) is not None]
             if vals:
                 entry[key] = float(np.median(vals))
@@ -420,7 +463,7 @@ def _print_table(summary: list[dict[str, Any]], load: int) -> None:
     table = Table(title=f"latency, push -> arrival (ms; median of runs [min-max]); background load: {load} busy processes",
                   title_justify="left")
     for col in ("Hz", "path", "p50", "p99", "pooled p50/p99", "p50-hop", "p99-hop", "lost", "CPU %", "push err p99",
-                "load"):
+                "load\nmachine %"):
         table.add_column(col, justify="left" if col == "path" else "right")
 
     def rng(e: dict[str, Any], key: str, d: int = 3) -> str:
@@ -439,8 +482,12 @@ def _print_table(summary: list[dict[str, Any]], load: int) -> None:
         cpu = rng(e, "cpu_pct", 0) if "cpu_pct" in e else "-"
         table.add_row(f"{e['rate_hz']:g}", f"{e['path']}\n({e['runs_ok']}/{e['runs']} runs)", rng(e, "p50_ms"),
                       rng(e, "p99_ms"), pooled, over, over99, f"{e['lost']}/{e['samples']}", cpu,
-                      rng(e, "push_err_p99_ms", 2) if "push_err_p99_ms" in e else "-", f"{e.get('load_1min', 0):.2f}")
+                      rng(e, "push_err_p99_ms", 2) if "push_err_p99_ms" in e else "-",
+                      f"{e.get('load_1min', 0):.2f}\n{e.get('machine_cpu_pct', float('nan')):.0f}")
     console().print(table)
+    warning = not_quiet_warning(summary)
+    if warning:
+        console().print(f"[yellow]{warning}[/]")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.latency import GRAPH, CpuMeter, _client, _score, _stop
+from benchmarks.latency import GRAPH, CpuMeter, MachineMeter, _client, _score, _stop, not_quiet_warning
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "snn_streaming_sample.npz"
@@ -117,6 +117,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "'per-session' = a pusher and a receiver process per session (2N processes; on 2 cores their "
                         "own CPU starves the sessions) (default shared)")
     p.add_argument("--json", dest="json_path", metavar="PATH", help="also write every session's figures as JSON")
+    p.add_argument("--graph", dest="graph_kind", choices=("spikeloop", "relay"), default="spikeloop",
+                   help="what each session runs: 'spikeloop' = the graph above as a spikeloop run on the cluster "
+                        "(default); 'relay' = a bare pylsl relay process (pull -> push, no Ray, no nodes), the "
+                        "floor under any LSL-in/LSL-out graph on this machine, measured the same way")
+    p.add_argument("--keep", metavar="DIR",
+                   help="keep every session's files in DIR (graph.yaml, graph.log, summary.json, and the clients' "
+                        "pushed.npz / received.npz: each sample's push schedule, stamp and arrival time in s on the "
+                        "LSL clock), e.g. to line the largest delays up with a trace; default: a temporary directory")
 
 
 # --- the cluster ----------------------------------------------------------------------------------------
@@ -244,11 +252,12 @@ class Session:
     output; ``graph_startup_s``: from the graph's launch to the first output.
     """
 
-    def __init__(self, index: int, workdir: Path, cluster: LocalCluster, model: str, wait: str,
+    def __init__(self, index: int, workdir: Path, cluster: "LocalCluster | None", model: str, wait: str,
                  duration: float, startup_s: float, resolve_s: float, client_startup_s: float,
                  shared: "SharedClients | None" = None, settle_s: float = SETTLE_S,
-                 overrides: tuple[str, ...] = ()) -> None:
+                 overrides: tuple[str, ...] = (), graph_kind: str = "spikeloop") -> None:
         self.index, self.workdir, self.cluster = index, workdir, cluster
+        self.graph_kind = graph_kind
         self.shared = shared
         self.settle = settle_s
         self.overrides: list[str] = list(overrides)
@@ -285,12 +294,18 @@ class Session:
         self.phase = "pusher"
 
     def _launch_graph(self) -> None:
-        cmd = [sys.executable, "-m", "pipeline", "run", str(self.config), "--runner", "ray", "--address",
-               self.cluster.address, "--no-progress", "--json", str(self.summary_path)]
-        for item in self.overrides:
-            cmd += ["--set", item]
+        if self.graph_kind == "relay":  # the floor: a bare pylsl relay, no Ray, no nodes
+            cmd = [sys.executable, "-m", "benchmarks.latency_clients", "relay", "--name", self.in_name,
+                   "--out-name", self.out_name]
+            env = None
+        else:
+            cmd = [sys.executable, "-m", "pipeline", "run", str(self.config), "--runner", "ray", "--address",
+                   self.cluster.address, "--no-progress", "--json", str(self.summary_path)]
+            for item in self.overrides:
+                cmd += ["--set", item]
+            env = self.cluster.env
         self.t_graph = time.monotonic()
-        self.graph = subprocess.Popen(cmd, cwd=REPO, env=self.cluster.env, stdout=open(self.workdir / "graph.log", "w"),
+        self.graph = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(self.workdir / "graph.log", "w"),
                                       stderr=subprocess.STDOUT)
         if self.shared is not None:  # the shared receiver is already resolving this session's output
             self.receiver = self.shared.receiver
@@ -389,8 +404,9 @@ def start_all(sessions: list[Session], parallel: int) -> float:
     return time.monotonic() - t0
 
 
-def measure_n(n: int, cluster: LocalCluster, root: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Run ``n`` sessions at once on ``cluster``; every session's figures and the summary for ``n``."""
+def measure_n(n: int, cluster: LocalCluster | None, root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Run ``n`` sessions at once on ``cluster`` (None: ``--graph relay``, no Ray); every session's figures
+    and the summary for ``n``."""
     sessions: list[Session] = []
     shared: SharedClients | None = None
     total: CpuMeter | None = None
@@ -405,7 +421,8 @@ def measure_n(n: int, cluster: LocalCluster, root: Path, args: argparse.Namespac
         for i in range(n):
             sessions.append(Session(i, root / f"n{n}_s{i}", cluster, args.model, args.wait, args.duration,
                                     args.startup_timeout, args.resolve_timeout, client_startup, settle_s=args.settle,
-                                    overrides=tuple(getattr(args, "overrides", []) or [])))
+                                    overrides=tuple(getattr(args, "overrides", []) or []),
+                                    graph_kind=getattr(args, "graph_kind", "spikeloop")))
         if args.clients == "shared":
             shared = SharedClients(sessions, root / f"n{n}_clients", args.duration, client_startup, args.settle)
         result["load_1min_before_startup"] = os.getloadavg()[0]
@@ -424,12 +441,15 @@ def measure_n(n: int, cluster: LocalCluster, root: Path, args: argparse.Namespac
                 (shared.workdir / "go").touch()
             time.sleep(args.settle)
             result["load_1min_start"] = os.getloadavg()[0]
-            total = CpuMeter(cluster.proc.pid, *(s.graph.pid for s in live if s.graph is not None))
+            total = CpuMeter(*([cluster.proc.pid] if cluster is not None else []),
+                             *(s.graph.pid for s in live if s.graph is not None))
             total.begin()
             client_pids = ([shared.pusher.pid, shared.receiver.pid] if shared is not None else
                            [p.pid for s in live for p in (s.pusher, s.receiver) if p is not None])
             clients = CpuMeter(*client_pids)
             clients.begin()
+            machine = MachineMeter()
+            machine.begin()
             for s in live:
                 s.meter = CpuMeter(s.graph.pid)
                 s.meter.begin()
@@ -443,9 +463,11 @@ def measure_n(n: int, cluster: LocalCluster, root: Path, args: argparse.Namespac
                 s.cpu = s.meter.end() if s.meter else {}
             result["cpu"] = total.end()
             result["cpu_clients"] = clients.end()
+            result.update(machine.end())
             result["load_1min_end"] = os.getloadavg()[0]
-            result["actor_niceness"] = cluster.actor_niceness()
-            cluster.pids()
+            if cluster is not None:
+                result["actor_niceness"] = cluster.actor_niceness()
+                cluster.pids()
             time.sleep(0.5)  # stragglers
     finally:
         for s in sessions:
@@ -468,7 +490,7 @@ def measure_n(n: int, cluster: LocalCluster, root: Path, args: argparse.Namespac
                     _stop(proc)
         for s in sessions:  # Ctrl-C for every run at once, then a bounded wait for each
             if s.graph is not None and s.graph.poll() is None:
-                s.graph.send_signal(signal.SIGINT)
+                s.graph.send_signal(signal.SIGTERM if s.graph_kind == "relay" else signal.SIGINT)
         # one bounded wait shared by all runs; never a second Ctrl-C, which would force a run's exit
         # before it writes its summary: only a run still alive after the wait is terminated
         deadline = time.monotonic() + 60.0
@@ -491,7 +513,9 @@ def measure_n(n: int, cluster: LocalCluster, root: Path, args: argparse.Namespac
         else:
             row.update(_score(s.workdir, events=False))
             row["cpu_run_pct"] = getattr(s, "cpu", {}).get("cpu_pct")
-            if not s.summary_path.exists():
+            if s.graph_kind == "relay":  # one process per session, no actor: its own CPU
+                row["cpu_pct"] = row["cpu_run_pct"]
+            elif not s.summary_path.exists():
                 row.setdefault("error", f"run wrote no summary ({s.log_tail()})")
             else:  # the session's actor: its pid from the run's summary, its CPU from the cluster-wide meter
                 groups = json.loads(s.summary_path.read_text()).get("groups", {})
@@ -521,7 +545,10 @@ def _print(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
     from pipeline.console import console
 
-    table = Table(title=f"concurrent live sessions on one loopback Ray cluster: push -> arrival (ms), "
+    relay = getattr(args, "graph_kind", "") == "relay"
+    what = ("bare pylsl relays (the floor; no Ray, no nodes)" if relay
+            else "concurrent live sessions on one loopback Ray cluster")
+    table = Table(title=f"{what}: push -> arrival (ms), "
                         f"{args.duration:g} s window, 96 ch at 250 Hz, inlet wait={args.wait}; {os.cpu_count()} CPUs; "
                         f"start-up: at most {args.startup_parallel or 'all'} at once, inlet resolve timeout "
                         f"{args.resolve_timeout:g} s, worker niceness {args.worker_niceness}",
@@ -544,10 +571,17 @@ def _print(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         table.add_row(f"[bold]{n}[/]", f"[bold]all ({res['sessions_ok']}/{n} ok)[/]", f(res.get("median_p50_ms")),
                       f"[bold]{f(res.get('worst_p99_ms'))}[/] worst", "", f"[bold]{res['lost']}[/] / {res['samples']}",
                       f"{f(cpu, 0)} total", f"{f(res.get('graph_startup_s_median'), 1)} med", load,
-                      f"all up in {res.get('startup_s', 0):.0f} s; actor nice {res.get('actor_niceness', '?')}; "
-                      f"CPU: cluster tree + runs; clients ({res.get('clients', '?')}) "
-                      f"{f(res.get('cpu_clients', {}).get('cpu_pct'), 0)} %", end_section=True)
+                      f"all up in {res.get('startup_s', 0):.0f} s; "
+                      + ("CPU: the relays; " if relay else
+                         f"actor nice {res.get('actor_niceness', '?')}; CPU: cluster tree + runs; ")
+                      + f"clients ({res.get('clients', '?')}) "
+                      f"{f(res.get('cpu_clients', {}).get('cpu_pct'), 0)} %; machine "
+                      f"{f(res.get('machine_cpu_pct'), 0)} % (niced {f(res.get('nice_cpu_pct'), 0)} %)",
+                      end_section=True)
     console().print(table)
+    warning = not_quiet_warning(results)
+    if warning:
+        console().print(f"[yellow]{warning}[/]")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -563,28 +597,39 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"bench sessions: --settle must be >= 0 s, got {args.settle}")
     if not -20 <= args.worker_niceness <= 19:
         raise UserError(f"bench sessions: --worker-niceness must be in -20..19, got {args.worker_niceness}")
+    keep = getattr(args, "keep", None)
+    if keep and Path(keep).exists() and any(Path(keep).iterdir()):
+        raise UserError(f"bench sessions: --keep {keep}: the directory is not empty (a session's old 'stop' or "
+                        "'ready' file would end or start the new one early); give a new or empty directory")
     results: list[dict[str, Any]] = []
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="spikeloop_sessions_") as tmp:
-        print("starting a Ray cluster on loopback ...", file=sys.stderr, flush=True)
-        try:
-            cluster = LocalCluster(num_cpus=max(max(args.sessions), os.cpu_count() or 1), startup_s=args.startup_timeout,
-                                   worker_niceness=args.worker_niceness)
-        except RuntimeError as exc:
-            raise UserError(f"bench sessions: {exc}") from None
-        try:
+        root = Path(tmp)
+        if keep:
+            root = Path(keep)
+            root.mkdir(parents=True, exist_ok=True)
+        cluster: LocalCluster | None = None
+        if getattr(args, "graph_kind", "spikeloop") != "relay":  # bare relays need no Ray
+            print("starting a Ray cluster on loopback ...", file=sys.stderr, flush=True)
+            try:
+                cluster = LocalCluster(num_cpus=max(max(args.sessions), os.cpu_count() or 1),
+                                       startup_s=args.startup_timeout, worker_niceness=args.worker_niceness)
+            except RuntimeError as exc:
+                raise UserError(f"bench sessions: {exc}") from None
             print(f"cluster at {cluster.address} (temp dir {cluster.temp_dir})", file=sys.stderr, flush=True)
+        try:
             for n in args.sessions:
-                results.append(measure_n(n, cluster, Path(tmp), args))
+                results.append(measure_n(n, cluster, root, args))
         finally:
-            cluster.stop()
+            if cluster is not None:
+                cluster.stop()
     _print(results, args)
     if args.json_path:
         out = Path(args.json_path)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({
             "benchmark": "sessions", "channels": 96, "rate_hz": RATE_HZ, "duration_s": args.duration,
-            "wait": args.wait, "model": args.model, "cpu_count": os.cpu_count(), "load_avg_at_start": load_start,
+            "wait": args.wait, "graph": args.graph_kind, "model": args.model, "cpu_count": os.cpu_count(), "load_avg_at_start": load_start,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "results": results}, indent=2) + "\n")
         print(f"results written to {args.json_path}")
     return 0 if all(not r["failed"] for r in results) else 1

@@ -18,6 +18,16 @@ def local_clock() -> float:
     return _lsl_clock()
 
 
+try:  # the same reading without two Python frames around it: liblsl's own function (a live graph
+    # reads the clock several times per sample); pylsl.local_clock is exactly ``lib.lsl_local_clock()``
+    from pylsl.util import lib as _liblsl
+
+    if getattr(_liblsl.lsl_local_clock, "restype", None) is not None:
+        local_clock = _liblsl.lsl_local_clock  # noqa: F811 - returns a float (restype c_double)
+except Exception:  # pragma: no cover - a pylsl without pylsl.util.lib: keep the wrapper above
+    pass
+
+
 SPIN_S = 0.0015
 """How long before a deadline :func:`wait_until` stops sleeping and spins (seconds)."""
 

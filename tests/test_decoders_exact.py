@@ -123,3 +123,33 @@ def test_lstm_with_zscore_input_matches_torch():
     assert kernel.zscore
     y, _ = run_in_chunks(kernel, counts, random_chunks(len(counts), 3))
     np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-5 * np.abs(y_ref).max())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_snn_streaming_one_call_live_path_equals_general_path(dtype):
+    """A live decoder's one-sample packets decode in one compiled call (nothing recorded or counted):
+    outputs, state and the count of non-finite inputs identical to the general numpy path's."""
+    arrays, meta = _model_file("snn_streaming", seed=5)
+    counts = poisson_counts(800, C, seed=5).astype(dtype)
+    counts[::97] *= np.asarray(0.3, dtype=dtype)  # non-integer values, as after a filter
+    counts[10, 3], counts[400, 0], counts[401, 7] = np.nan, np.inf, -np.inf
+    fast, general = make_kernel(arrays, meta), make_kernel(arrays, meta)
+    general.record = True  # recording takes the general path
+
+    def general_path(*_args, **_kwargs):
+        raise AssertionError("the live path fell back to the general one")
+
+    fast.run = general_path  # the one-call path never goes through Kernel.run
+    ys_fast, ys_general, bad_fast, bad_general = [], [], 0, 0
+    for t in range(len(counts)):
+        y, bad = fast.run_counts(counts[t:t + 1])
+        ys_fast.append(y)
+        bad_fast += bad
+        y, bad = general.run_counts(counts[t:t + 1])
+        ys_general.append(y)
+        bad_general += bad
+    np.testing.assert_array_equal(np.concatenate(ys_fast), np.concatenate(ys_general))
+    assert bad_fast == bad_general == 3
+    for key, value in general.state().items():
+        np.testing.assert_array_equal(fast.state()[key], value)
+    assert np.concatenate(ys_fast).dtype == np.float32

@@ -58,3 +58,16 @@ def test_short_slice_is_opt_in_and_applies_to_the_calling_thread(monkeypatch):
     if on is None or kernel_before is None:
         pytest.skip("this kernel has no per-thread slice (EEVDF custom slices need Linux >= 6.12)")
     assert on == 200_000 and kernel_after == 200_000  # read back by the call and by /proc alike
+
+
+def test_actor_switch_interval_override(monkeypatch):
+    """Group actors set a 0.2 ms interpreter switch interval; SPIKELOOP_SWITCH_INTERVAL_US overrides it
+    (A/B diagnostic), and a malformed value keeps the default."""
+    from pipeline.runners import ray_runner
+
+    monkeypatch.delenv("SPIKELOOP_SWITCH_INTERVAL_US", raising=False)
+    assert ray_runner._switch_interval_s() == ray_runner.SWITCH_INTERVAL_S == 0.0002
+    monkeypatch.setenv("SPIKELOOP_SWITCH_INTERVAL_US", "5000")
+    assert ray_runner._switch_interval_s() == 0.005
+    monkeypatch.setenv("SPIKELOOP_SWITCH_INTERVAL_US", "fast")
+    assert ray_runner._switch_interval_s() == 0.0002

@@ -48,8 +48,10 @@ class Killer:
         self.killed: list[float] = []
         self.killed_lsl: list[float] = []
         self.parts: list[dict] = []
+        self.events: list[str] = []
 
     def __call__(self, event: str, info: dict) -> None:
+        self.events.append(event)
         if event == "started":
             self.pids.update(info["pids"])
         elif event == "restarted":
@@ -139,6 +141,8 @@ runtime:
     thread.join(20.0)
     assert not thread.is_alive()
     assert killer.killed, "no checkpoint came before the end"
+    # a live graph runs only once its spare has prepared: the spare's start-up is not in the session
+    assert killer.events.index("spare_ready") < killer.events.index("checkpoint")
     assert result["restarts"] == {"inlet+smooth+outlet": 1}
     assert result["restart_s"]["inlet+smooth+outlet"] > 0
     assert result["stopped_by"] == "duration 12 s"

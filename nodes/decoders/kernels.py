@@ -41,7 +41,7 @@ import numpy as np
 
 from nodes.decoders.attention import attention_transforms
 from nodes.decoders.features import FeatureSpec, features, next_history
-from nodes.decoders.lif_loop import asa_ring, lif_stack_asa_run, lif_stack_run, pack_asa
+from nodes.decoders.lif_loop import asa_ring, lif_stack_asa_run, lif_stack_decode_binary, lif_stack_run, pack_asa
 
 GRID_BITS = 14
 """Spiking models' weights, biases and thresholds are multiples of 2**-GRID_BITS."""
@@ -118,6 +118,17 @@ class Kernel:
         if name not in self.arrays:
             raise ValueError(f"{self.kind} model file has no array {name!r}")
         return np.ascontiguousarray(self.arrays[name], dtype=F32)
+
+    def run_counts(self, data: np.ndarray, activity: Activity | None = None) -> tuple[np.ndarray, int]:
+        """Decode a packet's ``data`` (shape ``(n, C)``, spike counts per 4 ms bin, any real dtype) with
+        non-finite counts read as 0: ``(velocity (n, outputs) float32 in mm/s, non-finite counts seen)``."""
+        counts = np.asarray(data, dtype=F32)
+        bad = 0
+        if not np.isfinite(counts).all():
+            nonfinite = ~np.isfinite(counts)
+            bad = int(nonfinite.sum())
+            counts = np.where(nonfinite, np.float32(0), counts)
+        return self.run(counts, activity), bad
 
     def run(self, counts: np.ndarray, activity: Activity | None = None) -> np.ndarray:
         """Decode ``counts`` (shape ``(n, C)``, spike counts per 4 ms bin) into shape ``(n, outputs)``
@@ -198,9 +209,15 @@ class SNNStreamingKernel(Kernel):
         self.bias = np.concatenate(self.b)
         self.transforms = attention_transforms(self.arrays, meta, self.sizes)  # attention: asa → causal ASA
         self._asa = self._pack_asa()
+        outputs = self.sizes[-1]
+        self._readout = tuple(np.ascontiguousarray(np.broadcast_to(a, (outputs,)), dtype=F32)
+                              for a in (self.out_scale, self.target_scale, self.target_mean))
         self.compiled_asa = self._asa is not None  # False: the per-step numpy CausalASA path (keeps last_gain)
         self.reset()
         self._run_compiled(np.zeros((0, c), dtype=F32))  # compile (or load the cache) now, not on the first live step
+        for dtype in (F32, np.float64):  # compile (or load the cache) the one-call path for both input dtypes
+            lif_stack_decode_binary(np.zeros((0, self.channels), dtype=dtype), self.w_in_t, self.bias, self.beta,
+                                    self.thr, self.offsets, self.mem, self.spk, *self._readout)
         if self._asa is not None:
             self._run_compiled_asa(np.zeros((0, c), dtype=F32))
 
@@ -259,6 +276,17 @@ class SNNStreamingKernel(Kernel):
         if getattr(self, "_asa", None) is not None:
             self._asa_ring()[:] = 0.0  # the compiled loop's ring
             self._asa["asa_i"][4] = 0  # ring slot written next
+
+    def run_counts(self, data: np.ndarray, activity: Activity | None = None) -> tuple[np.ndarray, int]:
+        """As :meth:`Kernel.run_counts`; a plain binary-input network with nothing recorded or counted
+        decodes in one compiled call (:func:`lif_stack_decode_binary`, bit-identical; tested)."""
+        if (activity is not None or self.record or self.spec.kind != "binary" or self._asa is not None
+                or self.transforms.count(None) != len(self.transforms) or data.ndim != 2
+                or data.shape[1] != self.channels or data.dtype.kind not in "fiu" or data.dtype.itemsize < 4):
+            return super().run_counts(data, activity)
+        out_scale, target_scale, target_mean = self._readout
+        return lif_stack_decode_binary(data, self.w_in_t, self.bias, self.beta, self.thr, self.offsets,
+                                       self.mem, self.spk, out_scale, target_scale, target_mean)
 
     def _asa_active(self) -> bool:
         return self._asa is not None and self.compiled_asa

@@ -17,8 +17,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from pipeline.errors import UserError
 from pipeline.modelfile import load_model
 from pipeline.node import Node, require
@@ -77,13 +75,9 @@ class Decoder(Node):
         )}
 
     def process(self, port: str, packet: Packet) -> dict[str, Packet]:
-        counts = np.asarray(packet.data, dtype=np.float32)
-        if not np.isfinite(counts).all():
-            bad = ~np.isfinite(counts)
-            self._nonfinite += int(bad.sum())
-            counts = np.where(bad, np.float32(0), counts)
-        y = self.kernel.run(counts, self.activity)
-        self._steps += counts.shape[0]
+        y, bad = self.kernel.run_counts(packet.data, self.activity)  # non-finite counts read as 0, counted
+        self._nonfinite += bad
+        self._steps += y.shape[0]
         return {"out": packet.derive(y)}
 
     def state(self) -> dict[str, Any]:

@@ -54,6 +54,11 @@ MODES = ("causal", "block")
 TAKES = ("last", "middle")
 
 
+_COMPILED_DTYPES = frozenset(np.dtype(t) for t in ("float32", "float64", "int8", "int16", "int32", "int64",
+                                                   "uint8", "uint16", "uint32", "uint64"))
+"""Input dtypes the one-call causal path takes (numba has no float16; others go through ``_clean``)."""
+
+
 def design_bessel(order: int, cutoff_hz: float, rate_hz: float) -> np.ndarray:
     """Low-pass Bessel design as second-order sections, shape ``(sections, 6)``.
 
@@ -98,9 +103,9 @@ class BesselFilter(Node):
             raise ValueError(f"bessel: order must be an integer >= 1, got {order!r}")
         # the compiled loop (numba) is imported where the node is constructed, i.e. where it runs: a
         # driver that only loads the graph (param checks, layout) imports neither numba nor scipy
-        from nodes.filters.sos_loop import sos_filter
+        from nodes.filters.sos_loop import sos_filter, sos_filter_hold
 
-        self._sos_filter = sos_filter
+        self._sos_filter, self._sos_filter_hold = sos_filter, sos_filter_hold
         self.order, self.cutoff_hz, self.mode, self.block, self.take = order, float(cutoff_hz), mode, block, take
         self.sos = np.zeros((0, 6))
         self.channels = 0
@@ -138,6 +143,11 @@ class BesselFilter(Node):
         self._reset_state()
         if self.mode == "causal":  # compile (or load the cache) now, not on the first live sample
             self._sos_filter(self.sos, np.zeros((0, self.channels)), self._zi)
+            try:  # the one-call path for the stream's own dtype (float32 for most amplifiers)
+                self._sos_filter_hold(self.sos, np.zeros((0, self.channels), dtype=info.dtype), self._zi,
+                                      self._last_finite)
+            except Exception:  # noqa: BLE001 - a dtype numba does not take: process() falls back
+                pass
         metadata = dict(info.metadata)
         prior = float(metadata.get("delay_s", 0.0))
         metadata["delay_s"] = prior + self.delay_samples / self.rate_hz
@@ -174,12 +184,16 @@ class BesselFilter(Node):
     def process(self, port: str, packet: Packet) -> dict[str, Packet]:
         if packet.n_samples == 0:
             return {}
-        x = self._clean(packet.data)
         self._t_enter = packet.t_enter
         if self.mode == "causal":
-            y = self._sos_filter(self.sos, x, self._zi)  # scipy.signal.sosfilt's arithmetic, compiled
+            data = packet.data
+            if data.dtype in _COMPILED_DTYPES:  # clean-up and scipy.signal.sosfilt's arithmetic, one compiled call
+                y, bad = self._sos_filter_hold(self.sos, data, self._zi, self._last_finite)
+                self._nonfinite += bad
+            else:
+                y = self._sos_filter(self.sos, self._clean(data), self._zi)
             return {"out": packet.derive(y)}
-        return self._block(x, packet.timestamps, packet)
+        return self._block(self._clean(packet.data), packet.timestamps, packet)
 
     def _block(self, x: np.ndarray, stamps: np.ndarray, packet: Packet | None) -> dict[str, Packet]:
         n, width = x.shape[0], self.block

@@ -96,8 +96,18 @@ MAX_KEPT_BYTES = 256 * 2**20
 WORKER_NICENESS = "0"
 """``RAY_worker_niceness`` for a local Ray this runner starts (Ray's default is 15; see :func:`ensure_ray`)."""
 SWITCH_INTERVAL_S = 0.0002
-"""``sys.setswitchinterval`` inside group actors (see :class:`GroupActor`)."""
+"""``sys.setswitchinterval`` inside group actors (see :class:`GroupActor`); ``SPIKELOOP_SWITCH_INTERVAL_US``
+in the environment overrides it (a diagnostic for ``bench latency --variant`` A/B runs)."""
+
+
+def _switch_interval_s() -> float:
+    try:
+        return max(1e-6, float(os.environ["SPIKELOOP_SWITCH_INTERVAL_US"]) * 1e-6)
+    except (KeyError, ValueError):
+        return SWITCH_INTERVAL_S
 POLL_S = 0.1
+SPARE_WAIT_S = 30.0
+"""Longest wait (s) for the spare actor to prepare before a live graph runs (see :meth:`Driver.start`)."""
 """The driver's polling period (s): actor deaths are noticed within about this long."""
 CALL_TIMEOUT_S = 60.0
 """Longest wait for a control call to an actor (opening a node may resolve an LSL stream)."""
@@ -337,7 +347,7 @@ class GroupActor:
     """
 
     def __init__(self) -> None:
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        sys.setswitchinterval(_switch_interval_s())
         self.nodes: dict[str, Any] = {}
         self.stepper: Stepper | None = None
         self.outbox: Outbox | None = None
@@ -686,9 +696,18 @@ class Driver:
             raise error_from_line(result[1], result[2])
 
     def start(self) -> None:
-        """Create every actor, open every node (in topological order), set up the peers."""
+        """Create every actor, open every node (in topological order), set up the peers.
+
+        The spare actor's process starts beside the groups' (a Ray worker's start is ~1.5 CPU s at
+        normal priority, then its preparation at standby priority); a live graph waits for it (at
+        most :data:`SPARE_WAIT_S`) before it runs: on a small machine that work would otherwise
+        fall in the session's first seconds and delay its samples' wake-ups (docs/RESULTS.md,
+        "Cluster: concurrent live sessions")."""
         for plan in self.plans:  # start the actors' processes side by side, then configure them
             self.actors[plan.name] = self.spawn(plan.resources)
+        spare = self.can_restart and restarts_enabled(self.spec.runtime)
+        if spare:
+            self._spare()
         log.info("starting %d actors…", len(self.plans))
         errors = [self.get(self.configure(p, self.actors[p.name]), f"group {p.name!r} (starting its actor)",
                            START_TIMEOUT_S) for p in self.plans]
@@ -699,8 +718,22 @@ class Driver:
         self.get_all([a.setup.remote(self.actors) for a in self.actors.values()], "setting up the groups")
         self.pids = dict(zip(self.actors, self.get_all([a.ping.remote() for a in self.actors.values()], "ping")))
         self.observer("started", {"pids": dict(self.pids), "actors": dict(self.actors)})
-        if self.can_restart and restarts_enabled(self.spec.runtime):
-            self._spare()
+        if spare and any(n.kind in LIVE_SOURCE_KINDS for n in self.spec.nodes.values()):
+            self._await_spare()
+
+    def _await_spare(self) -> None:
+        """Wait (bounded, stoppable) until the spare actor has prepared itself; never fatal."""
+        t = time.monotonic()
+        try:
+            self.get(self.spare_ref, "the spare actor (preparing)", SPARE_WAIT_S)
+        except StartupStopped:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a spare that is slow or failed: a restart makes a new actor
+            log.warning("spare actor not ready after %.0f s (%s); the graph runs without waiting for it",
+                        time.monotonic() - t, " ".join(str(exc).split())[:200])
+            return
+        self.check_spare()
+        log.debug("waited %.1f s for the spare actor", time.monotonic() - t)
 
     def get_all(self, refs: list, what: str) -> list:
         return [self.get(r, what) for r in refs]
