@@ -204,8 +204,20 @@ def test_driver_training_keeps_the_reflex_in_the_dagger_loop(tmp_path):
     a, m = load_model(args.out)
     save_model(tmp_path / "rfx.npz", *with_reflex(a, m, 0.6, 2.0))
     args.init, args.out, args.rounds = str(tmp_path / "rfx.npz"), str(tmp_path / "drv2.npz"), 1
+    args.state_drop = 0.5  # the turn-rate input fed as 0 in half the fine-tuning sequences
+    args.keep_rounds = True
     assert train_driver(args) == 0
+    kept = sorted(p.name for p in tmp_path.glob("drv2.round*.npz"))
+    assert kept == ["drv2.round0.npz", "drv2.round1.npz"]  # the re-entered round and the new one
+    assert load_model(tmp_path / "drv2.round1.npz")[1]["reflex"]["d0_m"] == 0.6
     p = load_params(args.out)
+    assert p.meta["regularisation"] == {"state_drop": 0.5}
+    # every round's DAgger data is cached under a name that carries the DRIVER's weights digest,
+    # so a run from another file cannot silently reuse episodes a different network drove
+    collected = sorted(f.stem for f in (tmp_path / "cache").glob("dagger_*.npz"))
+    assert collected and all("_by" in n for n in collected)
+    names = [h["data"] for h in p.meta["dagger"]["history"] if h.get("data")]  # (empty if round 0 was kept)
+    assert all(n in collected for n in names)
     assert p.reflex is not None and p.meta["reflex"]["d0_m"] == 0.6 and p.meta["reflex"]["gain"] == 2.0
     assert p.meta["dagger"]["reflex_in_loop"] == [0.6, 2.0]
     assert [h["reflex"] for h in p.meta["dagger"]["history"]][-1] == [0.6, 2.0]
@@ -363,3 +375,51 @@ def test_weights_digest_tells_edited_weights_apart_and_ignores_the_reflex():
     edited = dict(a, rnn_wx=a["rnn_wx"].copy())
     edited["rnn_wx"][:, -1] *= 0.75
     assert weights_digest(edited) != d
+
+
+def test_float_gap_mixed_kernel_reproduces_the_pure_paths_and_mixes_the_reflex():
+    """scripts/float_gap.py: network x reflex modes; the pure combinations ARE the float and the
+    quantised controllers, a mixed one differs from both exactly by the reflex's difference."""
+    import importlib.util
+
+    from nodes.control.kernels import CrnnKernel, load_params
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("float_gap", REPO / "scripts" / "float_gap.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    params = load_params(str(REPO / "models" / "crnn_driver_q8.npz"))
+    rng = np.random.default_rng(0)
+    scans = rng.uniform(0.15, 6.0, size=(5, 3, 541))
+    scans[:, :, 300:340] = rng.uniform(0.25, 0.45, size=(5, 3, 40))  # a near obstacle ahead-left: the reflex is active
+    state = rng.uniform(-1, 1, size=(5, 3, 2))
+    for net in ("quant", "float"):
+        pure, mixed = CrnnKernel(params, 3, net), mod.MixedKernel(params, 3, net, net)
+        other = mod.MixedKernel(params, 3, net, "float" if net == "quant" else "quant")
+        ref = CrnnKernel(params, 3, "float" if net == "quant" else "quant")
+        for t in range(5):
+            u = pure.step(scans[t], state[t])
+            assert np.array_equal(mixed.step(scans[t], state[t]), u)
+            d = other.step(scans[t], state[t]) - u
+            assert np.allclose(d, ref.reflex_out(scans[t]) - pure.reflex_out(scans[t]))
+        assert np.any(np.abs(ref.reflex_out(scans[0]) - pure.reflex_out(scans[0])) > 0)  # the modes do differ
+
+
+def test_dagger_collection_can_let_the_float_path_drive():
+    """--float-drive: the chosen share of DAgger episodes is driven by the float path of the same
+    weights (other states than the quantised network's), the rest as before."""
+    from nodes.control.driving import _specs, collect
+    from nodes.control.kernels import load_params
+    from tests.conftest import REPO
+
+    params = load_params(str(REPO / "models" / "crnn_driver_q8.npz"))
+    specs = _specs(["configs/worlds/dense.yaml"], 3.0)
+    q = collect(specs, 2, 500, np.random.default_rng(1), params, progress=False)
+    q2 = collect(specs, 2, 500, np.random.default_rng(1), params, progress=False, float_share=0.0)
+    half = collect(specs, 2, 500, np.random.default_rng(1), params, progress=False, float_share=0.5)
+    f = collect(specs, 2, 500, np.random.default_rng(1), params, progress=False, float_share=1.0)
+    assert np.array_equal(q.scans, q2.scans)  # share 0 = the quantised network drives every episode
+    assert len(q) == len(half) == len(f)
+    assert not np.array_equal(q.scans, f.scans)  # the float path drove elsewhere
+    n = len(q) // 2  # sequences of the first episode (and its mirror) come first: driven by the quantised net
+    assert np.array_equal(half.scans[:n], q.scans[:n]) and not np.array_equal(half.scans[n:], q.scans[n:])

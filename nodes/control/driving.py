@@ -75,21 +75,28 @@ def _concat(parts: list[Sequences]) -> Sequences:
 
 
 def collect(specs: list[WorldSpec], episodes: int, seed0: int, rng: np.random.Generator,
-            params: CrnnParams | None = None, progress: bool = True) -> Sequences:
+            params: CrnnParams | None = None, progress: bool = True, float_share: float = 0.0) -> Sequences:
     """``episodes`` per family from world seed ``seed0`` on: expert-driven (noisy) when ``params``
-    is None, else driven by the quantised network of ``params``; labelled by the expert, mirrored."""
+    is None, else driven by the quantised network of ``params`` — or, for the last
+    ``round(float_share * episodes)`` episodes of each family, by the FLOAT path of the same weights
+    (so the float network also meets the states it drives into); labelled by the expert, mirrored."""
     from tqdm import tqdm
 
     from nodes.control.expert import expert_episode, learner_episode
 
     traces = []
     kernel = CrnnKernel(params, 1, "quant") if params is not None else None
-    jobs = [(s, seed0 + i) for s in specs for i in range(episodes)]
-    for spec, seed in tqdm(jobs, desc="expert episodes" if kernel is None else "DAgger episodes",
-                           disable=not progress, leave=False):
+    fkernel = CrnnKernel(params, 1, "float") if params is not None and float_share > 0 else None
+    n_float = int(round(float_share * episodes))
+    jobs = [(s, seed0 + i, i >= episodes - n_float) for s in specs for i in range(episodes)]
+    for spec, seed, by_float in tqdm(jobs, desc="expert episodes" if kernel is None else "DAgger episodes",
+                                     disable=not progress, leave=False):
         env = RobotEnv(spec)
         if kernel is None:
             t = expert_episode(env, seed, rng)
+        elif by_float and fkernel is not None:
+            fkernel.reset()
+            t = learner_episode(env, seed, lambda scan, state: fkernel.step(scan[None], state[None])[0], rng)
         else:
             kernel.reset()
             t = learner_episode(env, seed, lambda scan, state: kernel.step(scan[None], state[None])[0], rng)
@@ -254,7 +261,7 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
 
     from nodes.control.reflex import reflex_label, reflex_tuple, with_reflex
     from nodes.control.torch_models import CRNN
-    from nodes.control.training import FitConfig, base_metadata, fit
+    from nodes.control.training import FitConfig, apply_regularisation, base_metadata, fit
     from pipeline.modelfile import save_model
 
     torch.set_num_threads(1)
@@ -343,6 +350,10 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
 
     qcfg = FitConfig(epochs=args.epochs or 5, patience=3, seed=args.seed, max_minutes=2.5, batch_size=16,
                      lr=getattr(args, "lr", None) or 1e-3, dual=True)
+    regularisation = apply_regularisation(qcfg, args)  # e.g. --state-drop: the turn-rate input cannot latch a turn
+    if regularisation:
+        print(f"DAgger fine-tuning with {regularisation}")
+        meta["regularisation"] = regularisation
     val_mse = float("nan")  # the last fine-tuning's validation MSE (none yet for a continued run's first round)
     if init_arrays is not None:  # continue DAgger from a quantised driver (its reflex, if any, set aside)
         arrays, _ = with_reflex(init_arrays, init_meta, 0.0, 0.0)
@@ -368,6 +379,7 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
         save(arrays, {"dagger": {"rounds": 0, "history": [], "selected_round": 0}})
         print(f"expert-round model saved -> {args.out}")
     best: tuple | None = None
+    next_data: str | None = None  # the cache name of the DAgger data the next round trains on
     r0 = len(history)
     if history:  # --init: its round is re-entered (re-scored unless it was scored on these very worlds)
         r0 -= 1
@@ -386,7 +398,7 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
         history.append({"round": r, "validation": score, "val_worlds": n_val, "val_episode_s": val_episode_s,
                         "weights": digest,
                         "reflex": list(reflex) if reflex else None, "sequences": int(sum(len(d) for d in data)),
-                        "data": f"dagger_{dagger_tag}_round{r}_{episodes}" if r > r0 else (last or {}).get("data")})
+                        "data": next_data if r > r0 else (last or {}).get("data")})
         print(f"round {r}: validation collision-free " + ", ".join(f"{k} {100 * v['collision_free']:.0f}% ({v['cells']:.1f} cells)"
               for k, v in score.items()) + f" (worst {100 * key[2]:.1f}%, progress margin over follow-the-gap {key[1]:+.1f} cells)",
               flush=True)
@@ -398,6 +410,12 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
             if np.isfinite(val_mse):
                 record["val_mse"] = float(val_mse)
             on_epoch(record, *file_model(arrays, {"dagger": dagger, "validation_worst_collision_free": key[2]}), None)
+        if getattr(args, "keep_rounds", None):  # every round's network beside --out, for a later look or reflex
+            a_r, m_r = full(arrays)
+            rpath = Path(args.out).with_suffix(f".round{r}.npz")
+            save_model(rpath, a_r, dict(m_r, seed=args.seed, timesteps=None,
+                                        timesteps_note="not checked: run spikeloop train --model timesteps",
+                                        dagger={"rounds": r, "history": list(history), "selected_round": r}))
         if best is None or key > best[0]:
             best = (key, arrays, r)
             save(arrays, {"dagger": {"rounds": r, "episodes_per_family": episodes, "episode_s": episode_s,
@@ -408,7 +426,13 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
                           "validation_worst_collision_free": key[2]})
         if r == r0 + rounds or time.monotonic() - t_start > budget_s:
             break
-        data.append(cached(f"dagger_{dagger_tag}_round{r + 1}_{episodes}", lambda: collect(specs, episodes, train_seed + 100 * r, rng, params)))
+        # the cached name names the DRIVER (its weights digest): a run from another file never reuses
+        # (and silently trains on) episodes that a different network drove
+        float_share = getattr(args, "float_drive", None) or 0.0
+        next_data = (f"dagger_{dagger_tag}_round{r + 1}_{episodes}_by{digest[:8]}"
+                     + (f"_float{float_share:g}" if float_share else ""))
+        data.append(cached(next_data, lambda: collect(specs, episodes, train_seed + 100 * r, rng, params,
+                                                      float_share=float_share)))
         model = CRNN.from_arrays(arrays, levels, DRIVER_LAYERS)
         qcfg.seed += 1
         arrays, val_mse, _ = fit(model, _concat(data), val, meta, qcfg, desc=f"round {r + 1}")

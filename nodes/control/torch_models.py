@@ -38,8 +38,12 @@ class CRNN(nn.Module):
     forward(scans (B, N, 541) metres, state (B, N, 2), h0 (B, 32) or None) -> (steering (B, N), h (B, 32)).
     """
 
-    def __init__(self, levels: int | None = None, conv_layers=CONV_LAYERS, hidden: int = HIDDEN) -> None:
+    def __init__(self, levels: int | None = None, conv_layers=CONV_LAYERS, hidden: int = HIDDEN,
+                 dropout: float = 0.0) -> None:
         super().__init__()
+        # dropout (training only): on the conv features entering the RNN and on the hidden state read
+        # out into the steering (never on the recurrent path itself, so h carries over unchanged)
+        self.drop = nn.Dropout(dropout)
         convs, c_in = [], 1
         self.conv_layers, self.hidden = tuple(tuple(c) for c in conv_layers), hidden
         for _, c_out, k, s, _ in self.conv_layers:
@@ -71,13 +75,13 @@ class CRNN(nn.Module):
     def forward(self, scans: torch.Tensor, state: torch.Tensor, h: torch.Tensor | None = None):
         b, n = scans.shape[:2]
         f = self.features(scans.reshape(b * n, -1)).reshape(b, n, -1)
-        xin = self.wx(torch.cat([f, torch.clamp(state, -1, 1)], dim=-1))
+        xin = self.wx(torch.cat([self.drop(f), torch.clamp(state, -1, 1)], dim=-1))
         h = torch.zeros(b, self.hidden, dtype=scans.dtype) if h is None else h
         outs = []
         for t in range(n):
             z = xin[:, t] + self.wh(h)
             h = self.quant["rnn"](z) if self.levels is not None else torch.tanh(z)
-            outs.append(self.out(h))
+            outs.append(self.out(self.drop(h)))
         return torch.cat(outs, dim=1), h
 
     @torch.no_grad()
@@ -114,9 +118,10 @@ class CRNN(nn.Module):
         return arrays
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], levels: int | None = None, conv_layers=CONV_LAYERS) -> "CRNN":
+    def from_arrays(cls, arrays: dict[str, np.ndarray], levels: int | None = None, conv_layers=CONV_LAYERS,
+                    dropout: float = 0.0) -> "CRNN":
         """Build from exported arrays; quantiser steps are loaded when present and ``levels`` is set."""
-        model = cls(levels, conv_layers, int(np.asarray(arrays["rnn_wh"]).shape[0]))
+        model = cls(levels, conv_layers, int(np.asarray(arrays["rnn_wh"]).shape[0]), dropout)
         with torch.no_grad():
             for (name, *_), conv in zip(model.conv_layers, model.convs):
                 conv.weight.copy_(torch.from_numpy(np.asarray(arrays[f"{name}_w"], dtype=np.float32)))

@@ -10,6 +10,12 @@ episodes driven by the controller ``M`` and labelled by the expert (DAgger).
 * Loss: MSE of the steering over every step of 32-step sequences, h0 = 0 per sequence.
 * Optional augmentation (``FitConfig.augment``, off by default: it did not lower the validation
   MSE): per-sequence range scaling by U(0.85, 1.15) plus N(0, 3 cm) noise.
+* Optional regularisation (all off by default): Adam weight decay (``--weight-decay``, default
+  1e-4), dropout on the features entering the RNN and on the hidden state read out
+  (``--dropout``), Gaussian range noise in metres (``--input-noise``), a smaller or larger RNN
+  (``--hidden``, from scratch only), and for the turn-rate state input (index 1, which the network
+  feeds back to itself in closed loop) Gaussian noise (``--state-noise``) or zeroing per sequence
+  (``--state-drop``), so it cannot serve as a latch.
 * Adam, fixed seed (torch, numpy), ``torch.set_num_threads(1)``; after every epoch the numpy
   kernel of the exported model (the code that runs in graphs) is scored on the validation traces
   and the best export is kept; training stops after ``patience`` epochs without improvement,
@@ -30,7 +36,7 @@ import numpy as np
 
 from nodes.control.dataset import (KERAS_TEST_TRACES, KERAS_VAL_TRACES, SEQ_LEN, SEQ_STRIDE, TEST_TRACES, VAL_TRACES,
                                    Sequences, get_split)
-from nodes.control.kernels import RANGE_CLIP_M, CrnnKernel, CrnnParams, conv_lengths
+from nodes.control.kernels import HIDDEN, RANGE_CLIP_M, CrnnKernel, CrnnParams, conv_lengths
 from pipeline.errors import UserError
 
 
@@ -49,6 +55,9 @@ class FitConfig:
     progress: bool = True
     augment: bool = False  # per-sequence range scaling x U(0.85, 1.15) and N(0, 0.03 m) range noise
     dual: bool = False  # quantised model: also train its float path (same weights) on the same targets
+    input_noise: float = 0.0  # N(0, input_noise) metres added to every range while training (clamped at 0)
+    state_noise: float = 0.0  # N(0, state_noise) added to the turn-rate state value (index 1) while training
+    state_drop: float = 0.0  # per sequence, probability that the turn-rate state value is fed as 0 while training
 
 
 def kernel_mse(arrays: dict[str, np.ndarray], meta: dict[str, Any], seqs: Sequences) -> float:
@@ -57,6 +66,30 @@ def kernel_mse(arrays: dict[str, np.ndarray], meta: dict[str, Any], seqs: Sequen
     k = CrnnKernel(CrnnParams(arrays, meta), mode=mode)
     pred = k.run(seqs.scans, seqs.state)
     return float(np.mean((pred - seqs.steering) ** 2))
+
+
+def augment_batch(x, st, cfg: FitConfig):
+    """Training-time augmentation of one batch: scans ``x`` (B, N, 541) metres, state ``st`` (B, N, 2).
+
+    Returns new tensors (the inputs are not modified): range scaling/noise per ``cfg.augment``,
+    ``cfg.input_noise`` metres of Gaussian range noise, and on the turn-rate state value (index 1)
+    ``cfg.state_noise`` Gaussian noise and, per sequence with probability ``cfg.state_drop``, zero.
+    """
+    import torch
+
+    if cfg.augment:
+        scale = torch.empty(len(x), 1, 1, dtype=x.dtype).uniform_(0.85, 1.15)
+        x = torch.clamp(x * scale + 0.03 * torch.randn_like(x), min=0.0)
+    if cfg.input_noise > 0:
+        x = torch.clamp(x + cfg.input_noise * torch.randn_like(x), min=0.0)
+    if cfg.state_noise > 0 or cfg.state_drop > 0:
+        st = st.clone()
+        if cfg.state_noise > 0:
+            st[..., 1] += cfg.state_noise * torch.randn_like(st[..., 1])
+        if cfg.state_drop > 0:
+            keep = (torch.rand(len(st), 1, dtype=st.dtype) >= cfg.state_drop).to(st.dtype)
+            st[..., 1] *= keep
+    return x, st
 
 
 def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitConfig, desc: str = "train",
@@ -97,15 +130,12 @@ def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitC
         losses = []
         for i in range(0, len(order), cfg.batch_size):
             idx = torch.from_numpy(order[i:i + cfg.batch_size])
-            x = xs[idx]
-            if cfg.augment:
-                scale = torch.empty(len(idx), 1, 1).uniform_(0.85, 1.15)
-                x = torch.clamp(x * scale + 0.03 * torch.randn_like(x), min=0.0)
-            pred, _ = model(x, ss[idx])
+            x, st = augment_batch(xs[idx], ss[idx], cfg)
+            pred, _ = model(x, st)
             loss = torch.mean((pred - ys[idx]) ** 2)
             if cfg.dual and model.levels is not None:  # the same weights must also drive as a float network
                 levels, model.levels = model.levels, None
-                pred_f, _ = model(x, ss[idx])
+                pred_f, _ = model(x, st)
                 model.levels = levels
                 loss = loss + torch.mean((pred_f - ys[idx]) ** 2)
             opt.zero_grad()
@@ -130,6 +160,22 @@ def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitC
             break
     bar.close()
     return best[1], best[0], epoch + 1
+
+
+def apply_regularisation(cfg: FitConfig, args: argparse.Namespace) -> dict[str, float]:
+    """Copy the regularisation options given on the command line into ``cfg``; return them (for
+    the model's metadata). Options left out (None) keep ``cfg``'s values; bad values raise UserError."""
+    used: dict[str, float] = {}
+    for name in ("weight_decay", "input_noise", "state_noise", "state_drop", "dropout"):
+        v = getattr(args, name, None)
+        if v is None:
+            continue
+        if v < 0 or (name in ("state_drop", "dropout") and v >= 1):
+            raise UserError(f"--{name.replace('_', '-')} must be >= 0{' and < 1' if name in ('state_drop', 'dropout') else ''}, got {v}")
+        if name != "dropout":  # dropout lives in the model
+            setattr(cfg, name, float(v))
+        used[name] = float(v)
+    return used
 
 
 def base_metadata(levels: int | None, dataset: str, split: str = "standard") -> dict[str, Any]:
@@ -207,12 +253,15 @@ def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict, A
     init_meta: dict[str, Any] = {}
     if args.init:
         arrays0, init_meta = load_model(args.init)
-        model = CRNN.from_arrays(arrays0, levels)
+        if getattr(args, "hidden", None) and args.hidden != int(arrays0["rnn_wh"].shape[0]):
+            raise UserError(f"--hidden {args.hidden}: {args.init} has {int(arrays0['rnn_wh'].shape[0])} hidden units "
+                            "(--hidden applies to training from scratch)")
+        model = CRNN.from_arrays(arrays0, levels, dropout=getattr(args, "dropout", None) or 0.0)
         if levels is not None and "rnn_step" not in arrays0:
             model.init_steps(torch.from_numpy(train.scans[:64]), torch.from_numpy(train.state[:64]))
     else:
         torch.manual_seed(args.seed)
-        model = CRNN(levels)
+        model = CRNN(levels, hidden=getattr(args, "hidden", None) or HIDDEN, dropout=getattr(args, "dropout", None) or 0.0)
         if levels is not None:
             model.init_steps(torch.from_numpy(train.scans[:64]), torch.from_numpy(train.state[:64]))
     cfg = FitConfig(seed=args.seed, progress=getattr(args, "progress", True))
@@ -229,6 +278,7 @@ def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict, A
     for name in ("lr", "threads", "batch_size"):  # shared options (defined by the decoder family)
         if getattr(args, name, None):
             setattr(cfg, name, getattr(args, name))
+    apply_regularisation(cfg, args)
     t0 = time.monotonic()
     arrays, val_mse, epochs = fit(model, train, val, meta, cfg,
                                   desc=f"crnn{'' if levels is None else f' L={levels}'}", on_epoch=on_epoch,
@@ -239,6 +289,9 @@ def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict, A
         "seed": args.seed, "epochs_run": epochs, "val_mse": val_mse, "test_mse": test_mse,
         "test_mse_zero_predictor": zero_mse, "init": str(args.init) if args.init else None,
         "init_test_mse": init_meta.get("test_mse"), "train_minutes": (time.monotonic() - t0) / 60,
+        "regularisation": {"weight_decay": cfg.weight_decay, "dropout": getattr(args, "dropout", None) or 0.0,
+                           "input_noise_m": cfg.input_noise, "augment": cfg.augment, "lr": cfg.lr,
+                           "hidden": int(arrays["rnn_wh"].shape[0])},
     })
     save_model(args.out, arrays, meta)
     kind = "float CRNN" if levels is None else f"quantised CRNN (L={levels})"

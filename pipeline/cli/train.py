@@ -51,12 +51,14 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
         help="decoders: Adam step size of the ASA offsets (--asa-bias), e.g. 0.05 so they can reach the ~-4 that "
              "silences a part within a few epochs (default: the same as --lr)")
     opt("--weight-decay", type=float, default=None, metavar="L2",
-        help="decoders: Adam weight decay (L2) on every parameter (default 0)")
+        help="decoders: Adam weight decay (L2) on every parameter (default 0); crnn / crnn_driver: the same (default 1e-4)")
     opt("--dropout", type=float, default=None, metavar="P",
-        help="decoders: dropout on the normalised input and hidden activity of snn_3d/lstm while training (default 0)")
+        help="decoders: dropout on the normalised input and hidden activity of snn_3d/lstm while training (default 0); "
+             "crnn: dropout on the features entering the RNN and on its read-out (default 0)")
     opt("--input-noise", type=float, default=None, metavar="STD",
-        help="decoders: Gaussian noise of this std on the normalised input of snn_3d/lstm while training (default 0)")
-    opt("--hidden", type=int, default=None, metavar="N", help="decoders: lstm hidden units (default 32)")
+        help="decoders: Gaussian noise of this std on the normalised input of snn_3d/lstm while training (default 0); "
+             "crnn / crnn_driver: std in metres added to every range (default 0)")
+    opt("--hidden", type=int, default=None, metavar="N", help="decoders: lstm hidden units (default 32); crnn: RNN units, from scratch only (default 32)")
     opt("--input-norm", choices=("layernorm", "zscore"), default=None,
         help="decoders: lstm input normalisation: LayerNorm over channels (default) or a per-channel z-score with the training part's mean/std")
     opt("--forget-bias", type=float, default=None, metavar="B",
@@ -107,6 +109,18 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
              "DAgger rounds were not selected on")
     opt("--val-episode-s", type=float, default=None, metavar="S",
         help="crnn_driver / reflex: validation episode length for model selection (default 60)")
+    opt("--state-noise", type=float, default=None, metavar="STD",
+        help="crnn / crnn_driver: Gaussian noise of this std on the turn-rate state input while training "
+             "(default 0; it is in [-1, 1])")
+    opt("--state-drop", type=float, default=None, metavar="P",
+        help="crnn / crnn_driver: per training sequence, feed the turn-rate state input as 0 with probability P, "
+             "so the network cannot use its own turn as a latch (default 0)")
+    opt("--float-drive", type=float, default=None, metavar="F",
+        help="crnn_driver: fraction of each round's DAgger episodes driven by the FLOAT path of the same "
+             "weights instead of the quantised network (default 0), so the float network meets its own states")
+    opt("--keep-rounds", action="store_true", default=None,
+        help="crnn_driver: also save every DAgger round's network (with the reflex) as OUT.roundN.npz, "
+             "its T unchecked (run --model timesteps on the one you keep); default: only the selected round")
     opt("--target-rate", type=float, default=None, metavar="F",
         help="crnn_driver: worst-family validation collision-free rate from which rounds are compared on progress "
              "(cells visited over follow-the-gap, filled) (default 0.95)")
