@@ -193,32 +193,55 @@ class CpuMeter:
 
 
 class MachineMeter:
-    """The whole machine's CPU use over a window (``/proc/stat`` via psutil), in % of one core.
+    """The whole machine's CPU use over a window, in % of one core, summed over every process.
 
     ``machine_cpu_pct``: every process, the benchmark's own included; ``nice_cpu_pct``: the part used
-    by processes at a positive niceness. A row's own CPU (graph and clients) is a fraction of the
-    first; anything well above it is other work on the machine. The second matters on its own: a
-    low-priority background job (``nice 19``, even ``SCHED_IDLE``) still takes a core, and on 2
-    cores it delays the wake-ups of every hop (measured: 16 bare pylsl relays p99 6 ms on the quiet
-    machine, 340-780 ms with one nice-19 training job running; docs/RESULTS.md, "Cluster:
-    concurrent live sessions"). The load average does not show it (one such job: load ~1).
+    by background processes (a positive niceness, or the ``SCHED_IDLE`` / ``SCHED_BATCH`` policy).
+    A row's own CPU (graph and clients) is a fraction of the first; anything well above it is other
+    work on the machine. The second matters on its own: a low-priority background job (``nice 19``,
+    even ``SCHED_IDLE``) still takes a core, and on 2 cores it delays the wake-ups of every hop
+    (measured: 16 bare pylsl relays p99 6 ms on the quiet machine, 340-780 ms with one nice-19
+    training job running; docs/RESULTS.md, "Cluster: concurrent live sessions"). The load average
+    does not show it (one such job: load ~1).
+
+    Per-process CPU times are used, not ``/proc/stat``: the machine-wide counters are sampled at the
+    scheduler tick, and a live chain's short 250 Hz bursts mostly fall between ticks (they read 2-5 %
+    where the processes' own times sum to 20-30 %). Processes that start inside the window count
+    fully; those that end inside it are missed.
     """
 
-    def begin(self) -> None:
+    def _snapshot(self) -> dict[tuple[int, float], tuple[float, bool]]:
         import psutil
 
-        self._t0, self._w0 = psutil.cpu_times(), time.monotonic()
+        out: dict[tuple[int, float], tuple[float, bool]] = {}
+        for proc in psutil.process_iter(["cpu_times", "nice", "create_time"]):
+            info = proc.info
+            times = info.get("cpu_times")
+            if times is None or info.get("create_time") is None:
+                continue
+            background = (info.get("nice") or 0) > 0
+            if not background:
+                try:
+                    background = os.sched_getscheduler(proc.pid) in (os.SCHED_IDLE, os.SCHED_BATCH)
+                except (OSError, AttributeError):
+                    pass
+            out[(proc.pid, info["create_time"])] = (times.user + times.system, background)
+        return out
+
+    def begin(self) -> None:
+        self._t0, self._w0 = self._snapshot(), time.monotonic()
 
     def end(self) -> dict[str, float]:
-        import psutil
-
-        t1, wall = psutil.cpu_times(), time.monotonic() - self._w0
+        now, wall = self._snapshot(), time.monotonic() - self._w0
         if wall <= 0:
             return {}
-        total = sum(t1) - sum(self._t0)
-        idle = (t1.idle - self._t0.idle) + (getattr(t1, "iowait", 0.0) - getattr(self._t0, "iowait", 0.0))
-        return {"machine_cpu_pct": 100.0 * (total - idle) / wall,
-                "nice_cpu_pct": 100.0 * (t1.nice - self._t0.nice) / wall}
+        busy = background = 0.0
+        for key, (cpu, bg) in now.items():
+            used = cpu - self._t0.get(key, (0.0, bg))[0]
+            busy += used
+            if bg:
+                background += used
+        return {"machine_cpu_pct": 100.0 * busy / wall, "nice_cpu_pct": 100.0 * background / wall}
 
 
 def not_quiet_warning(rows: list[dict[str, Any]], nice_limit_pct: float = 10.0) -> str | None:
@@ -226,7 +249,8 @@ def not_quiet_warning(rows: list[dict[str, Any]], nice_limit_pct: float = 10.0) 
     worst = max((r.get("nice_cpu_pct", 0.0) for r in rows), default=0.0)
     if worst < nice_limit_pct:
         return None
-    return (f"the machine was not quiet: processes at a positive niceness used up to {worst:.0f} % of a core "
+    return (f"the machine was not quiet: background processes (niced, SCHED_IDLE or SCHED_BATCH) used up to "
+            f"{worst:.0f} % of a core "
             f"during the measured windows; on a small machine their wake-up delays show in every row, floors "
             f"included (nice_cpu_pct per row in --json). Measure with nothing else running.")
 
