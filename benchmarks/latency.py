@@ -245,14 +245,13 @@ class MachineMeter:
 
 
 def not_quiet_warning(rows: list[dict[str, Any]], nice_limit_pct: float = 10.0) -> str | None:
-    """One line when niced background work ran during any measured window, else None."""
+    """One line when background work (niced, SCHED_IDLE, SCHED_BATCH) ran during any measured window, else None."""
     worst = max((r.get("nice_cpu_pct", 0.0) for r in rows), default=0.0)
     if worst < nice_limit_pct:
         return None
     return (f"the machine was not quiet: background processes (niced, SCHED_IDLE or SCHED_BATCH) used up to "
-            f"{worst:.0f} % of a core "
-            f"during the measured windows; on a small machine their wake-up delays show in every row, floors "
-            f"included (nice_cpu_pct per row in --json). Measure with nothing else running.")
+            f"{worst:.0f} % of a core during the measured windows; on a small machine their wake-up delays show "
+            f"in every row, floors included (nice_cpu_pct per row in --json). Measure with nothing else running.")
 
 
 def _proc_label(proc: Any) -> str:

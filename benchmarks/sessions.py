@@ -407,6 +407,8 @@ def start_all(sessions: list[Session], parallel: int) -> float:
 def measure_n(n: int, cluster: LocalCluster | None, root: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Run ``n`` sessions at once on ``cluster`` (None: ``--graph relay``, no Ray); every session's figures
     and the summary for ``n``."""
+    overrides = tuple(getattr(args, "overrides", ()) or ())
+    graph_kind = getattr(args, "graph_kind", "spikeloop")
     sessions: list[Session] = []
     shared: SharedClients | None = None
     total: CpuMeter | None = None
@@ -414,15 +416,14 @@ def measure_n(n: int, cluster: LocalCluster | None, root: Path, args: argparse.N
     result: dict[str, Any] = {"sessions_requested": n, "startup_parallel": args.startup_parallel,
                               "resolve_timeout_s": args.resolve_timeout, "startup_timeout_s": args.startup_timeout,
                               "worker_niceness": args.worker_niceness, "clients": args.clients,
-                              "settle_s": args.settle, "overrides": list(getattr(args, "overrides", []) or [])}
+                              "settle_s": args.settle, "overrides": list(overrides)}
     # the clients wait (bounded) for the last session to come up before the measured window starts
     client_startup = n * (args.startup_timeout + PUSHER_UP_S) + 60.0
     try:
         for i in range(n):
             sessions.append(Session(i, root / f"n{n}_s{i}", cluster, args.model, args.wait, args.duration,
                                     args.startup_timeout, args.resolve_timeout, client_startup, settle_s=args.settle,
-                                    overrides=tuple(getattr(args, "overrides", []) or []),
-                                    graph_kind=getattr(args, "graph_kind", "spikeloop")))
+                                    overrides=overrides, graph_kind=graph_kind))
         if args.clients == "shared":
             shared = SharedClients(sessions, root / f"n{n}_clients", args.duration, client_startup, args.settle)
         result["load_1min_before_startup"] = os.getloadavg()[0]

@@ -143,11 +143,9 @@ class BesselFilter(Node):
         self._reset_state()
         if self.mode == "causal":  # compile (or load the cache) now, not on the first live sample
             self._sos_filter(self.sos, np.zeros((0, self.channels)), self._zi)
-            try:  # the one-call path for the stream's own dtype (float32 for most amplifiers)
+            if np.dtype(info.dtype) in _COMPILED_DTYPES:  # the one-call path for the stream's own dtype
                 self._sos_filter_hold(self.sos, np.zeros((0, self.channels), dtype=info.dtype), self._zi,
                                       self._last_finite)
-            except Exception:  # noqa: BLE001 - a dtype numba does not take: process() falls back
-                pass
         metadata = dict(info.metadata)
         prior = float(metadata.get("delay_s", 0.0))
         metadata["delay_s"] = prior + self.delay_samples / self.rate_hz

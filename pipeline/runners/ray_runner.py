@@ -98,17 +98,10 @@ WORKER_NICENESS = "0"
 SWITCH_INTERVAL_S = 0.0002
 """``sys.setswitchinterval`` inside group actors (see :class:`GroupActor`); ``SPIKELOOP_SWITCH_INTERVAL_US``
 in the environment overrides it (a diagnostic for ``bench latency --variant`` A/B runs)."""
-
-
-def _switch_interval_s() -> float:
-    try:
-        return max(1e-6, float(os.environ["SPIKELOOP_SWITCH_INTERVAL_US"]) * 1e-6)
-    except (KeyError, ValueError):
-        return SWITCH_INTERVAL_S
 POLL_S = 0.1
+"""The driver's polling period (s): actor deaths are noticed within about this long."""
 SPARE_WAIT_S = 30.0
 """Longest wait (s) for the spare actor to prepare before a live graph runs (see :meth:`Driver.start`)."""
-"""The driver's polling period (s): actor deaths are noticed within about this long."""
 CALL_TIMEOUT_S = 60.0
 """Longest wait for a control call to an actor (opening a node may resolve an LSL stream)."""
 START_TIMEOUT_S = 300.0
@@ -336,6 +329,14 @@ class Outbox:
 
 
 # --- the actor -------------------------------------------------------------------------------------
+def _switch_interval_s() -> float:
+    """The group actors' interpreter switch interval (s): :data:`SWITCH_INTERVAL_S` unless overridden."""
+    try:
+        return max(1e-6, float(os.environ["SPIKELOOP_SWITCH_INTERVAL_US"]) * 1e-6)
+    except (KeyError, ValueError):
+        return SWITCH_INTERVAL_S
+
+
 class GroupActor:
     """Hosts one group of nodes inside a Ray actor: a stepper behind an inbox and an outbox.
 
