@@ -72,6 +72,8 @@ PINNED_RESOLVE_S = 1.0
 """Seconds a restarted inlet looks for the stream it had (by uid) before resolving by its query."""
 STALL_LOG_EVERY_S = 10.0
 """While a stall lasts it is logged again this often (s)."""
+RECONNECT_CHECK_S = 2.0
+"""Longest wait (s) for the stream's uid when data resumes after a stall (see ``_check_reconnection``)."""
 
 
 class LslInlet(Source):
@@ -305,9 +307,14 @@ class LslInlet(Source):
                       " (the outlet was restarted: new uid)" if reconnected else "")
 
     def _check_reconnection(self) -> bool:
-        """After a silence: a different uid behind the query means the outlet was restarted."""
+        """After a silence: a different uid behind the query means the outlet was restarted.
+
+        The resolve returns as soon as the stream answers (milliseconds on a quiet machine); it waits
+        its whole bound (:data:`RECONNECT_CHECK_S`) only if the stream is gone again. A bound of 0.5 s
+        missed the restarted outlet on a loaded machine (a fresh-clone test run at load ~7), and the
+        reconnection went uncounted."""
         try:
-            current = pylsl.resolve_bypred(self.query.predicate(), 1, min(0.5, self.resolve_timeout_s))
+            current = pylsl.resolve_bypred(self.query.predicate(), 1, min(RECONNECT_CHECK_S, self.resolve_timeout_s))
         except Exception:  # noqa: BLE001 - a failed check must not stop a live session
             current = []
         uids = {s.uid() for s in current if self.query.matches(s)}
