@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from pipeline.packet import Packet, StreamInfo
 
@@ -148,6 +148,18 @@ class Node:
         """Emit what is still held back (a delayed filter's tail) when the graph drains at the end."""
         return {}
 
+    def warm(self) -> None:
+        """Bring what the next :meth:`process` will touch into the CPU's caches, changing nothing.
+
+        A live source that knows when its next sample is due (an ``lsl_inlet`` with ``wait: auto``)
+        calls this on the nodes of its group just before that moment. Between two 4 ms samples the
+        caches go cold, and a node's first call then costs several times its warm price (Bessel +
+        SNN decoder on one sample: about 50 µs cold, 10 µs warm; docs/RESULTS.md, "Live latency:
+        where the time goes"). An override runs the same code on the same parameters with a
+        scratch copy of the state and a zero input; it must not change the state, emit, count or
+        log anything (tests check ``state()`` and the outputs against a node never warmed).
+        Default: nothing."""
+
     def state(self) -> dict[str, Any]:
         """Everything needed to resume after a restart (numpy arrays allowed)."""
         return {}
@@ -200,6 +212,9 @@ class Source(Node):
     inputs: ClassVar[tuple[str, ...]] = ()
     max_block_s: float = 0.01
     virtual_time: float | None = None
+    prewarm: Callable[[], None] | None = None
+    """Set by the runner: warms the nodes after this source (their :meth:`Node.warm`). A live source
+    that predicts its next sample's arrival calls it once just before then; others ignore it."""
 
     def read(self) -> Outputs | None:
         raise NotImplementedError(f"{type(self).__name__}.read")

@@ -148,6 +148,10 @@ class Kernel:
     def _forward(self, feats: np.ndarray, activity: Activity | None) -> np.ndarray:
         raise NotImplementedError
 
+    def warm(self, row: np.ndarray, activity: Activity | None = None) -> None:
+        """Bring what decoding ``row`` (shape ``(1, C)``) touches into the caches without changing the
+        state (see :meth:`pipeline.node.Node.warm`). Default: nothing."""
+
     def reset(self) -> None:
         self._hist = np.zeros_like(self._hist)
         for t in self.transforms:  # stateful transforms (causal ASA) start empty too
@@ -213,6 +217,7 @@ class SNNStreamingKernel(Kernel):
         self._readout = tuple(np.ascontiguousarray(np.broadcast_to(a, (outputs,)), dtype=F32)
                               for a in (self.out_scale, self.target_scale, self.target_mean))
         self.compiled_asa = self._asa is not None  # False: the per-step numpy CausalASA path (keeps last_gain)
+        self._warm_state: tuple[np.ndarray, np.ndarray] | None = None  # warm()'s scratch (mem, spk)
         self.reset()
         self._run_compiled(np.zeros((0, c), dtype=F32))  # compile (or load the cache) now, not on the first live step
         for dtype in (F32, np.float64):  # compile (or load the cache) the one-call path for both input dtypes
@@ -280,13 +285,32 @@ class SNNStreamingKernel(Kernel):
     def run_counts(self, data: np.ndarray, activity: Activity | None = None) -> tuple[np.ndarray, int]:
         """As :meth:`Kernel.run_counts`; a plain binary-input network with nothing recorded or counted
         decodes in one compiled call (:func:`lif_stack_decode_binary`, bit-identical; tested)."""
-        if (activity is not None or self.record or self.spec.kind != "binary" or self._asa is not None
-                or self.transforms.count(None) != len(self.transforms) or data.ndim != 2
-                or data.shape[1] != self.channels or data.dtype.kind not in "fiu" or data.dtype.itemsize < 4):
+        if not self._one_call(data, activity):
             return super().run_counts(data, activity)
         out_scale, target_scale, target_mean = self._readout
         return lif_stack_decode_binary(data, self.w_in_t, self.bias, self.beta, self.thr, self.offsets,
                                        self.mem, self.spk, out_scale, target_scale, target_mean)
+
+    def _one_call(self, data: np.ndarray, activity: Activity | None) -> bool:
+        """True when ``data`` decodes through the one-call path (see :meth:`run_counts`)."""
+        return not (activity is not None or self.record or self.spec.kind != "binary" or self._asa is not None
+                    or self.transforms.count(None) != len(self.transforms) or data.ndim != 2
+                    or data.shape[1] != self.channels or data.dtype.kind not in "fiu" or data.dtype.itemsize < 4)
+
+    def warm(self, row: np.ndarray, activity: Activity | None = None) -> None:
+        """Decode ``row`` (shape ``(1, C)``, a zero sample of the live stream's dtype) through the
+        one-call path with scratch copies of the membranes and spikes: the weights and the compiled
+        loop come into the caches, the state does not change (nothing when that path does not apply)."""
+        if not self._one_call(row, activity):
+            return
+        scratch = self._warm_state
+        if scratch is None or scratch[0].shape != self.mem.shape:
+            scratch = self._warm_state = (np.empty_like(self.mem), np.empty_like(self.spk))
+        mem, spk = scratch
+        np.copyto(mem, self.mem)
+        np.copyto(spk, self.spk)
+        lif_stack_decode_binary(row, self.w_in_t, self.bias, self.beta, self.thr, self.offsets, mem, spk,
+                                *self._readout)
 
     def _asa_active(self) -> bool:
         return self._asa is not None and self.compiled_asa

@@ -17,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from pipeline.errors import UserError
 from pipeline.modelfile import load_model
 from pipeline.node import Node, require
@@ -56,6 +58,7 @@ class Decoder(Node):
         self.activity = Activity() if count_activity else None
         self._nonfinite = 0
         self._steps = 0
+        self._warm_row: np.ndarray | None = None  # warm(): a zero sample of the input's dtype (set by open)
 
     @classmethod
     def prepare_process(cls) -> None:
@@ -65,6 +68,8 @@ class Decoder(Node):
     def open(self, inputs: dict[str, StreamInfo]) -> dict[str, StreamInfo]:
         rate = float(self.meta["rate_hz"])
         info = require(inputs, "in", channel_count=self.kernel.channels, nominal_rate=rate, regular=True)
+        dtype = np.dtype(info.dtype)
+        self._warm_row = np.zeros((1, self.kernel.channels), dtype=dtype) if dtype.kind in "fiu" else None
         labels = tuple(self.meta.get("output_labels", ("vx", "vy")))
         return {"out": StreamInfo(
             name=self.output_name, type="Velocity", channel_count=self.kernel.outputs, nominal_rate=rate,
@@ -79,6 +84,12 @@ class Decoder(Node):
         self._nonfinite += bad
         self._steps += y.shape[0]
         return {"out": packet.derive(y)}
+
+    def warm(self) -> None:
+        """Decode a zero sample of the input's dtype on scratch state (the kernel's :meth:`warm`):
+        the weights and the compiled loop come into the caches before a live sample; no state changes."""
+        if self._warm_row is not None:
+            self.kernel.warm(self._warm_row, self.activity)
 
     def state(self) -> dict[str, Any]:
         return {"kernel": self.kernel.state(), "nonfinite": self._nonfinite, "steps": self._steps}

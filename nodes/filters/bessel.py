@@ -112,6 +112,7 @@ class BesselFilter(Node):
         self.rate_hz = 0.0
         self._nonfinite = 0
         self._t_enter = 0.0
+        self._warm_row: np.ndarray | None = None  # warm(): a zero sample of the stream's dtype (causal, compiled)
         self._reset_state()
 
     # -- description ---------------------------------------------------------------------------
@@ -146,6 +147,7 @@ class BesselFilter(Node):
             if np.dtype(info.dtype) in _COMPILED_DTYPES:  # the one-call path for the stream's own dtype
                 self._sos_filter_hold(self.sos, np.zeros((0, self.channels), dtype=info.dtype), self._zi,
                                       self._last_finite)
+                self._warm_row = np.zeros((1, self.channels), dtype=info.dtype)
         metadata = dict(info.metadata)
         prior = float(metadata.get("delay_s", 0.0))
         metadata["delay_s"] = prior + self.delay_samples / self.rate_hz
@@ -157,6 +159,7 @@ class BesselFilter(Node):
         c = self.channels
         self._zi = np.zeros((len(self.sos), 2, c))
         self._last_finite = np.zeros(c)
+        self._warm_zi, self._warm_last = np.zeros_like(self._zi), np.zeros(c)  # warm()'s scratch state
         self._hist = np.zeros((0, c))  # block mode: the last block-1 inputs
         self._hist_t = np.zeros(0)  # block/middle: timestamps of the last block//2 inputs
 
@@ -192,6 +195,16 @@ class BesselFilter(Node):
                 y = self._sos_filter(self.sos, self._clean(data), self._zi)
             return {"out": packet.derive(y)}
         return self._block(self._clean(packet.data), packet.timestamps, packet)
+
+    def warm(self) -> None:
+        """Run the one-call causal path on a zero sample with a scratch copy of the state (the real
+        coefficients, the state's values, the compiled loop): the next sample finds them in the
+        caches. Changes no state (see :meth:`pipeline.node.Node.warm`); nothing in block mode."""
+        if self._warm_row is None:
+            return
+        np.copyto(self._warm_zi, self._zi)
+        np.copyto(self._warm_last, self._last_finite)
+        self._sos_filter_hold(self.sos, self._warm_row, self._warm_zi, self._warm_last)
 
     def _block(self, x: np.ndarray, stamps: np.ndarray, packet: Packet | None) -> dict[str, Packet]:
         n, width = x.shape[0], self.block

@@ -214,7 +214,7 @@ class LslInlet(Source):
         inlet, waiter = self._inlet, self._waiter
         if inlet is None or waiter is None:
             raise RuntimeError(f"lsl_inlet {self.name!r}: read() before open()")
-        data, stamps, n = waiter.pull(self._pull, local_clock)
+        data, stamps, n = waiter.pull(self._pull, local_clock, self.prewarm)
         if n == 0:
             self._check_silence()
             return {}

@@ -32,6 +32,11 @@ until they do again; while the schedule is first learnt (8 pulls) it predicts
 
 A wrong prediction costs at most ``guard_s + spin_window_s`` of polling per read; after that the
 inlet blocks as in ``block`` mode, so no sample waits longer than a blocking read would.
+
+When ``auto`` starts polling it first calls the ``prewarm`` the runner gave the inlet: the nodes
+after it run their code on scratch state (:meth:`pipeline.node.Node.warm`), so the sample about to
+arrive finds their code and parameters in the caches instead of evicted by the 4 ms of sleep
+(``SPIKELOOP_PREWARM=0`` turns it off, a diagnostic for A/B runs).
 """
 from __future__ import annotations
 
@@ -72,17 +77,20 @@ class InletWait:
         self.by_schedule = os.environ.get("SPIKELOOP_AUTO_PREDICT", "schedule") != "last"
         self.due = 0.0  # the last read's predicted arrival (s, LSL clock; 0: none), for the probe
         self.polls = 0  # zero-timeout pulls that found nothing (a measure of the CPU spent polling)
+        self.prewarms = 0  # prewarm calls made (one per polled-for arrival)
         # yield the CPU between empty polls: on by default for auto (its polling window sits exactly on
         # the sender's push time), off for spin; SPIKELOOP_POLL_YIELD=0/1 forces it off/on for both
         forced = os.environ.get("SPIKELOOP_POLL_YIELD", "")
         self.polite = hasattr(os, "sched_yield") and (forced == "1" or (forced == "" and self.mode == "auto"))
 
-    def pull(self, pull_chunk: Callable[[float], tuple[Any, Any]], clock: Callable[[], float]) -> tuple[Any, Any, int]:
+    def pull(self, pull_chunk: Callable[[float], tuple[Any, Any]], clock: Callable[[], float],
+             prewarm: Callable[[], None] | None = None) -> tuple[Any, Any, int]:
         """Return ``(data, stamps, n)`` (``n == 0``: nothing came within ``max_block_s``).
 
         ``pull_chunk(timeout)`` pulls what is buffered: with ``timeout == 0`` without waiting, with
         ``timeout > 0`` waiting at most that long (s) for the first sample. ``clock`` is the LSL clock
-        (``pylsl.local_clock``).
+        (``pylsl.local_clock``). ``prewarm``: called once when ``auto`` starts polling for a predicted
+        arrival (after its block found nothing; the nodes after the inlet warm their caches then).
         """
         data, stamps = pull_chunk(0.0)
         n = len(stamps)
@@ -104,6 +112,9 @@ class InletWait:
                 if spin_from > start:
                     data, stamps, n = self._block(pull_chunk, min(spin_from, deadline) - time.perf_counter())
                 if n == 0:
+                    if prewarm is not None:
+                        prewarm()
+                        self.prewarms += 1
                     data, stamps, n = self._poll(pull_chunk, min(start + due_in + self.spin_window_s, deadline))
         if n == 0:
             data, stamps, n = self._block(pull_chunk, deadline - time.perf_counter())

@@ -7,6 +7,7 @@ FIFO order (deterministic), and hands back the packets bound for nodes outside i
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections import deque
 from typing import Any, Iterable
@@ -18,6 +19,8 @@ from pipeline.node import Node, Outputs, Source
 from pipeline.packet import Packet
 
 Route = tuple[str, str]  # (node name, port)
+PREWARM_ENV = "SPIKELOOP_PREWARM"
+"""Environment variable: ``0`` = live sources do not warm the group's nodes before a sample is due."""
 
 
 class NodeFailure(UserError):
@@ -61,6 +64,28 @@ class GroupExecutor:
         self.ticking = {name: node.tick_interval for name, node in nodes.items() if node.tick_interval}
         self.next_tick: dict[str, float] = {}
         self._queue: deque[tuple[str, str, Packet]] = deque()
+        self._install_prewarm()
+
+    def _install_prewarm(self) -> None:
+        """Give every source of the group a ``prewarm`` that calls :meth:`Node.warm` on the group's
+        other nodes that have one, in the group's order (a live inlet calls it just before a sample
+        is due). ``SPIKELOOP_PREWARM=0`` in the environment leaves it unset (a diagnostic for A/B)."""
+        if os.environ.get(PREWARM_ENV, "1") == "0":
+            return
+        warmers = [(name, node.warm) for name, node in self.nodes.items()
+                   if not isinstance(node, Source) and type(node).warm is not Node.warm]
+        if not warmers:
+            return
+
+        def prewarm() -> None:
+            for name, warm in warmers:
+                try:
+                    warm()
+                except Exception as exc:  # noqa: BLE001 - one line naming the node
+                    raise NodeFailure(name, "warm", exc) from exc
+
+        for name in self.sources:
+            self.nodes[name].prewarm = prewarm  # type: ignore[attr-defined]
 
     # --- emitting and delivering -------------------------------------------------------------
     def emit(self, src: str, outputs: Outputs | None) -> list[tuple[str, str, Packet]]:
