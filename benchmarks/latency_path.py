@@ -329,9 +329,8 @@ def replay_predictions(path: Path, rate: float, step_s: float | None = None, gua
         w.by_schedule = rule == "schedule"
         counts = {"caught": 0, "early": 0, "late": 0, "buffered": 0, "unpredicted": 0}
         poll_s = 0.0
-        one = np.zeros(1)
         for i in range(stamp.size):
-            one[0] = stamp[i]
+            one = float(stamp[i])
             if i == 0:
                 w._note(one, 1, None)
                 continue

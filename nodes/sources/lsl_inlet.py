@@ -150,6 +150,7 @@ class LslInlet(Source):
         self._stall_logged = 0.0
         self._rate_warned = False
         self._counts = {"reconnections": 0, "stalls": 0, "stalled_ms": 0}
+        self._unsettled: tuple[np.ndarray, float] | None = None  # the last packet's stamps and arrival (monotonic s)
 
     @property
     def log(self) -> logging.Logger:
@@ -214,6 +215,8 @@ class LslInlet(Source):
         inlet, waiter = self._inlet, self._waiter
         if inlet is None or waiter is None:
             raise RuntimeError(f"lsl_inlet {self.name!r}: read() before open()")
+        if self._unsettled is not None:
+            self._settle()
         data, stamps, n = waiter.pull(self._pull, local_clock, self.prewarm)
         if n == 0:
             self._check_silence()
@@ -224,8 +227,16 @@ class LslInlet(Source):
         else:
             data = np.array(data[:n], copy=True)  # the buffer is reused by the next pull
         stamps = np.array(stamps, dtype=np.float64, copy=True)
-        self._on_data(stamps)
+        # the stream's health (losses, rate, stalls) is accounted at the next read, once this packet
+        # has gone through the graph: with cold caches it costs tens of µs (counters() settles it too)
+        self._unsettled = (stamps, time.monotonic())
         return {"out": Packet(data, stamps, t_enter)}
+
+    def _settle(self) -> None:
+        """Account for the packet read last (see :meth:`read`)."""
+        unsettled, self._unsettled = self._unsettled, None
+        if unsettled is not None:
+            self._on_data(*unsettled)
 
     def _pull(self, timeout: float) -> tuple[Any, Any]:
         puller = self._puller
@@ -242,6 +253,7 @@ class LslInlet(Source):
         return inlet.pull_chunk(timeout=0.0, max_samples=self.max_chunk, dest_obj=self._buf, as_numpy=True)
 
     def close(self) -> None:
+        self._settle()
         if self._health is not None:
             self._health.flush()
         if self._stall_since is not None:
@@ -275,8 +287,9 @@ class LslInlet(Source):
             raise UserError(f"lsl_inlet '{self.name or self.kind}': stream {self._where} sent nothing for "
                             f"{silent:.1f} s (stall_timeout_s {self.stall_timeout_s:g}); stopping")
 
-    def _on_data(self, stamps: np.ndarray) -> None:
-        now = time.monotonic()
+    def _on_data(self, stamps: np.ndarray, now: float) -> None:
+        """A packet with these timestamps (s) came at ``now`` (``time.monotonic()`` s): end a stall,
+        update the stream's health."""
         if self._stall_since is not None:
             self._end_stall(now, resumed=True)
         self._last_data_wall = now
@@ -339,6 +352,7 @@ class LslInlet(Source):
         return str(self._info.metadata.get("lsl_header_xml", "")) if self._info else ""
 
     def counters(self) -> dict[str, int]:
+        self._settle()
         out = dict(self._counts)
         if self._stall_since is not None:  # a stall that lasts counts now, not only when it ends
             out["stalled_ms"] += int(round((time.monotonic() - self._stall_since) * 1000))

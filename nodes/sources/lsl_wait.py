@@ -33,6 +33,9 @@ until they do again; while the schedule is first learnt (8 pulls) it predicts
 A wrong prediction costs at most ``guard_s + spin_window_s`` of polling per read; after that the
 inlet blocks as in ``block`` mode, so no sample waits longer than a blocking read would.
 
+What a pull teaches (the schedule, the transit) is learnt at the start of the next pull: a sample
+goes through the graph first (a refit costs tens of µs with cold caches).
+
 When ``auto`` starts polling it first calls the ``prewarm`` the runner gave the inlet: the nodes
 after it run their code on scratch state (:meth:`pipeline.node.Node.warm`), so the sample about to
 arrive finds their code and parameters in the caches instead of evicted by the 4 ms of sleep
@@ -78,6 +81,7 @@ class InletWait:
         self.due = 0.0  # the last read's predicted arrival (s, LSL clock; 0: none), for the probe
         self.polls = 0  # zero-timeout pulls that found nothing (a measure of the CPU spent polling)
         self.prewarms = 0  # prewarm calls made (one per polled-for arrival)
+        self._pending: tuple[float, int, float | None] | None = None  # the last pull, learnt from at the next
         # yield the CPU between empty polls: on by default for auto (its polling window sits exactly on
         # the sender's push time), off for spin; SPIKELOOP_POLL_YIELD=0/1 forces it off/on for both
         forced = os.environ.get("SPIKELOOP_POLL_YIELD", "")
@@ -92,10 +96,14 @@ class InletWait:
         (``pylsl.local_clock``). ``prewarm``: called once when ``auto`` starts polling for a predicted
         arrival (after its block found nothing; the nodes after the inlet warm their caches then).
         """
+        pending = self._pending
+        if pending is not None:  # learn from the previous pull now, after its data went through the graph
+            self._pending = None
+            self._note(*pending)
         data, stamps = pull_chunk(0.0)
         n = len(stamps)
         if n:
-            self._note(stamps, n, None)  # already buffered: catching up, not a waited-for arrival
+            self._pending = (float(stamps[n - 1]), n, None)  # already buffered: catching up, not a waited-for arrival
             return data, stamps, n
         if self.max_block_s <= 0:
             return data, stamps, 0
@@ -119,7 +127,7 @@ class InletWait:
         if n == 0:
             data, stamps, n = self._block(pull_chunk, deadline - time.perf_counter())
         if n:
-            self._note(stamps, n, clock())
+            self._pending = (float(stamps[n - 1]), n, clock())  # the arrival time is taken now
         return data, stamps, n
 
     # --- internals -----------------------------------------------------------------------------------
@@ -155,9 +163,10 @@ class InletWait:
                 os.sched_yield()
         return data, stamps, n
 
-    def _note(self, stamps: Any, n: int, arrival: float | None) -> None:
-        """Learn from a pull (the schedule: plain Python on at most 64 numbers, no numpy call)."""
-        newest = float(stamps[n - 1])
+    def _note(self, newest: float, n: int, arrival: float | None) -> None:
+        """Learn from a pull: its newest stamp (s), sample count and, if waited for, its arrival (s,
+        LSL clock). Plain Python on at most 64 numbers; called at the start of the next pull, so a
+        refit never delays the sample it learns from."""
         if self.schedule is not None:
             self.schedule.note(newest, n, arrival)
         self._last_ts = newest
