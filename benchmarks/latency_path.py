@@ -101,7 +101,7 @@ def summarize_probe(path: Path, skip_s: float = 1.0) -> dict[str, Any]:
     processed = node_cpu.sum(axis=1) if node_cpu.size else np.zeros(int(keep.sum()), dtype=np.int64)
     stages_cpu = {"inlet: pull that returned the data": pull_cpu,
                   "inlet: pulls that found nothing (waiting)": wait_cpu,
-                  "inlet: rest of read (wait loop, copy, health, packet)": read_cpu - pull_cpu - wait_cpu}
+                  "inlet: rest of read (wait loop, prewarm, copy, packet, the last packet's health)": read_cpu - pull_cpu - wait_cpu}
     for k, name in enumerate(nodes):
         if np.any(node_cpu[:, k]):
             stages_cpu[f"node {name}: process"] = node_cpu[:, k]

@@ -93,8 +93,8 @@ class InletWait:
 
         ``pull_chunk(timeout)`` pulls what is buffered: with ``timeout == 0`` without waiting, with
         ``timeout > 0`` waiting at most that long (s) for the first sample. ``clock`` is the LSL clock
-        (``pylsl.local_clock``). ``prewarm``: called once when ``auto`` starts polling for a predicted
-        arrival (after its block found nothing; the nodes after the inlet warm their caches then).
+        (``pylsl.local_clock``). ``prewarm``: called once when ``auto`` has slept until just before a
+        predicted arrival and starts polling for it (the nodes after the inlet warm their caches then).
         """
         pending = self._pending
         if pending is not None:  # learn from the previous pull now, after its data went through the graph
@@ -119,10 +119,10 @@ class InletWait:
                 spin_from = start + due_in - self.guard_s
                 if spin_from > start:
                     data, stamps, n = self._block(pull_chunk, min(spin_from, deadline) - time.perf_counter())
-                if n == 0:
-                    if prewarm is not None:
-                        prewarm()
+                    if n == 0 and prewarm is not None:  # slept: the caches went cold (not when the read
+                        prewarm()                       # began inside the window, straight after a step)
                         self.prewarms += 1
+                if n == 0:
                     data, stamps, n = self._poll(pull_chunk, min(start + due_in + self.spin_window_s, deadline))
         if n == 0:
             data, stamps, n = self._block(pull_chunk, deadline - time.perf_counter())
