@@ -64,8 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="only measure the CPU cost of one LSL pull: pylsl's pull_chunk vs the inlet's direct "
                         "liblsl call (in this process, 20,000 pulls; seconds)")
     p.add_argument("--node-cost", action="store_true",
-                   help="only measure the CPU cost of the Bessel + decoder process() on one sample, back to back "
-                        "vs. one every 4 ms (cold caches); in this process, seconds")
+                   help="only measure the CPU cost of one live sample's parts: the Bessel + decoder process(), the "
+                        "inlet's health update, schedule learning and copies; back to back vs. one every 4 ms "
+                        "(cold caches); in this process, seconds")
     p.add_argument("--keep", metavar="DIR", help="keep the probe files (npz) in this directory")
     p.add_argument("--replay-probe", metavar="DIR",
                    help="only replay the arrivals recorded in DIR's probe files (best from a --wait spin run kept "
@@ -194,8 +195,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.node_cost:
         costs = node_cost(args.model)
-        for label, c in costs.items():
-            print(f"Bessel + decoder process, {label}: {c['p50_us']:.1f} µs p50 / {c['p99_us']:.1f} p99 (CPU)")
+        for what, by_label in costs.items():
+            for label, c in by_label.items():
+                print(f"{what}, {label}: {c['p50_us']:.1f} µs p50 / {c['p99_us']:.1f} p99 (CPU)")
         if args.json_path:
             Path(args.json_path).write_text(json.dumps({"benchmark": "latency-path --node-cost", "date": time.strftime(
                 "%Y-%m-%d %H:%M:%S %Z"), "load_1min": os.getloadavg()[0], "cpu_us": costs}, indent=2) + "\n")
@@ -417,37 +419,59 @@ def pull_cost(pulls: int = 20_000, channels: int = 96) -> dict[str, dict[str, fl
 
 
 # --- the nodes alone, warm and cold -----------------------------------------------------------------
-def node_cost(model: str, calls: int = 400, gap_s: float = 0.004) -> dict[str, dict[str, float]]:
-    """CPU µs (p50 / p99) of the benchmark's Bessel and decoder ``process`` on one 96-channel sample:
+def node_cost(model: str, calls: int = 400, gap_s: float = 0.004) -> dict[str, dict[str, dict[str, float]]]:
+    """CPU µs (p50 / p99) of what a live 96-channel sample costs, one sample at a time: the
+    benchmark's Bessel and decoder ``process``, and the inlet's per-packet bookkeeping (its stream
+    health update, its wait's schedule learning, the two copies out of the pull buffers). Each
     back to back (warm caches), after a ``gap_s`` sleep, and after ``gap_s`` of spinning in another
     loop (what the graph does between two 250 Hz samples). Nodes opened as in the graph."""
     from nodes.decoders.node import Decoder
     from nodes.filters.bessel import BesselFilter
+    from nodes.sources.lsl_health import TimestampHealth
+    from nodes.sources.lsl_schedule import SenderSchedule
     from pipeline.packet import Packet, StreamInfo
 
     info = StreamInfo(name="bench", type="SpikeCounts", channel_count=96, nominal_rate=250.0, dtype="float32")
     bessel = BesselFilter(order=4, cutoff_hz=6.25, mode="causal")
     decoder = Decoder(model=model)
     decoder.open({"in": bessel.open({"in": info})["out"]})
+    health, schedule = TimestampHealth(250.0), SenderSchedule(250.0)
     rng = np.random.default_rng(0)
+    xs = rng.poisson(0.08, (calls, 1, 96)).astype(np.float32)
+    buf, tbuf = np.zeros((16, 96), dtype=np.float32), np.zeros(16)
+    t = [1000.0]
 
-    def one() -> None:
-        x = rng.poisson(0.08, (1, 96)).astype(np.float32)
-        decoder.process("in", bessel.process("in", Packet(x, np.array([1.0]), 0.0))["out"])
+    def nodes(i: int) -> None:
+        decoder.process("in", bessel.process("in", Packet(xs[i], np.array([1.0]), 0.0))["out"])
+
+    def health_update(i: int) -> None:
+        t[0] += 0.004
+        health.update(np.array([t[0]]), time.monotonic())
+
+    def schedule_note(i: int) -> None:
+        t[0] += 0.004
+        schedule.note(t[0], 1, t[0] + 0.0001)
+
+    def copies(i: int) -> None:
+        np.array(buf[:1], copy=True), np.array(tbuf[:1], dtype=np.float64, copy=True)
 
     def spin(s: float) -> None:
         end = time.perf_counter() + s
         while time.perf_counter() < end:
             pass
 
-    out: dict[str, dict[str, float]] = {}
-    for label, between in (("back to back", lambda: None), (f"after a {gap_s * 1e3:g} ms sleep", lambda: time.sleep(gap_s)),
-                           (f"after {gap_s * 1e3:g} ms spinning elsewhere", lambda: spin(gap_s))):
-        cpu = np.empty(calls, dtype=np.int64)
-        for i in range(calls):
-            between()
-            c0 = time.thread_time_ns()
-            one()
-            cpu[i] = time.thread_time_ns() - c0
-        out[label] = {"p50_us": float(np.median(cpu)) / 1e3, "p99_us": float(np.percentile(cpu, 99)) / 1e3}
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for what, one in (("Bessel + decoder process", nodes), ("inlet health update", health_update),
+                      ("inlet schedule learning", schedule_note), ("inlet copies out of the pull buffers", copies)):
+        out[what] = {}
+        for label, between in (("back to back", lambda: None),
+                               (f"after a {gap_s * 1e3:g} ms sleep", lambda: time.sleep(gap_s)),
+                               (f"after {gap_s * 1e3:g} ms spinning elsewhere", lambda: spin(gap_s))):
+            cpu = np.empty(calls, dtype=np.int64)
+            for i in range(calls):
+                between()
+                c0 = time.thread_time_ns()
+                one(i)
+                cpu[i] = time.thread_time_ns() - c0
+            out[what][label] = {"p50_us": float(np.median(cpu)) / 1e3, "p99_us": float(np.percentile(cpu, 99)) / 1e3}
     return out
