@@ -16,6 +16,10 @@ episodes driven by the controller ``M`` and labelled by the expert (DAgger).
   (``--hidden``, from scratch only), and for the turn-rate state input (index 1, which the network
   feeds back to itself in closed loop) Gaussian noise (``--state-noise``) or zeroing per sequence
   (``--state-drop``), so it cannot serve as a latch.
+* Optional weight averaging and schedule (off by default): ``--ema DECAY`` scores and keeps an
+  exponential moving average of the weights, ``--swa-from EPOCH`` the equal-weight mean of every
+  epoch's weights from that epoch on (:mod:`nodes.control.averaging`); ``--lr-schedule cosine``
+  decays the learning rate to 0 over ``--epochs`` in place of halving it on a validation plateau.
 * Adam, fixed seed (torch, numpy), ``torch.set_num_threads(1)``; after every epoch the numpy
   kernel of the exported model (the code that runs in graphs) is scored on the validation traces
   and the best export is kept; training stops after ``patience`` epochs without improvement,
@@ -34,6 +38,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from nodes.control.averaging import WeightAverage
 from nodes.control.dataset import (KERAS_TEST_TRACES, KERAS_VAL_TRACES, SEQ_LEN, SEQ_STRIDE, TEST_TRACES, VAL_TRACES,
                                    Sequences, get_split)
 from nodes.control.kernels import HIDDEN, RANGE_CLIP_M, CrnnKernel, CrnnParams, conv_lengths
@@ -58,6 +63,9 @@ class FitConfig:
     input_noise: float = 0.0  # N(0, input_noise) metres added to every range while training (clamped at 0)
     state_noise: float = 0.0  # N(0, state_noise) added to the turn-rate state value (index 1) while training
     state_drop: float = 0.0  # per sequence, probability that the turn-rate state value is fed as 0 while training
+    ema: float = 0.0  # > 0: score and keep an exponential moving average of the weights (decay per optimiser step)
+    swa_from: int = 0  # >= 1: score and keep the equal-weight mean of the weights after epochs swa_from, swa_from+1, ...
+    lr_schedule: str = "plateau"  # "plateau": halve on a validation plateau; "cosine": cosine decay to 0 over `epochs`
 
 
 def kernel_mse(arrays: dict[str, np.ndarray], meta: dict[str, Any], seqs: Sequences) -> float:
@@ -110,7 +118,13 @@ def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitC
     rng = np.random.default_rng(cfg.seed)
     xs, ss, ys = (torch.from_numpy(a) for a in (train.scans, train.state, train.steering))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, cfg.patience // 3))
+    if cfg.lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
+    elif cfg.lr_schedule == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, cfg.patience // 3))
+    else:
+        raise UserError(f"learning-rate schedule must be 'plateau' or 'cosine', got {cfg.lr_schedule!r}")
+    average = WeightAverage(model, cfg.ema, cfg.swa_from) if cfg.ema > 0 or cfg.swa_from > 0 else None
     from pipeline.trainstate import capture, restore
 
     best = (np.inf, model.export(), 0)
@@ -119,6 +133,8 @@ def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitC
     if resume is not None:  # continue a run cut off after an epoch
         loop = restore(resume, model, opt, sched, rng)
         first_epoch, best = int(loop["epoch"]), (float(loop["best_val"]), resume.best, int(loop["best_epoch"]))
+        if average is not None:
+            average.load_state(resume.arrays, int(loop.get("avg_count", 0)))
         t0 -= float(loop["seconds"])
         if first_epoch - best[2] >= cfg.patience:
             first_epoch = cfg.epochs
@@ -142,16 +158,29 @@ def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitC
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            if average is not None:
+                average.after_step()
             losses.append(loss.item())
-        arrays = model.export()
+        if average is not None:
+            average.after_epoch(epoch + 1)
+            with average.swapped_in():  # score (and keep) the averaged weights once there are any
+                arrays = model.export()
+        else:
+            arrays = model.export()
         val_mse = kernel_mse(arrays, meta, val)
-        sched.step(val_mse)
+        if cfg.lr_schedule == "cosine":
+            sched.step()
+        else:
+            sched.step(val_mse)
         if val_mse < best[0]:
             best = (val_mse, arrays, epoch + 1)
         bar.set_postfix(train=f"{np.mean(losses):.4f}", val=f"{val_mse:.4f}", best=f"{best[0]:.4f}")
         if on_epoch is not None:
             state = capture(model, opt, sched, rng, {"epoch": epoch + 1, "best_val": best[0], "best_epoch": best[2],
-                                                     "seconds": time.monotonic() - t0}, best[1])
+                                                     "seconds": time.monotonic() - t0,
+                                                     "avg_count": average.count if average is not None else 0}, best[1])
+            if average is not None:
+                state.arrays.update(average.state_arrays())
             on_epoch({"epoch": epoch, "loss": float(np.mean(losses)), "val_mse": val_mse,
                       "lr": float(opt.param_groups[0]["lr"])}, arrays, meta, state)
         if epoch + 1 - best[2] >= cfg.patience:
@@ -175,6 +204,28 @@ def apply_regularisation(cfg: FitConfig, args: argparse.Namespace) -> dict[str, 
         if name != "dropout":  # dropout lives in the model
             setattr(cfg, name, float(v))
         used[name] = float(v)
+    return used
+
+
+def apply_schedule(cfg: FitConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """Copy ``--ema``, ``--swa-from`` and ``--lr-schedule`` into ``cfg``; return them (for the model's
+    metadata). Options left out keep ``cfg``'s values; bad values or EMA with SWA raise UserError."""
+    used: dict[str, Any] = {}
+    ema, swa, sched = getattr(args, "ema", None), getattr(args, "swa_from", None), getattr(args, "lr_schedule", None)
+    if ema is not None:
+        if not 0.0 < ema < 1.0:
+            raise UserError(f"--ema must be in (0, 1) (decay per optimiser step, e.g. 0.999), got {ema}")
+        cfg.ema = used["ema"] = float(ema)
+    if swa is not None:
+        if swa < 1:
+            raise UserError(f"--swa-from must be an epoch >= 1, got {swa}")
+        cfg.swa_from = used["swa_from"] = int(swa)
+    if cfg.ema > 0 and cfg.swa_from > 0:
+        raise UserError("--ema and --swa-from are two ways of averaging the weights: give one of them")
+    if sched is not None:
+        if sched not in ("plateau", "cosine"):
+            raise UserError(f"--lr-schedule must be plateau or cosine, got {sched!r}")
+        cfg.lr_schedule = used["lr_schedule"] = sched
     return used
 
 
@@ -279,6 +330,7 @@ def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict, A
         if getattr(args, name, None):
             setattr(cfg, name, getattr(args, name))
     apply_regularisation(cfg, args)
+    apply_schedule(cfg, args)
     t0 = time.monotonic()
     arrays, val_mse, epochs = fit(model, train, val, meta, cfg,
                                   desc=f"crnn{'' if levels is None else f' L={levels}'}", on_epoch=on_epoch,
@@ -292,6 +344,9 @@ def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict, A
         "regularisation": {"weight_decay": cfg.weight_decay, "dropout": getattr(args, "dropout", None) or 0.0,
                            "input_noise_m": cfg.input_noise, "augment": cfg.augment, "lr": cfg.lr,
                            "hidden": int(arrays["rnn_wh"].shape[0])},
+        "schedule": {"lr_schedule": cfg.lr_schedule, "lr": cfg.lr,
+                     "weight_average": ({"kind": "ema", "decay": cfg.ema} if cfg.ema > 0 else
+                                        {"kind": "swa", "from_epoch": cfg.swa_from} if cfg.swa_from > 0 else None)},
     })
     save_model(args.out, arrays, meta)
     kind = "float CRNN" if levels is None else f"quantised CRNN (L={levels})"
