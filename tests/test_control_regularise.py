@@ -210,3 +210,29 @@ def test_schedule_options_are_checked_copied_and_listed():
     text = p._subparsers._group_actions[0].choices["train"].format_help()
     for opt in ("--ema", "--swa-from", "--lr-schedule"):
         assert opt in text
+
+
+def test_trace_timesteps_is_the_smallest_lossless_T_and_records_the_failures():
+    """A quantised real-trace CRNN stores the smallest T at which its spiking network equals it on the
+    validation traces; every smaller candidate must really differ (checked here on the bundled L=8 file)."""
+    from tests.conftest import LIDAR_DATASET, REPO
+
+    if not LIDAR_DATASET.is_dir():
+        pytest.skip(f"ICRA 2020 LiDAR dataset not found at {LIDAR_DATASET}")
+    from nodes.control.dataset import get_split
+    from nodes.control.kernels import BifKernel
+    from nodes.control.training import trace_timesteps
+    from pipeline.modelfile import load_model
+
+    arrays, meta = load_model(REPO / "models" / "crnn_keras_q8.npz")
+    seqs = get_split(LIDAR_DATASET, "keras-ncp").sequences("val")
+    pick = np.linspace(0, len(seqs) - 1, 12).astype(int)
+    seqs = Sequences(seqs.scans[pick, :16], seqs.state[pick, :16], seqs.steering[pick, :16])
+    T, note = trace_timesteps(arrays, meta, seqs, candidates=(2, 4, 8, 12, 16))
+    params = CrnnParams(arrays, meta)
+    q = CrnnKernel(params, mode="quant").run(seqs.scans, seqs.state)
+    s, _ = BifKernel(params, T, len(seqs)).run(seqs.scans, seqs.state)
+    assert np.max(np.abs(s - q)) < 1e-9
+    assert T > 2 and set(note["failed_T_max_diff"]) == {str(c) for c in (2, 4, 8, 12, 16) if c < T}
+    assert all(d >= 1e-9 for d in note["failed_T_max_diff"].values())
+    assert note["sequences"] == 12 and "lossless" not in note

@@ -250,6 +250,28 @@ def base_metadata(levels: int | None, dataset: str, split: str = "standard") -> 
     }
 
 
+def trace_timesteps(arrays: dict[str, np.ndarray], meta: dict[str, Any], seqs: Sequences,
+                    candidates=(4, 6, 8, 10, 12, 14, 16, 20, 24, 32)) -> tuple[int, dict[str, Any]]:
+    """The smallest T of ``candidates`` at which the spiking (BIF) network's output equals the
+    quantised one (to 1e-9) on every step of ``seqs`` (e.g. the validation traces' 32-step
+    sequences from a zero state), and a note with the largest difference of every T that failed.
+    If none is lossless, the last candidate is returned and the note says so."""
+    from nodes.control.kernels import BifKernel
+
+    params = CrnnParams(arrays, meta)
+    q = CrnnKernel(params, mode="quant").run(seqs.scans, seqs.state)
+    failed: dict[str, float] = {}
+    for T in candidates:
+        s, _ = BifKernel(params, T, len(seqs)).run(seqs.scans, seqs.state)
+        worst = float(np.max(np.abs(s - q)))
+        if worst < 1e-9:
+            return T, {"method": "spiking vs quantised output, every step of the validation traces' sequences",
+                       "sequences": len(seqs), "failed_T_max_diff": failed}
+        failed[str(T)] = worst
+    return candidates[-1], {"method": "spiking vs quantised output, validation traces", "sequences": len(seqs),
+                            "failed_T_max_diff": failed, "lossless": False}
+
+
 def _concat(a: Sequences, b: Sequences) -> Sequences:
     return Sequences(*(np.concatenate([x, y]) for x, y in ((a.scans, b.scans), (a.state, b.state), (a.steering, b.steering))))
 
@@ -348,6 +370,10 @@ def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict, A
                      "weight_average": ({"kind": "ema", "decay": cfg.ema} if cfg.ema > 0 else
                                         {"kind": "swa", "from_epoch": cfg.swa_from} if cfg.swa_from > 0 else None)},
     })
+    if levels is not None:  # the T a spiking session runs at: the smallest lossless one on the validation traces
+        meta["timesteps"], meta["timesteps_note"] = trace_timesteps(arrays, meta, val)
+        print(f"spiking T = {meta['timesteps']} (smallest T whose spiking output equals the quantised one on "
+              f"the {len(val)} validation sequences; failed: {meta['timesteps_note']['failed_T_max_diff']})")
     save_model(args.out, arrays, meta)
     kind = "float CRNN" if levels is None else f"quantised CRNN (L={levels})"
     print(f"{kind}: {epochs} epochs, validation MSE {val_mse:.4f}, "
