@@ -208,7 +208,7 @@ def test_schedule_options_are_checked_copied_and_listed():
     p = argparse.ArgumentParser()
     register(p.add_subparsers())
     text = p._subparsers._group_actions[0].choices["train"].format_help()
-    for opt in ("--ema", "--swa-from", "--lr-schedule"):
+    for opt in ("--ema", "--swa-from", "--lr-schedule", "--consistency"):
         assert opt in text
 
 
@@ -236,3 +236,27 @@ def test_trace_timesteps_is_the_smallest_lossless_T_and_records_the_failures():
     assert T > 2 and set(note["failed_T_max_diff"]) == {str(c) for c in (2, 4, 8, 12, 16) if c < T}
     assert all(d >= 1e-9 for d in note["failed_T_max_diff"].values())
     assert note["sequences"] == 12 and "lossless" not in note
+
+
+def test_consistency_pulls_the_float_path_towards_the_quantised_output():
+    """Same data, seed and epochs: with --consistency the float path of the quantised network's weights
+    must end closer to the quantised outputs than without it (scored with the numpy kernels)."""
+    train, val = _rule_data(48, 2), _rule_data(16, 3)
+    meta = base_metadata(4, "synthetic")
+    gaps = {}
+    for w in (0.0, 20.0):
+        torch.manual_seed(0)
+        model = CRNN(None, hidden=8)
+        fit(model, train, val, base_metadata(None, "synthetic"), FitConfig(epochs=3, patience=3, seed=0, progress=False, lr=3e-3))
+        q = CRNN.from_arrays(model.export(), 4)
+        q.init_steps(torch.from_numpy(train.scans[:16]), torch.from_numpy(train.state[:16]))
+        arrays, _, _ = fit(q, train, val, meta, FitConfig(epochs=4, patience=4, seed=0, progress=False, lr=3e-3,
+                                                          consistency=w))
+        params = CrnnParams(arrays, meta)
+        f = CrnnKernel(params, mode="float").run(val.scans, val.state)
+        qo = CrnnKernel(params, mode="quant").run(val.scans, val.state)
+        gaps[w] = float(np.mean((f - qo) ** 2))
+    assert gaps[20.0] < 0.5 * gaps[0.0], gaps
+    cfg = FitConfig()
+    assert apply_regularisation(cfg, argparse.Namespace(consistency=2.0)) == {"consistency": 2.0}
+    assert cfg.consistency == 2.0

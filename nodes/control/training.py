@@ -16,6 +16,9 @@ episodes driven by the controller ``M`` and labelled by the expert (DAgger).
   (``--hidden``, from scratch only), and for the turn-rate state input (index 1, which the network
   feeds back to itself in closed loop) Gaussian noise (``--state-noise``) or zeroing per sequence
   (``--state-drop``), so it cannot serve as a latch.
+* Quantised models: ``--consistency W`` adds W x MSE between the float path of the same weights
+  and the quantised output (held fixed) on every training sequence, so the float network of the
+  weights learns to decide as the quantised (= spiking) one does.
 * Optional weight averaging and schedule (off by default): ``--ema DECAY`` scores and keeps an
   exponential moving average of the weights, ``--swa-from EPOCH`` the equal-weight mean of every
   epoch's weights from that epoch on (:mod:`nodes.control.averaging`); ``--lr-schedule cosine``
@@ -63,6 +66,7 @@ class FitConfig:
     input_noise: float = 0.0  # N(0, input_noise) metres added to every range while training (clamped at 0)
     state_noise: float = 0.0  # N(0, state_noise) added to the turn-rate state value (index 1) while training
     state_drop: float = 0.0  # per sequence, probability that the turn-rate state value is fed as 0 while training
+    consistency: float = 0.0  # quantised model: weight of MSE(float path, quantised output held fixed) in the loss
     ema: float = 0.0  # > 0: score and keep an exponential moving average of the weights (decay per optimiser step)
     swa_from: int = 0  # >= 1: score and keep the equal-weight mean of the weights after epochs swa_from, swa_from+1, ...
     lr_schedule: str = "plateau"  # "plateau": halve on a validation plateau; "cosine": cosine decay to 0 over `epochs`
@@ -149,11 +153,14 @@ def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitC
             x, st = augment_batch(xs[idx], ss[idx], cfg)
             pred, _ = model(x, st)
             loss = torch.mean((pred - ys[idx]) ** 2)
-            if cfg.dual and model.levels is not None:  # the same weights must also drive as a float network
+            if (cfg.dual or cfg.consistency > 0) and model.levels is not None:  # the float path of the same weights
                 levels, model.levels = model.levels, None
                 pred_f, _ = model(x, st)
                 model.levels = levels
-                loss = loss + torch.mean((pred_f - ys[idx]) ** 2)
+                if cfg.dual:  # it must also drive: fitted to the same targets
+                    loss = loss + torch.mean((pred_f - ys[idx]) ** 2)
+                if cfg.consistency > 0:  # pulled towards what the quantised network outputs on these states
+                    loss = loss + cfg.consistency * torch.mean((pred_f - pred.detach()) ** 2)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -195,7 +202,7 @@ def apply_regularisation(cfg: FitConfig, args: argparse.Namespace) -> dict[str, 
     """Copy the regularisation options given on the command line into ``cfg``; return them (for
     the model's metadata). Options left out (None) keep ``cfg``'s values; bad values raise UserError."""
     used: dict[str, float] = {}
-    for name in ("weight_decay", "input_noise", "state_noise", "state_drop", "dropout"):
+    for name in ("weight_decay", "input_noise", "state_noise", "state_drop", "dropout", "consistency"):
         v = getattr(args, name, None)
         if v is None:
             continue

@@ -115,6 +115,10 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     opt("--state-drop", type=float, default=None, metavar="P",
         help="crnn / crnn_driver: per training sequence, feed the turn-rate state input as 0 with probability P, "
              "so the network cannot use its own turn as a latch (default 0)")
+    opt("--consistency", type=float, default=None, metavar="W",
+        help="crnn (quantised) / crnn_driver: add W x MSE between the float path of the same weights and the "
+             "quantised network's output (held fixed) on every training sequence, so the float network decides "
+             "as the quantised = spiking one does (default 0)")
     opt("--ema", type=float, default=None, metavar="DECAY",
         help="crnn: score and keep an exponential moving average of the weights, DECAY per optimiser step "
              "(e.g. 0.999, a memory of ~1000 steps; default off)")
