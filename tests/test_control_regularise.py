@@ -260,3 +260,22 @@ def test_consistency_pulls_the_float_path_towards_the_quantised_output():
     cfg = FitConfig()
     assert apply_regularisation(cfg, argparse.Namespace(consistency=2.0)) == {"consistency": 2.0}
     assert cfg.consistency == 2.0
+
+
+def test_options_that_would_be_ignored_are_refused():
+    """--consistency on a float CRNN and the crnn-only averaging options on crnn_driver raise a
+    one-line error before any data is read or any episode driven."""
+    from pipeline.cli.train import register
+
+    p = argparse.ArgumentParser()
+    register(p.add_subparsers())
+
+    def run(*argv):
+        args = p.parse_args(["train", *argv])
+        return args.func(args)
+
+    with pytest.raises(UserError, match="--consistency .* needs --levels"):
+        run("--model", "crnn", "--dataset", "/nonexistent", "--consistency", "2", "--out", "/nonexistent/x.npz")
+    for opt in (["--ema", "0.99"], ["--swa-from", "3"], ["--lr-schedule", "cosine"]):
+        with pytest.raises(UserError, match=f"{opt[0]} applies to --model crnn, not crnn_driver"):
+            run("--model", "crnn_driver", *opt, "--out", "/nonexistent/x.npz")

@@ -299,6 +299,8 @@ def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict, A
     levels = args.levels
     if levels is not None and not 2 <= levels <= 256:
         raise UserError(f"--levels must be in 2..256, got {levels}")
+    if getattr(args, "consistency", None) and levels is None:
+        raise UserError("--consistency pulls the float path towards the QUANTISED output: it needs --levels L")
     split_name = getattr(args, "split", None) or "standard"
     split = get_split(args.dataset, split_name)
     train, val, test = split.sequences("train"), split.sequences("val"), split.sequences("test")
