@@ -9,7 +9,8 @@ median per-episode minimum clearance of each of the four combinations, driving t
 shipped controller (its spiking conversion decides identically at the stored T); "float network +
 float reflex" is the "float, same weights" row of ``spikeloop evaluate``. The two mixed rows say
 whether a gap comes from the network or from the reflex. Also the mean |steering| and the mean
-steering (a circling bias shows as a non-zero mean) of each combination.
+steering (a circling bias shows as a non-zero mean) of each combination. ``--pure`` drives only the
+two pure rows (the spiking controller and the float path of its weights), in half the time.
 """
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--episode-s", type=float, default=60.0, help="episode length, s (default %(default)s)")
     ap.add_argument("--world", nargs="*", default=None, help="world files (default: the four shipped families)")
     ap.add_argument("--json", default=None, help="write the table here")
+    ap.add_argument("--pure", action="store_true",
+                    help="only the two pure rows (quantised network + quantised reflex = the spiking controller, "
+                         "float + float = the float path of the same weights): half the time")
     args = ap.parse_args(argv)
 
     from nodes.control.driving import DEFAULT_FAMILIES, _specs
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec in specs:
         fam = {}
         for net in ("quant", "float"):
-            for rfx in ("quant", "float"):
+            for rfx in ((net,) if args.pure else ("quant", "float")):
                 k = MixedKernel(params, len(seeds), net, rfx)
                 res = run_episodes(k, seeds, spec, progress=False)
                 steer = np.concatenate(k.steer)

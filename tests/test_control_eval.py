@@ -405,6 +405,26 @@ def test_float_gap_mixed_kernel_reproduces_the_pure_paths_and_mixes_the_reflex()
         assert np.any(np.abs(ref.reflex_out(scans[0]) - pure.reflex_out(scans[0])) > 0)  # the modes do differ
 
 
+def test_float_gap_pure_drives_only_the_two_pure_rows(tmp_path):
+    """scripts/float_gap.py --pure: the spiking (= quantised) controller and the float path of its
+    weights, nothing mixed; the rows are real episodes (a cell count, a rate in [0, 1])."""
+    import importlib.util
+    import json
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("float_gap", REPO / "scripts" / "float_gap.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "gap.json"
+    assert mod.main(["--model", str(REPO / "models" / "crnn_driver_q8.npz"), "--worlds", "2", "--episode-s", "3",
+                     "--world", str(REPO / "configs" / "worlds" / "dense.yaml"), "--pure", "--json", str(out)]) == 0
+    fam = json.loads(out.read_text())["families"]["dense"]
+    assert set(fam) == {"quant+quant", "float+float"}
+    for row in fam.values():
+        assert 0.0 <= row["collision_free"] <= 1.0 and row["cells"] >= 1
+
+
 def test_dagger_collection_can_let_the_float_path_drive():
     """--float-drive: the chosen share of DAgger episodes is driven by the float path of the same
     weights (other states than the quantised network's), the rest as before."""

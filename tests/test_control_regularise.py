@@ -107,3 +107,175 @@ def test_train_help_lists_the_controller_regularisers():
     for opt in ("--state-drop", "--state-noise", "--input-noise", "--weight-decay", "--dropout", "--hidden"):
         assert opt in text
     assert "crnn / crnn_driver" in text
+
+
+def _rule_data(n: int, seed: int) -> Sequences:
+    """Sequences of a rule the CRNN can learn: steer towards the far side (+0.8 left, -0.8 right)."""
+    rng = np.random.default_rng(seed)
+    scans = rng.uniform(0.5, 1.5, size=(n, 4, 541))
+    side = rng.choice([-1.0, 1.0], size=(n, 1, 1))
+    scans[:, :, :270] += np.where(side > 0, 0.0, 3.0)
+    scans[:, :, 271:] += np.where(side > 0, 3.0, 0.0)
+    steer = np.broadcast_to(side[:, :, 0] * 0.8, (n, 4)).copy()
+    return Sequences(scans.astype(np.float32), np.zeros((n, 4, 2), np.float32), steer.astype(np.float32))
+
+
+def test_weight_average_ema_and_swa_follow_their_formulas_and_swap_back():
+    from nodes.control.averaging import WeightAverage
+
+    lin = torch.nn.Linear(3, 2)
+    ema = WeightAverage(lin, decay=0.9)
+    assert not ema.ready
+    w0 = lin.weight.detach().clone()
+    ema.after_step()  # first step: the average starts at the weights
+    with torch.no_grad():
+        lin.weight.add_(1.0)
+    ema.after_step()
+    w1 = lin.weight.detach().clone()
+    assert torch.allclose(ema.avg["weight"], 0.9 * w0 + 0.1 * w1)
+    with ema.swapped_in():
+        assert torch.allclose(lin.weight, 0.9 * w0 + 0.1 * w1)
+    assert torch.equal(lin.weight, w1)  # the trained weights come back after the block
+
+    swa = WeightAverage(lin, swa_from=2)
+    seen = []
+    for epoch in (1, 2, 3, 4):
+        with torch.no_grad():
+            lin.weight.add_(float(epoch))
+        swa.after_step()  # nothing for SWA
+        swa.after_epoch(epoch)
+        if epoch >= 2:
+            seen.append(lin.weight.detach().clone())
+    assert swa.count == 3 and torch.allclose(swa.avg["weight"], torch.stack(seen).mean(0))
+    assert swa.describe() == {"kind": "swa", "from_epoch": 2, "epochs_averaged": 3}
+    with pytest.raises(ValueError):
+        WeightAverage(lin, decay=0.9, swa_from=2)
+    with pytest.raises(ValueError):
+        WeightAverage(lin)
+
+
+def test_fit_with_swa_keeps_the_mean_of_the_epochs_weights_and_resumes_exactly():
+    """SWA does not change the training path (cosine schedule: no feedback from validation), so the
+    averaged run's export after epoch 3 must be the mean of the plain run's exports after epochs 2 and 3;
+    and a run resumed from its epoch-2 state must end with the uninterrupted run's arrays."""
+    train, val = _rule_data(32, 0), _rule_data(8, 1)
+    meta = base_metadata(None, "synthetic")
+
+    def run(resume=None, **kw):
+        exports, states = [], []
+        torch.manual_seed(0)
+        model = CRNN(None, hidden=8)
+        cfg = FitConfig(epochs=3, patience=10, seed=0, progress=False, lr=3e-3, lr_schedule="cosine", **kw)
+
+        def on_epoch(rec, arrays, _meta, state):
+            exports.append({k: np.array(v) for k, v in arrays.items()})
+            states.append(state)
+        if resume is not None:
+            torch.manual_seed(0)
+            model = CRNN(None, hidden=8)
+        fit(model, train, val, meta, cfg, on_epoch=on_epoch, resume=resume)
+        return exports, states
+
+    plain, _ = run()
+    swa, swa_states = run(swa_from=2)
+    for name in plain[0]:
+        assert np.array_equal(swa[0][name], plain[0][name])  # epoch 1: nothing averaged yet
+        assert np.allclose(swa[2][name], (plain[1][name] + plain[2][name]) / 2, atol=1e-6)
+    assert not np.allclose(swa[2]["rnn_wx"], plain[2]["rnn_wx"])  # the average is not the last epoch's weights
+    resumed, _ = run(resume=swa_states[1], swa_from=2)
+    assert len(resumed) == 1
+    for name in plain[0]:
+        assert np.array_equal(resumed[0][name], swa[2][name])
+    ema, _ = run(ema=0.99)
+    assert not np.allclose(ema[2]["rnn_wx"], plain[2]["rnn_wx"])
+
+
+def test_schedule_options_are_checked_copied_and_listed():
+    from nodes.control.training import apply_schedule
+    from pipeline.cli.train import register
+
+    cfg = FitConfig()
+    assert apply_schedule(cfg, argparse.Namespace(ema=0.999, swa_from=None, lr_schedule="cosine")) == \
+        {"ema": 0.999, "lr_schedule": "cosine"}
+    assert (cfg.ema, cfg.swa_from, cfg.lr_schedule) == (0.999, 0, "cosine")
+    assert apply_schedule(FitConfig(), argparse.Namespace()) == {}
+    with pytest.raises(UserError, match="--ema"):
+        apply_schedule(FitConfig(), argparse.Namespace(ema=1.0))
+    with pytest.raises(UserError, match="--swa-from"):
+        apply_schedule(FitConfig(), argparse.Namespace(swa_from=0))
+    with pytest.raises(UserError, match="give one"):
+        apply_schedule(FitConfig(), argparse.Namespace(ema=0.99, swa_from=3))
+    p = argparse.ArgumentParser()
+    register(p.add_subparsers())
+    text = p._subparsers._group_actions[0].choices["train"].format_help()
+    for opt in ("--ema", "--swa-from", "--lr-schedule", "--consistency"):
+        assert opt in text
+
+
+def test_trace_timesteps_is_the_smallest_lossless_T_and_records_the_failures():
+    """A quantised real-trace CRNN stores the smallest T at which its spiking network equals it on the
+    validation traces; every smaller candidate must really differ (checked here on the bundled L=8 file)."""
+    from tests.conftest import LIDAR_DATASET, REPO
+
+    if not LIDAR_DATASET.is_dir():
+        pytest.skip(f"ICRA 2020 LiDAR dataset not found at {LIDAR_DATASET}")
+    from nodes.control.dataset import get_split
+    from nodes.control.kernels import BifKernel
+    from nodes.control.training import trace_timesteps
+    from pipeline.modelfile import load_model
+
+    arrays, meta = load_model(REPO / "models" / "crnn_keras_q8.npz")
+    seqs = get_split(LIDAR_DATASET, "keras-ncp").sequences("val")
+    pick = np.linspace(0, len(seqs) - 1, 12).astype(int)
+    seqs = Sequences(seqs.scans[pick, :16], seqs.state[pick, :16], seqs.steering[pick, :16])
+    T, note = trace_timesteps(arrays, meta, seqs, candidates=(2, 4, 8, 12, 16))
+    params = CrnnParams(arrays, meta)
+    q = CrnnKernel(params, mode="quant").run(seqs.scans, seqs.state)
+    s, _ = BifKernel(params, T, len(seqs)).run(seqs.scans, seqs.state)
+    assert np.max(np.abs(s - q)) < 1e-9
+    assert T > 2 and set(note["failed_T_max_diff"]) == {str(c) for c in (2, 4, 8, 12, 16) if c < T}
+    assert all(d >= 1e-9 for d in note["failed_T_max_diff"].values())
+    assert note["sequences"] == 12 and "lossless" not in note
+
+
+def test_consistency_pulls_the_float_path_towards_the_quantised_output():
+    """Same data, seed and epochs: with --consistency the float path of the quantised network's weights
+    must end closer to the quantised outputs than without it (scored with the numpy kernels)."""
+    train, val = _rule_data(48, 2), _rule_data(16, 3)
+    meta = base_metadata(4, "synthetic")
+    gaps = {}
+    for w in (0.0, 20.0):
+        torch.manual_seed(0)
+        model = CRNN(None, hidden=8)
+        fit(model, train, val, base_metadata(None, "synthetic"), FitConfig(epochs=3, patience=3, seed=0, progress=False, lr=3e-3))
+        q = CRNN.from_arrays(model.export(), 4)
+        q.init_steps(torch.from_numpy(train.scans[:16]), torch.from_numpy(train.state[:16]))
+        arrays, _, _ = fit(q, train, val, meta, FitConfig(epochs=4, patience=4, seed=0, progress=False, lr=3e-3,
+                                                          consistency=w))
+        params = CrnnParams(arrays, meta)
+        f = CrnnKernel(params, mode="float").run(val.scans, val.state)
+        qo = CrnnKernel(params, mode="quant").run(val.scans, val.state)
+        gaps[w] = float(np.mean((f - qo) ** 2))
+    assert gaps[20.0] < 0.5 * gaps[0.0], gaps
+    cfg = FitConfig()
+    assert apply_regularisation(cfg, argparse.Namespace(consistency=2.0)) == {"consistency": 2.0}
+    assert cfg.consistency == 2.0
+
+
+def test_options_that_would_be_ignored_are_refused():
+    """--consistency on a float CRNN and the crnn-only averaging options on crnn_driver raise a
+    one-line error before any data is read or any episode driven."""
+    from pipeline.cli.train import register
+
+    p = argparse.ArgumentParser()
+    register(p.add_subparsers())
+
+    def run(*argv):
+        args = p.parse_args(["train", *argv])
+        return args.func(args)
+
+    with pytest.raises(UserError, match="--consistency .* needs --levels"):
+        run("--model", "crnn", "--dataset", "/nonexistent", "--consistency", "2", "--out", "/nonexistent/x.npz")
+    for opt in (["--ema", "0.99"], ["--swa-from", "3"], ["--lr-schedule", "cosine"]):
+        with pytest.raises(UserError, match=f"{opt[0]} applies to --model crnn, not crnn_driver"):
+            run("--model", "crnn_driver", *opt, "--out", "/nonexistent/x.npz")

@@ -264,6 +264,9 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     from nodes.control.training import FitConfig, apply_regularisation, base_metadata, fit
     from pipeline.modelfile import save_model
 
+    for name in ("ema", "swa_from", "lr_schedule"):  # crnn-only options: refuse rather than ignore them
+        if getattr(args, name, None) is not None:
+            raise UserError(f"--{name.replace('_', '-')} applies to --model crnn, not crnn_driver")
     torch.set_num_threads(1)
     t_start = time.monotonic()
     budget_s = 60 * (args.max_minutes or 14.0)

@@ -16,6 +16,13 @@ episodes driven by the controller ``M`` and labelled by the expert (DAgger).
   (``--hidden``, from scratch only), and for the turn-rate state input (index 1, which the network
   feeds back to itself in closed loop) Gaussian noise (``--state-noise``) or zeroing per sequence
   (``--state-drop``), so it cannot serve as a latch.
+* Quantised models: ``--consistency W`` adds W x MSE between the float path of the same weights
+  and the quantised output (held fixed) on every training sequence, so the float network of the
+  weights learns to decide as the quantised (= spiking) one does.
+* Optional weight averaging and schedule (off by default): ``--ema DECAY`` scores and keeps an
+  exponential moving average of the weights, ``--swa-from EPOCH`` the equal-weight mean of every
+  epoch's weights from that epoch on (:mod:`nodes.control.averaging`); ``--lr-schedule cosine``
+  decays the learning rate to 0 over ``--epochs`` in place of halving it on a validation plateau.
 * Adam, fixed seed (torch, numpy), ``torch.set_num_threads(1)``; after every epoch the numpy
   kernel of the exported model (the code that runs in graphs) is scored on the validation traces
   and the best export is kept; training stops after ``patience`` epochs without improvement,
@@ -34,6 +41,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from nodes.control.averaging import WeightAverage
 from nodes.control.dataset import (KERAS_TEST_TRACES, KERAS_VAL_TRACES, SEQ_LEN, SEQ_STRIDE, TEST_TRACES, VAL_TRACES,
                                    Sequences, get_split)
 from nodes.control.kernels import HIDDEN, RANGE_CLIP_M, CrnnKernel, CrnnParams, conv_lengths
@@ -58,6 +66,10 @@ class FitConfig:
     input_noise: float = 0.0  # N(0, input_noise) metres added to every range while training (clamped at 0)
     state_noise: float = 0.0  # N(0, state_noise) added to the turn-rate state value (index 1) while training
     state_drop: float = 0.0  # per sequence, probability that the turn-rate state value is fed as 0 while training
+    consistency: float = 0.0  # quantised model: weight of MSE(float path, quantised output held fixed) in the loss
+    ema: float = 0.0  # > 0: score and keep an exponential moving average of the weights (decay per optimiser step)
+    swa_from: int = 0  # >= 1: score and keep the equal-weight mean of the weights after epochs swa_from, swa_from+1, ...
+    lr_schedule: str = "plateau"  # "plateau": halve on a validation plateau; "cosine": cosine decay to 0 over `epochs`
 
 
 def kernel_mse(arrays: dict[str, np.ndarray], meta: dict[str, Any], seqs: Sequences) -> float:
@@ -110,7 +122,13 @@ def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitC
     rng = np.random.default_rng(cfg.seed)
     xs, ss, ys = (torch.from_numpy(a) for a in (train.scans, train.state, train.steering))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, cfg.patience // 3))
+    if cfg.lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
+    elif cfg.lr_schedule == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, cfg.patience // 3))
+    else:
+        raise UserError(f"learning-rate schedule must be 'plateau' or 'cosine', got {cfg.lr_schedule!r}")
+    average = WeightAverage(model, cfg.ema, cfg.swa_from) if cfg.ema > 0 or cfg.swa_from > 0 else None
     from pipeline.trainstate import capture, restore
 
     best = (np.inf, model.export(), 0)
@@ -119,6 +137,8 @@ def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitC
     if resume is not None:  # continue a run cut off after an epoch
         loop = restore(resume, model, opt, sched, rng)
         first_epoch, best = int(loop["epoch"]), (float(loop["best_val"]), resume.best, int(loop["best_epoch"]))
+        if average is not None:
+            average.load_state(resume.arrays, int(loop.get("avg_count", 0)))
         t0 -= float(loop["seconds"])
         if first_epoch - best[2] >= cfg.patience:
             first_epoch = cfg.epochs
@@ -133,25 +153,41 @@ def fit(model, train: Sequences, val: Sequences, meta: dict[str, Any], cfg: FitC
             x, st = augment_batch(xs[idx], ss[idx], cfg)
             pred, _ = model(x, st)
             loss = torch.mean((pred - ys[idx]) ** 2)
-            if cfg.dual and model.levels is not None:  # the same weights must also drive as a float network
+            if (cfg.dual or cfg.consistency > 0) and model.levels is not None:  # the float path of the same weights
                 levels, model.levels = model.levels, None
                 pred_f, _ = model(x, st)
                 model.levels = levels
-                loss = loss + torch.mean((pred_f - ys[idx]) ** 2)
+                if cfg.dual:  # it must also drive: fitted to the same targets
+                    loss = loss + torch.mean((pred_f - ys[idx]) ** 2)
+                if cfg.consistency > 0:  # pulled towards what the quantised network outputs on these states
+                    loss = loss + cfg.consistency * torch.mean((pred_f - pred.detach()) ** 2)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            if average is not None:
+                average.after_step()
             losses.append(loss.item())
-        arrays = model.export()
+        if average is not None:
+            average.after_epoch(epoch + 1)
+            with average.swapped_in():  # score (and keep) the averaged weights once there are any
+                arrays = model.export()
+        else:
+            arrays = model.export()
         val_mse = kernel_mse(arrays, meta, val)
-        sched.step(val_mse)
+        if cfg.lr_schedule == "cosine":
+            sched.step()
+        else:
+            sched.step(val_mse)
         if val_mse < best[0]:
             best = (val_mse, arrays, epoch + 1)
         bar.set_postfix(train=f"{np.mean(losses):.4f}", val=f"{val_mse:.4f}", best=f"{best[0]:.4f}")
         if on_epoch is not None:
             state = capture(model, opt, sched, rng, {"epoch": epoch + 1, "best_val": best[0], "best_epoch": best[2],
-                                                     "seconds": time.monotonic() - t0}, best[1])
+                                                     "seconds": time.monotonic() - t0,
+                                                     "avg_count": average.count if average is not None else 0}, best[1])
+            if average is not None:
+                state.arrays.update(average.state_arrays())
             on_epoch({"epoch": epoch, "loss": float(np.mean(losses)), "val_mse": val_mse,
                       "lr": float(opt.param_groups[0]["lr"])}, arrays, meta, state)
         if epoch + 1 - best[2] >= cfg.patience:
@@ -166,7 +202,7 @@ def apply_regularisation(cfg: FitConfig, args: argparse.Namespace) -> dict[str, 
     """Copy the regularisation options given on the command line into ``cfg``; return them (for
     the model's metadata). Options left out (None) keep ``cfg``'s values; bad values raise UserError."""
     used: dict[str, float] = {}
-    for name in ("weight_decay", "input_noise", "state_noise", "state_drop", "dropout"):
+    for name in ("weight_decay", "input_noise", "state_noise", "state_drop", "dropout", "consistency"):
         v = getattr(args, name, None)
         if v is None:
             continue
@@ -175,6 +211,28 @@ def apply_regularisation(cfg: FitConfig, args: argparse.Namespace) -> dict[str, 
         if name != "dropout":  # dropout lives in the model
             setattr(cfg, name, float(v))
         used[name] = float(v)
+    return used
+
+
+def apply_schedule(cfg: FitConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """Copy ``--ema``, ``--swa-from`` and ``--lr-schedule`` into ``cfg``; return them (for the model's
+    metadata). Options left out keep ``cfg``'s values; bad values or EMA with SWA raise UserError."""
+    used: dict[str, Any] = {}
+    ema, swa, sched = getattr(args, "ema", None), getattr(args, "swa_from", None), getattr(args, "lr_schedule", None)
+    if ema is not None:
+        if not 0.0 < ema < 1.0:
+            raise UserError(f"--ema must be in (0, 1) (decay per optimiser step, e.g. 0.999), got {ema}")
+        cfg.ema = used["ema"] = float(ema)
+    if swa is not None:
+        if swa < 1:
+            raise UserError(f"--swa-from must be an epoch >= 1, got {swa}")
+        cfg.swa_from = used["swa_from"] = int(swa)
+    if cfg.ema > 0 and cfg.swa_from > 0:
+        raise UserError("--ema and --swa-from are two ways of averaging the weights: give one of them")
+    if sched is not None:
+        if sched not in ("plateau", "cosine"):
+            raise UserError(f"--lr-schedule must be plateau or cosine, got {sched!r}")
+        cfg.lr_schedule = used["lr_schedule"] = sched
     return used
 
 
@@ -199,6 +257,28 @@ def base_metadata(levels: int | None, dataset: str, split: str = "standard") -> 
     }
 
 
+def trace_timesteps(arrays: dict[str, np.ndarray], meta: dict[str, Any], seqs: Sequences,
+                    candidates=(4, 6, 8, 10, 12, 14, 16, 20, 24, 32)) -> tuple[int, dict[str, Any]]:
+    """The smallest T of ``candidates`` at which the spiking (BIF) network's output equals the
+    quantised one (to 1e-9) on every step of ``seqs`` (e.g. the validation traces' 32-step
+    sequences from a zero state), and a note with the largest difference of every T that failed.
+    If none is lossless, the last candidate is returned and the note says so."""
+    from nodes.control.kernels import BifKernel
+
+    params = CrnnParams(arrays, meta)
+    q = CrnnKernel(params, mode="quant").run(seqs.scans, seqs.state)
+    failed: dict[str, float] = {}
+    for T in candidates:
+        s, _ = BifKernel(params, T, len(seqs)).run(seqs.scans, seqs.state)
+        worst = float(np.max(np.abs(s - q)))
+        if worst < 1e-9:
+            return T, {"method": "spiking vs quantised output, every step of the validation traces' sequences",
+                       "sequences": len(seqs), "failed_T_max_diff": failed}
+        failed[str(T)] = worst
+    return candidates[-1], {"method": "spiking vs quantised output, validation traces", "sequences": len(seqs),
+                            "failed_T_max_diff": failed, "lossless": False}
+
+
 def _concat(a: Sequences, b: Sequences) -> Sequences:
     return Sequences(*(np.concatenate([x, y]) for x, y in ((a.scans, b.scans), (a.state, b.state), (a.steering, b.steering))))
 
@@ -219,6 +299,8 @@ def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict, A
     levels = args.levels
     if levels is not None and not 2 <= levels <= 256:
         raise UserError(f"--levels must be in 2..256, got {levels}")
+    if getattr(args, "consistency", None) and levels is None:
+        raise UserError("--consistency pulls the float path towards the QUANTISED output: it needs --levels L")
     split_name = getattr(args, "split", None) or "standard"
     split = get_split(args.dataset, split_name)
     train, val, test = split.sequences("train"), split.sequences("val"), split.sequences("test")
@@ -279,6 +361,7 @@ def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict, A
         if getattr(args, name, None):
             setattr(cfg, name, getattr(args, name))
     apply_regularisation(cfg, args)
+    apply_schedule(cfg, args)
     t0 = time.monotonic()
     arrays, val_mse, epochs = fit(model, train, val, meta, cfg,
                                   desc=f"crnn{'' if levels is None else f' L={levels}'}", on_epoch=on_epoch,
@@ -292,7 +375,14 @@ def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict, A
         "regularisation": {"weight_decay": cfg.weight_decay, "dropout": getattr(args, "dropout", None) or 0.0,
                            "input_noise_m": cfg.input_noise, "augment": cfg.augment, "lr": cfg.lr,
                            "hidden": int(arrays["rnn_wh"].shape[0])},
+        "schedule": {"lr_schedule": cfg.lr_schedule, "lr": cfg.lr,
+                     "weight_average": ({"kind": "ema", "decay": cfg.ema} if cfg.ema > 0 else
+                                        {"kind": "swa", "from_epoch": cfg.swa_from} if cfg.swa_from > 0 else None)},
     })
+    if levels is not None:  # the T a spiking session runs at: the smallest lossless one on the validation traces
+        meta["timesteps"], meta["timesteps_note"] = trace_timesteps(arrays, meta, val)
+        print(f"spiking T = {meta['timesteps']} (smallest T whose spiking output equals the quantised one on "
+              f"the {len(val)} validation sequences; failed: {meta['timesteps_note']['failed_T_max_diff']})")
     save_model(args.out, arrays, meta)
     kind = "float CRNN" if levels is None else f"quantised CRNN (L={levels})"
     print(f"{kind}: {epochs} epochs, validation MSE {val_mse:.4f}, "

@@ -115,6 +115,18 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     opt("--state-drop", type=float, default=None, metavar="P",
         help="crnn / crnn_driver: per training sequence, feed the turn-rate state input as 0 with probability P, "
              "so the network cannot use its own turn as a latch (default 0)")
+    opt("--consistency", type=float, default=None, metavar="W",
+        help="crnn (quantised) / crnn_driver: add W x MSE between the float path of the same weights and the "
+             "quantised network's output (held fixed) on every training sequence, so the float network decides "
+             "as the quantised = spiking one does (default 0)")
+    opt("--ema", type=float, default=None, metavar="DECAY",
+        help="crnn: score and keep an exponential moving average of the weights, DECAY per optimiser step "
+             "(e.g. 0.999, a memory of ~1000 steps; default off)")
+    opt("--swa-from", type=int, default=None, metavar="EPOCH",
+        help="crnn: stochastic weight averaging: score and keep the mean of the weights after every epoch from "
+             "EPOCH on (1-based; default off; not with --ema)")
+    opt("--lr-schedule", choices=("plateau", "cosine"), default=None,
+        help="crnn: learning-rate schedule: halve on a validation plateau (default) or cosine decay to 0 over --epochs")
     opt("--float-drive", type=float, default=None, metavar="F",
         help="crnn_driver: fraction of each round's DAgger episodes driven by the FLOAT path of the same "
              "weights instead of the quantised network (default 0), so the float network meets its own states")
