@@ -137,3 +137,59 @@ def test_auto_yields_between_polls_by_default_and_the_environment_overrides(monk
     assert not InletWait("auto", 0.005, 250.0).polite
     monkeypatch.setenv("SPIKELOOP_POLL_YIELD", "1")
     assert InletWait("spin", 0.005, 250.0).polite
+
+
+def test_busy_rule_trips_on_repeated_late_yields_only_and_backs_off_longer_while_busy():
+    from nodes.sources.lsl_wait import BUSY_BACKOFF_S, BUSY_TRIP, BUSY_WINDOW
+
+    wait = InletWait("auto", 0.005, 250.0)
+
+    def polled(late: bool) -> None:
+        wait._late = late
+        wait._watch_busy()
+
+    for i in range(5 * BUSY_WINDOW):  # a lone late yield now and then (a hypervisor hiccup): no switch
+        polled(i % BUSY_WINDOW == 0)
+    assert wait.busy_backoffs == 0
+    for _ in range(BUSY_TRIP):  # the yields keep coming back late: block for the first back-off
+        polled(True)
+    assert wait.busy_backoffs == 1 and wait.busy_for_s == BUSY_BACKOFF_S[0]
+    assert wait._busy_until > time.perf_counter() + 0.5 * BUSY_BACKOFF_S[0]
+    for k in range(2, 8):  # still busy after each back-off: longer ones, up to the cap
+        for _ in range(BUSY_TRIP):
+            polled(True)
+        assert wait.busy_backoffs == k
+        assert wait.busy_for_s == min(BUSY_BACKOFF_S[0] * 2 ** (k - 1), BUSY_BACKOFF_S[1])
+    for _ in range(BUSY_WINDOW):  # a quiet spell: the next back-off is short again
+        polled(False)
+    for _ in range(BUSY_TRIP):
+        polled(True)
+    assert wait.busy_for_s == BUSY_BACKOFF_S[0]
+
+
+def test_auto_blocks_for_a_while_when_another_task_holds_its_core(caplog):
+    """A CPU-bound process on the inlet's own core: each yield between polls hands it the core, the
+    inlet notices, logs it and blocks (every sample still delivered, in order)."""
+    import logging
+    import os
+    import subprocess
+    import sys
+
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("needs Linux CPU affinity")
+    before = os.sched_getaffinity(0)
+    cpu = min(before)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(hog.pid, {cpu})
+        os.sched_setaffinity(0, {cpu})  # this thread (and the pusher thread it starts) share the hog's core
+        with caplog.at_level(logging.INFO, logger="spikeloop.node.inlet"):
+            values, inlet = _receive("auto", 250.0, 750)
+    finally:
+        os.sched_setaffinity(0, before)
+        hog.kill()
+        hog.wait(5.0)
+    assert np.array_equal(values, np.arange(750, dtype=np.float32))
+    assert inlet._waiter.busy_backoffs >= 1
+    assert inlet.counters()["busy_switches"] == inlet._waiter.busy_backoffs
+    assert any("the machine is busy at" in r.getMessage() for r in caplog.records)

@@ -149,7 +149,8 @@ class LslInlet(Source):
         self._stall_since: float | None = None
         self._stall_logged = 0.0
         self._rate_warned = False
-        self._counts = {"reconnections": 0, "stalls": 0, "stalled_ms": 0}
+        self._counts = {"reconnections": 0, "stalls": 0, "stalled_ms": 0, "busy_switches": 0}
+        self._busy_seen = 0  # the wait's busy_backoffs when last counted
         self._unsettled: tuple[np.ndarray, float] | None = None  # the last packet's stamps and arrival (monotonic s)
 
     @property
@@ -217,6 +218,8 @@ class LslInlet(Source):
             raise RuntimeError(f"lsl_inlet {self.name!r}: read() before open()")
         if self._unsettled is not None:
             self._settle()
+        if waiter.busy_backoffs != self._busy_seen:
+            self._note_busy(waiter)
         data, stamps, n = waiter.pull(self._pull, local_clock, self.prewarm)
         if n == 0:
             self._check_silence()
@@ -231,6 +234,14 @@ class LslInlet(Source):
         # has gone through the graph: with cold caches it costs tens of µs (counters() settles it too)
         self._unsettled = (stamps, time.monotonic())
         return {"out": Packet(data, stamps, t_enter)}
+
+    def _note_busy(self, waiter: InletWait) -> None:
+        """The ``auto`` wait found the machine busy (its yields came back late) and blocks for a while."""
+        self._counts["busy_switches"] += waiter.busy_backoffs - self._busy_seen
+        self._busy_seen = waiter.busy_backoffs
+        self.log.info("%s: the machine is busy at %s (another task held the core between polls): wait 'auto' "
+                      "blocks for %.0f s, then polls again (switch #%d; counted in busy_switches)", self._where,
+                      _clock_text(), waiter.busy_for_s, self._counts["busy_switches"])
 
     def _settle(self) -> None:
         """Account for the packet read last (see :meth:`read`)."""
@@ -353,6 +364,8 @@ class LslInlet(Source):
 
     def counters(self) -> dict[str, int]:
         self._settle()
+        if self._waiter is not None and self._waiter.busy_backoffs != self._busy_seen:
+            self._note_busy(self._waiter)
         out = dict(self._counts)
         if self._stall_since is not None:  # a stall that lasts counts now, not only when it ends
             out["stalled_ms"] += int(round((time.monotonic() - self._stall_since) * 1000))

@@ -33,6 +33,18 @@ until they do again; while the schedule is first learnt (8 pulls) it predicts
 A wrong prediction costs at most ``guard_s + spin_window_s`` of polling per read; after that the
 inlet blocks as in ``block`` mode, so no sample waits longer than a blocking read would.
 
+**A busy machine.** Polling pays only while the core is ours: with CPU-bound processes on every
+core, each yield between two polls hands the core to one of them for a scheduler slice, and the
+sample that arrives meanwhile waits for the slice to end (``spikeloop bench latency --load 2``:
+p50 1.3–2.6 ms polling against 0.26 ms for a blocking relay). So ``auto`` watches its yields: a
+yield that comes back more than ``BUSY_GAP_S`` later means another task held the core; when
+``BUSY_TRIP`` of the last ``BUSY_WINDOW`` polled reads had one, ``auto`` blocks (exactly as
+``block``) for a back-off of 2 s, doubled up to 30 s while the machine stays busy, then tries
+polling again (``busy_backoffs`` counts the switches; the inlet logs each with its time). Late
+yields that come alone or in short bursts (the hypervisor taking the virtual CPU for a few ms,
+about 0.3 % of reads on a quiet VM here) do not trip it: with a looser rule (4 late yields in
+16 reads as the rule) one quiet 15 s run of ``ray-compiled`` tripped once and blocked for 2 s.
+
 What a pull teaches (the schedule, the transit) is learnt at the start of the next pull: a sample
 goes through the graph first (a refit costs tens of µs with cold caches).
 
@@ -45,6 +57,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from typing import Any, Callable, Literal
 
 from nodes.sources.lsl_schedule import SenderSchedule
@@ -52,6 +65,12 @@ from nodes.sources.lsl_schedule import SenderSchedule
 
 WaitMode = Literal["auto", "block", "spin"]
 WAIT_MODES: tuple[str, ...] = ("auto", "block", "spin")
+BUSY_GAP_S = 0.001
+"""A yield between two polls that returns later than this (s) means another task held the core."""
+BUSY_WINDOW, BUSY_TRIP = 16, 8
+"""``auto`` blocks when ``BUSY_TRIP`` of the last ``BUSY_WINDOW`` polled reads had a late yield."""
+BUSY_BACKOFF_S = (2.0, 30.0)
+"""First and longest back-off (s) of ``auto`` on a busy machine (doubled while it stays busy)."""
 
 
 class InletWait:
@@ -82,6 +101,13 @@ class InletWait:
         self.polls = 0  # zero-timeout pulls that found nothing (a measure of the CPU spent polling)
         self.prewarms = 0  # prewarm calls made (one per polled-for arrival)
         self._pending: tuple[float, int, float | None] | None = None  # the last pull, learnt from at the next
+        self._late_yields: deque[bool] = deque(maxlen=BUSY_WINDOW)  # per polled read: a yield came back late
+        self._busy_until = 0.0  # perf_counter s: auto blocks until then (a busy machine)
+        self._backoff_s = BUSY_BACKOFF_S[0]
+        self.busy_backoffs = 0  # times auto switched to blocking on a busy machine
+        self.busy_for_s = 0.0  # the last back-off's length (s)
+        self._late = False  # the last poll had a late yield
+        self._polled = False  # the last pull polled (judge its yields at the next)
         # yield the CPU between empty polls: on by default for auto (its polling window sits exactly on
         # the sender's push time), off for spin; SPIKELOOP_POLL_YIELD=0/1 forces it off/on for both
         forced = os.environ.get("SPIKELOOP_POLL_YIELD", "")
@@ -100,6 +126,9 @@ class InletWait:
         if pending is not None:  # learn from the previous pull now, after its data went through the graph
             self._pending = None
             self._note(*pending)
+        if self._polled:
+            self._polled = False
+            self._watch_busy()
         data, stamps = pull_chunk(0.0)
         n = len(stamps)
         if n:
@@ -111,7 +140,7 @@ class InletWait:
         deadline = start + self.max_block_s
         if self.mode == "spin":
             data, stamps, n = self._poll(pull_chunk, start + self.spin_s)
-        elif self.mode == "auto" and self._last_ts is not None:
+        elif self.mode == "auto" and self._last_ts is not None and start >= self._busy_until:
             due = self._predict(self._last_ts)
             self.due = 0.0 if due is None else due
             if due is not None:
@@ -124,6 +153,7 @@ class InletWait:
                         self.prewarms += 1
                 if n == 0:
                     data, stamps, n = self._poll(pull_chunk, min(start + due_in + self.spin_window_s, deadline))
+                    self._polled = True  # its yields are judged at the next pull (off the sample's path)
         if n == 0:
             data, stamps, n = self._block(pull_chunk, deadline - time.perf_counter())
         if n:
@@ -152,16 +182,36 @@ class InletWait:
         process for a scheduler slice; an earlier A/B at load 9 showed no latency change either way.
         """
         data, stamps, n = None, (), 0
-        polite = self.polite
-        while time.perf_counter() < until:
+        polite, late = self.polite, False
+        now = time.perf_counter()
+        while now < until:
             data, stamps = pull_chunk(0.0)
             n = len(stamps)
             if n:
                 break
             self.polls += 1
             if polite:
+                before = time.perf_counter()
                 os.sched_yield()
+                now = time.perf_counter()
+                late = late or now - before > BUSY_GAP_S
+            else:
+                now = time.perf_counter()
+        self._late = late
         return data, stamps, n
+
+    def _watch_busy(self) -> None:
+        """After a polled read: block for a back-off when the yields keep coming back late."""
+        late, window = self._late, self._late_yields
+        window.append(late)
+        if late and sum(window) >= BUSY_TRIP:
+            self._busy_until = time.perf_counter() + self._backoff_s
+            self.busy_backoffs += 1
+            self.busy_for_s = self._backoff_s
+            self._backoff_s = min(2 * self._backoff_s, BUSY_BACKOFF_S[1])
+            window.clear()
+        elif not late and len(window) == BUSY_WINDOW and not any(window):
+            self._backoff_s = BUSY_BACKOFF_S[0]  # a quiet spell: the next back-off starts short again
 
     def _note(self, newest: float, n: int, arrival: float | None) -> None:
         """Learn from a pull: its newest stamp (s), sample count and, if waited for, its arrival (s,
