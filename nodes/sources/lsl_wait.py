@@ -42,8 +42,8 @@ yield that comes back more than ``BUSY_GAP_S`` later means another task held the
 ``block``) for a back-off of 2 s, doubled up to 30 s while the machine stays busy, then tries
 polling again (``busy_backoffs`` counts the switches; the inlet logs each with its time). Late
 yields that come alone or in short bursts (the hypervisor taking the virtual CPU for a few ms,
-about 0.3 % of reads on a quiet VM here) do not trip it: with a looser rule (4 late yields in
-16 reads as the rule) one quiet 15 s run of ``ray-compiled`` tripped once and blocked for 2 s.
+about 0.3 % of reads on a quiet VM here) do not trip it: with a looser rule (4 late yields of 0.5 ms
+in 16 reads) one quiet 15 s run of ``ray-compiled`` tripped once and blocked for 2 s.
 
 What a pull teaches (the schedule, the transit) is learnt at the start of the next pull: a sample
 goes through the graph first (a refit costs tens of µs with cold caches).
