@@ -40,22 +40,16 @@ class WeightAverage:
 
     def after_step(self) -> None:
         """Call after every optimiser step (EMA update; nothing for SWA)."""
-        if self.decay <= 0:
-            return
-        import torch
-
-        with torch.no_grad():
-            for name, p in self.module.named_parameters():
-                if name not in self.avg:
-                    self.avg[name] = p.detach().clone()
-                else:
-                    self.avg[name].mul_(self.decay).add_(p.detach(), alpha=1.0 - self.decay)
-        self.count += 1
+        if self.decay > 0:
+            self._blend(self.decay)
 
     def after_epoch(self, epoch: int) -> None:
         """Call after every epoch, ``epoch`` 1-based (SWA update from ``swa_from`` on; nothing for EMA)."""
-        if self.swa_from <= 0 or epoch < self.swa_from:
-            return
+        if self.swa_from > 0 and epoch >= self.swa_from:
+            self._blend(self.count / (self.count + 1))
+
+    def _blend(self, keep: float) -> None:
+        """``avg = keep * avg + (1 - keep) * w`` for every parameter (the first call copies ``w``)."""
         import torch
 
         with torch.no_grad():
@@ -63,7 +57,7 @@ class WeightAverage:
                 if name not in self.avg:
                     self.avg[name] = p.detach().clone()
                 else:
-                    self.avg[name].mul_(self.count / (self.count + 1)).add_(p.detach(), alpha=1.0 / (self.count + 1))
+                    self.avg[name].mul_(keep).add_(p.detach(), alpha=1.0 - keep)
         self.count += 1
 
     @contextmanager
