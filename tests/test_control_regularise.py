@@ -279,3 +279,64 @@ def test_options_that_would_be_ignored_are_refused():
     for opt in (["--ema", "0.99"], ["--swa-from", "3"], ["--lr-schedule", "cosine"]):
         with pytest.raises(UserError, match=f"{opt[0]} applies to --model crnn, not crnn_driver"):
             run("--model", "crnn_driver", *opt, "--out", "/nonexistent/x.npz")
+
+
+def test_conv_channels_option_builds_a_wider_stack_that_the_kernels_run_exactly():
+    """--conv-channels: the chosen out-channels reach the torch twin, the file's metadata and the
+    numpy kernels (float and quantised agree with torch); bad values and --init are refused."""
+    from nodes.control.training import _conv_layers, architecture_text
+    from nodes.control.kernels import BifKernel
+
+    layers = _conv_layers(argparse.Namespace(conv_channels="6,8,10,3", init=None), {})
+    assert [c for _, c, *_ in layers] == [6, 8, 10, 3]
+    meta = base_metadata(4, "synthetic", conv_layers=layers)
+    assert meta["conv_layers"][-1][1] == 3 and "->84 + 2 state" in meta["architecture"]
+    assert "conv_layers" not in base_metadata(4, "synthetic")  # the reference stack stays implicit
+    assert architecture_text().startswith("Conv1D(12,k5,s3)-Conv1D(16,k5,s3)-Conv1D(24,k5,s2)-Conv1D(1,k1)->28")
+    torch.manual_seed(0)
+    x, st = _batch(2, 3)
+    x, st = x.float(), st.float()
+    for levels in (None, 4):
+        model = CRNN(levels, layers)
+        if levels:
+            model.init_steps(x, st)
+        params = CrnnParams(model.export(), base_metadata(levels, "synthetic", conv_layers=layers))
+        assert params.conv_layers == layers
+        with torch.no_grad():
+            ref = model(x, st)[0].numpy()
+        k = CrnnKernel(params, mode="quant" if levels else "float")
+        assert np.allclose(k.run(x.numpy().astype(np.float64), st.numpy().astype(np.float64)), ref, atol=1e-5)
+        if levels:  # the spiking network of the wider stack is the quantised one at a large enough T
+            bif = BifKernel(params, timesteps=64)
+            out = [bif.step(x[0, t:t + 1].numpy().astype(np.float64), st[0, t:t + 1].numpy().astype(np.float64))
+                   for t in range(3)]
+            assert np.allclose(np.concatenate(out), ref[0], atol=1e-6)
+    for bad in ("1,2,3", "4,4,4,0", "a,b,c,d"):
+        with pytest.raises(UserError, match="--conv-channels"):
+            _conv_layers(argparse.Namespace(conv_channels=bad, init=None), {})
+    with pytest.raises(UserError, match="from scratch"):
+        _conv_layers(argparse.Namespace(conv_channels="6,8,10,3", init="m.npz"), {})
+
+
+def test_teacher_targets_average_the_teachers_and_refuse_another_split(tmp_path):
+    """--teachers: the distillation target is the mean of the teachers' numpy-kernel outputs; a
+    teacher trained on another split (it has seen this split's test traces) is refused."""
+    from nodes.control.training import teacher_targets
+    from pipeline.modelfile import save_model
+
+    seqs = _rule_data(5, seed=3)
+    paths, outs = [], []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        arrays = CRNN(None).export()
+        meta = base_metadata(None, "synthetic", "keras-ncp")
+        path = tmp_path / f"t{seed}.npz"
+        save_model(path, arrays, meta)
+        paths.append(str(path))
+        outs.append(CrnnKernel(CrnnParams(arrays, meta), mode="float").run(seqs.scans, seqs.state))
+    mean, notes = teacher_targets(paths, seqs, "keras-ncp")
+    assert mean.shape == seqs.steering.shape and len(notes) == 2
+    assert np.allclose(mean, (outs[0] + outs[1]) / 2, atol=1e-6)
+    assert not np.allclose(outs[0], outs[1])  # two different teachers: the mean is not either of them
+    with pytest.raises(UserError, match="standard"):
+        teacher_targets(paths, seqs, "standard")

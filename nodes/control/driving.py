@@ -286,10 +286,8 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     train_seed = SEED_RANGES["train"][0] + 1000 * args.seed
     val_seeds = list(range(SEED_RANGES["validation"][0], SEED_RANGES["validation"][0] + n_val))
 
-    meta = base_metadata(levels, "simulator (DAgger, arc-planner expert)")
-    meta.update({"conv_layers": [list(c) for c in DRIVER_LAYERS], "invalid_returns": "fill",
-                 "architecture": "Conv1D(8,k11,s10)-Conv1D(8,k5,s3)-Conv1D(2,k1) -> 34 + 2 state -> RNN(32) -> 1",
-                 "split": None, "families": [s.name for s in specs]})
+    meta = base_metadata(levels, "simulator (DAgger, arc-planner expert)", conv_layers=DRIVER_LAYERS)
+    meta.update({"invalid_returns": "fill", "split": None, "families": [s.name for s in specs]})
     cache = Path(args.cache) if getattr(args, "cache", None) else None
     init_arrays, init_meta = None, {}
     if args.init:

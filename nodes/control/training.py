@@ -13,9 +13,13 @@ episodes driven by the controller ``M`` and labelled by the expert (DAgger).
 * Optional regularisation (all off by default): Adam weight decay (``--weight-decay``, default
   1e-4), dropout on the features entering the RNN and on the hidden state read out
   (``--dropout``), Gaussian range noise in metres (``--input-noise``), a smaller or larger RNN
-  (``--hidden``, from scratch only), and for the turn-rate state input (index 1, which the network
+  (``--hidden``, from scratch only), wider or narrower conv layers (``--conv-channels``, from
+  scratch only; stored in the file's ``conv_layers``), and for the turn-rate state input (index 1, which the network
   feeds back to itself in closed loop) Gaussian noise (``--state-noise``) or zeroing per sequence
   (``--state-drop``), so it cannot serve as a latch.
+* Ensemble distillation (``--teachers M [M ...]``, ``--teacher-weight W``, default 1): the training
+  labels become (1 - W) x label + W x the mean output of the teacher networks (same split only);
+  validation and test keep the recorded labels.
 * Quantised models: ``--consistency W`` adds W x MSE between the float path of the same weights
   and the quantised output (held fixed) on every training sequence, so the float network of the
   weights learns to decide as the quantised (= spiking) one does.
@@ -44,7 +48,7 @@ import numpy as np
 from nodes.control.averaging import WeightAverage
 from nodes.control.dataset import (KERAS_TEST_TRACES, KERAS_VAL_TRACES, SEQ_LEN, SEQ_STRIDE, TEST_TRACES, VAL_TRACES,
                                    Sequences, get_split)
-from nodes.control.kernels import HIDDEN, RANGE_CLIP_M, CrnnKernel, CrnnParams, conv_lengths
+from nodes.control.kernels import CONV_LAYERS, HIDDEN, RANGE_CLIP_M, CrnnKernel, CrnnParams, conv_lengths, n_features
 from pipeline.errors import UserError
 
 
@@ -236,14 +240,42 @@ def apply_schedule(cfg: FitConfig, args: argparse.Namespace) -> dict[str, Any]:
     return used
 
 
-def base_metadata(levels: int | None, dataset: str, split: str = "standard") -> dict[str, Any]:
-    """Architecture and data description stored in every controller model file."""
-    return {
+def architecture_text(conv_layers=CONV_LAYERS, hidden: int = HIDDEN) -> str:
+    """One line naming the layers, e.g. the reference
+    ``Conv1D(12,k5,s3)-Conv1D(16,k5,s3)-Conv1D(24,k5,s2)-Conv1D(1,k1)->28 + 2 state -> RNN(32) -> 1``."""
+    convs = "-".join(f"Conv1D({c},k{k}" + (f",s{s})" if s != 1 else ")") for _, c, k, s, _ in conv_layers)
+    return f"{convs}->{n_features(conv_layers)} + 2 state -> RNN({hidden}) -> 1"
+
+
+def _conv_layers(args: argparse.Namespace, init_meta: dict[str, Any]) -> tuple:
+    """The conv stack to train: the --init file's, the reference one, or the reference one with the
+    out-channels of ``--conv-channels C1,C2,C3,C4`` (from scratch only)."""
+    text = getattr(args, "conv_channels", None)
+    layers = (tuple(tuple(c) for c in init_meta["conv_layers"]) if init_meta.get("conv_layers") else CONV_LAYERS)
+    if not text:
+        return layers
+    if args.init:
+        raise UserError("--conv-channels applies to training from scratch (the --init file fixes its layers)")
+    try:
+        channels = [int(c) for c in str(text).split(",")]
+    except ValueError:
+        channels = []
+    if len(channels) != len(CONV_LAYERS) or min(channels) < 1:
+        raise UserError(f"--conv-channels {text!r}: give {len(CONV_LAYERS)} positive out-channel counts, "
+                        f"e.g. {','.join(str(c) for _, c, *_ in CONV_LAYERS)} (the reference stack)")
+    return tuple((name, c, k, s, g) for (name, _, k, s, g), c in zip(CONV_LAYERS, channels))
+
+
+def base_metadata(levels: int | None, dataset: str, split: str = "standard",
+                  conv_layers=CONV_LAYERS) -> dict[str, Any]:
+    """Architecture and data description stored in every controller model file (``conv_layers``
+    only when it differs from the reference stack, so older readers see the same files)."""
+    meta: dict[str, Any] = {
         "family": "controller",
         "kind": "crnn",
         "levels": levels,
-        "architecture": "Conv1D(12,k5,s3)-Conv1D(16,k5,s3)-Conv1D(24,k5,s2)-Conv1D(1,k1)->28 + 2 state -> RNN(32) -> 1",
-        "conv_lengths": conv_lengths(),
+        "architecture": architecture_text(conv_layers),
+        "conv_lengths": conv_lengths(layers=conv_layers),
         "inputs": {"scan": "541 ranges in metres, 270 deg at 0.5 deg, beam 0 on the right",
                    "state": "2 values (linear, angular velocity) clipped to [-1, 1]"},
         "preprocess": f"min(range, {RANGE_CLIP_M}) / {RANGE_CLIP_M}",
@@ -255,6 +287,9 @@ def base_metadata(levels: int | None, dataset: str, split: str = "standard") -> 
                   {"name": split, "test_traces": list(KERAS_TEST_TRACES), "val_traces": list(KERAS_VAL_TRACES),
                    "seq_len": SEQ_LEN, "seq_stride": SEQ_STRIDE, "mirror": "train, val and test"}),
     }
+    if tuple(tuple(c) for c in conv_layers) != CONV_LAYERS:
+        meta["conv_layers"] = [list(c) for c in conv_layers]
+    return meta
 
 
 def trace_timesteps(arrays: dict[str, np.ndarray], meta: dict[str, Any], seqs: Sequences,
@@ -277,6 +312,30 @@ def trace_timesteps(arrays: dict[str, np.ndarray], meta: dict[str, Any], seqs: S
         failed[str(T)] = worst
     return candidates[-1], {"method": "spiking vs quantised output, validation traces", "sequences": len(seqs),
                             "failed_T_max_diff": failed, "lossless": False}
+
+
+def teacher_targets(paths: list[str], seqs: Sequences, split_name: str) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Mean steering (S, SEQ_LEN) of the teacher networks ``paths`` on ``seqs`` (each run by its
+    numpy kernel, float or quantised as its file says, h0 = 0 per sequence), and a note per teacher.
+
+    A teacher must be a real-trace controller trained on the same split: one trained on another
+    split has seen this split's test traces, and its targets would leak them into training."""
+    from pipeline.modelfile import load_model
+
+    preds, notes = [], []
+    for path in paths:
+        arrays, meta = load_model(path)
+        if meta.get("family") != "controller" or meta.get("kind") != "crnn":
+            raise UserError(f"--teachers {path}: not a crnn controller file (family {meta.get('family')!r}, "
+                            f"kind {meta.get('kind')!r})")
+        teacher_split = (meta.get("split") or {}).get("name")
+        if teacher_split != split_name:
+            raise UserError(f"--teachers {path}: trained on the {teacher_split!r} split, this run uses "
+                            f"{split_name!r} (its targets would carry this split's test traces into training)")
+        mode = "quant" if meta.get("levels") else "float"
+        preds.append(CrnnKernel(CrnnParams(arrays, meta), mode=mode).run(seqs.scans, seqs.state))
+        notes.append({"file": str(path), "val_mse": meta.get("val_mse"), "levels": meta.get("levels")})
+    return np.mean(preds, axis=0).astype(np.float32), notes
 
 
 def _concat(a: Sequences, b: Sequences) -> Sequences:
@@ -329,21 +388,36 @@ def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict, A
               f"-> {len(dag)} sequences")
         train = _concat(train, dag)
         dagger_note = {"episodes": args.dagger_episodes, "seed": args.seed + 2000, "driver": str(args.init)}
-    meta = base_metadata(levels, str(args.dataset), split_name)
-    meta["sim_expert"] = sim_note
-    meta["dagger"] = dagger_note
     init_meta: dict[str, Any] = {}
     if args.init:
         arrays0, init_meta = load_model(args.init)
+    conv_layers = _conv_layers(args, init_meta)
+    teacher_note = None
+    if getattr(args, "teachers", None):  # ensemble distillation: blend the labels with the teachers' mean
+        weight = 1.0 if getattr(args, "teacher_weight", None) is None else float(args.teacher_weight)
+        if not 0.0 < weight <= 1.0:
+            raise UserError(f"--teacher-weight must be in (0, 1], got {weight}")
+        mean, notes = teacher_targets(list(args.teachers), train, split_name)
+        before = float(np.mean((mean - train.steering) ** 2))
+        train = Sequences(train.scans, train.state, ((1.0 - weight) * train.steering + weight * mean).astype(np.float32))
+        print(f"distillation: {len(notes)} teachers, their mean's MSE to the training labels {before:.4f}; "
+              f"training target = {1 - weight:g} x label + {weight:g} x teachers' mean")
+        teacher_note = {"teachers": notes, "weight": weight, "teacher_mean_train_mse": before}
+    meta = base_metadata(levels, str(args.dataset), split_name, conv_layers)
+    meta["distillation"] = teacher_note
+    meta["sim_expert"] = sim_note
+    meta["dagger"] = dagger_note
+    if args.init:
         if getattr(args, "hidden", None) and args.hidden != int(arrays0["rnn_wh"].shape[0]):
             raise UserError(f"--hidden {args.hidden}: {args.init} has {int(arrays0['rnn_wh'].shape[0])} hidden units "
                             "(--hidden applies to training from scratch)")
-        model = CRNN.from_arrays(arrays0, levels, dropout=getattr(args, "dropout", None) or 0.0)
+        model = CRNN.from_arrays(arrays0, levels, conv_layers, dropout=getattr(args, "dropout", None) or 0.0)
         if levels is not None and "rnn_step" not in arrays0:
             model.init_steps(torch.from_numpy(train.scans[:64]), torch.from_numpy(train.state[:64]))
     else:
         torch.manual_seed(args.seed)
-        model = CRNN(levels, hidden=getattr(args, "hidden", None) or HIDDEN, dropout=getattr(args, "dropout", None) or 0.0)
+        model = CRNN(levels, conv_layers, hidden=getattr(args, "hidden", None) or HIDDEN,
+                     dropout=getattr(args, "dropout", None) or 0.0)
         if levels is not None:
             model.init_steps(torch.from_numpy(train.scans[:64]), torch.from_numpy(train.state[:64]))
     cfg = FitConfig(seed=args.seed, progress=getattr(args, "progress", True))
@@ -370,6 +444,7 @@ def train_crnn(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict, A
     zero_mse = float(np.mean(test.steering ** 2))
     meta.update({
         "seed": args.seed, "epochs_run": epochs, "val_mse": val_mse, "test_mse": test_mse,
+        "architecture": architecture_text(conv_layers, int(arrays["rnn_wh"].shape[0])),
         "test_mse_zero_predictor": zero_mse, "init": str(args.init) if args.init else None,
         "init_test_mse": init_meta.get("test_mse"), "train_minutes": (time.monotonic() - t0) / 60,
         "regularisation": {"weight_decay": cfg.weight_decay, "dropout": getattr(args, "dropout", None) or 0.0,

@@ -82,6 +82,14 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
              "(test traces 7,8,10,19,23,25,27 with mirrors, the split later work reports on); default standard")
     opt("--augment", action="store_true", default=None,
         help="controllers: per-sequence range scaling x U(0.85, 1.15) and N(0, 3 cm) range noise while training")
+    opt("--conv-channels", default=None, metavar="C1,C2,C3,C4",
+        help="crnn: out-channels of the four conv layers, from scratch only (default 12,16,24,1; the last one "
+             "times 28 positions is the number of features the RNN sees, e.g. 12,16,24,4 -> 112)")
+    opt("--teachers", nargs="+", default=None, metavar="MODEL",
+        help="crnn: ensemble distillation: train on the mean steering of these networks (crnn files of the same "
+             "split, e.g. several seeds) blended with the recorded labels; validation and test keep the labels")
+    opt("--teacher-weight", type=float, default=None, metavar="W",
+        help="crnn: training target = (1 - W) x label + W x the teachers' mean (default 1)")
     opt("--levels", type=int, default=None, metavar="L", help="quantise with L levels and fine-tune (QCRNN); omit for the float CRNN")
     opt("--init", default=None, metavar="MODEL", help="start from this model file (e.g. the float CRNN before quantising; "
         "decoders: a model of the same kind, e.g. a plain SNN to fine-tune with ASA or a rate penalty)")
