@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import UserError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="models/crnn_driver_q8.npz",
@@ -48,15 +50,23 @@ def run(args: argparse.Namespace) -> int:
     from nodes.control.simulator import RobotEnv
     from nodes.control.torch_models import TorchBif
 
+    if args.decisions < 1:
+        raise UserError(f"--decisions must be >= 1, got {args.decisions}")
     torch.set_num_threads(1)
     params = load_params(args.model)
-    # scans from a simulated episode (the controller's real input in the loop)
+    # scans from simulated episodes (the controller's real input in the loop); a new seed each time
+    # an episode ends, so any number of decisions can be timed
     env = RobotEnv.from_file(args.world)
-    obs, gap, scans, states = env.reset(0), FollowTheGap(), [], []
+    seed = 0
+    obs, gap, scans, states = env.reset(seed), FollowTheGap(), [], []
     while len(scans) < args.decisions:
         scans.append(obs.scan)
         states.append(obs.state)
-        obs = env.step(gap(obs.scan, obs.state))
+        if env.done:
+            seed += 1
+            obs = env.reset(seed)
+        else:
+            obs = env.step(gap(obs.scan, obs.state))
     scans, states = np.array(scans), np.array(states)
     results: dict = {"model": args.model, "decisions": args.decisions, "timesteps": {}}
     timesteps = args.timesteps or ([int(params.meta["timesteps"])] if params.meta.get("timesteps") else [8, 16])
