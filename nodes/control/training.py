@@ -38,6 +38,7 @@ Model files are data only (``pipeline.modelfile.save_model``), family ``controll
 from __future__ import annotations
 
 import argparse
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -334,7 +335,9 @@ def teacher_targets(paths: list[str], seqs: Sequences, split_name: str) -> tuple
                             f"{split_name!r} (its targets would carry this split's test traces into training)")
         mode = "quant" if meta.get("levels") else "float"
         preds.append(CrnnKernel(CrnnParams(arrays, meta), mode=mode).run(seqs.scans, seqs.state))
-        notes.append({"file": str(path), "val_mse": meta.get("val_mse"), "levels": meta.get("levels")})
+        notes.append({"file": Path(path).name, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+                      "seed": meta.get("seed"), "levels": meta.get("levels"), "architecture": meta.get("architecture"),
+                      "val_mse": meta.get("val_mse"), "test_mse": meta.get("test_mse")})
     return np.mean(preds, axis=0).astype(np.float32), notes
 
 
