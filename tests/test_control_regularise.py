@@ -338,5 +338,11 @@ def test_teacher_targets_average_the_teachers_and_refuse_another_split(tmp_path)
     assert mean.shape == seqs.steering.shape and len(notes) == 2
     assert np.allclose(mean, (outs[0] + outs[1]) / 2, atol=1e-6)
     assert not np.allclose(outs[0], outs[1])  # two different teachers: the mean is not either of them
-    with pytest.raises(UserError, match="standard"):
+    with pytest.raises(UserError, match="'standard' split holds out"):
         teacher_targets(paths, seqs, "standard")
+    old_style = base_metadata(None, "synthetic", "standard")  # files written before the split had a name
+    old_style["split"].pop("name")
+    save_model(tmp_path / "old.npz", CRNN(None).export(), old_style)
+    assert teacher_targets([str(tmp_path / "old.npz")], seqs, "standard")[0].shape == seqs.steering.shape
+    with pytest.raises(UserError, match="held-out traces"):
+        teacher_targets([str(tmp_path / "old.npz")], seqs, "keras-ncp")

@@ -319,8 +319,10 @@ def teacher_targets(paths: list[str], seqs: Sequences, split_name: str) -> tuple
     """Mean steering (S, SEQ_LEN) of the teacher networks ``paths`` on ``seqs`` (each run by its
     numpy kernel, float or quantised as its file says, h0 = 0 per sequence), and a note per teacher.
 
-    A teacher must be a real-trace controller trained on the same split: one trained on another
-    split has seen this split's test traces, and its targets would leak them into training."""
+    A teacher must be a real-trace controller trained on the same split (the same test and
+    validation traces, as its metadata lists them): one trained on another split has seen this
+    split's test traces, and its targets would leak them into training."""
+    want = base_metadata(None, "", split_name)["split"]
     from pipeline.modelfile import load_model
 
     preds, notes = [], []
@@ -329,10 +331,12 @@ def teacher_targets(paths: list[str], seqs: Sequences, split_name: str) -> tuple
         if meta.get("family") != "controller" or meta.get("kind") != "crnn":
             raise UserError(f"--teachers {path}: not a crnn controller file (family {meta.get('family')!r}, "
                             f"kind {meta.get('kind')!r})")
-        teacher_split = (meta.get("split") or {}).get("name")
-        if teacher_split != split_name:
-            raise UserError(f"--teachers {path}: trained on the {teacher_split!r} split, this run uses "
-                            f"{split_name!r} (its targets would carry this split's test traces into training)")
+        got = meta.get("split") or {}
+        if any(sorted(got.get(key) or []) != sorted(want[key]) for key in ("test_traces", "val_traces")):
+            raise UserError(f"--teachers {path}: trained with test traces {got.get('test_traces')} and validation "
+                            f"traces {got.get('val_traces')}; this run's {split_name!r} split holds out "
+                            f"{want['test_traces']} and {want['val_traces']} (the teacher's targets would carry "
+                            "held-out traces into training)")
         mode = "quant" if meta.get("levels") else "float"
         preds.append(CrnnKernel(CrnnParams(arrays, meta), mode=mode).run(seqs.scans, seqs.state))
         notes.append({"file": Path(path).name, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
