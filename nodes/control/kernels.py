@@ -585,10 +585,12 @@ def _bif_decide(x, ws, bs, strides, n_outs, thetas, nmins, nmaxs, wx_feat, rnn_i
     for b in range(B):
         vs = []
         ss = []
+        zs = []  # per layer: the input current of one time step (scratch, zeroed before each use)
         for l in range(L):
             m = n_outs[l] * ws[l].shape[2]
             vs.append(np.full(m, thetas[l] / 2.0))
             ss.append(np.zeros(m))
+            zs.append(np.empty(m))
         vh = np.full(H, theta_h / 2.0)
         sh = np.zeros(H)
         acc = bo
@@ -617,7 +619,8 @@ def _bif_decide(x, ws, bs, strides, n_outs, thetas, nmins, nmaxs, wx_feat, rnn_i
                     # so every output sums its terms in the order j, ci of a dense convolution: bit-identical
                     # to it, at a cost that follows the spikes instead of n * c_out * k * c_in.
                     th_in = thetas[l - 1]
-                    z = np.zeros(n * c_out)
+                    z = zs[l]
+                    z[:] = 0.0
                     for p in range(prev.shape[0] // c_in):
                         o_hi = min(p // st, n - 1)
                         o_lo = max(0, (p - k + st) // st)  # = ceil((p - k + 1) / st), at least 0

@@ -267,6 +267,16 @@ def _conv_layers(args: argparse.Namespace, init_meta: dict[str, Any]) -> tuple:
     return tuple((name, c, k, s, g) for (name, _, k, s, g), c in zip(CONV_LAYERS, channels))
 
 
+def split_metadata(split: str = "standard") -> dict[str, Any]:
+    """How a real-trace split is cut (stored in a model file as ``split``): its held-out test and
+    validation trace numbers, the sequence length and stride, and which parts are mirrored."""
+    if split == "standard":
+        return {"name": "standard", "test_traces": list(TEST_TRACES), "val_traces": list(VAL_TRACES),
+                "seq_len": SEQ_LEN, "seq_stride": SEQ_STRIDE, "mirror": True}
+    return {"name": split, "test_traces": list(KERAS_TEST_TRACES), "val_traces": list(KERAS_VAL_TRACES),
+            "seq_len": SEQ_LEN, "seq_stride": SEQ_STRIDE, "mirror": "train, val and test"}
+
+
 def base_metadata(levels: int | None, dataset: str, split: str = "standard",
                   conv_layers=CONV_LAYERS) -> dict[str, Any]:
     """Architecture and data description stored in every controller model file (``conv_layers``
@@ -283,10 +293,7 @@ def base_metadata(levels: int | None, dataset: str, split: str = "standard",
         "output": "steering in [-1, 1], +1 turns left (towards beam 540)",
         "rate_hz": 20.0,
         "dataset": dataset,
-        "split": ({"name": "standard", "test_traces": list(TEST_TRACES), "val_traces": list(VAL_TRACES),
-                   "seq_len": SEQ_LEN, "seq_stride": SEQ_STRIDE, "mirror": True} if split == "standard" else
-                  {"name": split, "test_traces": list(KERAS_TEST_TRACES), "val_traces": list(KERAS_VAL_TRACES),
-                   "seq_len": SEQ_LEN, "seq_stride": SEQ_STRIDE, "mirror": "train, val and test"}),
+        "split": split_metadata(split),
     }
     if tuple(tuple(c) for c in conv_layers) != CONV_LAYERS:
         meta["conv_layers"] = [list(c) for c in conv_layers]
@@ -322,7 +329,7 @@ def teacher_targets(paths: list[str], seqs: Sequences, split_name: str) -> tuple
     A teacher must be a real-trace controller trained on the same split (the same test and
     validation traces, as its metadata lists them): one trained on another split has seen this
     split's test traces, and its targets would leak them into training."""
-    want = base_metadata(None, "", split_name)["split"]
+    want = split_metadata(split_name)
     from pipeline.modelfile import load_model
 
     preds, notes = [], []
