@@ -224,6 +224,64 @@ def test_driver_training_keeps_the_reflex_in_the_dagger_loop(tmp_path):
     assert any((tmp_path / "cache").glob("dagger_*_rfx0.6-2_round1_*.npz"))
 
 
+def test_driver_new_network_trains_on_the_init_files_data_and_extra_files(tmp_path):
+    """``--init`` with ``--conv-channels``/``--hidden``: a NEW network of that size is trained on the
+    --init file's aggregated data plus ``--extra-data`` files (named and hashed in the model), keeps
+    the file's reflex, and its spiking conversion is checked like any driver's. Bad extra data and
+    a bad channel list are refused by name."""
+    pytest.importorskip("torch")
+    import argparse
+    import hashlib
+
+    from nodes.control.driving import train_driver
+    from nodes.control.kernels import load_params
+    from nodes.control.reflex import with_reflex
+    from pipeline.errors import UserError
+    from pipeline.modelfile import load_model, save_model
+
+    cache = tmp_path / "cache"
+    args = argparse.Namespace(out=str(tmp_path / "drv.npz"), seed=0, levels=4, worlds_files=["configs/worlds/default.yaml"],
+                              episode_s=2.0, val_episode_s=2.0, episodes=1, rounds=0, val_worlds=2, epochs=1,
+                              max_minutes=5, init=None, cache=str(cache))
+    assert train_driver(args) == 0
+    save_model(tmp_path / "rfx.npz", *with_reflex(*load_model(args.out), 0.6, 2.0))
+    (expert,) = cache.glob("expert_default_*_2.npz")
+    with np.load(expert) as z:  # another run's labelled sequences, mirrored: still valid expert labels
+        extra = tmp_path / "other_run.npz"
+        np.savez(extra, scans=z["scans"][:, :, ::-1], state=z["state"] * np.array([1.0, -1.0], np.float32),
+                 steering=-z["steering"])
+    args.init, args.out, args.extra_data = str(tmp_path / "rfx.npz"), str(tmp_path / "wide.npz"), [str(extra)]
+    args.conv_channels, args.hidden = "4,4,3", 8
+    assert train_driver(args) == 0
+    p = load_params(args.out)
+    assert [c[1] for c in p.conv_layers] == [4, 4, 3] and p.arrays["rnn_wh"].shape == (8, 8)
+    assert "RNN(8)" in p.meta["architecture"] and "Conv1D(4,k11,s10)" in p.meta["architecture"]
+    assert p.meta["new_network"]["from"] == "rfx.npz"
+    n_expert = len(np.load(expert)["steering"])
+    assert p.meta["new_network"]["sequences"] == 2 * n_expert  # the file's round-0 data + the extra file
+    (note,) = p.meta["extra_data"]
+    assert note == {"file": "other_run.npz", "sha256": hashlib.sha256(extra.read_bytes()).hexdigest(),
+                    "sequences": n_expert}
+    assert p.meta["reflex"]["d0_m"] == 0.6 and p.reflex is not None  # the --init file's reflex stays
+    scans = np.random.default_rng(0).uniform(0.2, 6.0, (3, 8, 541))
+    state = np.zeros((3, 8, 2))
+    q = CrnnKernel(p, mode="quant").run(scans, state)
+    s, _ = BifKernel(p, p.meta["timesteps"] + 8, 3).run(scans, state)
+    np.testing.assert_allclose(s, q, atol=1e-9)  # the new network converts losslessly, as every driver
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, scans=np.zeros((2, 32, 100), np.float32), state=np.zeros((2, 32, 2), np.float32),
+             steering=np.zeros((2, 32), np.float32))
+    args.extra_data = [str(bad)]
+    with pytest.raises(UserError, match="bad.npz: expected scans"):
+        train_driver(args)
+    args.extra_data, args.conv_channels = None, "4,4"
+    with pytest.raises(UserError, match="the driver has 3 conv layers"):
+        train_driver(args)
+    args.conv_channels, args.hidden, args.levels = None, None, 8  # the file's own size at another L: refused
+    with pytest.raises(UserError, match="L=8"):
+        train_driver(args)
+
+
 def test_closed_loop_T_check_finds_a_lossy_T_that_expert_sequences_can_miss():
     """The stored T comes from the decisions the controller meets in closed loop, with the
     recurrent state carried over the whole episode: T = 2 (below L - 1 = 7 steps of the input layer)

@@ -7,7 +7,8 @@
    (:func:`nodes.control.expert.expert_episode`), ``--episodes`` per world family per round, in
    TRAINING seeds (:data:`nodes.control.simulator.SEED_RANGES`), with sensor noise on; mirrored.
 2. **Float, then quantised.** A small CRNN (:data:`nodes.control.kernels.DRIVER_LAYERS`, RNN of
-   ``HIDDEN``; invalid returns filled) is trained on it, quantised to ``--levels`` L and fine-tuned
+   ``HIDDEN``, or ``--conv-channels`` / ``--hidden``; invalid returns filled) is trained on it,
+   quantised to ``--levels`` L and fine-tuned
    with the float path of the same weights trained alongside (so "the float network of the same
    weights" is a real controller, not an accident).
 3. **DAgger rounds** (``--rounds``): the quantised network -- which drives exactly like its
@@ -248,6 +249,72 @@ def selection_key(score: dict[str, Any], ftg_cells: dict[str, float], target: fl
     return (min(min(rates), target), round(margin, 6), min(rates), float(np.mean(rates)))
 
 
+def driver_architecture(args: argparse.Namespace, init_arrays: dict | None,
+                        init_meta: dict[str, Any]) -> tuple[tuple, int, bool]:
+    """(conv layers, RNN units, new) of the driver to train: the ``--init`` file's, else
+    :data:`DRIVER_LAYERS` and :data:`HIDDEN`, changed by ``--conv-channels C1,C2,C3`` (out-channels
+    of the three conv layers; kernels and strides stay) and ``--hidden N``. ``new`` is True when
+    an ``--init`` file is given but the architecture differs from its own: a new network is then
+    trained on that file's aggregated data before the DAgger rounds continue."""
+    init_layers = tuple(tuple(c) for c in init_meta["conv_layers"]) if init_meta.get("conv_layers") else None
+    init_hidden = int(np.asarray(init_arrays["rnn_wh"]).shape[0]) if init_arrays is not None else None
+    layers = init_layers or DRIVER_LAYERS
+    text = getattr(args, "conv_channels", None)
+    if text:
+        try:
+            channels = [int(c) for c in str(text).split(",")]
+        except ValueError:
+            channels = []
+        if len(channels) != len(DRIVER_LAYERS) or min(channels) < 1:
+            raise UserError(f"--conv-channels {text!r}: the driver has {len(DRIVER_LAYERS)} conv layers; give "
+                            f"{len(DRIVER_LAYERS)} positive out-channel counts, e.g. "
+                            f"{','.join(str(c) for _, c, *_ in DRIVER_LAYERS)} (the default)")
+        layers = tuple((name, c, k, st, g) for (name, _, k, st, g), c in zip(DRIVER_LAYERS, channels))
+    hidden = getattr(args, "hidden", None) or init_hidden or HIDDEN
+    if hidden < 1:
+        raise UserError(f"--hidden must be >= 1, got {hidden}")
+    new = init_arrays is not None and (layers != init_layers or hidden != init_hidden)
+    return layers, hidden, new
+
+
+def load_sequences(path: str | Path) -> Sequences:
+    """Expert-labelled 32-step sequences from a data-only .npz (``scans`` (N, 32, 541) metres,
+    ``state`` (N, 32, 2), ``steering`` (N, 32); what ``--cache`` holds). Refuses, naming the file,
+    anything else (no pickle is ever loaded)."""
+    from nodes.control.kernels import N_BEAMS
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such data file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = {"scans", "state", "steering"} - set(z.files)
+            if missing:
+                raise UserError(f"{path}: not a sequence file (missing arrays {sorted(missing)})")
+            seqs = Sequences(z["scans"].astype(np.float32, copy=False), z["state"].astype(np.float32, copy=False),
+                             z["steering"].astype(np.float32, copy=False))
+    except (ValueError, OSError) as e:
+        raise UserError(f"{path}: cannot read as a data-only .npz ({e})") from None
+    n = len(seqs.scans)
+    if (seqs.scans.shape != (n, SEQ_LEN, N_BEAMS) or seqs.state.shape != (n, SEQ_LEN, 2)
+            or seqs.steering.shape != (n, SEQ_LEN)):
+        raise UserError(f"{path}: expected scans (N, {SEQ_LEN}, {N_BEAMS}), state (N, {SEQ_LEN}, 2), steering "
+                        f"(N, {SEQ_LEN}); got {seqs.scans.shape}, {seqs.state.shape}, {seqs.steering.shape}")
+    if not (np.all(np.isfinite(seqs.scans)) and np.all(np.isfinite(seqs.state)) and np.all(np.isfinite(seqs.steering))):
+        raise UserError(f"{path}: holds non-finite values")
+    return seqs
+
+
+def _file_sha256(path: str | Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict, Any], None] | None = None) -> int:
     """``spikeloop train --model crnn_driver``: see the module docstring.
 
@@ -261,7 +328,7 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
 
     from nodes.control.reflex import reflex_label, reflex_tuple, with_reflex
     from nodes.control.torch_models import CRNN
-    from nodes.control.training import FitConfig, apply_regularisation, base_metadata, fit
+    from nodes.control.training import FitConfig, apply_regularisation, architecture_text, base_metadata, fit
     from pipeline.modelfile import save_model
 
     for name in ("ema", "swa_from", "lr_schedule"):  # crnn-only options: refuse rather than ignore them
@@ -286,16 +353,21 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     train_seed = SEED_RANGES["train"][0] + 1000 * args.seed
     val_seeds = list(range(SEED_RANGES["validation"][0], SEED_RANGES["validation"][0] + n_val))
 
-    meta = base_metadata(levels, "simulator (DAgger, arc-planner expert)", conv_layers=DRIVER_LAYERS)
-    meta.update({"invalid_returns": "fill", "split": None, "families": [s.name for s in specs]})
     cache = Path(args.cache) if getattr(args, "cache", None) else None
     init_arrays, init_meta = None, {}
     if args.init:
         from pipeline.modelfile import load_model
 
         init_arrays, init_meta = load_model(args.init)
-        if init_meta.get("levels") != levels or init_meta.get("conv_layers") != meta["conv_layers"]:
-            raise UserError(f"{args.init}: --init must be a driving controller with L={levels} (train one without --init first)")
+        if init_meta.get("family") != "controller" or "dagger" not in init_meta:
+            raise UserError(f"{args.init}: --init must be a driving controller (train one without --init first)")
+    layers, hidden, new_network = driver_architecture(args, init_arrays, init_meta)
+    if init_arrays is not None and not new_network and init_meta.get("levels") != levels:
+        raise UserError(f"{args.init}: --init must be a driving controller with L={levels} "
+                        f"(it has L={init_meta.get('levels')}; give --conv-channels/--hidden for a new network)")
+    meta = base_metadata(levels, "simulator (DAgger, arc-planner expert)", conv_layers=layers)
+    meta.update({"invalid_returns": "fill", "split": None, "families": [s.name for s in specs]})
+    meta["architecture"] = architecture_text(layers, hidden)
     # the near-obstacle reflex IN the DAgger loop: --reflex, else the --init file's own reflex
     reflex = _reflex_arg(args)
     if reflex is None and init_meta.get("reflex"):
@@ -332,6 +404,14 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     val = cached(f"expert_val_{tag}", lambda: collect(specs, 2, SEED_RANGES["validation"][1] - 100,
                                                        np.random.default_rng(args.seed + 1), progress=False))
     print(f"round 0: {len(data[0])} expert sequences ({len(val)} for early stopping)")
+    extra_notes = []
+    for path in getattr(args, "extra_data", None) or []:  # other runs' expert-labelled sequences
+        seqs = load_sequences(path)
+        data.append(seqs)
+        extra_notes.append({"file": Path(path).name, "sha256": _file_sha256(path), "sequences": len(seqs)})
+    if extra_notes:
+        meta["extra_data"] = extra_notes
+        print(f"extra data: {sum(n['sequences'] for n in extra_notes)} sequences from {len(extra_notes)} files")
     ftg_cells = ftg_validation_cells(val_specs, val_seeds, cache)
     print("follow-the-gap (filled) validation cells: " + ", ".join(f"{k} {v:.1f}" for k, v in ftg_cells.items()), flush=True)
     n_check = min(n_val, getattr(args, "t_check_worlds", None) or 10)
@@ -349,7 +429,27 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     def save(arrays: dict, extra: dict) -> None:
         save_model(args.out, *file_model(arrays, extra))
 
-    qcfg = FitConfig(epochs=args.epochs or 5, patience=3, seed=args.seed, max_minutes=2.5, batch_size=16,
+    fit_minutes = getattr(args, "fit_minutes", None)
+    if fit_minutes is not None and fit_minutes <= 0:
+        raise UserError(f"--fit-minutes must be > 0, got {fit_minutes}")
+
+    def new_network() -> tuple[dict, float]:
+        """A network of ``layers``/``hidden`` trained on all the data so far: float first, then
+        quantised to L with its float path trained alongside. Returns (arrays, validation MSE)."""
+        torch.manual_seed(args.seed)
+        train = _concat(data)
+        fmodel = CRNN(None, layers, hidden)
+        cfg = FitConfig(epochs=args.epochs or 8, patience=4, seed=args.seed, max_minutes=fit_minutes or 3.0, batch_size=16)
+        arrays, _, _ = fit(fmodel, train, val, dict(meta, levels=None), cfg, desc="float")
+        model = CRNN.from_arrays(arrays, levels, layers)
+        model.init_steps(torch.from_numpy(train.scans[:64]), torch.from_numpy(train.state[:64]))
+        cfg = FitConfig(epochs=args.epochs or 5, patience=3, seed=args.seed, max_minutes=fit_minutes or 2.5,
+                        batch_size=16, lr=getattr(args, "lr", None) or 1e-3, dual=True)
+        apply_regularisation(cfg, args)
+        arrays, mse, _ = fit(model, train, val, meta, cfg, desc=f"QAT L={levels}")
+        return arrays, mse
+
+    qcfg = FitConfig(epochs=args.epochs or 5, patience=3, seed=args.seed, max_minutes=fit_minutes or 2.5, batch_size=16,
                      lr=getattr(args, "lr", None) or 1e-3, dual=True)
     regularisation = apply_regularisation(qcfg, args)  # e.g. --state-drop: the turn-rate input cannot latch a turn
     if regularisation:
@@ -367,15 +467,14 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
                 elif name:
                     print(f"note: round {h['round']}'s DAgger data {name}.npz is not in {cache}; continuing without it")
             print(f"aggregated data: {sum(len(d) for d in data)} sequences from {len(data)} rounds")
+        if new_network:  # a new architecture learns from everything the earlier rounds collected
+            print(f"new network {meta['architecture']} (L={levels}) trained on {sum(len(d) for d in data)} sequences")
+            arrays, val_mse = new_network()
+            meta["new_network"] = {"from": Path(args.init).name, "at_round": len(history) - 1 if history else 0,
+                                   "sequences": int(sum(len(d) for d in data)),
+                                   "previous_architecture": init_meta.get("architecture")}
     else:
-        torch.manual_seed(args.seed)
-        fmodel = CRNN(None, DRIVER_LAYERS, HIDDEN)
-        cfg = FitConfig(epochs=args.epochs or 8, patience=4, seed=args.seed, max_minutes=3.0, batch_size=16)
-        arrays, _, _ = fit(fmodel, _concat(data), val, dict(meta, levels=None), cfg, desc="float")
-        model = CRNN.from_arrays(arrays, levels, DRIVER_LAYERS)
-        train = _concat(data)
-        model.init_steps(torch.from_numpy(train.scans[:64]), torch.from_numpy(train.state[:64]))
-        arrays, val_mse, _ = fit(model, train, val, meta, qcfg, desc=f"QAT L={levels}")
+        arrays, val_mse = new_network()
         history = []
         save(arrays, {"dagger": {"rounds": 0, "history": [], "selected_round": 0}})
         print(f"expert-round model saved -> {args.out}")
@@ -434,7 +533,7 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
                      + (f"_float{float_share:g}" if float_share else ""))
         data.append(cached(next_data, lambda: collect(specs, episodes, train_seed + 100 * r, rng, params,
                                                       float_share=float_share)))
-        model = CRNN.from_arrays(arrays, levels, DRIVER_LAYERS)
+        model = CRNN.from_arrays(arrays, levels, layers)
         qcfg.seed += 1
         arrays, val_mse, _ = fit(model, _concat(data), val, meta, qcfg, desc=f"round {r + 1}")
     key, arrays, r_best = best

@@ -58,7 +58,8 @@ def _add_decoder_options(p: argparse.ArgumentParser) -> None:
     opt("--input-noise", type=float, default=None, metavar="STD",
         help="decoders: Gaussian noise of this std on the normalised input of snn_3d/lstm while training (default 0); "
              "crnn / crnn_driver: std in metres added to every range (default 0)")
-    opt("--hidden", type=int, default=None, metavar="N", help="decoders: lstm hidden units (default 32); crnn: RNN units, from scratch only (default 32)")
+    opt("--hidden", type=int, default=None, metavar="N", help="decoders: lstm hidden units (default 32); crnn: RNN units, from scratch only (default 32); "
+             "crnn_driver: RNN units (default 32; with --init, a new network, as --conv-channels)")
     opt("--input-norm", choices=("layernorm", "zscore"), default=None,
         help="decoders: lstm input normalisation: LayerNorm over channels (default) or a per-channel z-score with the training part's mean/std")
     opt("--forget-bias", type=float, default=None, metavar="B",
@@ -84,7 +85,9 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
         help="controllers: per-sequence range scaling x U(0.85, 1.15) and N(0, 3 cm) range noise while training")
     opt("--conv-channels", default=None, metavar="C1,C2,C3,C4",
         help="crnn: out-channels of the four conv layers, from scratch only (default 12,16,24,1; the last one "
-             "times 28 positions is the number of features the RNN sees, e.g. 12,16,24,4 -> 112)")
+             "times 28 positions is the number of features the RNN sees, e.g. 12,16,24,4 -> 112); "
+             "crnn_driver: of its three conv layers (default 8,8,2; x 17 positions), with --init a NEW network "
+             "of this size is trained on the --init file's aggregated DAgger data before its rounds continue")
     opt("--teachers", nargs="+", default=None, metavar="MODEL",
         help="crnn: ensemble distillation: train on the mean steering of these networks (crnn files of the same "
              "split, e.g. several seeds) blended with the recorded labels; validation and test keep the labels")
@@ -141,6 +144,13 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     opt("--keep-rounds", action="store_true", default=None,
         help="crnn_driver: also save every DAgger round's network (with the reflex) as OUT.roundN.npz, "
              "its T unchecked (run --model timesteps on the one you keep); default: only the selected round")
+    opt("--extra-data", nargs="+", default=None, metavar="NPZ",
+        help="crnn_driver: more expert-labelled sequence files (data-only .npz with scans (N, 32, 541) m, "
+             "state (N, 32, 2), steering (N, 32), as --cache writes them, e.g. other DAgger runs' rounds) "
+             "added to the aggregated training data; each file's name and SHA-256 are stored in the model")
+    opt("--fit-minutes", type=float, default=None, metavar="M",
+        help="crnn_driver: time cap of each fine-tuning after a DAgger round (default 2.5) and of the float "
+             "and quantised fits of a new network (default 3)")
     opt("--target-rate", type=float, default=None, metavar="F",
         help="crnn_driver: worst-family validation collision-free rate from which rounds are compared on progress "
              "(cells visited over follow-the-gap, filled) (default 0.95)")
