@@ -11,6 +11,10 @@ float reflex" is the "float, same weights" row of ``spikeloop evaluate``. The tw
 whether a gap comes from the network or from the reflex. Also the mean |steering| and the mean
 steering (a circling bias shows as a non-zero mean) of each combination. ``--pure`` drives only the
 two pure rows (the spiking controller and the float path of its weights), in half the time.
+``--clip`` adds a row for the quantised network WITHOUT its rounding (every activation clamped to
+its quantiser's range, in float; reflex likewise): where it drives like the quantised network the
+float path's gap comes from its activation shape (tanh / unbounded ReLU), where it drives like the
+float path it comes from the rounding.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ class MixedKernel:
     """A driver whose network runs in ``net`` mode and whose reflex runs in ``reflex`` mode
     ("float" or "quant"); ``step(scans (B, 541), state (B, 2)) -> steering (B,)``."""
 
-    def __init__(self, params, batch: int, net: str, reflex: str) -> None:
+    def __init__(self, params, batch: int, net: str, reflex: str) -> None:  # modes: float, quant, clip
         from nodes.control.kernels import CrnnKernel
 
         self.net = CrnnKernel(params, batch, net)
@@ -52,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pure", action="store_true",
                     help="only the two pure rows (quantised network + quantised reflex = the spiking controller, "
                          "float + float = the float path of the same weights): half the time")
+    ap.add_argument("--clip", action="store_true",
+                    help="also drive the quantised network without its rounding (clip + clip): which part of the "
+                         "float path's difference is its activation shape, which the rounding")
     args = ap.parse_args(argv)
 
     from nodes.control.driving import DEFAULT_FAMILIES, _specs
@@ -69,20 +76,20 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     for spec in specs:
         fam = {}
-        for net in ("quant", "float"):
-            for rfx in ((net,) if args.pure else ("quant", "float")):
-                k = MixedKernel(params, len(seeds), net, rfx)
-                res = run_episodes(k, seeds, spec, progress=False)
-                steer = np.concatenate(k.steer)
-                row = {"collision_free": float(np.mean([r["collisions"] == 0 for r in res])),
-                       "cells": float(np.mean([r["cells_visited"] for r in res])),
-                       "min_clearance_p50_m": float(np.median([r["min_clearance_m"] for r in res])),
-                       "mean_steering": float(np.mean(steer)), "mean_abs_steering": float(np.mean(np.abs(steer))),
-                       "colliding_seeds": [r["seed"] for r in res if r["collisions"]]}
-                fam[f"{net}+{rfx}"] = row
-                print(f"| {spec.name} | {net} | {rfx} | {100 * row['collision_free']:.1f} % | {row['cells']:.1f} | "
-                      f"{row['min_clearance_p50_m']:.2f} | {row['mean_steering']:+.3f} | {row['mean_abs_steering']:.3f} |",
-                      flush=True)
+        combos = [(net, rfx) for net in ("quant", "float") for rfx in ((net,) if args.pure else ("quant", "float"))]
+        for net, rfx in combos + ([("clip", "clip")] if args.clip else []):
+            k = MixedKernel(params, len(seeds), net, rfx)
+            res = run_episodes(k, seeds, spec, progress=False)
+            steer = np.concatenate(k.steer)
+            row = {"collision_free": float(np.mean([r["collisions"] == 0 for r in res])),
+                   "cells": float(np.mean([r["cells_visited"] for r in res])),
+                   "min_clearance_p50_m": float(np.median([r["min_clearance_m"] for r in res])),
+                   "mean_steering": float(np.mean(steer)), "mean_abs_steering": float(np.mean(np.abs(steer))),
+                   "colliding_seeds": [r["seed"] for r in res if r["collisions"]]}
+            fam[f"{net}+{rfx}"] = row
+            print(f"| {spec.name} | {net} | {rfx} | {100 * row['collision_free']:.1f} % | {row['cells']:.1f} | "
+                  f"{row['min_clearance_p50_m']:.2f} | {row['mean_steering']:+.3f} | {row['mean_abs_steering']:.3f} |",
+                  flush=True)
         out["families"][spec.name] = fam
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))

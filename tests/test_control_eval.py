@@ -483,6 +483,41 @@ def test_float_gap_pure_drives_only_the_two_pure_rows(tmp_path):
         assert 0.0 <= row["collision_free"] <= 1.0 and row["cells"] >= 1
 
 
+def test_clip_mode_is_the_quantised_network_without_its_rounding(tmp_path):
+    """CrnnKernel mode "clip" keeps every quantiser's clamp and drops its rounding: a file whose
+    steps are 1000 x finer over the same ranges gives the same clip output exactly and a quantised
+    output within the finer rounding of it; the float path (tanh / ReLU) differs. float_gap.py
+    --clip drives that row too."""
+    import importlib.util
+    import json
+
+    from nodes.control.kernels import load_params
+    from tests.conftest import REPO
+
+    params = load_params(str(REPO / "models" / "crnn_driver_q8.npz"))  # trained weights, with a reflex
+    rng = np.random.default_rng(3)
+    scans = rng.uniform(0.15, 7.0, (4, 12, 541))
+    state = rng.uniform(-1, 1, (4, 12, 2))
+    q, c, f = (CrnnKernel(params, mode=m).run(scans, state) for m in ("quant", "clip", "float"))
+    fine_arrays = dict(params.arrays)
+    for k in [k for k in fine_arrays if k.endswith("_step")]:
+        fine_arrays[k] = np.float64(fine_arrays[k]) / 1000.0
+    fine = CrnnParams(fine_arrays, dict(params.meta, levels=1000 * (params.levels - 1) + 1))
+    np.testing.assert_allclose(CrnnKernel(fine, mode="clip").run(scans, state), c, rtol=0, atol=1e-12)  # same clamps
+    assert np.max(np.abs(CrnnKernel(fine, mode="quant").run(scans, state) - c)) < 1e-3  # finer rounding -> clip
+    assert np.max(np.abs(q - c)) > 5e-2 and np.max(np.abs(f - c)) > 5e-2  # neither of the other two
+    with pytest.raises(ValueError, match="'clip' needs a quantised model"):
+        CrnnKernel(CrnnParams(params.arrays, dict(params.meta, levels=None)), mode="clip")
+    spec = importlib.util.spec_from_file_location("float_gap", REPO / "scripts" / "float_gap.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "gap.json"
+    assert mod.main(["--model", str(REPO / "models" / "crnn_driver_q8.npz"), "--worlds", "2", "--episode-s", "3",
+                     "--world", str(REPO / "configs" / "worlds" / "dense.yaml"), "--pure", "--clip",
+                     "--json", str(out)]) == 0
+    assert set(json.loads(out.read_text())["families"]["dense"]) == {"quant+quant", "float+float", "clip+clip"}
+
+
 def test_dagger_collection_can_let_the_float_path_drive():
     """--float-drive: the chosen share of DAgger episodes is driven by the float path of the same
     weights (other states than the quantised network's), the rest as before."""

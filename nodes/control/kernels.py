@@ -31,6 +31,10 @@ Three kernels share one parameter set:
 
 * :class:`CrnnKernel` ``mode="float"``: the float CRNN.
 * :class:`CrnnKernel` ``mode="quant"``: the quantised CRNN, Q(x) = s * clamp(floor(x/s + 1/2), n_min, n_max).
+* :class:`CrnnKernel` ``mode="clip"``: the quantised CRNN WITHOUT its rounding, C(x) = clamp(x, s n_min,
+  s n_max) in float (a diagnostic: the float path's tanh/ReLU and the quantiser's rounding are the
+  two ways the float network of a quantised file's weights differs from it; this mode has only the
+  second).
 * :class:`BifKernel`: the bipolar integrate-and-fire SNN converted from the quantised one, T steps
   per scan (DESIGN.md section 2): V(0) = theta/2, S(0) = 0; each step V += I, spike +1 if
   V >= theta and S < S_max, -1 if V < 0 and S > S_min; V -= s*theta, S += s; the layer's output
@@ -251,14 +255,15 @@ class CrnnKernel:
     Args:
         params: the model's parameters.
         batch: number of independent streams B.
-        mode: "float" or "quant" (needs a quantised model file: ``levels`` and ``*_step`` arrays).
+        mode: "float", "quant" (needs a quantised model file: ``levels`` and ``*_step`` arrays) or
+            "clip" (the quantised network's clamps without its rounding; same files as "quant").
     """
 
     def __init__(self, params: CrnnParams, batch: int = 1, mode: str = "float") -> None:
-        if mode not in ("float", "quant"):
-            raise ValueError(f"mode must be 'float' or 'quant', got {mode!r}")
-        if mode == "quant" and params.levels is None:
-            raise ValueError("mode 'quant' needs a quantised model file (metadata 'levels')")
+        if mode not in ("float", "quant", "clip"):
+            raise ValueError(f"mode must be 'float', 'quant' or 'clip', got {mode!r}")
+        if mode in ("quant", "clip") and params.levels is None:
+            raise ValueError(f"mode {mode!r} needs a quantised model file (metadata 'levels')")
         a = params.arrays
         self.params, self.mode, self.batch = params, mode, batch
         n = N_BEAMS
@@ -274,9 +279,9 @@ class CrnnKernel:
         self.b = a["rnn_b"].astype(np.float64)
         self.wo = a["out_w"].astype(np.float64).T.copy()  # (32, 1)
         self.bo = a["out_b"].astype(np.float64)
-        self.q = {name: (params.step_of(name), *params.bounds(name)) for name in params.quant_layers} if mode == "quant" else {}
+        self.q = {name: (params.step_of(name), *params.bounds(name)) for name in params.quant_layers} if mode != "float" else {}
         self.reflex = params.reflex
-        if self.reflex is not None and mode == "quant" and self.reflex[2] is None:
+        if self.reflex is not None and mode != "float" and self.reflex[2] is None:
             raise ValueError("a quantised model with a reflex needs 'reflex_step'")
         self.reset()
 
@@ -289,8 +294,8 @@ class CrnnKernel:
         x = preprocess(scans, self.fill)
         for (name, _, _, _, signed), conv in zip(self.layers_spec, self.convs):
             x = conv(x)
-            if self.mode == "quant":
-                x = quantise(x, *self.q[name])
+            if self.mode != "float":
+                x = self._act(x, name)
             elif not signed:
                 x = np.maximum(x, 0.0)
         return x.reshape(x.shape[0], -1)
@@ -302,14 +307,24 @@ class CrnnKernel:
             return np.zeros(len(scans))
         w, bias, step = self.reflex
         i = reflex_input(preprocess(scans, self.fill)[..., 0], bias)
-        a = quantise(i, step, 0, int(self.params.levels) - 1) if self.mode == "quant" else np.maximum(i, 0.0)
+        if self.mode == "float":
+            a = np.maximum(i, 0.0)
+        elif self.mode == "clip":
+            a = np.clip(i, 0.0, step * (int(self.params.levels) - 1))
+        else:
+            a = quantise(i, step, 0, int(self.params.levels) - 1)
         return a @ w
+
+    def _act(self, x: np.ndarray, layer: str) -> np.ndarray:
+        """A quantised layer's activation: Q (``quant``) or its clamp without rounding (``clip``)."""
+        step, n_min, n_max = self.q[layer]
+        return quantise(x, step, n_min, n_max) if self.mode == "quant" else np.clip(x, step * n_min, step * n_max)
 
     def step(self, scans: np.ndarray, state: np.ndarray) -> np.ndarray:
         """One decision per stream: scans (B, 541) metres, state (B, 2) -> steering (B,)."""
         f = self.features(scans)
         z = np.concatenate([f, np.clip(state, -1, 1)], axis=1) @ self.wx + self.h @ self.wh + self.b
-        self.h = quantise(z, *self.q["rnn"]) if self.mode == "quant" else np.tanh(z)
+        self.h = self._act(z, "rnn") if self.mode != "float" else np.tanh(z)
         u = (self.h @ self.wo + self.bo)[:, 0]
         return u if self.reflex is None else u + self.reflex_out(scans)
 
@@ -323,7 +338,7 @@ class CrnnKernel:
         out = np.empty((b, n))
         for t in range(n):
             z = np.concatenate([feats[:, t], np.clip(state[:, t], -1, 1)], axis=1) @ self.wx + self.h @ self.wh + self.b
-            self.h = quantise(z, *self.q["rnn"]) if self.mode == "quant" else np.tanh(z)
+            self.h = self._act(z, "rnn") if self.mode != "float" else np.tanh(z)
             out[:, t] = (self.h @ self.wo + self.bo)[:, 0]
         if self.reflex is not None:
             out += self.reflex_out(scans.reshape(b * n, -1)).reshape(b, n)
