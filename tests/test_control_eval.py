@@ -275,7 +275,7 @@ def test_driver_new_network_trains_on_the_init_files_data_and_extra_files(tmp_pa
     with pytest.raises(UserError, match="bad.npz: expected scans"):
         train_driver(args)
     args.extra_data, args.conv_channels = None, "4,4"
-    with pytest.raises(UserError, match="the driver has 3 conv layers"):
+    with pytest.raises(UserError, match="give 3 positive out-channel counts"):
         train_driver(args)
     args.conv_channels, args.hidden, args.levels = None, None, 8  # the file's own size at another L: refused
     with pytest.raises(UserError, match="L=8"):

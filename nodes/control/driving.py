@@ -261,15 +261,9 @@ def driver_architecture(args: argparse.Namespace, init_arrays: dict | None,
     layers = init_layers or DRIVER_LAYERS
     text = getattr(args, "conv_channels", None)
     if text:
-        try:
-            channels = [int(c) for c in str(text).split(",")]
-        except ValueError:
-            channels = []
-        if len(channels) != len(DRIVER_LAYERS) or min(channels) < 1:
-            raise UserError(f"--conv-channels {text!r}: the driver has {len(DRIVER_LAYERS)} conv layers; give "
-                            f"{len(DRIVER_LAYERS)} positive out-channel counts, e.g. "
-                            f"{','.join(str(c) for _, c, *_ in DRIVER_LAYERS)} (the default)")
-        layers = tuple((name, c, k, st, g) for (name, _, k, st, g), c in zip(DRIVER_LAYERS, channels))
+        from nodes.control.training import with_out_channels
+
+        layers = with_out_channels(str(text), DRIVER_LAYERS)
     hidden = getattr(args, "hidden", None) or init_hidden or HIDDEN
     if hidden < 1:
         raise UserError(f"--hidden must be >= 1, got {hidden}")

@@ -257,14 +257,20 @@ def _conv_layers(args: argparse.Namespace, init_meta: dict[str, Any]) -> tuple:
         return layers
     if args.init:
         raise UserError("--conv-channels applies to training from scratch (the --init file fixes its layers)")
+    return with_out_channels(str(text), CONV_LAYERS)
+
+
+def with_out_channels(text: str, base: tuple) -> tuple:
+    """The conv layers ``base`` with the out-channels of ``text`` ("C1,C2,...": one positive count
+    per layer, ``--conv-channels``); kernels, strides and signs stay."""
     try:
-        channels = [int(c) for c in str(text).split(",")]
+        channels = [int(c) for c in text.split(",")]
     except ValueError:
         channels = []
-    if len(channels) != len(CONV_LAYERS) or min(channels) < 1:
-        raise UserError(f"--conv-channels {text!r}: give {len(CONV_LAYERS)} positive out-channel counts, "
-                        f"e.g. {','.join(str(c) for _, c, *_ in CONV_LAYERS)} (the reference stack)")
-    return tuple((name, c, k, s, g) for (name, _, k, s, g), c in zip(CONV_LAYERS, channels))
+    if len(channels) != len(base) or min(channels) < 1:
+        raise UserError(f"--conv-channels {text!r}: give {len(base)} positive out-channel counts, one per conv "
+                        f"layer, e.g. {','.join(str(c) for _, c, *_ in base)} (the default)")
+    return tuple((name, c, k, s, g) for (name, _, k, s, g), c in zip(base, channels))
 
 
 def split_metadata(split: str = "standard") -> dict[str, Any]:

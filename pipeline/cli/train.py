@@ -149,8 +149,8 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
              "state (N, 32, 2), steering (N, 32), as --cache writes them, e.g. other DAgger runs' rounds) "
              "added to the aggregated training data; each file's name and SHA-256 are stored in the model")
     opt("--fit-minutes", type=float, default=None, metavar="M",
-        help="crnn_driver: time cap of each fine-tuning after a DAgger round (default 2.5) and of the float "
-             "and quantised fits of a new network (default 3)")
+        help="crnn_driver: time cap of each fine-tuning after a DAgger round (default 2.5) and of a new "
+             "network's float fit (default 3) and quantised fit (default 2.5)")
     opt("--target-rate", type=float, default=None, metavar="F",
         help="crnn_driver: worst-family validation collision-free rate from which rounds are compared on progress "
              "(cells visited over follow-the-gap, filled) (default 0.95)")
