@@ -209,6 +209,10 @@ def test_driver_training_keeps_the_reflex_in_the_dagger_loop(tmp_path):
     assert train_driver(args) == 0
     kept = sorted(p.name for p in tmp_path.glob("drv2.round*.npz"))
     assert kept == ["drv2.round0.npz", "drv2.round1.npz"]  # the re-entered round and the new one
+    # the same architecture continues the --init network itself (no new network is trained)
+    re_entered, init_arrays = load_model(tmp_path / "drv2.round0.npz")[0], load_model(args.init)[0]
+    assert all(np.array_equal(re_entered[k], init_arrays[k]) for k in init_arrays)
+    assert "new_network" not in load_model(args.out)[1]
     assert load_model(tmp_path / "drv2.round1.npz")[1]["reflex"]["d0_m"] == 0.6
     p = load_params(args.out)
     assert p.meta["regularisation"] == {"state_drop": 0.5}

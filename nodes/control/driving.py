@@ -427,7 +427,7 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     if fit_minutes is not None and fit_minutes <= 0:
         raise UserError(f"--fit-minutes must be > 0, got {fit_minutes}")
 
-    def new_network() -> tuple[dict, float]:
+    def train_new_network() -> tuple[dict, float]:
         """A network of ``layers``/``hidden`` trained on all the data so far: float first, then
         quantised to L with its float path trained alongside. Returns (arrays, validation MSE)."""
         torch.manual_seed(args.seed)
@@ -463,12 +463,12 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
             print(f"aggregated data: {sum(len(d) for d in data)} sequences from {len(data)} rounds")
         if new_network:  # a new architecture learns from everything the earlier rounds collected
             print(f"new network {meta['architecture']} (L={levels}) trained on {sum(len(d) for d in data)} sequences")
-            arrays, val_mse = new_network()
+            arrays, val_mse = train_new_network()
             meta["new_network"] = {"from": Path(args.init).name, "at_round": len(history) - 1 if history else 0,
                                    "sequences": int(sum(len(d) for d in data)),
                                    "previous_architecture": init_meta.get("architecture")}
     else:
-        arrays, val_mse = new_network()
+        arrays, val_mse = train_new_network()
         history = []
         save(arrays, {"dagger": {"rounds": 0, "history": [], "selected_round": 0}})
         print(f"expert-round model saved -> {args.out}")
