@@ -10,7 +10,9 @@
    ``HIDDEN``, or ``--conv-channels`` / ``--hidden``; invalid returns filled) is trained on it,
    quantised to ``--levels`` L and fine-tuned
    with the float path of the same weights trained alongside (so "the float network of the same
-   weights" is a real controller, not an accident).
+   weights" is a real controller, not an accident). With ``--init`` and another size
+   (``--conv-channels`` / ``--hidden``) a new network is trained this way on the file's aggregated
+   DAgger data before its rounds continue; ``--extra-data`` adds other runs' labelled sequences.
 3. **DAgger rounds** (``--rounds``): the quantised network -- which drives exactly like its
    spiking (BIF) conversion -- drives ``--episodes`` episodes per family, WITH the near-obstacle
    reflex in the loop when the run has one (``--reflex D0:GAIN``, or the ``--init`` file's own
