@@ -42,6 +42,18 @@ REQUIRED_METADATA: dict[str, dict[str, type | tuple[type, ...]]] = {
 _RECORDING_SUFFIXES = (".xdf", ".xdfz", ".gz", ".mat", ".nwb", ".h5", ".edf", ".fif")
 
 
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks: how a model's metadata names the
+    files it was made from (teachers, extra data)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _not_a_model(path: Path, why: str) -> UserError:
     hint = ""
     if path.name.lower().endswith(_RECORDING_SUFFIXES):

@@ -301,16 +301,6 @@ def load_sequences(path: str | Path) -> Sequences:
     return seqs
 
 
-def _file_sha256(path: str | Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict, Any], None] | None = None) -> int:
     """``spikeloop train --model crnn_driver``: see the module docstring.
 
@@ -325,7 +315,7 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     from nodes.control.reflex import reflex_label, reflex_tuple, with_reflex
     from nodes.control.torch_models import CRNN
     from nodes.control.training import FitConfig, apply_regularisation, architecture_text, base_metadata, fit
-    from pipeline.modelfile import save_model
+    from pipeline.modelfile import file_sha256, save_model
 
     for name in ("ema", "swa_from", "lr_schedule"):  # crnn-only options: refuse rather than ignore them
         if getattr(args, name, None) is not None:
@@ -386,8 +376,7 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
             return make()
         f = cache / f"{name}.npz"
         if f.is_file():
-            with np.load(f, allow_pickle=False) as z:
-                return Sequences(z["scans"], z["state"], z["steering"])
+            return load_sequences(f)
         seqs = make()
         cache.mkdir(parents=True, exist_ok=True)
         np.savez(f, scans=seqs.scans, state=seqs.state, steering=seqs.steering)
@@ -404,7 +393,7 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     for path in getattr(args, "extra_data", None) or []:  # other runs' expert-labelled sequences
         seqs = load_sequences(path)
         data.append(seqs)
-        extra_notes.append({"file": Path(path).name, "sha256": _file_sha256(path), "sequences": len(seqs)})
+        extra_notes.append({"file": Path(path).name, "sha256": file_sha256(path), "sequences": len(seqs)})
     if extra_notes:
         meta["extra_data"] = extra_notes
         print(f"extra data: {sum(n['sequences'] for n in extra_notes)} sequences from {len(extra_notes)} files")
@@ -429,28 +418,25 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     if fit_minutes is not None and fit_minutes <= 0:
         raise UserError(f"--fit-minutes must be > 0, got {fit_minutes}")
 
-    def train_new_network() -> tuple[dict, float]:
-        """A network of ``layers``/``hidden`` trained on all the data so far: float first, then
-        quantised to L with its float path trained alongside. Returns (arrays, validation MSE)."""
-        torch.manual_seed(args.seed)
-        train = _concat(data)
-        fmodel = CRNN(None, layers, hidden)
-        cfg = FitConfig(epochs=args.epochs or 8, patience=4, seed=args.seed, max_minutes=fit_minutes or 3.0, batch_size=16)
-        arrays, _, _ = fit(fmodel, train, val, dict(meta, levels=None), cfg, desc="float")
-        model = CRNN.from_arrays(arrays, levels, layers)
-        model.init_steps(torch.from_numpy(train.scans[:64]), torch.from_numpy(train.state[:64]))
-        cfg = FitConfig(epochs=args.epochs or 5, patience=3, seed=args.seed, max_minutes=fit_minutes or 2.5,
-                        batch_size=16, lr=getattr(args, "lr", None) or 1e-3, dual=True)
-        apply_regularisation(cfg, args)
-        arrays, mse, _ = fit(model, train, val, meta, cfg, desc=f"QAT L={levels}")
-        return arrays, mse
-
     qcfg = FitConfig(epochs=args.epochs or 5, patience=3, seed=args.seed, max_minutes=fit_minutes or 2.5, batch_size=16,
                      lr=getattr(args, "lr", None) or 1e-3, dual=True)
     regularisation = apply_regularisation(qcfg, args)  # e.g. --state-drop: the turn-rate input cannot latch a turn
     if regularisation:
         print(f"DAgger fine-tuning with {regularisation}")
         meta["regularisation"] = regularisation
+
+    def train_new_network() -> tuple[dict, float]:
+        """A network of ``layers``/``hidden`` trained on all the data so far: float first, then
+        quantised to L with its float path trained alongside (the fine-tuning settings ``qcfg``).
+        Returns (arrays, validation MSE)."""
+        torch.manual_seed(args.seed)
+        train = _concat(data)
+        cfg = FitConfig(epochs=args.epochs or 8, patience=4, seed=args.seed, max_minutes=fit_minutes or 3.0, batch_size=16)
+        arrays, _, _ = fit(CRNN(None, layers, hidden), train, val, dict(meta, levels=None), cfg, desc="float")
+        model = CRNN.from_arrays(arrays, levels, layers)
+        model.init_steps(torch.from_numpy(train.scans[:64]), torch.from_numpy(train.state[:64]))
+        arrays, mse, _ = fit(model, train, val, meta, qcfg, desc=f"QAT L={levels}")
+        return arrays, mse
     val_mse = float("nan")  # the last fine-tuning's validation MSE (none yet for a continued run's first round)
     if init_arrays is not None:  # continue DAgger from a quantised driver (its reflex, if any, set aside)
         arrays, _ = with_reflex(init_arrays, init_meta, 0.0, 0.0)

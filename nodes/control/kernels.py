@@ -295,7 +295,7 @@ class CrnnKernel:
         for (name, _, _, _, signed), conv in zip(self.layers_spec, self.convs):
             x = conv(x)
             if self.mode != "float":
-                x = self._act(x, name)
+                x = self._act(x, *self.q[name])
             elif not signed:
                 x = np.maximum(x, 0.0)
         return x.reshape(x.shape[0], -1)
@@ -307,24 +307,18 @@ class CrnnKernel:
             return np.zeros(len(scans))
         w, bias, step = self.reflex
         i = reflex_input(preprocess(scans, self.fill)[..., 0], bias)
-        if self.mode == "float":
-            a = np.maximum(i, 0.0)
-        elif self.mode == "clip":
-            a = np.clip(i, 0.0, step * (int(self.params.levels) - 1))
-        else:
-            a = quantise(i, step, 0, int(self.params.levels) - 1)
+        a = np.maximum(i, 0.0) if self.mode == "float" else self._act(i, step, 0, int(self.params.levels) - 1)
         return a @ w
 
-    def _act(self, x: np.ndarray, layer: str) -> np.ndarray:
-        """A quantised layer's activation: Q (``quant``) or its clamp without rounding (``clip``)."""
-        step, n_min, n_max = self.q[layer]
+    def _act(self, x: np.ndarray, step: float, n_min: int, n_max: int) -> np.ndarray:
+        """A quantised population's activation: Q (``quant``) or its clamp without rounding (``clip``)."""
         return quantise(x, step, n_min, n_max) if self.mode == "quant" else np.clip(x, step * n_min, step * n_max)
 
     def step(self, scans: np.ndarray, state: np.ndarray) -> np.ndarray:
         """One decision per stream: scans (B, 541) metres, state (B, 2) -> steering (B,)."""
         f = self.features(scans)
         z = np.concatenate([f, np.clip(state, -1, 1)], axis=1) @ self.wx + self.h @ self.wh + self.b
-        self.h = self._act(z, "rnn") if self.mode != "float" else np.tanh(z)
+        self.h = self._act(z, *self.q["rnn"]) if self.mode != "float" else np.tanh(z)
         u = (self.h @ self.wo + self.bo)[:, 0]
         return u if self.reflex is None else u + self.reflex_out(scans)
 
@@ -338,7 +332,7 @@ class CrnnKernel:
         out = np.empty((b, n))
         for t in range(n):
             z = np.concatenate([feats[:, t], np.clip(state[:, t], -1, 1)], axis=1) @ self.wx + self.h @ self.wh + self.b
-            self.h = self._act(z, "rnn") if self.mode != "float" else np.tanh(z)
+            self.h = self._act(z, *self.q["rnn"]) if self.mode != "float" else np.tanh(z)
             out[:, t] = (self.h @ self.wo + self.bo)[:, 0]
         if self.reflex is not None:
             out += self.reflex_out(scans.reshape(b * n, -1)).reshape(b, n)

@@ -38,7 +38,6 @@ Model files are data only (``pipeline.modelfile.save_model``), family ``controll
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -336,7 +335,7 @@ def teacher_targets(paths: list[str], seqs: Sequences, split_name: str) -> tuple
     validation traces, as its metadata lists them): one trained on another split has seen this
     split's test traces, and its targets would leak them into training."""
     want = split_metadata(split_name)
-    from pipeline.modelfile import load_model
+    from pipeline.modelfile import file_sha256, load_model
 
     preds, notes = [], []
     for path in paths:
@@ -352,7 +351,7 @@ def teacher_targets(paths: list[str], seqs: Sequences, split_name: str) -> tuple
                             "held-out traces into training)")
         mode = "quant" if meta.get("levels") else "float"
         preds.append(CrnnKernel(CrnnParams(arrays, meta), mode=mode).run(seqs.scans, seqs.state))
-        notes.append({"file": Path(path).name, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+        notes.append({"file": Path(path).name, "sha256": file_sha256(path),
                       "seed": meta.get("seed"), "levels": meta.get("levels"), "architecture": meta.get("architecture"),
                       "val_mse": meta.get("val_mse"), "test_mse": meta.get("test_mse")})
     return np.mean(preds, axis=0).astype(np.float32), notes
