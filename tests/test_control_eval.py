@@ -228,7 +228,7 @@ def test_driver_training_keeps_the_reflex_in_the_dagger_loop(tmp_path):
     assert any((tmp_path / "cache").glob("dagger_*_rfx0.6-2_round1_*.npz"))
 
 
-def test_driver_new_network_trains_on_the_init_files_data_and_extra_files(tmp_path):
+def test_driver_new_network_trains_on_the_init_files_data_and_extra_files(tmp_path, capsys):
     """``--init`` with ``--conv-channels``/``--hidden``: a NEW network of that size is trained on the
     --init file's aggregated data plus ``--extra-data`` files (named and hashed in the model), keeps
     the file's reflex, and its spiking conversion is checked like any driver's. Bad extra data and
@@ -284,6 +284,14 @@ def test_driver_new_network_trains_on_the_init_files_data_and_extra_files(tmp_pa
     args.conv_channels, args.hidden, args.levels = None, None, 8  # the file's own size at another L: refused
     with pytest.raises(UserError, match="L=8"):
         train_driver(args)
+    # a continuation of the new file reloads its extra data by name, only while the bytes hash the same
+    args.levels, args.rounds, args.init, args.out = 4, 0, str(tmp_path / "wide.npz"), str(tmp_path / "cont.npz")
+    assert train_driver(args) == 0
+    assert load_model(args.out)[1]["extra_data"] == [note]
+    extra.write_bytes(extra.read_bytes() + b"changed")
+    capsys.readouterr()
+    assert train_driver(args) == 0
+    assert "extra data other_run.npz" in capsys.readouterr().out and "extra_data" not in load_model(args.out)[1]
 
 
 def test_closed_loop_T_check_finds_a_lossy_T_that_expert_sequences_can_miss():

@@ -301,6 +301,26 @@ def load_sequences(path: str | Path) -> Sequences:
     return seqs
 
 
+def inherited_extra_data(notes: list[dict[str, Any]], folders: list[Path | None]) -> list[Path]:
+    """The ``--extra-data`` files an ``--init`` file was trained with (its ``extra_data`` notes:
+    name, SHA-256), found by name in ``folders`` (the run's ``--cache``, the --init file's folder)
+    and used only when their bytes still hash the same. A file that is missing or changed is
+    named in a printed note and left out (give ``--extra-data`` to choose explicitly)."""
+    from pipeline.modelfile import file_sha256
+
+    found = []
+    for note in notes:
+        hits = [f / note["file"] for f in folders if f is not None and (f / note["file"]).is_file()]
+        match = next((h for h in hits if file_sha256(h) == note.get("sha256")), None)
+        if match is not None:
+            found.append(match)
+        else:
+            where = ", ".join(str(f) for f in folders if f is not None)
+            print(f"note: the --init file's extra data {note['file']} ({note.get('sequences')} sequences) is "
+                  f"{'changed' if hits else 'not found'} in {where}; continuing without it")
+    return found
+
+
 def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict, Any], None] | None = None) -> int:
     """``spikeloop train --model crnn_driver``: see the module docstring.
 
@@ -345,6 +365,10 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
         from pipeline.modelfile import load_model
 
         init_arrays, init_meta = load_model(args.init)
+        if init_meta.get("ensemble"):
+            raise UserError(f"{args.init}: an ensemble (train --model ensemble) is not trained further; continue "
+                            f"one of its members ({', '.join(m['file'] for m in init_meta['ensemble']['members'])}) "
+                            f"and merge again")
         if init_meta.get("family") != "controller" or "dagger" not in init_meta:
             raise UserError(f"{args.init}: --init must be a driving controller (train one without --init first)")
     layers, hidden, new_network = driver_architecture(args, init_arrays, init_meta)
@@ -390,7 +414,10 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
                                                        np.random.default_rng(args.seed + 1), progress=False))
     print(f"round 0: {len(data[0])} expert sequences ({len(val)} for early stopping)")
     extra_notes = []
-    for path in getattr(args, "extra_data", None) or []:  # other runs' expert-labelled sequences
+    extra_paths = list(getattr(args, "extra_data", None) or [])
+    if not extra_paths and init_meta.get("extra_data"):  # a continuation keeps its --init file's extra data
+        extra_paths = inherited_extra_data(init_meta["extra_data"], [cache, Path(args.init).parent])
+    for path in extra_paths:  # other runs' expert-labelled sequences
         seqs = load_sequences(path)
         data.append(seqs)
         extra_notes.append({"file": Path(path).name, "sha256": file_sha256(path), "sequences": len(seqs)})

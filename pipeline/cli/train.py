@@ -25,6 +25,7 @@ TRAINERS: dict[str, str] = {
     "crnn_driver": "nodes.control.driving:train_driver",
     "reflex": "nodes.control.reflex:add_reflex_cli",
     "timesteps": "nodes.control.driving:check_timesteps_cli",
+    "ensemble": "nodes.control.ensemble:ensemble_cli",
 }
 
 
@@ -91,6 +92,9 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     opt("--teachers", nargs="+", default=None, metavar="MODEL",
         help="crnn: ensemble distillation: train on the mean steering of these networks (crnn files of the same "
              "split, e.g. several seeds) blended with the recorded labels; validation and test keep the labels")
+    opt("--members", nargs="+", default=None, metavar="MODEL",
+        help="--model ensemble: quantised driving controllers (same levels and conv geometry) merged into ONE "
+             "network whose steering is their mean plus the first file's reflex; spiking like any driver")
     opt("--teacher-weight", type=float, default=None, metavar="W",
         help="crnn: training target = (1 - W) x label + W x the teachers' mean (default 1)")
     opt("--levels", type=int, default=None, metavar="L", help="quantise with L levels and fine-tune (QCRNN); omit for the float CRNN")
