@@ -431,6 +431,50 @@ def test_shaped_reflex_reaches_further_ahead_breaks_the_head_on_tie_and_converts
     assert np.ndim(sym.arrays["reflex_b"]) == 0
 
 
+def test_per_beam_reflex_feels_an_edge_the_sector_mean_misses_and_converts_losslessly():
+    """``0.6:2:0.6:0:1``: one reflex neuron per beam (540), weighted so a filled 5-degree arc pushes
+    as the 10-beam sector does; a door frame's edge 0.3 m away filling 3 beams of a sector with open
+    space behind pushes the robot off it while the sector's mean range is out of reach; spiking =
+    quantised (numpy, compiled and torch-stepped twins); the candidate round-trips through the
+    file's metadata."""
+    pytest.importorskip("torch")
+    from nodes.control.reflex import _candidates, reflex_label, reflex_tuple, with_reflex
+    from nodes.control.torch_models import TorchBif
+    from pipeline.errors import UserError
+
+    base = _driver_params()
+    sector = CrnnParams(*with_reflex(base.arrays, base.meta, 0.6, 2.0))
+    (cand,) = _candidates(["0.6:2:0.6:0:1"])
+    beam = CrnnParams(*with_reflex(base.arrays, base.meta, *cand))
+    assert beam.arrays["reflex_w"].shape == (540,) and beam.meta["reflex"]["sector_beams"] == 1
+    assert reflex_tuple(beam.meta["reflex"]) == (0.6, 2.0, 0.6, 0.0, 1.0) and "one neuron per beam" in reflex_label(cand)
+    ang = np.deg2rad(-135 + 0.5 * np.arange(541))
+    far = np.full((1, 541), 4.0)
+    filled = far.copy()  # a box face filling the 5-degree sector 20-25 deg right of the heading, 0.3 m away
+    filled[0, 180:190] = 0.3
+    edge = far.copy()  # a door frame's edge: 3 beams of that sector at 0.3 m, the doorway behind at 4 m
+    edge[0, 187:190] = 0.3
+    assert np.all(ang[180:190] < 0)
+    for mode in ("float", "quant"):
+        ks, kb = CrnnKernel(sector, mode=mode), CrnnKernel(beam, mode=mode)
+        assert kb.reflex_out(filled)[0] == pytest.approx(ks.reflex_out(filled)[0], rel=0.02) and ks.reflex_out(filled)[0] > 0.2
+        assert ks.reflex_out(edge)[0] == 0.0 and kb.reflex_out(edge)[0] > 0.05  # pushes left, off the edge
+        assert kb.reflex_out(far)[0] == 0.0
+    rng = np.random.default_rng(8)
+    scans = rng.uniform(0.2, 1.2, (3, 8, 541))
+    state = rng.uniform(-1, 1, (3, 8, 2))
+    q = CrnnKernel(beam, mode="quant").run(scans, state)
+    for engine in ("compiled", "numpy"):
+        s, _ = BifKernel(beam, timesteps=2 * beam.levels + 8, batch=3, engine=engine).run(scans, state)
+        assert np.max(np.abs(s - q)) < 1e-9, engine
+    tb = TorchBif(beam, 2 * beam.levels + 8)
+    np.testing.assert_allclose([tb.step(scans[0, i:i + 1], state[0, i:i + 1])[0] for i in range(8)], q[0], atol=1e-9)
+    with pytest.raises(UserError, match="must divide 270"):
+        with_reflex(base.arrays, base.meta, 0.6, 2.0, None, 0.0, 4)
+    with pytest.raises(UserError, match="BEAMS"):
+        _candidates(["0.6:2:0.6:0:1:7"])
+
+
 def test_weights_digest_tells_edited_weights_apart_and_ignores_the_reflex():
     """A continued DAgger run reuses a round's validation score only for the very weights that were
     scored: the digest changes when one weight changes and not when only the reflex does."""

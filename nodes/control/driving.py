@@ -190,12 +190,12 @@ def closed_loop_timesteps(params: CrnnParams, specs: list[WorldSpec], seeds: lis
 
 
 def _reflex_arg(args: argparse.Namespace) -> tuple[float, ...] | None:
-    """``--reflex D0:GAIN[:FRONT[:TIE]]`` for crnn_driver (one value; ``0:0`` = none), or None when not given."""
+    """``--reflex D0:GAIN[:FRONT[:TIE[:BEAMS]]]`` for crnn_driver (one value; ``0:0`` = none), or None when not given."""
     texts = getattr(args, "reflex", None)
     if not texts:
         return None
     if len(texts) != 1:
-        raise UserError(f"--model crnn_driver: --reflex takes one D0:GAIN[:FRONT[:TIE]] (the reflex in the DAgger loop), got {texts}")
+        raise UserError(f"--model crnn_driver: --reflex takes one D0:GAIN[:FRONT[:TIE[:BEAMS]]] (the reflex in the DAgger loop), got {texts}")
     from nodes.control.reflex import _candidates
 
     return _candidates(texts)[0]

@@ -46,8 +46,9 @@ Three kernels share one parameter set:
   quantiser's output, so with enough steps the spiking output equals the quantised one.
 
 Near-obstacle reflex (optional; arrays ``reflex_w``, ``reflex_b``, ``reflex_step``; added by
-``spikeloop train --model reflex``, :mod:`nodes.control.reflex`): 54 sector neurons on the same
-input x, current ``reflex_b - mean(x over 10 beams)``, ReLU (float) / Q with L levels (quantised) /
+``spikeloop train --model reflex``, :mod:`nodes.control.reflex`): 540 / S sector neurons on the same
+input x (S beams each: 54 neurons of 10 beams = 5 degrees, or 540 neurons of one beam; the count
+of ``reflex_w`` says which), current ``reflex_b - mean(x over the S beams)``, ReLU (float) / Q with L levels (quantised) /
 BIF neurons given that current at the first step (spiking), read out linearly into the steering
 beside the network's readout. It settles in L-1 steps, so it does not raise the lossless T.
 
@@ -123,47 +124,55 @@ heading (beams 0-269 and 271-540, mirror images of each other; the dead-ahead be
 _REFLEX_BEAMS = np.r_[0:270, 271:541]
 
 
-def reflex_sector_angles() -> np.ndarray:
-    """Centre angle (54,) of each reflex sector, radians from the heading (+ = left)."""
-    beams = _REFLEX_BEAMS.reshape(-1, REFLEX_SECTOR_BEAMS)
+def reflex_sector_angles(sector_beams: int = REFLEX_SECTOR_BEAMS) -> np.ndarray:
+    """Centre angle (540 / sector_beams,) of each reflex sector, radians from the heading (+ = left)."""
+    if sector_beams < 1 or 270 % sector_beams:
+        raise ValueError(f"reflex sectors must split each side's 270 beams evenly, got {sector_beams} beams")
+    beams = _REFLEX_BEAMS.reshape(-1, sector_beams)
     return np.deg2rad(-135.0 + 0.5 * beams).mean(axis=1)
 
 
-def reflex_weights(gain: float, fov_deg: float = 180.0, tie_deg: float = 0.0) -> np.ndarray:
-    """Readout weights (54,) of the near-obstacle reflex, in steering per unit of network input
-    (x = range / RANGE_CLIP_M): a sector at angle a within +-fov_deg/2 of the heading pushes the
-    steering away from its side with weight gain * cos(a) per metre of intrusion (+ for obstacles
-    on the right, which steers left); sectors outside the field of view weigh 0.
+def reflex_weights(gain: float, fov_deg: float = 180.0, tie_deg: float = 0.0,
+                   sector_beams: int = REFLEX_SECTOR_BEAMS) -> np.ndarray:
+    """Readout weights (540 / sector_beams,) of the near-obstacle reflex, in steering per unit of
+    network input (x = range / RANGE_CLIP_M): a sector at angle a within +-fov_deg/2 of the heading
+    pushes the steering away from its side with weight gain * cos(a) per metre of intrusion per
+    5 degrees of arc (+ for obstacles on the right, which steers left); sectors outside the field of
+    view weigh 0. Per 5 degrees: with one-beam sectors each neuron weighs 1/10 of a 10-beam sector,
+    so an obstacle filling a 5-degree sector pushes the same, while one seen by only some of its
+    beams (a thin post, a door frame's edge, with open space behind) still pushes in proportion to
+    the beams it fills -- the 10-beam sector's MEAN range can stay beyond reach then and not fire.
 
     ``tie_deg`` > 0 breaks the head-on tie: the sectors within +-tie_deg of the heading all push
     LEFT (+), so an obstacle dead ahead (a wall met square-on, whose two halves would cancel)
     turns the robot instead of leaving it to drive straight on; an obstacle nearer on the left
     still wins through the left sectors beyond tie_deg, which push right."""
-    ang = reflex_sector_angles()
+    ang = reflex_sector_angles(sector_beams)
     side = np.where(ang < 0, 1.0, -1.0)
     if tie_deg > 0:
         side = np.where(np.abs(ang) < np.deg2rad(tie_deg), 1.0, side)
-    return np.where(np.abs(ang) <= np.deg2rad(fov_deg / 2), gain * RANGE_CLIP_M * side * np.cos(ang), 0.0)
+    per_5deg = sector_beams / REFLEX_SECTOR_BEAMS
+    return np.where(np.abs(ang) <= np.deg2rad(fov_deg / 2), gain * RANGE_CLIP_M * per_5deg * side * np.cos(ang), 0.0)
 
 
-def reflex_reach(d0_m: float, front_m: float | None = None) -> np.ndarray:
-    """Reach (54,) of each reflex sector in network-input units (metres / RANGE_CLIP_M): ``d0_m``
+def reflex_reach(d0_m: float, front_m: float | None = None, sector_beams: int = REFLEX_SECTOR_BEAMS) -> np.ndarray:
+    """Reach (540 / sector_beams,) of each reflex sector in network-input units (metres / RANGE_CLIP_M): ``d0_m``
     everywhere, or with ``front_m`` > d0 a longer reach ahead, d0 + (front - d0) cos(a)^2 for the
     sectors within +-90 degrees of the heading (a sector starts pushing earlier the more directly
     ahead its obstacle lies: at 0.4 m/s and 1.5 rad/s a robot needs about 0.5 m to turn away from a
     wall met head-on, more than it needs beside it)."""
-    ang = reflex_sector_angles()
+    ang = reflex_sector_angles(sector_beams)
     if front_m is None or front_m <= d0_m:
         return np.full(len(ang), d0_m / RANGE_CLIP_M)
     c = np.clip(np.cos(ang), 0.0, None)
     return (d0_m + (front_m - d0_m) * c ** 2) / RANGE_CLIP_M
 
 
-def reflex_input(x: np.ndarray, bias: float | np.ndarray) -> np.ndarray:
+def reflex_input(x: np.ndarray, bias: float | np.ndarray, neurons: int = 540 // REFLEX_SECTOR_BEAMS) -> np.ndarray:
     """The reflex neurons' input current: bias - (mean network input of each sector); x (B, 541)
-    in [0, 1], bias scalar or per sector (54,) -> (B, 54). Positive when an obstacle is nearer
-    than bias * RANGE_CLIP_M metres."""
-    return bias - x[:, _REFLEX_BEAMS].reshape(x.shape[0], -1, REFLEX_SECTOR_BEAMS).mean(axis=2)
+    in [0, 1], bias scalar or per sector (neurons,) -> (B, neurons) (54 = 5-degree sectors, 540 =
+    one beam each). Positive when an obstacle is nearer than bias * RANGE_CLIP_M metres."""
+    return bias - x[:, _REFLEX_BEAMS].reshape(x.shape[0], neurons, -1).mean(axis=2)
 
 
 def preprocess(scans: np.ndarray, fill: bool = False) -> np.ndarray:
@@ -306,7 +315,7 @@ class CrnnKernel:
         if self.reflex is None:
             return np.zeros(len(scans))
         w, bias, step = self.reflex
-        i = reflex_input(preprocess(scans, self.fill)[..., 0], bias)
+        i = reflex_input(preprocess(scans, self.fill)[..., 0], bias, len(w))
         a = np.maximum(i, 0.0) if self.mode == "float" else self._act(i, step, 0, int(self.params.levels) - 1)
         return a @ w
 
@@ -458,7 +467,7 @@ class BifKernel:
         if self.reflex_pop is not None:  # reflex: analog input at the first step, spikes read out
             rw, rbias, _ = tw.reflex
             self.reflex_pop.reset()
-            ri = reflex_input(x[..., 0], rbias)
+            ri = reflex_input(x[..., 0], rbias, len(rw))
             for t in range(self.timesteps):
                 rs = self.reflex_pop.fire(ri if t == 0 else None)
                 if rs is not None:
@@ -504,7 +513,7 @@ class BifKernel:
                                       int(self.timesteps))
         if self.reflex_pop is not None:
             rw, rbias, rstep = tw.reflex
-            r_acc, r_count = _bif_analog(np.ascontiguousarray(reflex_input(x, rbias)), float(rstep),
+            r_acc, r_count = _bif_analog(np.ascontiguousarray(reflex_input(x, rbias, len(rw))), float(rstep),
                                          float(self.reflex_pop.n_max), rw, int(self.timesteps))
             acc = acc + r_acc
             count = count + r_count

@@ -4,7 +4,10 @@ The reflex is a second, fixed pathway beside the learned network, made of the sa
 converts to spiking neurons the same way (:class:`nodes.control.kernels.BifKernel`):
 
 * 54 neurons, one per 5-degree sector of the scan (10 beams, 27 sectors a side, mirror images;
-  :data:`~nodes.control.kernels.REFLEX_SECTOR_BEAMS`),
+  :data:`~nodes.control.kernels.REFLEX_SECTOR_BEAMS`), or with a fifth candidate field BEAMS
+  (``D0:GAIN:FRONT:TIE:BEAMS``, e.g. ``0.6:2:0.6:0:1``) 540 / BEAMS narrower neurons, weighted so a
+  filled 5-degree arc pushes the same (one neuron per beam: a door frame's edge or a thin post
+  with open space behind pushes too, where the 10-beam mean can stay out of reach),
   input current ``d0/5 - mean(x over the sector)`` with x = min(range, 5 m) / 5 m the network's
   own input (invalid returns filled): positive when the sector's obstacle is nearer than
   ``d0`` metres. Float path: ReLU; quantised: Q with L levels and step ``(d0/5)/(L-1)``;
@@ -32,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from nodes.control.kernels import RANGE_CLIP_M, CrnnParams, reflex_reach, reflex_weights
+from nodes.control.kernels import REFLEX_SECTOR_BEAMS, RANGE_CLIP_M, CrnnParams, reflex_reach, reflex_weights
 from pipeline.errors import UserError
 
 
 def with_reflex(arrays: dict[str, np.ndarray], meta: dict[str, Any], d0_m: float, gain: float,
-                front_m: float | None = None, tie_deg: float = 0.0,
+                front_m: float | None = None, tie_deg: float = 0.0, sector_beams: int = REFLEX_SECTOR_BEAMS,
                 fov_deg: float = 180.0) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """A copy of a controller's (arrays, meta) with the reflex of reach ``d0_m`` metres and
     ``gain`` (steering per metre of intrusion) added; ``gain`` 0 removes it.
@@ -46,7 +49,11 @@ def with_reflex(arrays: dict[str, np.ndarray], meta: dict[str, Any], d0_m: float
     (:func:`~nodes.control.kernels.reflex_reach`; one bias per neuron, array ``reflex_b`` (54,)).
     ``tie_deg`` (> 0): the sectors within +-tie_deg of the heading all push left, which breaks
     the tie of an obstacle met square-on (:func:`~nodes.control.kernels.reflex_weights`).
-    Without both the file is exactly the older symmetric reflex (scalar ``reflex_b``)."""
+    ``sector_beams``: beams per reflex neuron, 10 (54 neurons of 5 degrees, the default) or any
+    divisor of 270, e.g. 1 (540 neurons, one per beam: an obstacle seen by only a few beams of a
+    5-degree sector -- a thin post or a door frame's edge with open space behind -- still pushes;
+    :func:`~nodes.control.kernels.reflex_weights`).
+    Without these the file is exactly the older symmetric reflex (scalar ``reflex_b``)."""
     a = {k: v for k, v in arrays.items() if not k.startswith("reflex_")}
     m = {k: v for k, v in meta.items() if k != "reflex"}
     if gain == 0:
@@ -57,13 +64,16 @@ def with_reflex(arrays: dict[str, np.ndarray], meta: dict[str, Any], d0_m: float
         raise UserError(f"reflex: front reach must be in [d0, {RANGE_CLIP_M}) m, got {front_m} (d0 {d0_m})")
     if not 0 <= tie_deg <= 90:
         raise UserError(f"reflex: tie-break half-angle must be in [0, 90] degrees, got {tie_deg}")
+    if sector_beams != int(sector_beams) or not 1 <= sector_beams <= 270 or 270 % int(sector_beams):
+        raise UserError(f"reflex: beams per neuron must divide 270 (1, 2, 3, 5, 6, 9, 10, ...), got {sector_beams}")
+    sector_beams = int(sector_beams)
     shaped = front_m is not None and front_m > d0_m
-    bias = reflex_reach(d0_m, front_m) if shaped else np.float64(d0_m / RANGE_CLIP_M)
-    a["reflex_w"] = reflex_weights(gain, fov_deg, tie_deg)
+    bias = reflex_reach(d0_m, front_m, sector_beams) if shaped else np.float64(d0_m / RANGE_CLIP_M)
+    a["reflex_w"] = reflex_weights(gain, fov_deg, tie_deg, sector_beams)
     a["reflex_b"] = bias
     if meta.get("levels"):  # one step for the population: the longest reach spans L-1 levels
         a["reflex_step"] = np.float64(float(np.max(bias)) / (int(meta["levels"]) - 1))
-    m["reflex"] = {"d0_m": d0_m, "gain": gain, "fov_deg": fov_deg, "sector_beams": 10,
+    m["reflex"] = {"d0_m": d0_m, "gain": gain, "fov_deg": fov_deg, "sector_beams": sector_beams,
                    "neurons": int(len(a["reflex_w"]))}
     if shaped:
         m["reflex"]["front_m"] = front_m
@@ -75,10 +85,13 @@ def with_reflex(arrays: dict[str, np.ndarray], meta: dict[str, Any], d0_m: float
 def reflex_tuple(spec: dict[str, Any]) -> tuple[float, ...]:
     """A file's ``reflex`` metadata as the candidate tuple (d0, gain[, front[, tie]])."""
     t = [float(spec["d0_m"]), float(spec["gain"])]
-    if spec.get("front_m") is not None or spec.get("tie_deg"):
+    beams = int(spec.get("sector_beams", REFLEX_SECTOR_BEAMS))
+    if spec.get("front_m") is not None or spec.get("tie_deg") or beams != REFLEX_SECTOR_BEAMS:
         t.append(float(spec.get("front_m") or spec["d0_m"]))
-    if spec.get("tie_deg"):
-        t.append(float(spec["tie_deg"]))
+    if spec.get("tie_deg") or beams != REFLEX_SECTOR_BEAMS:
+        t.append(float(spec.get("tie_deg") or 0.0))
+    if beams != REFLEX_SECTOR_BEAMS:
+        t.append(float(beams))
     return tuple(t)
 
 
@@ -89,20 +102,23 @@ def reflex_label(c: tuple[float, ...]) -> str:
         out += f", front {c[2]:g} m"
     if len(c) > 3 and c[3] > 0:
         out += f", tie {c[3]:g} deg"
+    if len(c) > 4 and c[4] != REFLEX_SECTOR_BEAMS:
+        out += ", one neuron per beam" if c[4] == 1 else f", {c[4]:g} beams per neuron"
     return out
 
 
 def _candidates(texts: list[str]) -> list[tuple[float, ...]]:
-    """``D0:GAIN[:FRONT[:TIE]]`` strings -> tuples for :func:`with_reflex`."""
+    """``D0:GAIN[:FRONT[:TIE[:BEAMS]]]`` strings -> tuples for :func:`with_reflex`."""
     out = []
     for t in texts:
         try:
             vals = tuple(float(v) for v in t.split(":"))
         except ValueError:
             vals = ()
-        if not 2 <= len(vals) <= 4:
-            raise UserError(f"--reflex: expected D0:GAIN[:FRONT[:TIE]] (metres : steering per metre : front reach "
-                            f"metres : tie-break degrees), e.g. 0.5:2 or 0.6:2:0.9:10, got {t!r}")
+        if not 2 <= len(vals) <= 5:
+            raise UserError(f"--reflex: expected D0:GAIN[:FRONT[:TIE[:BEAMS]]] (metres : steering per metre : front "
+                            f"reach metres : tie-break degrees : beams per neuron), e.g. 0.5:2, 0.6:2:0.9:10 or "
+                            f"0.6:2:0.6:0:1, got {t!r}")
         out.append(vals)
     return out
 

@@ -206,7 +206,7 @@ class TorchBif:
 
             rw, rbias, rstep = self.reflex
             xi = torch.clamp(torch.from_numpy(r), max=RANGE_CLIP_M).reshape(1, -1) / RANGE_CLIP_M
-            cur = torch.from_numpy(reflex_input(xi.numpy(), rbias))
+            cur = torch.from_numpy(reflex_input(xi.numpy(), rbias, len(rw)))
             vr = torch.full_like(cur, rstep / 2)
             sr = torch.zeros_like(cur)
             w = torch.from_numpy(rw)

@@ -112,11 +112,11 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
         help="crnn_driver: world families to train in (default the 4 in configs/worlds)")
     opt("--episode-s", type=float, default=None, metavar="S", help="crnn_driver: episode length in seconds (default 30)")
     opt("--cache", default=None, metavar="DIR", help="crnn_driver: keep/reuse the expert episodes here (data-only .npz)")
-    opt("--reflex", nargs="+", default=None, metavar="D0:GAIN[:FRONT[:TIE]]",
+    opt("--reflex", nargs="+", default=None, metavar="D0:GAIN[:FRONT[:TIE[:BEAMS]]]",
         help="--model reflex: near-obstacle reflex candidates, reach D0 metres : steering per metre of intrusion "
              "[: longer reach FRONT metres straight ahead, tapering as cos^2 to D0 at the sides "
              "[: TIE degrees, the sectors within +-TIE of the heading all push left (breaks the tie of a wall met "
-             "square-on)]] (default 0.5:2; e.g. 0.6:2:0.9:10); the best on validation worlds (or none) is kept. "
+             "square-on) [: BEAMS per reflex neuron, 10 = 5-degree sectors (default), 1 = one neuron per beam]]] (default 0.5:2; e.g. 0.6:2:0.9:10, 0.6:2:0.6:0:1); the best on validation worlds (or none) is kept. "
              "--model crnn_driver: ONE such value, the reflex in the DAgger loop (default: the --init file's reflex; "
              "0:0 = none)")
     opt("--val-offset", type=int, default=None, metavar="N",
