@@ -384,6 +384,22 @@ def test_timesteps_cli_rechecks_a_files_T_on_closed_loop_decisions(tmp_path):
     assert all(np.array_equal(a[k], params.arrays[k]) for k in params.arrays)
 
 
+def _assert_spiking_equals_quantised(params: CrnnParams, seed: int) -> None:
+    """Spiking (compiled and numpy engines, and the torch-stepped twin) at a generous T equals the
+    quantised network on 8 random scans of 3 streams, to 1e-9."""
+    from nodes.control.torch_models import TorchBif
+
+    rng = np.random.default_rng(seed)
+    scans = rng.uniform(0.2, 1.2, (3, 8, 541))
+    state = rng.uniform(-1, 1, (3, 8, 2))
+    q = CrnnKernel(params, mode="quant").run(scans, state)
+    for engine in ("compiled", "numpy"):
+        s, _ = BifKernel(params, timesteps=2 * params.levels + 8, batch=3, engine=engine).run(scans, state)
+        assert np.max(np.abs(s - q)) < 1e-9, engine
+    tb = TorchBif(params, 2 * params.levels + 8)
+    np.testing.assert_allclose([tb.step(scans[0, i:i + 1], state[0, i:i + 1])[0] for i in range(8)], q[0], atol=1e-9)
+
+
 def test_shaped_reflex_reaches_further_ahead_breaks_the_head_on_tie_and_converts_losslessly():
     """The reflex with a longer front reach and a tie-break (``0.6:2:0.9:10``): a wall met square-on
     (which the symmetric reflex cancels to exactly 0) turns the robot left; an obstacle just right
@@ -393,7 +409,6 @@ def test_shaped_reflex_reaches_further_ahead_breaks_the_head_on_tie_and_converts
     pytest.importorskip("torch")
     from nodes.control.kernels import reflex_reach
     from nodes.control.reflex import _candidates, with_reflex
-    from nodes.control.torch_models import TorchBif
 
     base = _driver_params()
     sym = CrnnParams(*with_reflex(base.arrays, base.meta, 0.6, 2.0))
@@ -417,16 +432,7 @@ def test_shaped_reflex_reaches_further_ahead_breaks_the_head_on_tie_and_converts
         assert kh.reflex_out(wall)[0] > 0.2  # the tie-break turns left
         assert ks.reflex_out(post)[0] == 0.0 and kh.reflex_out(post)[0] > 0.05  # longer reach ahead
         assert kh.reflex_out(side)[0] == 0.0 and kh.reflex_out(far)[0] == 0.0
-    rng = np.random.default_rng(7)
-    scans = rng.uniform(0.2, 1.2, (3, 8, 541))
-    state = rng.uniform(-1, 1, (3, 8, 2))
-    q = CrnnKernel(shaped, mode="quant").run(scans, state)
-    for engine in ("compiled", "numpy"):
-        s, _ = BifKernel(shaped, timesteps=2 * shaped.levels + 8, batch=3, engine=engine).run(scans, state)
-        assert np.max(np.abs(s - q)) < 1e-9, engine
-    tb = TorchBif(shaped, 2 * shaped.levels + 8)
-    out = [tb.step(scans[0, i:i + 1], state[0, i:i + 1])[0] for i in range(8)]
-    np.testing.assert_allclose(out, q[0], atol=1e-9)
+    _assert_spiking_equals_quantised(shaped, seed=7)
     # the older two-value form is the older file exactly (a scalar bias)
     assert np.ndim(sym.arrays["reflex_b"]) == 0
 
@@ -439,7 +445,6 @@ def test_per_beam_reflex_feels_an_edge_the_sector_mean_misses_and_converts_lossl
     file's metadata."""
     pytest.importorskip("torch")
     from nodes.control.reflex import _candidates, reflex_label, reflex_tuple, with_reflex
-    from nodes.control.torch_models import TorchBif
     from pipeline.errors import UserError
 
     base = _driver_params()
@@ -460,19 +465,13 @@ def test_per_beam_reflex_feels_an_edge_the_sector_mean_misses_and_converts_lossl
         assert kb.reflex_out(filled)[0] == pytest.approx(ks.reflex_out(filled)[0], rel=0.02) and ks.reflex_out(filled)[0] > 0.2
         assert ks.reflex_out(edge)[0] == 0.0 and kb.reflex_out(edge)[0] > 0.05  # pushes left, off the edge
         assert kb.reflex_out(far)[0] == 0.0
-    rng = np.random.default_rng(8)
-    scans = rng.uniform(0.2, 1.2, (3, 8, 541))
-    state = rng.uniform(-1, 1, (3, 8, 2))
-    q = CrnnKernel(beam, mode="quant").run(scans, state)
-    for engine in ("compiled", "numpy"):
-        s, _ = BifKernel(beam, timesteps=2 * beam.levels + 8, batch=3, engine=engine).run(scans, state)
-        assert np.max(np.abs(s - q)) < 1e-9, engine
-    tb = TorchBif(beam, 2 * beam.levels + 8)
-    np.testing.assert_allclose([tb.step(scans[0, i:i + 1], state[0, i:i + 1])[0] for i in range(8)], q[0], atol=1e-9)
+    _assert_spiking_equals_quantised(beam, seed=8)
     with pytest.raises(UserError, match="must divide 270"):
         with_reflex(base.arrays, base.meta, 0.6, 2.0, None, 0.0, 4)
     with pytest.raises(UserError, match="BEAMS"):
         _candidates(["0.6:2:0.6:0:1:7"])
+    with pytest.raises(ValueError, match=r"reflex_w must hold 540 / S weights.*\(53,\)"):
+        CrnnKernel(CrnnParams(dict(beam.arrays, reflex_w=np.zeros(53)), beam.meta), mode="quant")
 
 
 def test_weights_digest_tells_edited_weights_apart_and_ignores_the_reflex():

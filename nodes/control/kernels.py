@@ -248,7 +248,12 @@ class CrnnParams:
             return None
         step = float(self.arrays["reflex_step"]) if "reflex_step" in self.arrays else None
         b = np.asarray(self.arrays["reflex_b"], dtype=np.float64)
-        return (np.asarray(self.arrays["reflex_w"], dtype=np.float64), float(b) if b.ndim == 0 else b, step)
+        w = np.asarray(self.arrays["reflex_w"], dtype=np.float64)
+        n = len(w)
+        if w.ndim != 1 or n < 2 or len(_REFLEX_BEAMS) % n or 270 % (len(_REFLEX_BEAMS) // n) or b.ndim > 1 or b.size not in (1, n):
+            raise ValueError(f"reflex arrays: reflex_w must hold 540 / S weights (S beams per neuron, S dividing 270) "
+                             f"and reflex_b one value or one per neuron, got shapes {w.shape} and {b.shape}")
+        return (w, float(b) if b.ndim == 0 else b, step)
 
     def step_of(self, layer: str) -> float:
         return float(self.arrays[f"{layer}_step"])
