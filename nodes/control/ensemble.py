@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from nodes.control.kernels import N_STATE, conv_lengths
+from nodes.control.kernels import N_STATE, CrnnParams, conv_lengths
 from pipeline.errors import UserError
 
 
@@ -49,10 +49,7 @@ def _check_members(members: list[tuple[str, dict[str, np.ndarray], dict[str, Any
     name0, _, m0 = members[0]
 
     def geometry(meta: dict[str, Any]) -> list[tuple]:
-        from nodes.control.kernels import CONV_LAYERS
-
-        layers = meta.get("conv_layers") or CONV_LAYERS
-        return [(str(n), int(k), int(s), bool(g)) for n, _, k, s, g in layers]
+        return [(n, k, s, g) for n, _, k, s, g in CrnnParams({}, meta).conv_layers]
 
     for name, arrays, meta in members:
         if meta.get("family") != "controller" or not meta.get("levels"):
@@ -71,20 +68,19 @@ def merge_drivers(members: list[tuple[str, dict[str, np.ndarray], dict[str, Any]
     """Merge K quantised driver networks ``(name, arrays, meta)`` into one network whose steering
     is the mean of theirs (plus member 1's reflex): see the module docstring. Returns the merged
     (arrays, meta); arrays float64, the reflex re-added by :func:`nodes.control.reflex.with_reflex`."""
-    from nodes.control.kernels import CONV_LAYERS
     from nodes.control.reflex import reflex_tuple, with_reflex
 
     _check_members(members)
     k_members = len(members)
     _, a0, m0 = members[0]
-    layers0 = [tuple(c) for c in (m0.get("conv_layers") or CONV_LAYERS)]
+    layers0 = CrnnParams(a0, m0).conv_layers
     names = [str(c[0]) for c in layers0] + ["rnn"]
     steps = {n: float(a0[f"{n}_step"]) for n in names}
     lengths = conv_lengths(layers=layers0)
     n_pos = lengths[-1]  # positions of the last conv layer (features = positions x channels)
 
     merged: dict[str, np.ndarray] = {}
-    scales: list[dict[str, float]] = []
+    scales: list[dict[str, float]] = [{} for _ in members]  # per member: layer -> c
     for i, name in enumerate(names[:-1]):  # conv layers, block-diagonal after the first
         ws = [np.asarray(a[f"{name}_w"], dtype=np.float64) for _, a, _ in members]
         c_out = [w.shape[0] for w in ws]
@@ -99,8 +95,6 @@ def merge_drivers(members: list[tuple[str, dict[str, np.ndarray], dict[str, Any]
             cols = slice(0, 1) if i == 0 else slice(o_in, o_in + c_in[j])
             w_m[o_out:o_out + c_out[j], cols, :] = w * (c_here / c_prev)
             b_m[o_out:o_out + c_out[j]] = np.asarray(a[f"{name}_b"], dtype=np.float64) * c_here
-            if i == 0:
-                scales.append({})
             scales[j][name] = c_here
             o_out += c_out[j]
             o_in += c_in[j]
@@ -159,9 +153,7 @@ def merge_drivers(members: list[tuple[str, dict[str, np.ndarray], dict[str, Any]
 
 def ensemble_cli(args: argparse.Namespace) -> int:
     """``spikeloop train --model ensemble --members A B ... --out M``: see the module docstring."""
-    from nodes.control.driving import DEFAULT_FAMILIES, _specs, closed_loop_timesteps
-    from nodes.control.kernels import CrnnParams
-    from nodes.control.simulator import SEED_RANGES
+    from nodes.control.driving import validation_timesteps
     from pipeline.modelfile import load_model, save_model
 
     files = getattr(args, "members", None) or []
@@ -174,12 +166,8 @@ def ensemble_cli(args: argparse.Namespace) -> int:
         arrays, meta = load_model(f)
         members.append((f, arrays, meta))
     arrays, meta = merge_drivers(members)
-    specs = _specs(list(args.worlds_files or DEFAULT_FAMILIES), getattr(args, "val_episode_s", None) or 60.0)
-    n = args.val_worlds or 10
-    seeds = list(range(SEED_RANGES["validation"][0], SEED_RANGES["validation"][0] + n))
-    print(f"{meta['architecture']}; checking T on closed-loop decisions, {n} validation "
-          f"worlds x {len(specs)} families", flush=True)
-    meta["timesteps"], meta["timesteps_note"] = closed_loop_timesteps(CrnnParams(arrays, meta), specs, seeds)
+    print(meta["architecture"], flush=True)
+    meta["timesteps"], meta["timesteps_note"] = validation_timesteps(args, CrnnParams(arrays, meta))
     save_model(args.out, arrays, meta)
     print(f"spiking = quantised from T = {meta['timesteps']} -> {args.out}")
     return 0
