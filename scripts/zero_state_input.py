@@ -8,7 +8,8 @@ obstacle asks for (the L = 8 network settles into slow circles in open space; do
 collision avoidance, round 4). This sets the recurrent layer's input weights from state value
 ``--input`` (default 1, the turn rate) to 0 in BOTH the float and the quantised/spiking network
 (the same array ``rnn_wx``), so the three stay one network and the spiking conversion is
-unchanged in kind; the metadata records what was zeroed. Re-check the stored T afterwards
+unchanged in kind; the metadata records what was zeroed (the total scale: a file scaled
+before, e.g. the shipped driver at x0.85, scaled by 0.9 records 0.765). Re-check the stored T afterwards
 (``spikeloop train --model timesteps``).
 """
 from __future__ import annotations
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     wx[:, col] *= args.scale
     arrays = dict(arrays, rnn_wx=wx)
     name = ["speed", "turn_rate"][args.input]
-    scaled = dict(meta.get("state_input_scale", {}), **{name: args.scale})
+    earlier = meta.get("state_input_scale", {})  # a file scaled before: the scales compose
+    scaled = dict(earlier, **{name: float(earlier.get(name, 1.0)) * args.scale})
     meta = dict(meta, state_input_scale=scaled, state_scaled_from=str(args.model))
     save_model(args.out, arrays, meta)
     print(f"{args.model}: recurrent weights from state input {args.input} ({name}) x {args.scale:g} -> {args.out}")

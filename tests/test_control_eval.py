@@ -621,3 +621,28 @@ def test_compiled_bif_scatter_equals_the_numpy_engine_with_gaps_and_overlaps():
             np.testing.assert_allclose(b.h, a.h, rtol=0, atol=1e-12)
             spikes += float(b.last_spikes.sum())
         assert spikes > 0  # the comparison covered spiking layers, not a silent network
+
+
+def test_turn_rate_scaling_composes_on_a_file_scaled_before(tmp_path):
+    """scripts/zero_state_input.py multiplies the recurrent weights of the turn-rate input and
+    records the TOTAL scale: scaling the shipped file (x0.85 already) by 0.9 stores 0.765 and leaves
+    every other weight as it was."""
+    import importlib.util
+
+    from pipeline.modelfile import load_model
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("zero_state_input", REPO / "scripts" / "zero_state_input.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    src = REPO / "models" / "crnn_driver_q8.npz"
+    out = tmp_path / "x.npz"
+    assert mod.main([str(src), str(out), "--scale", "0.9"]) == 0
+    (a0, m0), (a1, m1) = load_model(src), load_model(out)
+    before = m0["state_input_scale"]["turn_rate"]
+    assert m1["state_input_scale"]["turn_rate"] == pytest.approx(before * 0.9)
+    np.testing.assert_allclose(a1["rnn_wx"][:, -1], 0.9 * a0["rnn_wx"][:, -1], rtol=1e-12)
+    np.testing.assert_array_equal(a1["rnn_wx"][:, :-1], a0["rnn_wx"][:, :-1])
+    for k in a0:
+        if k != "rnn_wx":
+            np.testing.assert_array_equal(a1[k], a0[k])
