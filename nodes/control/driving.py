@@ -551,14 +551,15 @@ def train_driver(args: argparse.Namespace, on_epoch: Callable[[dict, dict, dict,
     return 0
 
 
-def validation_timesteps(args: argparse.Namespace, params: CrnnParams) -> tuple[int, dict[str, Any]]:
+def validation_timesteps(args: argparse.Namespace, params: CrnnParams, label: str = "") -> tuple[int, dict[str, Any]]:
     """The T a quantised controller file stores, from :func:`closed_loop_timesteps` on
     ``--val-worlds`` validation worlds per family (default 10) of ``--worlds-files`` (default the
-    four shipped families), ``--val-episode-s`` long (default 60): (T, note)."""
+    four shipped families), ``--val-episode-s`` long (default 60): (T, note). ``label`` (e.g. the
+    file's name) starts the progress line."""
     specs = _specs(list(args.worlds_files or DEFAULT_FAMILIES), getattr(args, "val_episode_s", None) or 60.0)
     n = args.val_worlds or 10
     seeds = list(range(SEED_RANGES["validation"][0], SEED_RANGES["validation"][0] + n))
-    print(f"checking T on closed-loop decisions, {n} validation worlds x {len(specs)} families, "
+    print(f"{label + ': ' if label else ''}checking T on closed-loop decisions, {n} validation worlds x {len(specs)} families, "
           f"{specs[0].episode_s:g} s (stored T: {params.meta.get('timesteps')})", flush=True)
     return closed_loop_timesteps(params, specs, seeds)
 
@@ -574,8 +575,7 @@ def check_timesteps_cli(args: argparse.Namespace) -> int:
     arrays, meta = load_model(args.init)
     if meta.get("family") != "controller" or not meta.get("levels"):
         raise UserError(f"{args.init}: --model timesteps needs a quantised controller model")
-    print(f"{args.init}:", end=" ")
-    T, note = validation_timesteps(args, CrnnParams(arrays, meta))
+    T, note = validation_timesteps(args, CrnnParams(arrays, meta), label=str(args.init))
     previous = meta.get("timesteps")
     meta = dict(meta, timesteps=T, timesteps_note=dict(note, previous_T=previous, previous_note=meta.get("timesteps_note")))
     save_model(args.out, arrays, meta)

@@ -69,6 +69,8 @@ def merge_drivers(members: list[tuple[str, dict[str, np.ndarray], dict[str, Any]
     is the mean of theirs (plus member 1's reflex): see the module docstring. Returns the merged
     (arrays, meta); arrays float64, the reflex re-added by :func:`nodes.control.reflex.with_reflex`."""
     from nodes.control.reflex import reflex_tuple, with_reflex
+    from nodes.control.training import architecture_text
+    from pipeline.modelfile import file_sha256
 
     _check_members(members)
     k_members = len(members)
@@ -127,16 +129,12 @@ def merge_drivers(members: list[tuple[str, dict[str, np.ndarray], dict[str, Any]
     for n in names:
         merged[f"{n}_step"] = np.float64(steps[n])
 
-    from nodes.control.training import architecture_text
-
     conv_layers = [[n, int(sum(np.asarray(a[f"{n}_w"]).shape[0] for _, a, _ in members)), int(k), int(s), bool(g)]
                    for n, _, k, s, g in layers0]
     meta = {key: v for key, v in m0.items()
             if key not in ("reflex", "reflex_selection", "dagger", "timesteps", "timesteps_note", "independent_validation",
                            "validation_worst_collision_free", "init", "state_input_scale", "state_scaled_from",
                            "new_network", "extra_data", "train_minutes")}
-    from pipeline.modelfile import file_sha256
-
     meta.update(conv_layers=conv_layers, conv_lengths=conv_lengths(layers=conv_layers),
                 architecture=f"ensemble of {k_members} (mean steering): " + architecture_text(conv_layers, sum(hid)),
                 ensemble={"members": [{"file": Path(n).name, "sha256": file_sha256(n) if Path(n).is_file() else None,

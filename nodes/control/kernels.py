@@ -124,11 +124,17 @@ heading (beams 0-269 and 271-540, mirror images of each other; the dead-ahead be
 _REFLEX_BEAMS = np.r_[0:270, 271:541]
 
 
+def check_sector_beams(sector_beams: float) -> int:
+    """Beams per reflex neuron as an int: a whole number that splits each side's 270 beams evenly
+    (1, 2, 3, 5, 6, 9, 10, ...); anything else raises ValueError."""
+    if sector_beams != int(sector_beams) or not 1 <= sector_beams <= 270 or 270 % int(sector_beams):
+        raise ValueError(f"reflex: beams per neuron must divide 270 (1, 2, 3, 5, 6, 9, 10, ...), got {sector_beams}")
+    return int(sector_beams)
+
+
 def reflex_sector_angles(sector_beams: int = REFLEX_SECTOR_BEAMS) -> np.ndarray:
     """Centre angle (540 / sector_beams,) of each reflex sector, radians from the heading (+ = left)."""
-    if sector_beams < 1 or 270 % sector_beams:
-        raise ValueError(f"reflex sectors must split each side's 270 beams evenly, got {sector_beams} beams")
-    beams = _REFLEX_BEAMS.reshape(-1, sector_beams)
+    beams = _REFLEX_BEAMS.reshape(-1, check_sector_beams(sector_beams))
     return np.deg2rad(-135.0 + 0.5 * beams).mean(axis=1)
 
 
@@ -250,7 +256,8 @@ class CrnnParams:
         b = np.asarray(self.arrays["reflex_b"], dtype=np.float64)
         w = np.asarray(self.arrays["reflex_w"], dtype=np.float64)
         n = len(w)
-        if w.ndim != 1 or n < 2 or len(_REFLEX_BEAMS) % n or 270 % (len(_REFLEX_BEAMS) // n) or b.ndim > 1 or b.size not in (1, n):
+        beams_ok = n >= 2 and len(_REFLEX_BEAMS) % n == 0 and 270 % (len(_REFLEX_BEAMS) // n) == 0
+        if w.ndim != 1 or not beams_ok or b.ndim > 1 or b.size not in (1, n):
             raise ValueError(f"reflex arrays: reflex_w must hold 540 / S weights (S beams per neuron, S dividing 270) "
                              f"and reflex_b one value or one per neuron, got shapes {w.shape} and {b.shape}")
         return (w, float(b) if b.ndim == 0 else b, step)

@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from nodes.control.kernels import REFLEX_SECTOR_BEAMS, RANGE_CLIP_M, CrnnParams, reflex_reach, reflex_weights
+from nodes.control.kernels import (REFLEX_SECTOR_BEAMS, RANGE_CLIP_M, CrnnParams, check_sector_beams, reflex_reach,
+                                   reflex_weights)
 from pipeline.errors import UserError
 
 
@@ -64,9 +65,10 @@ def with_reflex(arrays: dict[str, np.ndarray], meta: dict[str, Any], d0_m: float
         raise UserError(f"reflex: front reach must be in [d0, {RANGE_CLIP_M}) m, got {front_m} (d0 {d0_m})")
     if not 0 <= tie_deg <= 90:
         raise UserError(f"reflex: tie-break half-angle must be in [0, 90] degrees, got {tie_deg}")
-    if sector_beams != int(sector_beams) or not 1 <= sector_beams <= 270 or 270 % int(sector_beams):
-        raise UserError(f"reflex: beams per neuron must divide 270 (1, 2, 3, 5, 6, 9, 10, ...), got {sector_beams}")
-    sector_beams = int(sector_beams)
+    try:
+        sector_beams = check_sector_beams(sector_beams)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     shaped = front_m is not None and front_m > d0_m
     bias = reflex_reach(d0_m, front_m, sector_beams) if shaped else np.float64(d0_m / RANGE_CLIP_M)
     a["reflex_w"] = reflex_weights(gain, fov_deg, tie_deg, sector_beams)
